@@ -1,0 +1,195 @@
+//! Maps a parsed `.verdict` file onto the document tree, so that the one lowering in
+//! [`crate::lower`] checks DSL and YAML bundles alike. DSL setting names map to the reference
+//! format's keys (`reason` → `description`, `default` → `default_effect`).
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::tree::{Key, Node, NodeKind, number};
+use verdict_grammar::ast::{File, Item, Lit, LitKind, MAX_DEPTH, Name, Prop, Span};
+
+/// Builds the bundle tree of a DSL file. Items the parser could not read are skipped (their
+/// syntax errors are reported by the parser).
+pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
+    let mut top: Vec<(Key, Node)> = Vec::new();
+    let mut defs: Vec<(Key, Node)> = Vec::new();
+    let mut policies: Vec<Node> = Vec::new();
+    let mut bundle_span: Option<Span> = None;
+    let mut whole = Span::default();
+    for item in &file.items {
+        match item {
+            Item::Bundle(b) => {
+                whole = whole.cover(b.span);
+                if let Some(first) = bundle_span {
+                    diags.push(
+                        Diagnostic::error(
+                            Code::DuplicateId,
+                            b.name.span,
+                            "a file declares one bundle",
+                        )
+                        .with_label(first, "the bundle is declared here"),
+                    );
+                    continue;
+                }
+                bundle_span = Some(b.span);
+                top.push((key("bundle_id", b.name.span), name_node(&b.name)));
+                top.extend(props(&b.props, |k| k.to_owned(), diags));
+            }
+            Item::Let(l) => {
+                whole = whole.cover(l.span);
+                defs.push((
+                    Key {
+                        text: l.name.text.clone(),
+                        span: l.name.span,
+                    },
+                    Node::new(NodeKind::Cond(Box::new(l.expr.clone())), l.expr.span),
+                ));
+            }
+            Item::Policy(p) => {
+                whole = whole.cover(p.span);
+                let mut entries = vec![(key("id", p.name.span), name_node(&p.name))];
+                entries.extend(props(
+                    &p.props,
+                    |k| match k {
+                        "default" => "default_effect".to_owned(),
+                        other => other.to_owned(),
+                    },
+                    diags,
+                ));
+                let mut rules = Vec::new();
+                for r in &p.rules {
+                    let mut re = vec![
+                        (key("id", r.name.span), name_node(&r.name)),
+                        (key("effect", r.effect.span), word_node(&r.effect)),
+                    ];
+                    if let Some(w) = &r.when {
+                        re.push((
+                            key("when", w.span),
+                            Node::new(NodeKind::Cond(Box::new(w.clone())), w.span),
+                        ));
+                    }
+                    re.extend(props(
+                        &r.props,
+                        |k| match k {
+                            "reason" => "description".to_owned(),
+                            other => other.to_owned(),
+                        },
+                        diags,
+                    ));
+                    rules.push(Node::new(NodeKind::Map(re), r.span));
+                }
+                entries.push((
+                    key("rules", p.name.span),
+                    Node::new(NodeKind::Seq(rules), p.span),
+                ));
+                policies.push(Node::new(NodeKind::Map(entries), p.span));
+            }
+            Item::Error(_) => {}
+        }
+    }
+    if !defs.is_empty() {
+        top.push((
+            key("definitions", whole),
+            Node::new(NodeKind::Map(defs), whole),
+        ));
+    }
+    if !policies.is_empty() {
+        top.push((
+            key("policies", whole),
+            Node::new(NodeKind::Seq(policies), whole),
+        ));
+    }
+    Node::new(NodeKind::Map(top), bundle_span.unwrap_or(whole))
+}
+
+fn key(text: &str, span: Span) -> Key {
+    Key {
+        text: text.to_owned(),
+        span,
+    }
+}
+
+fn name_node(n: &Name) -> Node {
+    Node::new(NodeKind::Str(n.text.clone()), n.span)
+}
+
+fn word_node(n: &Name) -> Node {
+    Node::new(NodeKind::Word(n.text.clone()), n.span)
+}
+
+fn props(
+    props: &[Prop],
+    rename: impl Fn(&str) -> String,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<(Key, Node)> {
+    let mut out: Vec<(Key, Node)> = Vec::new();
+    for p in props {
+        let k = rename(&p.key.text);
+        if let Some((first, _)) = out.iter().find(|(e, _)| e.text == k) {
+            diags.push(
+                Diagnostic::error(
+                    Code::DuplicateId,
+                    p.key.span,
+                    format!("`{}` is set twice", p.key.text),
+                )
+                .with_label(first.span, "first set here"),
+            );
+            continue;
+        }
+        if let Some(v) = lit_node(&p.value, 0, 1) {
+            out.push((
+                Key {
+                    text: k,
+                    span: p.key.span,
+                },
+                v,
+            ));
+        } else {
+            diags.push(Diagnostic::error(
+                Code::TooDeep,
+                p.value.span,
+                format!("value nested deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+    }
+    out
+}
+
+/// A literal as a tree node (spans moved by `base`); `None` when nested deeper than
+/// [`MAX_DEPTH`]. Bad numbers become strings the lowering will refuse with a message.
+pub fn lit_node(l: &Lit, base: u32, depth: usize) -> Option<Node> {
+    if depth > MAX_DEPTH + 1 {
+        return None;
+    }
+    let span = l.span.shift(base);
+    let kind = match &l.kind {
+        LitKind::Null => NodeKind::Null,
+        LitKind::Bool(b) => NodeKind::Bool(*b),
+        LitKind::Number(n) => number(n).unwrap_or_else(|| NodeKind::Str(n.clone())),
+        LitKind::Str(s) => NodeKind::Str(s.clone()),
+        LitKind::Ident(s) => NodeKind::Word(s.clone()),
+        LitKind::Apply(f, a) => {
+            let inner = lit_node(a, base, depth + 1)?;
+            NodeKind::Word(format!("{}<{}>", f.text, inner.as_text().unwrap_or("?")))
+        }
+        LitKind::List(items) => NodeKind::Seq(
+            items
+                .iter()
+                .map(|i| lit_node(i, base, depth + 1))
+                .collect::<Option<Vec<_>>>()?,
+        ),
+        LitKind::Object(entries) => {
+            let mut out = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                out.push((
+                    Key {
+                        text: k.text.clone(),
+                        span: k.span.shift(base),
+                    },
+                    lit_node(v, base, depth + 1)?,
+                ));
+            }
+            NodeKind::Map(out)
+        }
+        LitKind::Error => NodeKind::Null,
+    };
+    Some(Node::new(kind, span))
+}

@@ -1,0 +1,287 @@
+//! The reference interpreter: a direct walk of the IR, written for clarity, not speed. It is the
+//! oracle the VM and the JIT are tested against.
+//!
+//! Evaluation order is the contract for traces: policies in order; in a policy, rules in order
+//! (`match priority`: by descending priority, then severity, then position); in a rule, the
+//! condition left to right with `and`/`or` short-circuiting; definitions evaluated where referenced.
+
+use crate::ir::*;
+use serde_json::{Map, Value};
+use verdict_grammar::printer::path_of;
+use verdict_runtime::atom;
+use verdict_runtime::decision::{
+    AtomTrace, Decision, EvaluationResult, GateTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace,
+    RuleTrace, TraceEntry,
+};
+use verdict_runtime::pyrepr::repr;
+use verdict_runtime::request::Request;
+
+/// A bundle ready to evaluate: the IR, its compiled regexes and its fingerprint.
+#[derive(Debug)]
+pub struct Interpreter<'b> {
+    bundle: &'b Bundle,
+    /// The compiled pattern of every constant used as a `matches` pattern, by constant id.
+    regexes: Vec<Option<regex::Regex>>,
+    fingerprint: String,
+    /// Rule evaluation order of each policy.
+    orders: Vec<Vec<usize>>,
+}
+
+/// Why a bundle cannot be prepared for evaluation (a broken IR invariant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepareError(pub String);
+
+impl<'b> Interpreter<'b> {
+    pub fn new(bundle: &'b Bundle) -> Result<Interpreter<'b>, PrepareError> {
+        let mut regexes: Vec<Option<regex::Regex>> = vec![None; bundle.consts.len()];
+        for node in &bundle.conds {
+            if let Cond::Atom(Atom {
+                op: AtomOp::Matches,
+                rhs: Operand::Const(c),
+                ..
+            }) = &node.cond
+                && let Some(Value::String(p)) = bundle.constant(*c)
+                && let Some(slot) = regexes.get_mut(c.index())
+                && slot.is_none()
+            {
+                *slot = Some(regex::Regex::new(p).map_err(|e| PrepareError(e.to_string()))?);
+            }
+        }
+        let orders = bundle
+            .policies
+            .iter()
+            .map(|p| rule_order(bundle, p))
+            .collect();
+        Ok(Interpreter {
+            bundle,
+            regexes,
+            fingerprint: crate::emit::fingerprint(bundle),
+            orders,
+        })
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Evaluates one request at time `now`; with `trace`, records every step.
+    pub fn evaluate(&self, req: &Request, now: jiff::Timestamp, trace: bool) -> EvaluationResult {
+        let b = self.bundle;
+        let mut entries: Option<Vec<TraceEntry>> = trace.then(Vec::new);
+        let gate = |reason: &str, entries: Option<Vec<TraceEntry>>| EvaluationResult {
+            bundle_id: b.id.clone(),
+            bundle_version: b.version.clone(),
+            fingerprint: self.fingerprint.clone(),
+            decision: Decision::bare(b.most_severe(), reason),
+            policy_decisions: Vec::new(),
+            trace: entries,
+        };
+        if b.effective_from.is_some() || b.effective_until.is_some() {
+            let early = b.effective_from.as_ref().is_some_and(|f| now < f.at);
+            let late = !early && b.effective_until.as_ref().is_some_and(|u| now >= u.at);
+            if let Some(e) = entries.as_mut() {
+                e.push(TraceEntry::Gate(GateTrace {
+                    gate: "effective_window".into(),
+                    passed: !early && !late,
+                }));
+            }
+            if early {
+                return gate("bundle is not yet effective", entries);
+            }
+            if late {
+                return gate("bundle effective period has ended", entries);
+            }
+        }
+        if let Some(scope) = &b.card_scope {
+            let vendor_ok = matches!(
+                req.resource.as_ref().and_then(|r| r.get("vendor_id")),
+                Some(Value::String(v)) if *v == scope.vendor_id
+            );
+            let action_ok =
+                matches!(&req.action, Some(Value::String(a)) if scope.allowed_actions.contains(a));
+            if let Some(e) = entries.as_mut() {
+                e.push(TraceEntry::Gate(GateTrace {
+                    gate: "card_scope".into(),
+                    passed: vendor_ok && action_ok,
+                }));
+            }
+            if !(vendor_ok && action_ok) {
+                return gate("request is outside Decision Card runtime scope", entries);
+            }
+        }
+        let mut decisions = Vec::with_capacity(b.policies.len());
+        for (p, order) in b.policies.iter().zip(&self.orders) {
+            let mut rules_trace = entries.as_ref().map(|_| Vec::new());
+            let d = self.policy(p, order, req, rules_trace.as_mut());
+            if let (Some(e), Some(rules)) = (entries.as_mut(), rules_trace) {
+                e.push(TraceEntry::Policy(PolicyTrace {
+                    policy: p.id.clone(),
+                    rules,
+                    decision: d.kind.clone(),
+                }));
+            }
+            decisions.push(d);
+        }
+        let decision = combine(b, &decisions);
+        EvaluationResult {
+            bundle_id: b.id.clone(),
+            bundle_version: b.version.clone(),
+            fingerprint: self.fingerprint.clone(),
+            decision,
+            policy_decisions: decisions,
+            trace: entries,
+        }
+    }
+
+    fn policy(
+        &self,
+        p: &Policy,
+        order: &[usize],
+        req: &Request,
+        mut trace: Option<&mut Vec<RuleTrace>>,
+    ) -> Decision {
+        let b = self.bundle;
+        for &i in order {
+            let Some(r) = p.rules.get(i) else { continue };
+            let mut atoms = trace.as_ref().map(|_| Vec::new());
+            let held = self.cond(r.cond, req, atoms.as_mut());
+            if let (Some(t), Some(atoms)) = (trace.as_deref_mut(), atoms) {
+                t.push(RuleTrace {
+                    rule: r.id.clone(),
+                    held,
+                    atoms,
+                });
+            }
+            if held {
+                let reason = match &r.description {
+                    Some(d) if !d.is_empty() => d.clone(),
+                    _ => format!("matched rule {}", repr(&r.id)),
+                };
+                return Decision {
+                    kind: b.effect(r.effect).to_owned(),
+                    matched_policy_id: Some(p.id.clone()),
+                    matched_rule_id: Some(r.id.clone()),
+                    reason,
+                    codes: r.codes.clone(),
+                    obligations: r.obligations.clone(),
+                };
+            }
+        }
+        let (kind, shown) = match p.default {
+            Some(e) => (b.effect(e).to_owned(), repr(b.effect(e))),
+            None => (NOT_APPLICABLE.to_owned(), repr("none")),
+        };
+        Decision {
+            kind,
+            matched_policy_id: Some(p.id.clone()),
+            matched_rule_id: None,
+            reason: format!("no rule matched; policy default_effect={shown}"),
+            codes: Vec::new(),
+            obligations: Map::new(),
+        }
+    }
+
+    /// Evaluates a condition. Recursion is bounded by the IR's depth invariant.
+    fn cond(&self, id: CondId, req: &Request, mut trace: Option<&mut Vec<AtomTrace>>) -> bool {
+        let Some(node) = self.bundle.cond(id) else {
+            return false;
+        };
+        match &node.cond {
+            Cond::Const(v) => *v,
+            Cond::Not(c) => !self.cond(*c, req, trace),
+            Cond::All(v) => v.iter().all(|c| self.cond(*c, req, trace.as_deref_mut())),
+            Cond::Any(v) => v.iter().any(|c| self.cond(*c, req, trace.as_deref_mut())),
+            Cond::Ref(d) => match self.bundle.defs.get(d.index()) {
+                Some(def) => self.cond(def.cond, req, trace),
+                None => false,
+            },
+            Cond::Atom(a) => {
+                let l = self.operand(a.lhs, req);
+                let r = self.operand(a.rhs, req);
+                let re = match (a.op, a.rhs) {
+                    (AtomOp::Matches, Operand::Const(c)) => {
+                        self.regexes.get(c.index()).and_then(Option::as_ref)
+                    }
+                    _ => None,
+                };
+                let result = atom::eval(a.op, l, r, re);
+                if let Some(t) = trace {
+                    let mut read = Vec::new();
+                    for (o, v) in [(a.lhs, l), (a.rhs, r)] {
+                        if let Operand::Path(p) = o {
+                            read.push(ReadTrace {
+                                path: path_of(self.bundle.path(p).iter().map(String::as_str)),
+                                value: v.cloned(),
+                                missing: v.is_none(),
+                            });
+                        }
+                    }
+                    t.push(AtomTrace {
+                        atom: a.text.clone(),
+                        span: [node.span.start, node.span.end],
+                        line: a.line,
+                        column: a.column,
+                        read,
+                        result,
+                    });
+                }
+                result
+            }
+        }
+    }
+
+    fn operand<'r>(&'r self, o: Operand, req: &'r Request) -> Option<&'r Value> {
+        match o {
+            Operand::Path(p) => req.lookup(self.bundle.path(p)),
+            Operand::Const(c) => self.bundle.constant(c),
+            Operand::None => None,
+        }
+    }
+}
+
+/// The order rules are tried in: as written (`first`), or by descending priority, then severity
+/// (most severe first), then position (`priority`).
+pub fn rule_order(b: &Bundle, p: &Policy) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..p.rules.len()).collect();
+    if p.match_mode == MatchMode::Priority {
+        order.sort_by_key(|&i| {
+            p.rules
+                .get(i)
+                .map(|r| (std::cmp::Reverse(r.priority), r.effect, i))
+        });
+    }
+    let _ = b;
+    order
+}
+
+/// Combines policy decisions into the bundle's decision.
+fn combine(b: &Bundle, decisions: &[Decision]) -> Decision {
+    let applicable = decisions.iter().filter(|d| d.kind != NOT_APPLICABLE);
+    let winner = match b.combine {
+        Combine::First => applicable.into_iter().next(),
+        Combine::Overrides => {
+            let severity = |d: &Decision| {
+                b.effects
+                    .iter()
+                    .position(|e| *e == d.kind)
+                    .unwrap_or(usize::MAX)
+            };
+            // `min_by_key` keeps the first of equals: ties go to the earlier policy.
+            applicable.min_by_key(|d| severity(d))
+        }
+    };
+    let Some(w) = winner else {
+        return Decision::bare(NOT_APPLICABLE, "no policy applied");
+    };
+    let mut out = w.clone();
+    let mut merged = Map::new();
+    for d in decisions.iter().filter(|d| d.kind == w.kind) {
+        for (k, v) in &d.obligations {
+            if !merged.contains_key(k) {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out.obligations = merged;
+    out
+}

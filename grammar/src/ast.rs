@@ -1,0 +1,333 @@
+//! The syntax tree of a `.verdict` file and of a condition expression.
+//!
+//! Every node carries its byte [`Span`]. The tree is free of lexer and parser types. Nodes that can
+//! nest without bound ([`Expr`], [`Lit`]) are dropped iteratively, so a hostile file nested 100,000
+//! deep cannot overflow the stack when its tree is freed; walkers bound their recursion with
+//! [`MAX_DEPTH`].
+
+/// Nesting deeper than this is refused by every consumer of the tree (LANGUAGE.md §6.5).
+pub const MAX_DEPTH: usize = 128;
+
+/// A half-open byte range in one source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            end: u32::try_from(end).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The smallest span covering both.
+    pub fn cover(self, other: Span) -> Span {
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
+    }
+
+    /// Moves the span by `offset` bytes (for expressions embedded in a larger file).
+    pub fn shift(self, offset: u32) -> Span {
+        Span {
+            start: self.start.saturating_add(offset),
+            end: self.end.saturating_add(offset),
+        }
+    }
+
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// A name: an identifier or a quoted string (ids such as `writes-require-admin` need quotes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Name {
+    pub text: String,
+    pub span: Span,
+}
+
+/// A parsed `.verdict` file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Bundle(BundleDecl),
+    Let(LetDecl),
+    Policy(PolicyDecl),
+    /// A stretch the parser skipped while recovering; its error is in the error list.
+    Error(Span),
+}
+
+/// `bundle NAME { PROP* }`: the bundle's id and settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleDecl {
+    pub name: Name,
+    pub props: Vec<Prop>,
+    pub span: Span,
+}
+
+/// `let NAME = EXPR`: a named condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LetDecl {
+    pub name: Name,
+    pub expr: Expr,
+    pub span: Span,
+}
+
+/// `policy NAME { PROP* RULE* }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyDecl {
+    pub name: Name,
+    pub props: Vec<Prop>,
+    pub rules: Vec<RuleDecl>,
+    pub span: Span,
+}
+
+/// `rule NAME EFFECT { when EXPR PROP* }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleDecl {
+    pub name: Name,
+    pub effect: Name,
+    pub when: Option<Expr>,
+    pub props: Vec<Prop>,
+    pub span: Span,
+}
+
+/// A setting: `KEY VALUE`, e.g. `version "1.2.0"`, `default deny`, `codes ["A"]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prop {
+    pub key: Name,
+    pub value: Lit,
+    pub span: Span,
+}
+
+/// A literal value. In settings, bare identifiers (`deny`, `first`) and type applications
+/// (`list<string>`) are literals too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lit {
+    pub kind: LitKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LitKind {
+    Null,
+    Bool(bool),
+    /// The number's source text, with a leading `-` when negative.
+    Number(String),
+    Str(String),
+    List(Vec<Lit>),
+    Object(Vec<(Name, Lit)>),
+    /// A bare word (settings only), or a dotted key in a settings object (`subject.role`).
+    Ident(String),
+    /// `list<string>` (settings only).
+    Apply(Name, Box<Lit>),
+    /// A value the parser could not read.
+    Error,
+}
+
+/// A condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    Bool(bool),
+    /// `a or b or c`, flattened.
+    Or(Vec<Expr>),
+    /// `a and b and c`, flattened.
+    And(Vec<Expr>),
+    Not(Box<Expr>),
+    Paren(Box<Expr>),
+    Cmp {
+        op: CmpOp,
+        lhs: Operand,
+        rhs: Operand,
+    },
+    Exists(Path),
+    Missing(Path),
+    /// A bare path used as a condition: a `let` reference when it names one.
+    Name(Path),
+    /// A condition the parser could not read.
+    Error,
+}
+
+/// The binary atoms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    NotIn,
+    Contains,
+    Matches,
+    StartsWith,
+    EndsWith,
+}
+
+impl CmpOp {
+    /// The operator as written in the DSL.
+    pub fn text(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::In => "in",
+            CmpOp::NotIn => "not in",
+            CmpOp::Contains => "contains",
+            CmpOp::Matches => "matches",
+            CmpOp::StartsWith => "starts_with",
+            CmpOp::EndsWith => "ends_with",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    Path(Path),
+    Lit(Lit),
+}
+
+impl Operand {
+    pub fn span(&self) -> Span {
+        match self {
+            Operand::Path(p) => p.span,
+            Operand::Lit(l) => l.span,
+        }
+    }
+}
+
+/// A path into the request's merged view: `subject.role`, `resource.tags[0]`, `input."odd.key"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Path {
+    pub segments: Vec<Segment>,
+    pub span: Span,
+}
+
+/// One step of a path. `[0]` and `."0"` are the same step: an index on a list, a key on an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub text: String,
+    pub span: Span,
+}
+
+impl Drop for Expr {
+    fn drop(&mut self) {
+        // INVARIANT: children are moved onto an explicit stack before they drop, so dropping never
+        // recurses more than one level whatever the nesting.
+        let mut stack: Vec<Expr> = Vec::new();
+        take_expr_children(&mut self.kind, &mut stack);
+        while let Some(mut e) = stack.pop() {
+            take_expr_children(&mut e.kind, &mut stack);
+        }
+    }
+}
+
+fn take_expr_children(kind: &mut ExprKind, stack: &mut Vec<Expr>) {
+    match std::mem::replace(kind, ExprKind::Error) {
+        ExprKind::Or(v) | ExprKind::And(v) => stack.extend(v),
+        ExprKind::Not(b) | ExprKind::Paren(b) => stack.push(*b),
+        _ => {}
+    }
+}
+
+impl Drop for Lit {
+    fn drop(&mut self) {
+        // INVARIANT: as for `Expr`, nested lists and objects drop without recursion.
+        let mut stack: Vec<Lit> = Vec::new();
+        take_lit_children(&mut self.kind, &mut stack);
+        while let Some(mut l) = stack.pop() {
+            take_lit_children(&mut l.kind, &mut stack);
+        }
+    }
+}
+
+fn take_lit_children(kind: &mut LitKind, stack: &mut Vec<Lit>) {
+    match std::mem::replace(kind, LitKind::Null) {
+        LitKind::List(v) => stack.extend(v),
+        LitKind::Object(v) => stack.extend(v.into_iter().map(|(_, l)| l)),
+        LitKind::Apply(_, b) => stack.push(*b),
+        _ => {}
+    }
+}
+
+/// The YAML `field` spelling of a path: segments joined by `.`, with `\.` and `\\` escaped.
+pub fn field_text(path: &Path) -> String {
+    let mut out = String::new();
+    for (i, seg) in path.segments.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        for c in seg.text.chars() {
+            if c == '.' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The deepest nesting of conditions or literals in the file, measured without recursion.
+pub fn max_depth(file: &File) -> usize {
+    let mut deepest = 0;
+    let mut exprs: Vec<(&Expr, usize)> = Vec::new();
+    let mut lits: Vec<(&Lit, usize)> = Vec::new();
+    for item in &file.items {
+        match item {
+            Item::Bundle(b) => lits.extend(b.props.iter().map(|p| (&p.value, 1))),
+            Item::Let(l) => exprs.push((&l.expr, 1)),
+            Item::Policy(p) => {
+                lits.extend(p.props.iter().map(|p| (&p.value, 1)));
+                for r in &p.rules {
+                    exprs.extend(r.when.iter().map(|e| (e, 1)));
+                    lits.extend(r.props.iter().map(|p| (&p.value, 1)));
+                }
+            }
+            Item::Error(_) => {}
+        }
+    }
+    while let Some((e, d)) = exprs.pop() {
+        deepest = deepest.max(d);
+        match &e.kind {
+            ExprKind::Or(v) | ExprKind::And(v) => exprs.extend(v.iter().map(|c| (c, d + 1))),
+            ExprKind::Not(c) | ExprKind::Paren(c) => exprs.push((c, d + 1)),
+            ExprKind::Cmp { lhs, rhs, .. } => {
+                for o in [lhs, rhs] {
+                    if let Operand::Lit(l) = o {
+                        lits.push((l, d + 1));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    while let Some((l, d)) = lits.pop() {
+        deepest = deepest.max(d);
+        match &l.kind {
+            LitKind::List(v) => lits.extend(v.iter().map(|c| (c, d + 1))),
+            LitKind::Object(v) => lits.extend(v.iter().map(|(_, c)| (c, d + 1))),
+            LitKind::Apply(_, c) => lits.push((c, d + 1)),
+            _ => {}
+        }
+    }
+    deepest
+}

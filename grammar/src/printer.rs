@@ -1,0 +1,318 @@
+//! The canonical layout of `.verdict` text: `verdict fmt`, `verdict convert` and the bundle
+//! fingerprint all print through here, so there is one spelling of every construct.
+//!
+//! Layout: two-space indentation; bundle settings, then `let`s, then policies, one blank line
+//! between items and between rules; names bare when they are identifiers, quoted otherwise;
+//! conditions on one line unless longer than [`WIDTH`], then split at the top-level `and`/`or`.
+//! Comments are kept: each is printed on its own line before the element that follows it.
+//!
+//! The printer recurses over conditions and literals; callers print only trees whose
+//! [`crate::ast::max_depth`] is within [`crate::ast::MAX_DEPTH`].
+
+use crate::ast::*;
+use crate::lexer::{Comment, is_bare_ident, quote};
+
+/// Lines longer than this are split at top-level connectives.
+pub const WIDTH: usize = 100;
+
+struct Printer<'c> {
+    out: String,
+    comments: &'c [Comment],
+    next_comment: usize,
+}
+
+impl Printer<'_> {
+    fn comments_before(&mut self, pos: u32, indent: usize) {
+        while let Some(c) = self.comments.get(self.next_comment) {
+            if c.start as u64 >= u64::from(pos) {
+                break;
+            }
+            push_indent(&mut self.out, indent);
+            self.out.push_str(&c.text);
+            self.out.push('\n');
+            self.next_comment += 1;
+        }
+    }
+
+    fn props(&mut self, props: &[Prop], indent: usize) {
+        for p in props {
+            self.comments_before(p.span.start, indent);
+            push_indent(&mut self.out, indent);
+            self.out.push_str(&p.key.text);
+            self.out.push(' ');
+            self.out.push_str(&setting(&p.value));
+            self.out.push('\n');
+        }
+    }
+}
+
+fn push_indent(out: &mut String, n: usize) {
+    for _ in 0..n {
+        out.push_str("  ");
+    }
+}
+
+/// Prints a whole file with its comments in canonical layout.
+pub fn print_file(file: &File, comments: &[Comment]) -> String {
+    let mut p = Printer {
+        out: String::new(),
+        comments,
+        next_comment: 0,
+    };
+    let mut first = true;
+    for item in &file.items {
+        let span = match item {
+            Item::Bundle(b) => b.span,
+            Item::Let(l) => l.span,
+            Item::Policy(pd) => pd.span,
+            Item::Error(s) => *s,
+        };
+        if !first {
+            p.out.push('\n');
+        }
+        first = false;
+        p.comments_before(span.start, 0);
+        match item {
+            Item::Bundle(b) => {
+                p.out
+                    .push_str(&format!("bundle {} {{\n", name(&b.name.text)));
+                p.props(&b.props, 1);
+                p.comments_before(b.span.end, 1);
+                p.out.push_str("}\n");
+            }
+            Item::Let(l) => {
+                let head = format!("let {} = ", l.name.text);
+                p.out.push_str(&head);
+                p.out.push_str(&condition(&l.expr, head.len(), 1));
+                p.out.push('\n');
+            }
+            Item::Policy(pd) => {
+                p.out
+                    .push_str(&format!("policy {} {{\n", name(&pd.name.text)));
+                p.props(&pd.props, 1);
+                for (i, r) in pd.rules.iter().enumerate() {
+                    if i > 0 || !pd.props.is_empty() {
+                        p.out.push('\n');
+                    }
+                    p.comments_before(r.span.start, 1);
+                    p.out.push_str(&format!(
+                        "  rule {} {} {{\n",
+                        name(&r.name.text),
+                        name(&r.effect.text)
+                    ));
+                    if let Some(w) = &r.when {
+                        p.comments_before(w.span.start, 2);
+                        p.out.push_str("    when ");
+                        p.out.push_str(&condition(w, 9, 3));
+                        p.out.push('\n');
+                    }
+                    p.props(&r.props, 2);
+                    p.comments_before(r.span.end, 2);
+                    p.out.push_str("  }\n");
+                }
+                p.comments_before(pd.span.end, 1);
+                p.out.push_str("}\n");
+            }
+            Item::Error(_) => {}
+        }
+    }
+    p.comments_before(u32::MAX, 0);
+    p.out
+}
+
+/// A name as written: bare when it is an identifier, quoted otherwise.
+pub fn name(text: &str) -> String {
+    if is_bare_ident(text) {
+        text.to_owned()
+    } else {
+        quote(text)
+    }
+}
+
+/// A condition on one line, or split at its top-level connective when longer than [`WIDTH`]
+/// (`column` is where it starts, `indent` the indentation level of continuation lines).
+fn condition(e: &Expr, column: usize, indent: usize) -> String {
+    let flat = print_expr(e);
+    if column + flat.len() <= WIDTH {
+        return flat;
+    }
+    let (parts, word) = match &e.kind {
+        ExprKind::Or(v) => (v, "or"),
+        ExprKind::And(v) => (v, "and"),
+        _ => return flat,
+    };
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            push_indent(&mut out, indent);
+            out.push_str(word);
+            out.push(' ');
+        }
+        out.push_str(&expr_in(
+            part,
+            if word == "or" { Prec::Or } else { Prec::And },
+        ));
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Prec {
+    Or,
+    And,
+    Not,
+}
+
+/// A condition on one line with the fewest parentheses that keep its structure.
+pub fn print_expr(e: &Expr) -> String {
+    expr_in(e, Prec::Or)
+}
+
+fn unparen(e: &Expr) -> &Expr {
+    let mut e = e;
+    while let ExprKind::Paren(inner) = &e.kind {
+        e = inner;
+    }
+    e
+}
+
+fn expr_in(e: &Expr, ctx: Prec) -> String {
+    let e = unparen(e);
+    let (text, prec) = match &e.kind {
+        ExprKind::Bool(b) => (b.to_string(), Prec::Not),
+        ExprKind::Or(v) => (
+            v.iter()
+                .map(|c| expr_in(c, Prec::And))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            Prec::Or,
+        ),
+        ExprKind::And(v) => (
+            v.iter()
+                .map(|c| expr_in(c, Prec::Not))
+                .collect::<Vec<_>>()
+                .join(" and "),
+            Prec::And,
+        ),
+        ExprKind::Not(c) => (format!("not {}", expr_in(c, Prec::Not)), Prec::Not),
+        ExprKind::Paren(_) => (String::new(), Prec::Not),
+        ExprKind::Cmp { op, lhs, rhs } => (
+            format!("{} {} {}", operand(lhs), op.text(), operand(rhs)),
+            Prec::Not,
+        ),
+        ExprKind::Exists(p) => (format!("exists({})", path(p)), Prec::Not),
+        ExprKind::Missing(p) => (format!("missing({})", path(p)), Prec::Not),
+        ExprKind::Name(p) => (path(p), Prec::Not),
+        ExprKind::Error => ("<error>".into(), Prec::Not),
+    };
+    // `or` inside `and` needs parentheses, and so does `and`/`or` under `not`.
+    if prec < ctx {
+        format!("({text})")
+    } else {
+        text
+    }
+}
+
+fn operand(o: &Operand) -> String {
+    match o {
+        Operand::Path(p) => path(p),
+        Operand::Lit(l) => literal(l),
+    }
+}
+
+/// A path in DSL spelling: `subject.role`, `items[0].kind`, `conditions_satisfied."dpa-signed"`,
+/// `input."odd.key"` when the first segment is not a plain identifier.
+pub fn path(p: &Path) -> String {
+    path_of(p.segments.iter().map(|s| s.text.as_str()))
+}
+
+/// Like [`path`], from bare segment texts.
+pub fn path_of<'a>(segments: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (i, seg) in segments.into_iter().enumerate() {
+        let digits = !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit());
+        if i == 0 {
+            if is_bare_ident(seg) {
+                out.push_str(seg);
+            } else {
+                out.push_str("input");
+                if digits {
+                    out.push_str(&format!("[{seg}]"));
+                } else {
+                    out.push('.');
+                    out.push_str(&segment(seg));
+                }
+            }
+        } else if digits {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            out.push('.');
+            out.push_str(&segment(seg));
+        }
+    }
+    out
+}
+
+fn segment(seg: &str) -> String {
+    let ident = seg
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ident { seg.to_owned() } else { quote(seg) }
+}
+
+/// A literal in expression spelling (JSON-like).
+pub fn literal(l: &Lit) -> String {
+    match &l.kind {
+        LitKind::Null => "null".into(),
+        LitKind::Bool(b) => b.to_string(),
+        LitKind::Number(n) => n.clone(),
+        LitKind::Str(s) => quote(s),
+        LitKind::List(v) => format!("[{}]", v.iter().map(literal).collect::<Vec<_>>().join(", ")),
+        LitKind::Object(v) if v.is_empty() => "{}".into(),
+        LitKind::Object(v) => {
+            let entries: Vec<String> = v
+                .iter()
+                .map(|(k, l)| format!("{}: {}", quote(&k.text), literal(l)))
+                .collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+        LitKind::Ident(s) => s.clone(),
+        LitKind::Apply(f, a) => format!("{}<{}>", f.text, literal(a)),
+        LitKind::Error => "<error>".into(),
+    }
+}
+
+/// A settings value: like [`literal`], with names bare where they can be and dotted object keys
+/// (schema paths) unquoted.
+fn setting(l: &Lit) -> String {
+    match &l.kind {
+        LitKind::Ident(s) => name(s),
+        LitKind::List(v) => format!("[{}]", v.iter().map(setting).collect::<Vec<_>>().join(", ")),
+        LitKind::Object(v) if v.is_empty() => "{}".into(),
+        LitKind::Object(v) => {
+            let entries: Vec<String> = v
+                .iter()
+                .map(|(k, l)| format!("{}: {}", key(&k.text), setting(l)))
+                .collect();
+            format!("{{ {} }}", entries.join(", "))
+        }
+        LitKind::Apply(f, a) => format!("{}<{}>", f.text, setting(a)),
+        _ => literal(l),
+    }
+}
+
+/// An object key in settings: bare when it is a dotted run of identifiers, quoted otherwise.
+fn key(text: &str) -> String {
+    let plain = !text.contains('\\')
+        && text.split('.').enumerate().all(|(i, s)| {
+            if i == 0 {
+                is_bare_ident(s)
+            } else {
+                segment(s) == s
+            }
+        });
+    if plain { text.to_owned() } else { quote(text) }
+}

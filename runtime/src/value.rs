@@ -1,0 +1,155 @@
+//! Value semantics over JSON: exact numeric comparison and deep equality (LANGUAGE.md §1–2).
+
+use serde_json::{Number, Value};
+use std::cmp::Ordering;
+
+/// A JSON number widened without loss: every `i64`/`u64` fits an `i128`.
+#[derive(Clone, Copy)]
+enum Num {
+    Int(i128),
+    Float(f64),
+}
+
+fn widen(n: &Number) -> Num {
+    if let Some(i) = n.as_i64() {
+        Num::Int(i128::from(i))
+    } else if let Some(u) = n.as_u64() {
+        Num::Int(i128::from(u))
+    } else {
+        Num::Float(n.as_f64().unwrap_or(f64::NAN))
+    }
+}
+
+/// Compares an integer with a float exactly (no rounding of the integer to a float).
+fn cmp_int_float(i: i128, f: f64) -> Option<Ordering> {
+    if f.is_nan() {
+        return None;
+    }
+    // Integers here are below 2^64 in magnitude; floats beyond ±2^100 are decided by sign.
+    const BIG: f64 = 1.267_650_600_228_229_4e30; // 2^100
+    if f >= BIG {
+        return Some(Ordering::Less);
+    }
+    if f <= -BIG {
+        return Some(Ordering::Greater);
+    }
+    let t = f.trunc();
+    // `t` is integral and within ±2^100, so the conversion is exact.
+    let ti = t as i128;
+    match i.cmp(&ti) {
+        Ordering::Equal => {
+            if f > t {
+                Some(Ordering::Less)
+            } else if f < t {
+                Some(Ordering::Greater)
+            } else {
+                Some(Ordering::Equal)
+            }
+        }
+        other => Some(other),
+    }
+}
+
+/// Numeric order, exact across integers and floats (`1 == 1.0`, `2^53 + 1 != 2^53 as float`).
+pub fn cmp_numbers(a: &Number, b: &Number) -> Option<Ordering> {
+    match (widen(a), widen(b)) {
+        (Num::Int(x), Num::Int(y)) => Some(x.cmp(&y)),
+        (Num::Float(x), Num::Float(y)) => x.partial_cmp(&y),
+        (Num::Int(x), Num::Float(y)) => cmp_int_float(x, y),
+        (Num::Float(x), Num::Int(y)) => cmp_int_float(y, x).map(Ordering::reverse),
+    }
+}
+
+/// Deep JSON equality: numbers numerically, bool only equals bool (at every depth), lists
+/// element-wise, objects key-wise.
+///
+/// Iterative, so equality of deeply nested request values cannot overflow the stack.
+pub fn deep_eq(a: &Value, b: &Value) -> bool {
+    let mut work: Vec<(&Value, &Value)> = vec![(a, b)];
+    while let Some((x, y)) = work.pop() {
+        let same = match (x, y) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(p), Value::Bool(q)) => p == q,
+            (Value::Number(p), Value::Number(q)) => cmp_numbers(p, q) == Some(Ordering::Equal),
+            (Value::String(p), Value::String(q)) => p == q,
+            (Value::Array(p), Value::Array(q)) => {
+                if p.len() != q.len() {
+                    return false;
+                }
+                work.extend(p.iter().zip(q.iter()));
+                true
+            }
+            (Value::Object(p), Value::Object(q)) => {
+                if p.len() != q.len() {
+                    return false;
+                }
+                for (k, v) in p {
+                    match q.get(k) {
+                        Some(w) => work.push((v, w)),
+                        None => return false,
+                    }
+                }
+                true
+            }
+            _ => false,
+        };
+        if !same {
+            return false;
+        }
+    }
+    true
+}
+
+/// The order used by `<`, `<=`, `>`, `>=`: numbers (not bools) numerically, strings by code point.
+/// `None` when the operands are not both numbers or both strings.
+pub fn order(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Number(p), Value::Number(q)) => cmp_numbers(p, q),
+        (Value::String(p), Value::String(q)) => Some(p.as_str().cmp(q.as_str())),
+        _ => None,
+    }
+}
+
+/// The JSON type name of a value, as diagnostics and traces name it.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_compare_exactly() {
+        assert!(deep_eq(&json!(1), &json!(1.0)));
+        assert!(!deep_eq(
+            &json!(9007199254740993u64),
+            &json!(9007199254740992.0)
+        ));
+        assert!(deep_eq(
+            &json!(9007199254740992u64),
+            &json!(9007199254740992.0)
+        ));
+        assert_eq!(order(&json!(-1), &json!(-0.5)), Some(Ordering::Less));
+        assert_eq!(
+            order(&json!(u64::MAX), &json!(1.8446744073709552e19)),
+            Some(Ordering::Less)
+        );
+        assert!(!deep_eq(&json!(true), &json!(1)));
+        assert!(!deep_eq(&json!([true]), &json!([1])));
+        assert!(deep_eq(
+            &json!({"a": [1, {"b": 2.0}]}),
+            &json!({"a": [1.0, {"b": 2}]})
+        ));
+        assert_eq!(order(&json!(true), &json!(false)), None);
+        assert_eq!(order(&json!("b"), &json!("a")), Some(Ordering::Greater));
+    }
+}
