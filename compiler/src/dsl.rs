@@ -20,12 +20,8 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
                 whole = whole.cover(b.span);
                 if let Some(first) = bundle_span {
                     diags.push(
-                        Diagnostic::error(
-                            Code::DuplicateId,
-                            b.name.span,
-                            "a file declares one bundle",
-                        )
-                        .with_label(first, "the bundle is declared here"),
+                        Diagnostic::error(Code::DuplicateId, b.name.span, "a file declares one bundle")
+                            .with_label(first, "the bundle is declared here"),
                     );
                     continue;
                 }
@@ -36,10 +32,7 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
             Item::Let(l) => {
                 whole = whole.cover(l.span);
                 defs.push((
-                    Key {
-                        text: l.name.text.clone(),
-                        span: l.name.span,
-                    },
+                    Key { text: l.name.text.clone(), span: l.name.span },
                     Node::new(NodeKind::Cond(Box::new(l.expr.clone())), l.expr.span),
                 ));
             }
@@ -61,10 +54,7 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
                         (key("effect", r.effect.span), word_node(&r.effect)),
                     ];
                     if let Some(w) = &r.when {
-                        re.push((
-                            key("when", w.span),
-                            Node::new(NodeKind::Cond(Box::new(w.clone())), w.span),
-                        ));
+                        re.push((key("when", w.span), Node::new(NodeKind::Cond(Box::new(w.clone())), w.span)));
                     }
                     re.extend(props(
                         &r.props,
@@ -76,35 +66,23 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
                     ));
                     rules.push(Node::new(NodeKind::Map(re), r.span));
                 }
-                entries.push((
-                    key("rules", p.name.span),
-                    Node::new(NodeKind::Seq(rules), p.span),
-                ));
+                entries.push((key("rules", p.name.span), Node::new(NodeKind::Seq(rules), p.span)));
                 policies.push(Node::new(NodeKind::Map(entries), p.span));
             }
             Item::Error(_) => {}
         }
     }
     if !defs.is_empty() {
-        top.push((
-            key("definitions", whole),
-            Node::new(NodeKind::Map(defs), whole),
-        ));
+        top.push((key("definitions", whole), Node::new(NodeKind::Map(defs), whole)));
     }
     if !policies.is_empty() {
-        top.push((
-            key("policies", whole),
-            Node::new(NodeKind::Seq(policies), whole),
-        ));
+        top.push((key("policies", whole), Node::new(NodeKind::Seq(policies), whole)));
     }
     Node::new(NodeKind::Map(top), bundle_span.unwrap_or(whole))
 }
 
 fn key(text: &str, span: Span) -> Key {
-    Key {
-        text: text.to_owned(),
-        span,
-    }
+    Key { text: text.to_owned(), span }
 }
 
 fn name_node(n: &Name) -> Node {
@@ -115,33 +93,19 @@ fn word_node(n: &Name) -> Node {
     Node::new(NodeKind::Word(n.text.clone()), n.span)
 }
 
-fn props(
-    props: &[Prop],
-    rename: impl Fn(&str) -> String,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<(Key, Node)> {
+fn props(props: &[Prop], rename: impl Fn(&str) -> String, diags: &mut Vec<Diagnostic>) -> Vec<(Key, Node)> {
     let mut out: Vec<(Key, Node)> = Vec::new();
     for p in props {
         let k = rename(&p.key.text);
         if let Some((first, _)) = out.iter().find(|(e, _)| e.text == k) {
             diags.push(
-                Diagnostic::error(
-                    Code::DuplicateId,
-                    p.key.span,
-                    format!("`{}` is set twice", p.key.text),
-                )
-                .with_label(first.span, "first set here"),
+                Diagnostic::error(Code::DuplicateId, p.key.span, format!("`{}` is set twice", p.key.text))
+                    .with_label(first.span, "first set here"),
             );
             continue;
         }
         if let Some(v) = lit_node(&p.value, 0, 1) {
-            out.push((
-                Key {
-                    text: k,
-                    span: p.key.span,
-                },
-                v,
-            ));
+            out.push((Key { text: k, span: p.key.span }, v));
         } else {
             diags.push(Diagnostic::error(
                 Code::TooDeep,
@@ -170,22 +134,13 @@ pub fn lit_node(l: &Lit, base: u32, depth: usize) -> Option<Node> {
             let inner = lit_node(a, base, depth + 1)?;
             NodeKind::Word(format!("{}<{}>", f.text, inner.as_text().unwrap_or("?")))
         }
-        LitKind::List(items) => NodeKind::Seq(
-            items
-                .iter()
-                .map(|i| lit_node(i, base, depth + 1))
-                .collect::<Option<Vec<_>>>()?,
-        ),
+        LitKind::List(items) => {
+            NodeKind::Seq(items.iter().map(|i| lit_node(i, base, depth + 1)).collect::<Option<Vec<_>>>()?)
+        }
         LitKind::Object(entries) => {
             let mut out = Vec::with_capacity(entries.len());
             for (k, v) in entries {
-                out.push((
-                    Key {
-                        text: k.text.clone(),
-                        span: k.span.shift(base),
-                    },
-                    lit_node(v, base, depth + 1)?,
-                ));
+                out.push((Key { text: k.text.clone(), span: k.span.shift(base) }, lit_node(v, base, depth + 1)?));
             }
             NodeKind::Map(out)
         }

@@ -4,9 +4,7 @@
 use crate::ir::*;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use verdict_grammar::ast::{
-    self, CmpOp, Expr, ExprKind, Lit, LitKind, Name, Path, Prop, Segment, Span,
-};
+use verdict_grammar::ast::{self, CmpOp, Expr, ExprKind, Lit, LitKind, Name, Path, Prop, Segment, Span};
 use verdict_grammar::printer;
 use verdict_runtime::request::join_field;
 
@@ -15,10 +13,7 @@ fn sp() -> Span {
 }
 
 fn name(text: &str) -> Name {
-    Name {
-        text: text.to_owned(),
-        span: sp(),
-    }
+    Name { text: text.to_owned(), span: sp() }
 }
 
 fn lit(kind: LitKind) -> Lit {
@@ -33,44 +28,23 @@ pub fn value_lit(v: &Value) -> Lit {
         Value::Number(n) => LitKind::Number(n.to_string()),
         Value::String(s) => LitKind::Str(s.clone()),
         Value::Array(items) => LitKind::List(items.iter().map(value_lit).collect()),
-        Value::Object(m) => {
-            LitKind::Object(m.iter().map(|(k, v)| (name(k), value_lit(v))).collect())
-        }
+        Value::Object(m) => LitKind::Object(m.iter().map(|(k, v)| (name(k), value_lit(v))).collect()),
     })
 }
 
 fn path_ast(segments: &[String]) -> Path {
-    Path {
-        segments: segments
-            .iter()
-            .map(|s| Segment {
-                text: s.clone(),
-                span: sp(),
-            })
-            .collect(),
-        span: sp(),
-    }
+    Path { segments: segments.iter().map(|s| Segment { text: s.clone(), span: sp() }).collect(), span: sp() }
 }
 
 fn operand_ast(o: Operand, paths: &[Vec<String>], consts: &[Value]) -> ast::Operand {
     match o {
-        Operand::Path(p) => ast::Operand::Path(path_ast(
-            paths.get(p.index()).map_or(&[][..], Vec::as_slice),
-        )),
-        Operand::Const(c) => {
-            ast::Operand::Lit(value_lit(consts.get(c.index()).unwrap_or(&Value::Null)))
-        }
+        Operand::Path(p) => ast::Operand::Path(path_ast(paths.get(p.index()).map_or(&[][..], Vec::as_slice))),
+        Operand::Const(c) => ast::Operand::Lit(value_lit(consts.get(c.index()).unwrap_or(&Value::Null))),
         Operand::None => ast::Operand::Lit(lit(LitKind::Null)),
     }
 }
 
-fn atom_expr(
-    op: AtomOp,
-    lhs: Operand,
-    rhs: Operand,
-    paths: &[Vec<String>],
-    consts: &[Value],
-) -> Expr {
+fn atom_expr(op: AtomOp, lhs: Operand, rhs: Operand, paths: &[Vec<String>], consts: &[Value]) -> Expr {
     let path_of = |o: Operand| match o {
         Operand::Path(p) => path_ast(paths.get(p.index()).map_or(&[][..], Vec::as_slice)),
         _ => path_ast(&[]),
@@ -93,73 +67,41 @@ fn atom_expr(
                 AtomOp::StartsWith => CmpOp::StartsWith,
                 _ => CmpOp::EndsWith,
             };
-            ExprKind::Cmp {
-                op,
-                lhs: operand_ast(lhs, paths, consts),
-                rhs: operand_ast(rhs, paths, consts),
-            }
+            ExprKind::Cmp { op, lhs: operand_ast(lhs, paths, consts), rhs: operand_ast(rhs, paths, consts) }
         }
     };
     Expr { kind, span: sp() }
 }
 
 /// The canonical DSL text of an atom (traces, diagnostics).
-pub fn atom_text(
-    op: AtomOp,
-    lhs: Operand,
-    rhs: Operand,
-    paths: &[Vec<String>],
-    consts: &[Value],
-) -> String {
+pub fn atom_text(op: AtomOp, lhs: Operand, rhs: Operand, paths: &[Vec<String>], consts: &[Value]) -> String {
     printer::print_expr(&atom_expr(op, lhs, rhs, paths, consts))
 }
 
 /// A condition as a DSL expression. The IR's depth bound keeps the recursion bounded.
 pub fn cond_expr(b: &Bundle, id: CondId) -> Expr {
     let Some(node) = b.cond(id) else {
-        return Expr {
-            kind: ExprKind::Error,
-            span: sp(),
-        };
+        return Expr { kind: ExprKind::Error, span: sp() };
     };
     let kind = match &node.cond {
         Cond::Const(v) => ExprKind::Bool(*v),
         Cond::Atom(a) => return atom_expr(a.op, a.lhs, a.rhs, &b.paths, &b.consts),
         Cond::Not(c) => ExprKind::Not(Box::new(cond_expr(b, *c))),
         Cond::All(v) if v.len() == 1 => {
-            return v.first().map_or(
-                Expr {
-                    kind: ExprKind::Bool(true),
-                    span: sp(),
-                },
-                |c| cond_expr(b, *c),
-            );
+            return v.first().map_or(Expr { kind: ExprKind::Bool(true), span: sp() }, |c| cond_expr(b, *c));
         }
         Cond::Any(v) if v.len() == 1 => {
-            return v.first().map_or(
-                Expr {
-                    kind: ExprKind::Bool(false),
-                    span: sp(),
-                },
-                |c| cond_expr(b, *c),
-            );
+            return v.first().map_or(Expr { kind: ExprKind::Bool(false), span: sp() }, |c| cond_expr(b, *c));
         }
         Cond::All(v) => ExprKind::And(v.iter().map(|c| cond_expr(b, *c)).collect()),
         Cond::Any(v) => ExprKind::Or(v.iter().map(|c| cond_expr(b, *c)).collect()),
-        Cond::Ref(d) => ExprKind::Name(path_ast(&[b
-            .defs
-            .get(d.index())
-            .map_or(String::new(), |d| d.name.clone())])),
+        Cond::Ref(d) => ExprKind::Name(path_ast(&[b.defs.get(d.index()).map_or(String::new(), |d| d.name.clone())])),
     };
     Expr { kind, span: sp() }
 }
 
 fn prop(key: &str, value: Lit) -> Prop {
-    Prop {
-        key: name(key),
-        value,
-        span: sp(),
-    }
+    Prop { key: name(key), value, span: sp() }
 }
 
 fn str_lit(s: &str) -> Lit {
@@ -184,10 +126,7 @@ pub fn to_ast(b: &Bundle) -> ast::File {
         props.push(prop("source", str_lit(s)));
     }
     if b.effects != ["deny", "allow"] {
-        props.push(prop(
-            "effects",
-            lit(LitKind::List(b.effects.iter().map(|e| word(e)).collect())),
-        ));
+        props.push(prop("effects", lit(LitKind::List(b.effects.iter().map(|e| word(e)).collect()))));
     }
     if b.combine != Combine::Overrides {
         props.push(prop("combine", word(b.combine.as_str())));
@@ -209,23 +148,12 @@ pub fn to_ast(b: &Bundle) -> ast::File {
         ));
     }
     if let Some(schema) = &b.schema {
-        let entries = schema
-            .iter()
-            .map(|e| (name(&join_field(b.path(e.path))), word(&e.ty.name())))
-            .collect();
+        let entries = schema.iter().map(|e| (name(&join_field(b.path(e.path))), word(&e.ty.name()))).collect();
         props.push(prop("schema", lit(LitKind::Object(entries))));
     }
-    let mut items = vec![ast::Item::Bundle(ast::BundleDecl {
-        name: name(&b.id),
-        props,
-        span: sp(),
-    })];
+    let mut items = vec![ast::Item::Bundle(ast::BundleDecl { name: name(&b.id), props, span: sp() })];
     for d in &b.defs {
-        items.push(ast::Item::Let(ast::LetDecl {
-            name: name(&d.name),
-            expr: cond_expr(b, d.cond),
-            span: sp(),
-        }));
+        items.push(ast::Item::Let(ast::LetDecl { name: name(&d.name), expr: cond_expr(b, d.cond), span: sp() }));
     }
     for p in &b.policies {
         let mut props = Vec::new();
@@ -255,16 +183,10 @@ pub fn to_ast(b: &Bundle) -> ast::File {
                     props.push(prop("codes", strings(&r.codes)));
                 }
                 if !r.obligations.is_empty() {
-                    props.push(prop(
-                        "obligations",
-                        value_lit(&Value::Object(r.obligations.clone())),
-                    ));
+                    props.push(prop("obligations", value_lit(&Value::Object(r.obligations.clone()))));
                 }
                 if r.priority != 0 {
-                    props.push(prop(
-                        "priority",
-                        lit(LitKind::Number(r.priority.to_string())),
-                    ));
+                    props.push(prop("priority", lit(LitKind::Number(r.priority.to_string()))));
                 }
                 if let Some(t) = &r.tags {
                     props.push(prop("tags", strings(t)));
@@ -278,12 +200,7 @@ pub fn to_ast(b: &Bundle) -> ast::File {
                 }
             })
             .collect();
-        items.push(ast::Item::Policy(ast::PolicyDecl {
-            name: name(&p.id),
-            props,
-            rules,
-            span: sp(),
-        }));
+        items.push(ast::Item::Policy(ast::PolicyDecl { name: name(&p.id), props, rules, span: sp() }));
     }
     ast::File { items }
 }
@@ -329,11 +246,7 @@ fn cond_json(b: &Bundle, id: CondId) -> Value {
         Cond::Any(v) => {
             json!({"kind": "any_of", "matchers": v.iter().map(|c| cond_json(b, *c)).collect::<Vec<_>>()})
         }
-        Cond::Ref(d) => Value::String(
-            b.defs
-                .get(d.index())
-                .map_or(String::new(), |d| d.name.clone()),
-        ),
+        Cond::Ref(d) => Value::String(b.defs.get(d.index()).map_or(String::new(), |d| d.name.clone())),
     }
 }
 
@@ -367,18 +280,11 @@ pub fn to_json(b: &Bundle) -> Value {
         );
     }
     if let Some(schema) = &b.schema {
-        let s: Map<String, Value> = schema
-            .iter()
-            .map(|e| (join_field(b.path(e.path)), json!(e.ty.name())))
-            .collect();
+        let s: Map<String, Value> = schema.iter().map(|e| (join_field(b.path(e.path)), json!(e.ty.name()))).collect();
         m.insert("schema".into(), Value::Object(s));
     }
     if !b.defs.is_empty() {
-        let d: Map<String, Value> = b
-            .defs
-            .iter()
-            .map(|d| (d.name.clone(), cond_json(b, d.cond)))
-            .collect();
+        let d: Map<String, Value> = b.defs.iter().map(|d| (d.name.clone(), cond_json(b, d.cond))).collect();
         m.insert("definitions".into(), Value::Object(d));
     }
     let policies: Vec<Value> = b
@@ -453,28 +359,13 @@ fn yaml_scalar(v: &Value) -> String {
     match v {
         Value::String(s) => {
             let plain = !s.is_empty()
-                && s.chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+                && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
                 && !matches!(
                     s.as_str(),
-                    "true"
-                        | "True"
-                        | "TRUE"
-                        | "false"
-                        | "False"
-                        | "FALSE"
-                        | "null"
-                        | "Null"
-                        | "NULL"
+                    "true" | "True" | "TRUE" | "false" | "False" | "FALSE" | "null" | "Null" | "NULL"
                 );
-            if plain {
-                s.clone()
-            } else {
-                Value::String(s.clone()).to_string()
-            }
+            if plain { s.clone() } else { Value::String(s.clone()).to_string() }
         }
         Value::Array(a) if a.is_empty() => "[]".into(),
         Value::Object(o) if o.is_empty() => "{}".into(),

@@ -10,8 +10,7 @@ use serde_json::{Map, Value};
 use verdict_grammar::printer::path_of;
 use verdict_runtime::atom;
 use verdict_runtime::decision::{
-    AtomTrace, Decision, EvaluationResult, GateTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace,
-    RuleTrace, TraceEntry,
+    AtomTrace, Decision, EvaluationResult, GateTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace, RuleTrace, TraceEntry,
 };
 use verdict_runtime::pyrepr::repr;
 use verdict_runtime::request::Request;
@@ -35,11 +34,7 @@ impl<'b> Interpreter<'b> {
     pub fn new(bundle: &'b Bundle) -> Result<Interpreter<'b>, PrepareError> {
         let mut regexes: Vec<Option<regex::Regex>> = vec![None; bundle.consts.len()];
         for node in &bundle.conds {
-            if let Cond::Atom(Atom {
-                op: AtomOp::Matches,
-                rhs: Operand::Const(c),
-                ..
-            }) = &node.cond
+            if let Cond::Atom(Atom { op: AtomOp::Matches, rhs: Operand::Const(c), .. }) = &node.cond
                 && let Some(Value::String(p)) = bundle.constant(*c)
                 && let Some(slot) = regexes.get_mut(c.index())
                 && slot.is_none()
@@ -47,17 +42,8 @@ impl<'b> Interpreter<'b> {
                 *slot = Some(regex::Regex::new(p).map_err(|e| PrepareError(e.to_string()))?);
             }
         }
-        let orders = bundle
-            .policies
-            .iter()
-            .map(|p| rule_order(bundle, p))
-            .collect();
-        Ok(Interpreter {
-            bundle,
-            regexes,
-            fingerprint: crate::emit::fingerprint(bundle),
-            orders,
-        })
+        let orders = bundle.policies.iter().map(|p| rule_order(bundle, p)).collect();
+        Ok(Interpreter { bundle, regexes, fingerprint: crate::emit::fingerprint(bundle), orders })
     }
 
     pub fn fingerprint(&self) -> &str {
@@ -80,10 +66,7 @@ impl<'b> Interpreter<'b> {
             let early = b.effective_from.as_ref().is_some_and(|f| now < f.at);
             let late = !early && b.effective_until.as_ref().is_some_and(|u| now >= u.at);
             if let Some(e) = entries.as_mut() {
-                e.push(TraceEntry::Gate(GateTrace {
-                    gate: "effective_window".into(),
-                    passed: !early && !late,
-                }));
+                e.push(TraceEntry::Gate(GateTrace { gate: "effective_window".into(), passed: !early && !late }));
             }
             if early {
                 return gate("bundle is not yet effective", entries);
@@ -97,13 +80,9 @@ impl<'b> Interpreter<'b> {
                 req.resource.as_ref().and_then(|r| r.get("vendor_id")),
                 Some(Value::String(v)) if *v == scope.vendor_id
             );
-            let action_ok =
-                matches!(&req.action, Some(Value::String(a)) if scope.allowed_actions.contains(a));
+            let action_ok = matches!(&req.action, Some(Value::String(a)) if scope.allowed_actions.contains(a));
             if let Some(e) = entries.as_mut() {
-                e.push(TraceEntry::Gate(GateTrace {
-                    gate: "card_scope".into(),
-                    passed: vendor_ok && action_ok,
-                }));
+                e.push(TraceEntry::Gate(GateTrace { gate: "card_scope".into(), passed: vendor_ok && action_ok }));
             }
             if !(vendor_ok && action_ok) {
                 return gate("request is outside Decision Card runtime scope", entries);
@@ -114,11 +93,7 @@ impl<'b> Interpreter<'b> {
             let mut rules_trace = entries.as_ref().map(|_| Vec::new());
             let d = self.policy(p, order, req, rules_trace.as_mut());
             if let (Some(e), Some(rules)) = (entries.as_mut(), rules_trace) {
-                e.push(TraceEntry::Policy(PolicyTrace {
-                    policy: p.id.clone(),
-                    rules,
-                    decision: d.kind.clone(),
-                }));
+                e.push(TraceEntry::Policy(PolicyTrace { policy: p.id.clone(), rules, decision: d.kind.clone() }));
             }
             decisions.push(d);
         }
@@ -133,24 +108,14 @@ impl<'b> Interpreter<'b> {
         }
     }
 
-    fn policy(
-        &self,
-        p: &Policy,
-        order: &[usize],
-        req: &Request,
-        mut trace: Option<&mut Vec<RuleTrace>>,
-    ) -> Decision {
+    fn policy(&self, p: &Policy, order: &[usize], req: &Request, mut trace: Option<&mut Vec<RuleTrace>>) -> Decision {
         let b = self.bundle;
         for &i in order {
             let Some(r) = p.rules.get(i) else { continue };
             let mut atoms = trace.as_ref().map(|_| Vec::new());
             let held = self.cond(r.cond, req, atoms.as_mut());
             if let (Some(t), Some(atoms)) = (trace.as_deref_mut(), atoms) {
-                t.push(RuleTrace {
-                    rule: r.id.clone(),
-                    held,
-                    atoms,
-                });
+                t.push(RuleTrace { rule: r.id.clone(), held, atoms });
             }
             if held {
                 let reason = match &r.description {
@@ -199,9 +164,7 @@ impl<'b> Interpreter<'b> {
                 let l = self.operand(a.lhs, req);
                 let r = self.operand(a.rhs, req);
                 let re = match (a.op, a.rhs) {
-                    (AtomOp::Matches, Operand::Const(c)) => {
-                        self.regexes.get(c.index()).and_then(Option::as_ref)
-                    }
+                    (AtomOp::Matches, Operand::Const(c)) => self.regexes.get(c.index()).and_then(Option::as_ref),
                     _ => None,
                 };
                 let result = atom::eval(a.op, l, r, re);
@@ -244,11 +207,7 @@ impl<'b> Interpreter<'b> {
 pub fn rule_order(b: &Bundle, p: &Policy) -> Vec<usize> {
     let mut order: Vec<usize> = (0..p.rules.len()).collect();
     if p.match_mode == MatchMode::Priority {
-        order.sort_by_key(|&i| {
-            p.rules
-                .get(i)
-                .map(|r| (std::cmp::Reverse(r.priority), r.effect, i))
-        });
+        order.sort_by_key(|&i| p.rules.get(i).map(|r| (std::cmp::Reverse(r.priority), r.effect, i)));
     }
     let _ = b;
     order
@@ -260,12 +219,7 @@ fn combine(b: &Bundle, decisions: &[Decision]) -> Decision {
     let winner = match b.combine {
         Combine::First => applicable.into_iter().next(),
         Combine::Overrides => {
-            let severity = |d: &Decision| {
-                b.effects
-                    .iter()
-                    .position(|e| *e == d.kind)
-                    .unwrap_or(usize::MAX)
-            };
+            let severity = |d: &Decision| b.effects.iter().position(|e| *e == d.kind).unwrap_or(usize::MAX);
             // `min_by_key` keeps the first of equals: ties go to the earlier policy.
             applicable.min_by_key(|d| severity(d))
         }

@@ -10,6 +10,7 @@
 pub mod diagnostic;
 pub mod dsl;
 pub mod emit;
+pub mod format;
 pub mod interp;
 pub mod ir;
 pub mod lower;
@@ -44,10 +45,7 @@ impl SourceKind {
         let t = text.trim_start();
         if t.starts_with('{') {
             SourceKind::Json
-        } else if ["bundle", "policy", "let", "//"]
-            .iter()
-            .any(|k| t.starts_with(k))
-        {
+        } else if ["bundle", "policy", "let", "//"].iter().any(|k| t.starts_with(k)) {
             SourceKind::Verdict
         } else {
             SourceKind::Yaml
@@ -64,9 +62,7 @@ pub struct Compiled {
 
 impl Compiled {
     pub fn has_errors(&self) -> bool {
-        self.diagnostics
-            .iter()
-            .any(|d| d.severity == Severity::Error)
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
     }
 }
 
@@ -84,17 +80,11 @@ pub fn compile_as(file: &SourceFile, kind: SourceKind) -> Compiled {
             for e in &parsed.errors {
                 diagnostics.push(Diagnostic::error(Code::Syntax, e.span, e.message.clone()));
             }
-            (
-                Some(dsl::file_to_tree(&parsed.tree, &mut diagnostics)),
-                lower::Form::Dsl,
-            )
+            (Some(dsl::file_to_tree(&parsed.tree, &mut diagnostics)), lower::Form::Dsl)
         }
         SourceKind::Yaml | SourceKind::Json => {
-            let loaded = if kind == SourceKind::Json {
-                yaml::load_json(&file.text)
-            } else {
-                yaml::load_yaml(&file.text)
-            };
+            let loaded =
+                if kind == SourceKind::Json { yaml::load_json(&file.text) } else { yaml::load_yaml(&file.text) };
             match loaded {
                 Ok(t) => (Some(t), lower::Form::Yaml),
                 Err(d) => {
@@ -106,8 +96,5 @@ pub fn compile_as(file: &SourceFile, kind: SourceKind) -> Compiled {
     };
     let syntax_ok = !diagnostics.iter().any(|d| d.severity == Severity::Error);
     let bundle = tree.and_then(|t| lower::lower(&t, file, form, &mut diagnostics));
-    Compiled {
-        bundle: bundle.filter(|_| syntax_ok),
-        diagnostics,
-    }
+    Compiled { bundle: bundle.filter(|_| syntax_ok), diagnostics }
 }

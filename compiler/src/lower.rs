@@ -24,12 +24,7 @@ pub enum Form {
 }
 
 /// Lowers a bundle tree. Returns the bundle when no error was reported.
-pub fn lower(
-    root: &Node,
-    file: &SourceFile,
-    form: Form,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Bundle> {
+pub fn lower(root: &Node, file: &SourceFile, form: Form, diags: &mut Vec<Diagnostic>) -> Option<Bundle> {
     let mut cx = Lower {
         file,
         form,
@@ -45,22 +40,10 @@ pub fn lower(
         current_def: None,
         schema: None,
     };
-    let errors_before = cx
-        .diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    let errors_before = cx.diags.iter().filter(|d| d.severity == Severity::Error).count();
     let bundle = cx.bundle(root);
-    let errors_after = cx
-        .diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
-    if errors_after > errors_before {
-        None
-    } else {
-        bundle
-    }
+    let errors_after = cx.diags.iter().filter(|d| d.severity == Severity::Error).count();
+    if errors_after > errors_before { None } else { bundle }
 }
 
 struct Lower<'a> {
@@ -127,11 +110,9 @@ impl Lower<'_> {
 
     fn fields<'n>(&mut self, node: &'n Node, what: &'static str) -> Option<Fields<'n>> {
         match &node.kind {
-            NodeKind::Map(entries) => Some(Fields {
-                what,
-                span: node.span,
-                entries: entries.iter().map(|(k, v)| (k, v, false)).collect(),
-            }),
+            NodeKind::Map(entries) => {
+                Some(Fields { what, span: node.span, entries: entries.iter().map(|(k, v)| (k, v, false)).collect() })
+            }
             _ => {
                 self.error(
                     Code::WrongType,
@@ -146,16 +127,9 @@ impl Lower<'_> {
     fn finish(&mut self, f: Fields<'_>, allowed: &[&str]) {
         for (k, _, taken) in &f.entries {
             if !*taken {
-                let expected: Vec<String> = allowed
-                    .iter()
-                    .map(|a| format!("`{}`", self.key_name(a)))
-                    .collect();
-                let d = Diagnostic::error(
-                    Code::UnknownKey,
-                    k.span,
-                    format!("unknown key `{}` in {}", k.text, f.what),
-                )
-                .with_help(format!("expected one of {}", expected.join(", ")));
+                let expected: Vec<String> = allowed.iter().map(|a| format!("`{}`", self.key_name(a))).collect();
+                let d = Diagnostic::error(Code::UnknownKey, k.span, format!("unknown key `{}` in {}", k.text, f.what))
+                    .with_help(format!("expected one of {}", expected.join(", ")));
                 self.diags.push(d);
             }
         }
@@ -165,11 +139,7 @@ impl Lower<'_> {
         let n = f.take_opt(key);
         if n.is_none() {
             let name = self.key_name(key);
-            self.error(
-                Code::MissingKey,
-                f.span,
-                format!("missing required key `{name}` in {}", f.what),
-            );
+            self.error(Code::MissingKey, f.span, format!("missing required key `{name}` in {}", f.what));
         }
         n
     }
@@ -193,11 +163,7 @@ impl Lower<'_> {
         match node.as_text() {
             Some(s) if !s.is_empty() => Some(s.to_owned()),
             Some(_) => {
-                self.error(
-                    Code::BadValue,
-                    node.span,
-                    format!("{what} must not be empty"),
-                );
+                self.error(Code::BadValue, node.span, format!("{what} must not be empty"));
                 None
             }
             None => {
@@ -216,10 +182,7 @@ impl Lower<'_> {
             self.error(
                 Code::WrongType,
                 node.span,
-                format!(
-                    "expected {what} (a list of strings), found {}",
-                    node.describe()
-                ),
+                format!("expected {what} (a list of strings), found {}", node.describe()),
             );
             return None;
         };
@@ -237,10 +200,7 @@ impl Lower<'_> {
                 self.error(
                     Code::WrongType,
                     node.span,
-                    format!(
-                        "expected {what} (a list of strings), found {} in it",
-                        node.describe()
-                    ),
+                    format!("expected {what} (a list of strings), found {} in it", node.describe()),
                 );
                 None
             }
@@ -300,19 +260,13 @@ impl Lower<'_> {
 
     fn bundle(&mut self, root: &Node) -> Option<Bundle> {
         let mut f = self.fields(root, "the bundle")?;
-        let id = self
-            .required(&mut f, "bundle_id")
-            .and_then(|n| self.name(n, "the bundle id"));
+        let id = self.required(&mut f, "bundle_id").and_then(|n| self.name(n, "the bundle id"));
         let version = match f.take("version") {
             Some(n) => self.string(n, "the version"),
             None => Some("0.1.0".to_owned()),
         };
-        let description = f
-            .take_opt("description")
-            .and_then(|n| self.string(n, "the description"));
-        let source = f
-            .take_opt("source")
-            .and_then(|n| self.string(n, "the source"));
+        let description = f.take_opt("description").and_then(|n| self.string(n, "the description"));
+        let source = f.take_opt("source").and_then(|n| self.string(n, "the source"));
         let effects_node = f.take_opt("effects");
         let effects_declared = effects_node.is_some();
         let effects = match effects_node {
@@ -325,11 +279,7 @@ impl Lower<'_> {
                 Some("overrides") => Some(Combine::Overrides),
                 Some("first") => Some(Combine::First),
                 _ => {
-                    self.error(
-                        Code::BadValue,
-                        n.span,
-                        "`combine` must be `overrides` or `first`",
-                    );
+                    self.error(Code::BadValue, n.span, "`combine` must be `overrides` or `first`");
                     None
                 }
             },
@@ -341,11 +291,7 @@ impl Lower<'_> {
         if let (Some(a), Some(b), Some(n)) = (&effective_from, &effective_until, until_node)
             && b.at <= a.at
         {
-            self.error(
-                Code::BadValue,
-                n.span,
-                "`effective_until` must be after `effective_from`",
-            );
+            self.error(Code::BadValue, n.span, "`effective_until` must be after `effective_from`");
         }
         let card_scope = f.take_opt("card_scope").and_then(|n| self.card_scope(n));
         if let Some(n) = f.take_opt("schema") {
@@ -401,11 +347,9 @@ impl Lower<'_> {
                         }
                     }
                 }
-                _ => self.error(
-                    Code::WrongType,
-                    n.span,
-                    format!("expected `policies` (a list), found {}", n.describe()),
-                ),
+                _ => {
+                    self.error(Code::WrongType, n.span, format!("expected `policies` (a list), found {}", n.describe()))
+                }
             }
         }
         self.check_definitions();
@@ -432,28 +376,16 @@ impl Lower<'_> {
     fn effects(&mut self, n: &Node) -> Option<Vec<String>> {
         let list = self.string_list(n, "`effects`")?;
         if list.is_empty() {
-            self.error(
-                Code::BadValue,
-                n.span,
-                "`effects` needs at least one effect",
-            );
+            self.error(Code::BadValue, n.span, "`effects` needs at least one effect");
             return None;
         }
         for (i, e) in list.iter().enumerate() {
             if e.is_empty() || e == "none" || e == "not_applicable" {
-                self.error(
-                    Code::BadValue,
-                    n.span,
-                    format!("`{e}` cannot be an effect name"),
-                );
+                self.error(Code::BadValue, n.span, format!("`{e}` cannot be an effect name"));
                 return None;
             }
             if list.iter().take(i).any(|x| x == e) {
-                self.error(
-                    Code::DuplicateId,
-                    n.span,
-                    format!("effect `{e}` is listed twice"),
-                );
+                self.error(Code::DuplicateId, n.span, format!("effect `{e}` is listed twice"));
                 return None;
             }
         }
@@ -462,17 +394,11 @@ impl Lower<'_> {
 
     fn card_scope(&mut self, n: &Node) -> Option<CardScope> {
         let mut f = self.fields(n, "`card_scope`")?;
-        let vendor_id = self
-            .required(&mut f, "vendor_id")
-            .and_then(|n| self.name(n, "`vendor_id`"));
+        let vendor_id = self.required(&mut f, "vendor_id").and_then(|n| self.name(n, "`vendor_id`"));
         let allowed_actions = self.required(&mut f, "allowed_actions").and_then(|n| {
             let l = self.string_list(n, "`allowed_actions`")?;
             if l.is_empty() {
-                self.error(
-                    Code::BadValue,
-                    n.span,
-                    "`allowed_actions` needs at least one action",
-                );
+                self.error(Code::BadValue, n.span, "`allowed_actions` needs at least one action");
                 return None;
             }
             Some(l)
@@ -482,11 +408,7 @@ impl Lower<'_> {
             None => Some(Vec::new()),
         };
         self.finish(f, &["vendor_id", "allowed_actions", "condition_ids"]);
-        Some(CardScope {
-            vendor_id: vendor_id?,
-            allowed_actions: allowed_actions?,
-            condition_ids: condition_ids?,
-        })
+        Some(CardScope { vendor_id: vendor_id?, allowed_actions: allowed_actions?, condition_ids: condition_ids? })
     }
 
     fn schema_decl(&mut self, n: &Node) -> Option<Vec<SchemaEntry>> {
@@ -494,76 +416,47 @@ impl Lower<'_> {
             self.error(
                 Code::WrongType,
                 n.span,
-                format!(
-                    "expected `schema` (a mapping of paths to types), found {}",
-                    n.describe()
-                ),
+                format!("expected `schema` (a mapping of paths to types), found {}", n.describe()),
             );
             return None;
         };
         let mut out = Vec::new();
         for (k, v) in entries {
             let Some(ty_text) = v.as_text() else {
-                self.error(
-                    Code::WrongType,
-                    v.span,
-                    format!("expected a type name, found {}", v.describe()),
-                );
+                self.error(Code::WrongType, v.span, format!("expected a type name, found {}", v.describe()));
                 continue;
             };
             let Some(ty) = parse_type(ty_text) else {
                 self.diags.push(
                     Diagnostic::error(Code::BadValue, v.span, format!("unknown type `{ty_text}`"))
-                        .with_help(
-                            "types are `string`, `number`, `bool`, `list<T>`, `object` and `any`",
-                        ),
+                        .with_help("types are `string`, `number`, `bool`, `list<T>`, `object` and `any`"),
                 );
                 continue;
             };
             let path = self.intern_path(split_field(&k.text));
-            out.push(SchemaEntry {
-                path,
-                ty,
-                span: k.span,
-            });
+            out.push(SchemaEntry { path, ty, span: k.span });
         }
         Some(out)
     }
 
     fn definitions(&mut self, n: &Node) {
         let NodeKind::Map(entries) = &n.kind else {
-            self.error(
-                Code::WrongType,
-                n.span,
-                format!("expected `definitions` (a mapping), found {}", n.describe()),
-            );
+            self.error(Code::WrongType, n.span, format!("expected `definitions` (a mapping), found {}", n.describe()));
             return;
         };
         // Declare every name first, so definitions may refer to each other in any order.
         let mut bodies = Vec::new();
         for (k, v) in entries {
             if !verdict_grammar::lexer::is_bare_ident(&k.text) {
-                self.error(
-                    Code::BadValue,
-                    k.span,
-                    format!("`{}` is not a valid definition name", k.text),
-                );
+                self.error(Code::BadValue, k.span, format!("`{}` is not a valid definition name", k.text));
                 continue;
             }
             if self.def_ids.contains_key(&k.text) {
-                self.error(
-                    Code::DuplicateId,
-                    k.span,
-                    format!("`{}` is defined twice", k.text),
-                );
+                self.error(Code::DuplicateId, k.span, format!("`{}` is defined twice", k.text));
                 continue;
             }
             let id = DefId(u32::try_from(self.defs.len()).unwrap_or(u32::MAX));
-            self.defs.push(Def {
-                name: k.text.clone(),
-                cond: CondId(u32::MAX),
-                span: k.span,
-            });
+            self.defs.push(Def { name: k.text.clone(), cond: CondId(u32::MAX), span: k.span });
             self.def_ids.insert(k.text.clone(), id);
             bodies.push((id, v));
         }
@@ -581,9 +474,8 @@ impl Lower<'_> {
     /// nesting through definitions is bounded.
     fn check_definitions(&mut self) {
         let mut g: DiGraph<DefId, Span> = DiGraph::new();
-        let nodes: Vec<_> = (0..self.defs.len())
-            .map(|i| g.add_node(DefId(u32::try_from(i).unwrap_or(u32::MAX))))
-            .collect();
+        let nodes: Vec<_> =
+            (0..self.defs.len()).map(|i| g.add_node(DefId(u32::try_from(i).unwrap_or(u32::MAX)))).collect();
         for (from, to, span) in &self.def_edges {
             if let (Some(a), Some(b)) = (nodes.get(from.index()), nodes.get(to.index())) {
                 g.add_edge(*a, *b, *span);
@@ -596,16 +488,10 @@ impl Lower<'_> {
                 continue;
             }
             cyclic = true;
-            let mut members: Vec<DefId> = scc
-                .iter()
-                .filter_map(|n| g.node_weight(*n).copied())
-                .collect();
+            let mut members: Vec<DefId> = scc.iter().filter_map(|n| g.node_weight(*n).copied()).collect();
             members.sort();
-            let names: Vec<String> = members
-                .iter()
-                .filter_map(|d| self.defs.get(d.index()))
-                .map(|d| format!("`{}`", d.name))
-                .collect();
+            let names: Vec<String> =
+                members.iter().filter_map(|d| self.defs.get(d.index())).map(|d| format!("`{}`", d.name)).collect();
             let first = members.first().and_then(|d| self.defs.get(d.index()));
             let span = first.map_or(Span::default(), |d| d.span);
             let mut diag = Diagnostic::error(
@@ -623,11 +509,7 @@ impl Lower<'_> {
                     diag = diag.with_label(*span, format!("refers to `{to_name}` here"));
                 }
             }
-            self.diags.push(
-                diag.with_help(
-                    "a definition cannot depend on itself; inline or split the condition",
-                ),
-            );
+            self.diags.push(diag.with_help("a definition cannot depend on itself; inline or split the condition"));
         }
         if cyclic {
             return;
@@ -642,11 +524,9 @@ impl Lower<'_> {
                 let d = 1 + match &node.cond {
                     Cond::Const(_) | Cond::Atom(_) => 0,
                     Cond::Not(c) => depth.get(c.index()).copied().unwrap_or(0),
-                    Cond::All(v) | Cond::Any(v) => v
-                        .iter()
-                        .map(|c| depth.get(c.index()).copied().unwrap_or(0))
-                        .max()
-                        .unwrap_or(0),
+                    Cond::All(v) | Cond::Any(v) => {
+                        v.iter().map(|c| depth.get(c.index()).copied().unwrap_or(0)).max().unwrap_or(0)
+                    }
                     Cond::Ref(d) => def_depth.get(d.index()).copied().unwrap_or(0),
                 };
                 if let Some(slot) = depth.get_mut(i)
@@ -681,26 +561,16 @@ impl Lower<'_> {
 
     fn policy(&mut self, n: &Node, effects: &[String]) -> Option<Policy> {
         let mut f = self.fields(n, "a policy")?;
-        let id = self
-            .required(&mut f, "id")
-            .and_then(|n| self.name(n, "the policy id"));
-        let description = f
-            .take_opt("description")
-            .and_then(|n| self.string(n, "the description"));
+        let id = self.required(&mut f, "id").and_then(|n| self.name(n, "the policy id"));
+        let description = f.take_opt("description").and_then(|n| self.string(n, "the description"));
         let card_derived = match f.take_opt("card_derived") {
             None => false,
-            Some(Node {
-                kind: NodeKind::Bool(b),
-                ..
-            }) => *b,
+            Some(Node { kind: NodeKind::Bool(b), .. }) => *b,
             Some(other) => {
                 self.error(
                     Code::WrongType,
                     other.span,
-                    format!(
-                        "expected `card_derived` (a boolean), found {}",
-                        other.describe()
-                    ),
+                    format!("expected `card_derived` (a boolean), found {}", other.describe()),
                 );
                 false
             }
@@ -711,11 +581,7 @@ impl Lower<'_> {
                 Some("first") => Some(MatchMode::First),
                 Some("priority") => Some(MatchMode::Priority),
                 _ => {
-                    self.error(
-                        Code::BadValue,
-                        n.span,
-                        "`match` must be `first` or `priority`",
-                    );
+                    self.error(Code::BadValue, n.span, "`match` must be `first` or `priority`");
                     None
                 }
             },
@@ -727,27 +593,13 @@ impl Lower<'_> {
                 Some("none") => Some(None),
                 Some(e) => self.effect_id(e, n.span, effects).map(Some),
                 None => {
-                    self.error(
-                        Code::WrongType,
-                        n.span,
-                        format!("expected an effect name, found {}", n.describe()),
-                    );
+                    self.error(Code::WrongType, n.span, format!("expected an effect name, found {}", n.describe()));
                     None
                 }
             },
         };
         let rules_node = self.required(&mut f, "rules");
-        self.finish(
-            f,
-            &[
-                "id",
-                "description",
-                "card_derived",
-                "match",
-                "default_effect",
-                "rules",
-            ],
-        );
+        self.finish(f, &["id", "description", "card_derived", "match", "default_effect", "rules"]);
         let mut rules = Vec::new();
         if let Some(rn) = rules_node {
             match &rn.kind {
@@ -775,11 +627,9 @@ impl Lower<'_> {
                         }
                     }
                 }
-                _ => self.error(
-                    Code::WrongType,
-                    rn.span,
-                    format!("expected `rules` (a list), found {}", rn.describe()),
-                ),
+                _ => {
+                    self.error(Code::WrongType, rn.span, format!("expected `rules` (a list), found {}", rn.describe()))
+                }
             }
         }
         Some(Policy {
@@ -800,12 +650,8 @@ impl Lower<'_> {
             None => {
                 let list: Vec<String> = effects.iter().map(|e| format!("`{e}`")).collect();
                 self.diags.push(
-                    Diagnostic::error(
-                        Code::UnknownEffect,
-                        span,
-                        format!("unknown effect `{name}`"),
-                    )
-                    .with_help(format!("the bundle's effects are {}", list.join(", "))),
+                    Diagnostic::error(Code::UnknownEffect, span, format!("unknown effect `{name}`"))
+                        .with_help(format!("the bundle's effects are {}", list.join(", "))),
                 );
                 None
             }
@@ -814,29 +660,17 @@ impl Lower<'_> {
 
     fn rule(&mut self, n: &Node, effects: &[String], policy: Option<&str>) -> Option<Rule> {
         let mut f = self.fields(n, "a rule")?;
-        let id = self
-            .required(&mut f, "id")
-            .and_then(|n| self.name(n, "the rule id"));
-        let effect = self
-            .required(&mut f, "effect")
-            .and_then(|n| match n.as_text() {
-                Some(e) => self.effect_id(e, n.span, effects),
-                None => {
-                    self.error(
-                        Code::WrongType,
-                        n.span,
-                        format!("expected an effect name, found {}", n.describe()),
-                    );
-                    None
-                }
-            });
+        let id = self.required(&mut f, "id").and_then(|n| self.name(n, "the rule id"));
+        let effect = self.required(&mut f, "effect").and_then(|n| match n.as_text() {
+            Some(e) => self.effect_id(e, n.span, effects),
+            None => {
+                self.error(Code::WrongType, n.span, format!("expected an effect name, found {}", n.describe()));
+                None
+            }
+        });
         let when = self.required(&mut f, "when");
-        let description = f
-            .take_opt("description")
-            .and_then(|n| self.string(n, "the description"));
-        let tags = f
-            .take_opt("tags")
-            .and_then(|n| self.string_list(n, "`tags`"));
+        let description = f.take_opt("description").and_then(|n| self.string(n, "the description"));
+        let tags = f.take_opt("tags").and_then(|n| self.string_list(n, "`tags`"));
         let codes = match f.take_opt("codes") {
             Some(n) => self.string_list(n, "`codes`").unwrap_or_default(),
             None => Vec::new(),
@@ -861,35 +695,17 @@ impl Lower<'_> {
         };
         let priority = match f.take_opt("priority") {
             None => 0,
-            Some(Node {
-                kind: NodeKind::Int(i),
-                ..
-            }) => *i,
+            Some(Node { kind: NodeKind::Int(i), .. }) => *i,
             Some(other) => {
                 self.error(
                     Code::WrongType,
                     other.span,
-                    format!(
-                        "expected `priority` (an integer), found {}",
-                        other.describe()
-                    ),
+                    format!("expected `priority` (an integer), found {}", other.describe()),
                 );
                 0
             }
         };
-        self.finish(
-            f,
-            &[
-                "id",
-                "effect",
-                "when",
-                "description",
-                "tags",
-                "codes",
-                "obligations",
-                "priority",
-            ],
-        );
+        self.finish(f, &["id", "effect", "when", "description", "tags", "codes", "obligations", "priority"]);
         let before = self.diags.len();
         let cond = when.and_then(|w| self.condition(w, 1));
         for d in self.diags.iter_mut().skip(before) {
@@ -916,11 +732,7 @@ impl Lower<'_> {
     /// A condition: a matcher mapping, an expression string, or a parsed DSL expression.
     fn condition(&mut self, n: &Node, depth: usize) -> Option<CondId> {
         if depth > MAX_DEPTH {
-            self.error(
-                Code::TooDeep,
-                n.span,
-                format!("condition nested deeper than {MAX_DEPTH} levels"),
-            );
+            self.error(Code::TooDeep, n.span, format!("condition nested deeper than {MAX_DEPTH} levels"));
             return None;
         }
         match &n.kind {
@@ -931,10 +743,7 @@ impl Lower<'_> {
                 self.error(
                     Code::WrongType,
                     n.span,
-                    format!(
-                        "expected a condition (a matcher or an expression string), found {}",
-                        n.describe()
-                    ),
+                    format!("expected a condition (a matcher or an expression string), found {}", n.describe()),
                 );
                 None
             }
@@ -946,33 +755,27 @@ impl Lower<'_> {
         let parsed = verdict_grammar::parse_expr(text);
         // Map offsets into the file when the scalar's text appears verbatim after its quote.
         let raw = self.file.slice(span);
-        let offset = if raw.get(1..).is_some_and(|r| r.starts_with(text))
-            && (raw.starts_with('"') || raw.starts_with('\''))
-        {
-            Some(span.start + 1)
-        } else if raw.starts_with(text) {
-            Some(span.start)
-        } else {
-            None
-        };
+        let offset =
+            if raw.get(1..).is_some_and(|r| r.starts_with(text)) && (raw.starts_with('"') || raw.starts_with('\'')) {
+                Some(span.start + 1)
+            } else if raw.starts_with(text) {
+                Some(span.start)
+            } else {
+                None
+            };
         let place = |s: Span| offset.map_or(span, |o| s.shift(o));
         let mut failed = false;
         for e in &parsed.errors {
             failed = true;
-            self.diags.push(Diagnostic::error(
-                Code::Syntax,
-                place(e.span),
-                format!("in condition: {}", e.message),
-            ));
+            self.diags.push(Diagnostic::error(Code::Syntax, place(e.span), format!("in condition: {}", e.message)));
         }
         let expr = parsed.tree?;
         if failed {
             return None;
         }
-        self.expr(&expr, offset.unwrap_or(span.start), depth)
-            .inspect(|_| {
-                let _ = place;
-            })
+        self.expr(&expr, offset.unwrap_or(span.start), depth).inspect(|_| {
+            let _ = place;
+        })
     }
 
     fn matcher(&mut self, n: &Node, depth: usize) -> Option<CondId> {
@@ -997,11 +800,7 @@ impl Lower<'_> {
                     return None;
                 };
                 if items.is_empty() {
-                    self.error(
-                        Code::BadValue,
-                        list.span,
-                        format!("`{kind}` needs at least one matcher"),
-                    );
+                    self.error(Code::BadValue, list.span, format!("`{kind}` needs at least one matcher"));
                     return None;
                 }
                 let mut children = Vec::with_capacity(items.len());
@@ -1015,11 +814,7 @@ impl Lower<'_> {
                 if !ok {
                     return None;
                 }
-                let cond = if kind == "all_of" {
-                    Cond::All(children)
-                } else {
-                    Cond::Any(children)
-                };
+                let cond = if kind == "all_of" { Cond::All(children) } else { Cond::Any(children) };
                 Some(self.push(cond, n.span))
             }
             "not" => {
@@ -1049,14 +844,10 @@ impl Lower<'_> {
                 let rhs = if op.is_unary() {
                     Operand::None
                 } else {
-                    let Some(v) = value.filter(|v| {
-                        !matches!(v.kind, NodeKind::Null) || matches!(op, AtomOp::Eq | AtomOp::Ne)
-                    }) else {
-                        self.error(
-                            Code::MissingKey,
-                            n.span,
-                            format!("matcher `{other}` requires a `value`"),
-                        );
+                    let Some(v) =
+                        value.filter(|v| !matches!(v.kind, NodeKind::Null) || matches!(op, AtomOp::Eq | AtomOp::Ne))
+                    else {
+                        self.error(Code::MissingKey, n.span, format!("matcher `{other}` requires a `value`"));
                         return None;
                     };
                     let json = match v.to_json() {
@@ -1067,20 +858,12 @@ impl Lower<'_> {
                         }
                     };
                     if matches!(op, AtomOp::In | AtomOp::NotIn) && !json.is_array() {
-                        self.error(
-                            Code::WrongType,
-                            v.span,
-                            format!("matcher `{other}` requires `value` to be a list"),
-                        );
+                        self.error(Code::WrongType, v.span, format!("matcher `{other}` requires `value` to be a list"));
                         return None;
                     }
                     if op == AtomOp::Matches {
                         let Value::String(p) = &json else {
-                            self.error(
-                                Code::WrongType,
-                                v.span,
-                                "regex matcher requires a string pattern",
-                            );
+                            self.error(Code::WrongType, v.span, "regex matcher requires a string pattern");
                             return None;
                         };
                         self.check_regex(p, v.span)?;
@@ -1097,22 +880,10 @@ impl Lower<'_> {
             Ok(_) => Some(()),
             Err(e) => {
                 let msg = e.to_string();
-                let short = msg
-                    .lines()
-                    .last()
-                    .unwrap_or(&msg)
-                    .trim()
-                    .trim_start_matches("error: ")
-                    .to_owned();
+                let short = msg.lines().last().unwrap_or(&msg).trim().trim_start_matches("error: ").to_owned();
                 self.diags.push(
-                    Diagnostic::error(
-                        Code::BadRegex,
-                        span,
-                        format!("invalid regular expression `{pattern}`: {short}"),
-                    )
-                    .with_help(
-                        "patterns use Rust `regex` syntax: no look-around or back-references",
-                    ),
+                    Diagnostic::error(Code::BadRegex, span, format!("invalid regular expression `{pattern}`: {short}"))
+                        .with_help("patterns use Rust `regex` syntax: no look-around or back-references"),
                 );
                 None
             }
@@ -1122,11 +893,7 @@ impl Lower<'_> {
     /// Lowers a DSL expression. `base` is added to its spans (for expressions inside YAML strings).
     fn expr(&mut self, e: &Expr, base: u32, depth: usize) -> Option<CondId> {
         if depth > MAX_DEPTH {
-            self.error(
-                Code::TooDeep,
-                e.span.shift(base),
-                format!("condition nested deeper than {MAX_DEPTH} levels"),
-            );
+            self.error(Code::TooDeep, e.span.shift(base), format!("condition nested deeper than {MAX_DEPTH} levels"));
             return None;
         }
         let span = e.span.shift(base);
@@ -1149,19 +916,11 @@ impl Lower<'_> {
                 if !ok {
                     return None;
                 }
-                let cond = if matches!(e.kind, ExprKind::And(_)) {
-                    Cond::All(children)
-                } else {
-                    Cond::Any(children)
-                };
+                let cond = if matches!(e.kind, ExprKind::And(_)) { Cond::All(children) } else { Cond::Any(children) };
                 Some(self.push(cond, span))
             }
             ExprKind::Exists(p) | ExprKind::Missing(p) => {
-                let op = if matches!(e.kind, ExprKind::Exists(_)) {
-                    AtomOp::Exists
-                } else {
-                    AtomOp::Missing
-                };
+                let op = if matches!(e.kind, ExprKind::Exists(_)) { AtomOp::Exists } else { AtomOp::Missing };
                 let path = self.intern_path(p.segments.iter().map(|s| s.text.clone()).collect());
                 self.atom(op, Operand::Path(path), Operand::None, span)
             }
@@ -1209,9 +968,7 @@ impl Lower<'_> {
                         Operand::Const(c) => {
                             let pattern = self.consts.get(c.index()).cloned();
                             match pattern {
-                                Some(Value::String(p)) => {
-                                    self.check_regex(&p, rhs.span().shift(base))?
-                                }
+                                Some(Value::String(p)) => self.check_regex(&p, rhs.span().shift(base))?,
                                 _ => {
                                     self.error(
                                         Code::WrongType,
@@ -1251,9 +1008,9 @@ impl Lower<'_> {
 
     fn operand(&mut self, o: &ast::Operand, base: u32, depth: usize) -> Option<Operand> {
         match o {
-            ast::Operand::Path(p) => Some(Operand::Path(
-                self.intern_path(p.segments.iter().map(|s| s.text.clone()).collect()),
-            )),
+            ast::Operand::Path(p) => {
+                Some(Operand::Path(self.intern_path(p.segments.iter().map(|s| s.text.clone()).collect())))
+            }
             ast::Operand::Lit(l) => {
                 let Some(node) = crate::dsl::lit_node(l, base, depth) else {
                     self.error(
@@ -1279,17 +1036,7 @@ impl Lower<'_> {
         let text = crate::emit::atom_text(op, lhs, rhs, &self.paths, &self.consts);
         self.type_check(op, lhs, rhs, span, &text);
         let (line, column) = self.file.line_col(span.start);
-        Some(self.push(
-            Cond::Atom(Atom {
-                op,
-                lhs,
-                rhs,
-                text,
-                line,
-                column,
-            }),
-            span,
-        ))
+        Some(self.push(Cond::Atom(Atom { op, lhs, rhs, text, line, column }), span))
     }
 
     // ---- types ---------------------------------------------------------------------------
@@ -1299,27 +1046,18 @@ impl Lower<'_> {
         let schema = self.schema.as_ref()?;
         let mut best: Option<Option<Type>> = None;
         for entry in schema {
-            let declared = self
-                .paths
-                .get(entry.path.index())
-                .map_or(&[][..], Vec::as_slice);
+            let declared = self.paths.get(entry.path.index()).map_or(&[][..], Vec::as_slice);
             if declared == segments {
                 return Some(Some(entry.ty.clone()));
             }
             if declared.len() > segments.len() && declared.get(..segments.len()) == Some(segments) {
                 best = Some(Some(Type::Object));
-            } else if declared.len() < segments.len()
-                && segments.get(..declared.len()) == Some(declared)
-            {
+            } else if declared.len() < segments.len() && segments.get(..declared.len()) == Some(declared) {
                 let mut ty = entry.ty.clone();
                 for seg in segments.iter().skip(declared.len()) {
                     ty = match ty {
                         Type::Any | Type::Object => Type::Any,
-                        Type::List(inner)
-                            if seg.bytes().all(|b| b.is_ascii_digit()) && !seg.is_empty() =>
-                        {
-                            *inner
-                        }
+                        Type::List(inner) if seg.bytes().all(|b| b.is_ascii_digit()) && !seg.is_empty() => *inner,
                         _ => return best.or(Some(None)).filter(|_| false),
                     };
                 }
@@ -1340,12 +1078,8 @@ impl Lower<'_> {
                 if has_schema && self.path_type(&segs).is_none() {
                     let shown = verdict_grammar::printer::path_of(segs.iter().map(String::as_str));
                     self.diags.push(
-                        Diagnostic::error(
-                            Code::UnknownPath,
-                            span,
-                            format!("unknown path `{shown}`"),
-                        )
-                        .with_help("declare it in the bundle's `schema`, or fix the spelling"),
+                        Diagnostic::error(Code::UnknownPath, span, format!("unknown path `{shown}`"))
+                            .with_help("declare it in the bundle's `schema`, or fix the spelling"),
                     );
                 }
             }
@@ -1415,28 +1149,19 @@ impl Lower<'_> {
                 if let (Some(K::String), Some(b)) = (l, r)
                     && b != K::String
                 {
-                    problems.push(format!(
-                        "a string contains only strings, and the right side is {}",
-                        b.name()
-                    ));
+                    problems.push(format!("a string contains only strings, and the right side is {}", b.name()));
                 }
                 if let (Some(K::Object), Some(b)) = (l, r)
                     && b != K::String
                 {
-                    problems.push(format!(
-                        "an object's keys are strings, and the right side is {}",
-                        b.name()
-                    ));
+                    problems.push(format!("an object's keys are strings, and the right side is {}", b.name()));
                 }
             }
             AtomOp::In | AtomOp::NotIn => {
                 if let Some(b) = r
                     && b != K::List
                 {
-                    problems.push(format!(
-                        "`in` needs a list on its right, and it is {}",
-                        b.name()
-                    ));
+                    problems.push(format!("`in` needs a list on its right, and it is {}", b.name()));
                 }
             }
             AtomOp::Exists | AtomOp::Missing => {}

@@ -23,26 +23,16 @@ impl LineIndex {
     pub fn line_col(&self, text: &str, offset: u32) -> (u32, u32) {
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts.get(line - 1).copied().unwrap_or(0);
-        let col = text
-            .get(start as usize..(offset as usize).min(text.len()))
-            .map_or(0, |s| s.chars().count());
-        (
-            u32::try_from(line).unwrap_or(u32::MAX),
-            u32::try_from(col + 1).unwrap_or(u32::MAX),
-        )
+        let col = text.get(start as usize..(offset as usize).min(text.len())).map_or(0, |s| s.chars().count());
+        (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(col + 1).unwrap_or(u32::MAX))
     }
 
     /// 0-based line and UTF-16 column, as the language server protocol counts.
     pub fn line_utf16(&self, text: &str, offset: u32) -> (u32, u32) {
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts.get(line - 1).copied().unwrap_or(0);
-        let col = text
-            .get(start as usize..(offset as usize).min(text.len()))
-            .map_or(0, |s| s.encode_utf16().count());
-        (
-            u32::try_from(line - 1).unwrap_or(u32::MAX),
-            u32::try_from(col).unwrap_or(u32::MAX),
-        )
+        let col = text.get(start as usize..(offset as usize).min(text.len())).map_or(0, |s| s.encode_utf16().count());
+        (u32::try_from(line - 1).unwrap_or(u32::MAX), u32::try_from(col).unwrap_or(u32::MAX))
     }
 
     /// The byte offset of a 0-based line and UTF-16 column (clamped to the text).
@@ -74,11 +64,7 @@ impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> SourceFile {
         let text = text.into();
         let lines = LineIndex::new(&text);
-        SourceFile {
-            name: name.into(),
-            text,
-            lines,
-        }
+        SourceFile { name: name.into(), text, lines }
     }
 
     pub fn line_col(&self, offset: u32) -> (u32, u32) {

@@ -83,20 +83,13 @@ impl Node {
             NodeKind::Float(f) => match Number::from_f64(*f) {
                 Some(n) => Value::Number(n),
                 None => {
-                    return Err(Diagnostic::error(
-                        Code::BadValue,
-                        self.span,
-                        "non-finite numbers are not JSON values",
-                    ));
+                    return Err(Diagnostic::error(Code::BadValue, self.span, "non-finite numbers are not JSON values"));
                 }
             },
             NodeKind::Str(s) => Value::String(s.clone()),
-            NodeKind::Seq(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|n| n.to_json_at(depth + 1))
-                    .collect::<Result<_, _>>()?,
-            ),
+            NodeKind::Seq(items) => {
+                Value::Array(items.iter().map(|n| n.to_json_at(depth + 1)).collect::<Result<_, _>>()?)
+            }
             NodeKind::Map(entries) => {
                 let mut m = Map::new();
                 for (k, v) in entries {
@@ -113,11 +106,7 @@ impl Node {
                 .with_help(format!("write a string as \"{w}\"")));
             }
             NodeKind::Cond(_) => {
-                return Err(Diagnostic::error(
-                    Code::WrongType,
-                    self.span,
-                    "expected a value, found a condition",
-                ));
+                return Err(Diagnostic::error(Code::WrongType, self.span, "expected a value, found a condition"));
             }
         })
     }
@@ -132,16 +121,8 @@ pub fn number(text: &str) -> Option<NodeKind> {
         return Some(NodeKind::UInt(u));
     }
     let digits = text.trim_start_matches(['-', '+']);
-    if digits.is_empty()
-        || !digits
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_digit() || b == b'.')
-    {
+    if digits.is_empty() || !digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.') {
         return None;
     }
-    text.parse::<f64>()
-        .ok()
-        .filter(|f| f.is_finite())
-        .map(NodeKind::Float)
+    text.parse::<f64>().ok().filter(|f| f.is_finite()).map(NodeKind::Float)
 }

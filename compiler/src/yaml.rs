@@ -28,15 +28,9 @@ impl Offsets {
         if text.is_ascii() {
             return Offsets { bytes: None, len };
         }
-        let mut v: Vec<u32> = text
-            .char_indices()
-            .map(|(i, _)| u32::try_from(i).unwrap_or(u32::MAX))
-            .collect();
+        let mut v: Vec<u32> = text.char_indices().map(|(i, _)| u32::try_from(i).unwrap_or(u32::MAX)).collect();
         v.push(len);
-        Offsets {
-            bytes: Some(v),
-            len,
-        }
+        Offsets { bytes: Some(v), len }
     }
 
     fn at(&self, char_index: usize) -> u32 {
@@ -47,25 +41,13 @@ impl Offsets {
     }
 
     fn span(&self, s: &YSpan) -> Span {
-        Span {
-            start: self.at(s.start.index()),
-            end: self.at(s.end.index()).max(self.at(s.start.index())),
-        }
+        Span { start: self.at(s.start.index()), end: self.at(s.end.index()).max(self.at(s.start.index())) }
     }
 }
 
 enum Frame {
-    Seq {
-        items: Vec<Node>,
-        start: Span,
-        anchor: usize,
-    },
-    Map {
-        entries: Vec<(Key, Node)>,
-        pending: Option<Key>,
-        start: Span,
-        anchor: usize,
-    },
+    Seq { items: Vec<Node>, start: Span, anchor: usize },
+    Map { entries: Vec<(Key, Node)>, pending: Option<Key>, start: Span, anchor: usize },
 }
 
 /// Loads a JSON text: strict JSON syntax (serde_json), then the spanned tree.
@@ -74,11 +56,7 @@ pub fn load_json(text: &str) -> Result<Node, Diagnostic> {
         let offset = offset_of(text, e.line(), e.column());
         let msg = e.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-        return Err(Diagnostic::error(
-            Code::Syntax,
-            Span::new(offset, offset),
-            format!("invalid JSON: {msg}"),
-        ));
+        return Err(Diagnostic::error(Code::Syntax, Span::new(offset, offset), format!("invalid JSON: {msg}")));
     }
     load_yaml(text)
 }
@@ -122,11 +100,7 @@ pub fn load_yaml(text: &str) -> Result<Node, Diagnostic> {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(Diagnostic::error(
-                        Code::Syntax,
-                        span,
-                        "expected a single YAML document",
-                    ));
+                    return Err(Diagnostic::error(Code::Syntax, span, "expected a single YAML document"));
                 }
                 None
             }
@@ -140,13 +114,7 @@ pub fn load_yaml(text: &str) -> Result<Node, Diagnostic> {
                             "document too large after expanding aliases",
                         ));
                     }
-                    Some((
-                        Node {
-                            kind: n.kind.clone(),
-                            span,
-                        },
-                        0,
-                    ))
+                    Some((Node { kind: n.kind.clone(), span }, 0))
                 }
                 None => return Err(Diagnostic::error(Code::Syntax, span, "unknown YAML alias")),
             },
@@ -156,71 +124,37 @@ pub fn load_yaml(text: &str) -> Result<Node, Diagnostic> {
                 Some((scalar(&value, style, tag.as_deref(), span)?, anchor))
             }
             Event::SequenceStart(anchor, tag) => {
-                check_tag(
-                    tag.map(|t| format!("{}{}", t.handle, t.suffix)).as_deref(),
-                    "seq",
-                    span,
-                )?;
-                stack.push(Frame::Seq {
-                    items: Vec::new(),
-                    start: span,
-                    anchor,
-                });
+                check_tag(tag.map(|t| format!("{}{}", t.handle, t.suffix)).as_deref(), "seq", span)?;
+                stack.push(Frame::Seq { items: Vec::new(), start: span, anchor });
                 if stack.len() > MAX_NODE_DEPTH {
                     return Err(too_deep(span));
                 }
                 None
             }
             Event::MappingStart(anchor, tag) => {
-                check_tag(
-                    tag.map(|t| format!("{}{}", t.handle, t.suffix)).as_deref(),
-                    "map",
-                    span,
-                )?;
-                stack.push(Frame::Map {
-                    entries: Vec::new(),
-                    pending: None,
-                    start: span,
-                    anchor,
-                });
+                check_tag(tag.map(|t| format!("{}{}", t.handle, t.suffix)).as_deref(), "map", span)?;
+                stack.push(Frame::Map { entries: Vec::new(), pending: None, start: span, anchor });
                 if stack.len() > MAX_NODE_DEPTH {
                     return Err(too_deep(span));
                 }
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq {
-                    items,
-                    start,
-                    anchor,
-                }) => {
+                Some(Frame::Seq { items, start, anchor }) => {
                     nodes += 1;
                     Some((Node::new(NodeKind::Seq(items), start.cover(span)), anchor))
                 }
                 _ => {
-                    return Err(Diagnostic::error(
-                        Code::Syntax,
-                        span,
-                        "unbalanced YAML sequence",
-                    ));
+                    return Err(Diagnostic::error(Code::Syntax, span, "unbalanced YAML sequence"));
                 }
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map {
-                    entries,
-                    start,
-                    anchor,
-                    ..
-                }) => {
+                Some(Frame::Map { entries, start, anchor, .. }) => {
                     nodes += 1;
                     Some((Node::new(NodeKind::Map(entries), start.cover(span)), anchor))
                 }
                 _ => {
-                    return Err(Diagnostic::error(
-                        Code::Syntax,
-                        span,
-                        "unbalanced YAML mapping",
-                    ));
+                    return Err(Diagnostic::error(Code::Syntax, span, "unbalanced YAML mapping"));
                 }
             },
         };
@@ -236,9 +170,7 @@ pub fn load_yaml(text: &str) -> Result<Node, Diagnostic> {
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                entries, pending, ..
-            }) => match pending.take() {
+            Some(Frame::Map { entries, pending, .. }) => match pending.take() {
                 None => {
                     let text = match &node.kind {
                         NodeKind::Str(s) => s.clone(),
@@ -248,25 +180,14 @@ pub fn load_yaml(text: &str) -> Result<Node, Diagnostic> {
                         NodeKind::Bool(b) => b.to_string(),
                         NodeKind::Null => "null".to_owned(),
                         _ => {
-                            return Err(Diagnostic::error(
-                                Code::WrongType,
-                                node.span,
-                                "mapping keys must be strings",
-                            ));
+                            return Err(Diagnostic::error(Code::WrongType, node.span, "mapping keys must be strings"));
                         }
                     };
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == text) {
-                        return Err(Diagnostic::error(
-                            Code::DuplicateId,
-                            node.span,
-                            format!("duplicate key `{text}`"),
-                        )
-                        .with_label(first.span, "first given here"));
+                        return Err(Diagnostic::error(Code::DuplicateId, node.span, format!("duplicate key `{text}`"))
+                            .with_label(first.span, "first given here"));
                     }
-                    *pending = Some(Key {
-                        text,
-                        span: node.span,
-                    });
+                    *pending = Some(Key { text, span: node.span });
                 }
                 Some(key) => entries.push((key, node)),
             },
@@ -290,59 +211,29 @@ fn count(n: &Node) -> usize {
 }
 
 fn too_deep(span: Span) -> Diagnostic {
-    Diagnostic::error(
-        Code::TooDeep,
-        span,
-        format!("document nested deeper than {MAX_NODE_DEPTH} levels"),
-    )
+    Diagnostic::error(Code::TooDeep, span, format!("document nested deeper than {MAX_NODE_DEPTH} levels"))
 }
 
 fn check_tag(tag: Option<&str>, want: &str, span: Span) -> Result<(), Diagnostic> {
     match tag {
         None => Ok(()),
         Some(t) if t == format!("tag:yaml.org,2002:{want}") || t == format!("!!{want}") => Ok(()),
-        Some(t) => Err(Diagnostic::error(
-            Code::BadValue,
-            span,
-            format!("unsupported YAML tag `{t}`"),
-        )),
+        Some(t) => Err(Diagnostic::error(Code::BadValue, span, format!("unsupported YAML tag `{t}`"))),
     }
 }
 
 /// Resolves a scalar by the YAML 1.2 core schema (quoted scalars are strings).
-fn scalar(
-    value: &str,
-    style: ScalarStyle,
-    tag: Option<&str>,
-    span: Span,
-) -> Result<Node, Diagnostic> {
-    let tag = tag.map(|t| {
-        t.trim_start_matches("tag:yaml.org,2002:")
-            .trim_start_matches("!!")
-    });
-    let bad = |what: &str| {
-        Diagnostic::error(
-            Code::BadValue,
-            span,
-            format!("`{value}` is not a valid {what}"),
-        )
-    };
+fn scalar(value: &str, style: ScalarStyle, tag: Option<&str>, span: Span) -> Result<Node, Diagnostic> {
+    let tag = tag.map(|t| t.trim_start_matches("tag:yaml.org,2002:").trim_start_matches("!!"));
+    let bad = |what: &str| Diagnostic::error(Code::BadValue, span, format!("`{value}` is not a valid {what}"));
     let kind = match tag {
         Some("str") => NodeKind::Str(value.to_owned()),
         Some("null") => NodeKind::Null,
-        Some("bool") => core_bool(value)
-            .map(NodeKind::Bool)
-            .ok_or_else(|| bad("boolean"))?,
+        Some("bool") => core_bool(value).map(NodeKind::Bool).ok_or_else(|| bad("boolean"))?,
         Some("int") => core_int(value).ok_or_else(|| bad("integer"))?,
-        Some("float") => core_float(value)
-            .or_else(|| core_int(value))
-            .ok_or_else(|| bad("float"))?,
+        Some("float") => core_float(value).or_else(|| core_int(value)).ok_or_else(|| bad("float"))?,
         Some(other) => {
-            return Err(Diagnostic::error(
-                Code::BadValue,
-                span,
-                format!("unsupported YAML tag `{other}`"),
-            ));
+            return Err(Diagnostic::error(Code::BadValue, span, format!("unsupported YAML tag `{other}`")));
         }
         None if style != ScalarStyle::Plain => NodeKind::Str(value.to_owned()),
         None => {
@@ -422,17 +313,8 @@ mod tests {
     #[test]
     fn core_schema() {
         let n = load_yaml("a: yes\nb: 1\nc: 1.5\nd: ~\ne: '1'\nf: 0x1f\ng: 1e3\n").ok();
-        let Some(Node {
-            kind: NodeKind::Map(m),
-            ..
-        }) = n
-        else {
-            unreachable!()
-        };
-        let kinds: Vec<String> = m
-            .iter()
-            .map(|(k, v)| format!("{}={:?}", k.text, v.kind))
-            .collect();
+        let Some(Node { kind: NodeKind::Map(m), .. }) = n else { unreachable!() };
+        let kinds: Vec<String> = m.iter().map(|(k, v)| format!("{}={:?}", k.text, v.kind)).collect();
         assert_eq!(
             kinds,
             vec![

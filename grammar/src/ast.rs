@@ -17,26 +17,17 @@ pub struct Span {
 
 impl Span {
     pub fn new(start: usize, end: usize) -> Span {
-        Span {
-            start: u32::try_from(start).unwrap_or(u32::MAX),
-            end: u32::try_from(end).unwrap_or(u32::MAX),
-        }
+        Span { start: u32::try_from(start).unwrap_or(u32::MAX), end: u32::try_from(end).unwrap_or(u32::MAX) }
     }
 
     /// The smallest span covering both.
     pub fn cover(self, other: Span) -> Span {
-        Span {
-            start: self.start.min(other.start),
-            end: self.end.max(other.end),
-        }
+        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
     }
 
     /// Moves the span by `offset` bytes (for expressions embedded in a larger file).
     pub fn shift(self, offset: u32) -> Span {
-        Span {
-            start: self.start.saturating_add(offset),
-            end: self.end.saturating_add(offset),
-        }
+        Span { start: self.start.saturating_add(offset), end: self.end.saturating_add(offset) }
     }
 
     pub fn range(self) -> std::ops::Range<usize> {

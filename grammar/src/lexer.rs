@@ -262,18 +262,10 @@ pub fn lex(src: &str) -> (Vec<Spanned>, Vec<Comment>) {
                     Ok(s) => Tok::Str(s),
                     Err(e) => Tok::Error(e),
                 },
-                Raw::RawStr => Tok::Str(
-                    text.get(2..text.len().saturating_sub(1))
-                        .unwrap_or("")
-                        .to_owned(),
-                ),
+                Raw::RawStr => Tok::Str(text.get(2..text.len().saturating_sub(1)).unwrap_or("").to_owned()),
                 Raw::Unterminated => Tok::Error(LexError::UnterminatedString),
                 Raw::Comment => {
-                    comments.push(Comment {
-                        start: span.start,
-                        end: span.end,
-                        text: text.trim_end().to_owned(),
-                    });
+                    comments.push(Comment { start: span.start, end: span.end, text: text.trim_end().to_owned() });
                     continue;
                 }
                 Raw::LBrace => Tok::LBrace,
@@ -322,17 +314,13 @@ fn unescape(quoted: &str) -> Result<String, LexError> {
             'u' => {
                 let rest = chars.as_str();
                 let (hex, consumed) = if let Some(braced) = rest.strip_prefix('{') {
-                    let close = braced
-                        .find('}')
-                        .ok_or_else(|| LexError::BadEscape("\\u{".into()))?;
+                    let close = braced.find('}').ok_or_else(|| LexError::BadEscape("\\u{".into()))?;
                     (braced.get(..close).unwrap_or(""), close + 2)
                 } else {
                     (rest.get(..4).unwrap_or(rest), 4)
                 };
-                let code = u32::from_str_radix(hex, 16)
-                    .map_err(|_| LexError::BadEscape(format!("\\u{hex}")))?;
-                let ch =
-                    char::from_u32(code).ok_or_else(|| LexError::BadEscape(format!("\\u{hex}")))?;
+                let code = u32::from_str_radix(hex, 16).map_err(|_| LexError::BadEscape(format!("\\u{hex}")))?;
+                let ch = char::from_u32(code).ok_or_else(|| LexError::BadEscape(format!("\\u{hex}")))?;
                 out.push(ch);
                 for _ in 0..consumed {
                     if chars.next().is_none() {
@@ -368,9 +356,7 @@ pub fn quote(s: &str) -> String {
 /// Whether `s` can be written as a bare identifier (not a keyword, identifier characters only).
 pub fn is_bare_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !is_keyword(s)
 }
 
@@ -425,14 +411,7 @@ mod tests {
 
     #[test]
     fn quote_roundtrips() {
-        for s in [
-            "plain",
-            "q\"uote",
-            "back\\slash",
-            "new\nline",
-            "\u{1}ctl",
-            "é",
-        ] {
+        for s in ["plain", "q\"uote", "back\\slash", "new\nline", "\u{1}ctl", "é"] {
             let (toks, _) = lex(&quote(s));
             assert_eq!(toks.first().map(|t| t.1.clone()), Some(Tok::Str(s.into())));
         }

@@ -45,10 +45,7 @@ pub fn parse_file(src: &str) -> Parsed<File> {
     let (tokens, comments) = lexer::lex(src);
     let mut recovered = Vec::new();
     let result = generated::verdict::FileParser::new().parse(&mut recovered, tokens);
-    let mut errors: Vec<SyntaxError> = recovered
-        .into_iter()
-        .map(|r| convert(r.error, src.len()))
-        .collect();
+    let mut errors: Vec<SyntaxError> = recovered.into_iter().map(|r| convert(r.error, src.len())).collect();
     let tree = match result {
         Ok(file) => file,
         Err(e) => {
@@ -56,11 +53,7 @@ pub fn parse_file(src: &str) -> Parsed<File> {
             File::default()
         }
     };
-    Parsed {
-        tree,
-        errors,
-        comments,
-    }
+    Parsed { tree, errors, comments }
 }
 
 /// Parses a condition expression on its own (YAML `when:` strings, `definitions`).
@@ -68,10 +61,7 @@ pub fn parse_expr(src: &str) -> Parsed<Option<Expr>> {
     let (tokens, comments) = lexer::lex(src);
     let mut recovered = Vec::new();
     let result = generated::verdict::ExprParser::new().parse(&mut recovered, tokens);
-    let mut errors: Vec<SyntaxError> = recovered
-        .into_iter()
-        .map(|r| convert(r.error, src.len()))
-        .collect();
+    let mut errors: Vec<SyntaxError> = recovered.into_iter().map(|r| convert(r.error, src.len())).collect();
     let tree = match result {
         Ok(e) => Some(e),
         Err(e) => {
@@ -79,11 +69,7 @@ pub fn parse_expr(src: &str) -> Parsed<Option<Expr>> {
             None
         }
     };
-    Parsed {
-        tree,
-        errors,
-        comments,
-    }
+    Parsed { tree, errors, comments }
 }
 
 /// Parses a path on its own (`schema` keys given as strings, the CLI).
@@ -91,10 +77,7 @@ pub fn parse_path(src: &str) -> Parsed<Option<Path>> {
     let (tokens, comments) = lexer::lex(src);
     let mut recovered = Vec::new();
     let result = generated::verdict::PathParser::new().parse(&mut recovered, tokens);
-    let mut errors: Vec<SyntaxError> = recovered
-        .into_iter()
-        .map(|r| convert(r.error, src.len()))
-        .collect();
+    let mut errors: Vec<SyntaxError> = recovered.into_iter().map(|r| convert(r.error, src.len())).collect();
     let tree = match result {
         Ok(p) => Some(p),
         Err(e) => {
@@ -102,11 +85,7 @@ pub fn parse_path(src: &str) -> Parsed<Option<Path>> {
             None
         }
     };
-    Parsed {
-        tree,
-        errors,
-        comments,
-    }
+    Parsed { tree, errors, comments }
 }
 
 /// `.0.1` after a path lexes as the number `0.1`: split it back into index steps.
@@ -114,20 +93,14 @@ pub(crate) fn number_segments(n: &str, start: usize) -> Vec<Segment> {
     let mut out = Vec::new();
     let mut offset = start;
     for part in n.split('.') {
-        out.push(Segment {
-            text: part.to_owned(),
-            span: Span::new(offset, offset + part.len()),
-        });
+        out.push(Segment { text: part.to_owned(), span: Span::new(offset, offset + part.len()) });
         offset += part.len() + 1;
     }
     out
 }
 
 fn expected_list(expected: Vec<String>) -> Vec<String> {
-    let mut v: Vec<String> = expected
-        .into_iter()
-        .map(|e| e.trim_matches('"').to_owned())
-        .collect();
+    let mut v: Vec<String> = expected.into_iter().map(|e| e.trim_matches('"').to_owned()).collect();
     v.sort();
     v.dedup();
     v
@@ -144,11 +117,9 @@ fn describe_expected(expected: &[String]) -> String {
 
 fn convert(e: LalrError<usize, Tok, LexError>, len: usize) -> SyntaxError {
     match e {
-        LalrError::InvalidToken { location } => SyntaxError {
-            message: "invalid token".into(),
-            span: Span::new(location, location),
-            expected: vec![],
-        },
+        LalrError::InvalidToken { location } => {
+            SyntaxError { message: "invalid token".into(), span: Span::new(location, location), expected: vec![] }
+        }
         LalrError::UnrecognizedEof { location, expected } => {
             let expected = expected_list(expected);
             SyntaxError {
@@ -157,31 +128,20 @@ fn convert(e: LalrError<usize, Tok, LexError>, len: usize) -> SyntaxError {
                 expected,
             }
         }
-        LalrError::UnrecognizedToken {
-            token: (l, tok, r),
-            expected,
-        } => {
+        LalrError::UnrecognizedToken { token: (l, tok, r), expected } => {
             let expected = expected_list(expected);
             let message = match &tok {
                 Tok::Error(e) => e.to_string(),
                 other => format!("unexpected {other}{}", describe_expected(&expected)),
             };
-            SyntaxError {
-                message,
-                span: Span::new(l, r),
-                expected,
-            }
+            SyntaxError { message, span: Span::new(l, r), expected }
         }
-        LalrError::ExtraToken { token: (l, tok, r) } => SyntaxError {
-            message: format!("unexpected {tok} after the end"),
-            span: Span::new(l, r),
-            expected: vec![],
-        },
-        LalrError::User { error } => SyntaxError {
-            message: error.to_string(),
-            span: Span::new(0, 0),
-            expected: vec![],
-        },
+        LalrError::ExtraToken { token: (l, tok, r) } => {
+            SyntaxError { message: format!("unexpected {tok} after the end"), span: Span::new(l, r), expected: vec![] }
+        }
+        LalrError::User { error } => {
+            SyntaxError { message: error.to_string(), span: Span::new(0, 0), expected: vec![] }
+        }
     }
 }
 

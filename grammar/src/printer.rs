@@ -54,11 +54,7 @@ fn push_indent(out: &mut String, n: usize) {
 
 /// Prints a whole file with its comments in canonical layout.
 pub fn print_file(file: &File, comments: &[Comment]) -> String {
-    let mut p = Printer {
-        out: String::new(),
-        comments,
-        next_comment: 0,
-    };
+    let mut p = Printer { out: String::new(), comments, next_comment: 0 };
     let mut first = true;
     for item in &file.items {
         let span = match item {
@@ -74,8 +70,7 @@ pub fn print_file(file: &File, comments: &[Comment]) -> String {
         p.comments_before(span.start, 0);
         match item {
             Item::Bundle(b) => {
-                p.out
-                    .push_str(&format!("bundle {} {{\n", name(&b.name.text)));
+                p.out.push_str(&format!("bundle {} {{\n", name(&b.name.text)));
                 p.props(&b.props, 1);
                 p.comments_before(b.span.end, 1);
                 p.out.push_str("}\n");
@@ -87,19 +82,14 @@ pub fn print_file(file: &File, comments: &[Comment]) -> String {
                 p.out.push('\n');
             }
             Item::Policy(pd) => {
-                p.out
-                    .push_str(&format!("policy {} {{\n", name(&pd.name.text)));
+                p.out.push_str(&format!("policy {} {{\n", name(&pd.name.text)));
                 p.props(&pd.props, 1);
                 for (i, r) in pd.rules.iter().enumerate() {
                     if i > 0 || !pd.props.is_empty() {
                         p.out.push('\n');
                     }
                     p.comments_before(r.span.start, 1);
-                    p.out.push_str(&format!(
-                        "  rule {} {} {{\n",
-                        name(&r.name.text),
-                        name(&r.effect.text)
-                    ));
+                    p.out.push_str(&format!("  rule {} {} {{\n", name(&r.name.text), name(&r.effect.text)));
                     if let Some(w) = &r.when {
                         p.comments_before(w.span.start, 2);
                         p.out.push_str("    when ");
@@ -122,11 +112,7 @@ pub fn print_file(file: &File, comments: &[Comment]) -> String {
 
 /// A name as written: bare when it is an identifier, quoted otherwise.
 pub fn name(text: &str) -> String {
-    if is_bare_ident(text) {
-        text.to_owned()
-    } else {
-        quote(text)
-    }
+    if is_bare_ident(text) { text.to_owned() } else { quote(text) }
 }
 
 /// A condition on one line, or split at its top-level connective when longer than [`WIDTH`]
@@ -136,9 +122,10 @@ fn condition(e: &Expr, column: usize, indent: usize) -> String {
     if column + flat.len() <= WIDTH {
         return flat;
     }
+    let e = unparen(e);
     let (parts, word) = match &e.kind {
-        ExprKind::Or(v) => (v, "or"),
-        ExprKind::And(v) => (v, "and"),
+        ExprKind::Or(_) => (flatten(e), "or"),
+        ExprKind::And(_) => (flatten(e), "and"),
         _ => return flat,
     };
     let mut out = String::new();
@@ -149,10 +136,7 @@ fn condition(e: &Expr, column: usize, indent: usize) -> String {
             out.push_str(word);
             out.push(' ');
         }
-        out.push_str(&expr_in(
-            part,
-            if word == "or" { Prec::Or } else { Prec::And },
-        ));
+        out.push_str(&expr_in(part, if word == "or" { Prec::Or } else { Prec::And }));
     }
     out
 }
@@ -177,41 +161,43 @@ fn unparen(e: &Expr) -> &Expr {
     e
 }
 
+/// The operands of an `and`/`or` chain, with nested chains of the same connective (parenthesised
+/// or not) spliced in: `a and (b and c)` prints as `a and b and c`, which means the same.
+fn flatten(e: &Expr) -> Vec<&Expr> {
+    let is_and = matches!(e.kind, ExprKind::And(_));
+    let mut out = Vec::new();
+    let mut work = vec![e];
+    while let Some(x) = work.pop() {
+        let x = unparen(x);
+        match &x.kind {
+            ExprKind::And(v) if is_and => work.extend(v.iter().rev()),
+            ExprKind::Or(v) if !is_and => work.extend(v.iter().rev()),
+            _ => out.push(x),
+        }
+    }
+    out
+}
+
 fn expr_in(e: &Expr, ctx: Prec) -> String {
     let e = unparen(e);
     let (text, prec) = match &e.kind {
         ExprKind::Bool(b) => (b.to_string(), Prec::Not),
-        ExprKind::Or(v) => (
-            v.iter()
-                .map(|c| expr_in(c, Prec::And))
-                .collect::<Vec<_>>()
-                .join(" or "),
-            Prec::Or,
-        ),
-        ExprKind::And(v) => (
-            v.iter()
-                .map(|c| expr_in(c, Prec::Not))
-                .collect::<Vec<_>>()
-                .join(" and "),
-            Prec::And,
-        ),
+        ExprKind::Or(_) => {
+            (flatten(e).iter().map(|c| expr_in(c, Prec::And)).collect::<Vec<_>>().join(" or "), Prec::Or)
+        }
+        ExprKind::And(_) => {
+            (flatten(e).iter().map(|c| expr_in(c, Prec::Not)).collect::<Vec<_>>().join(" and "), Prec::And)
+        }
         ExprKind::Not(c) => (format!("not {}", expr_in(c, Prec::Not)), Prec::Not),
         ExprKind::Paren(_) => (String::new(), Prec::Not),
-        ExprKind::Cmp { op, lhs, rhs } => (
-            format!("{} {} {}", operand(lhs), op.text(), operand(rhs)),
-            Prec::Not,
-        ),
+        ExprKind::Cmp { op, lhs, rhs } => (format!("{} {} {}", operand(lhs), op.text(), operand(rhs)), Prec::Not),
         ExprKind::Exists(p) => (format!("exists({})", path(p)), Prec::Not),
         ExprKind::Missing(p) => (format!("missing({})", path(p)), Prec::Not),
         ExprKind::Name(p) => (path(p), Prec::Not),
         ExprKind::Error => ("<error>".into(), Prec::Not),
     };
     // `or` inside `and` needs parentheses, and so does `and`/`or` under `not`.
-    if prec < ctx {
-        format!("({text})")
-    } else {
-        text
-    }
+    if prec < ctx { format!("({text})") } else { text }
 }
 
 fn operand(o: &Operand) -> String {
@@ -255,10 +241,7 @@ pub fn path_of<'a>(segments: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 fn segment(seg: &str) -> String {
-    let ident = seg
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let ident = seg.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ident { seg.to_owned() } else { quote(seg) }
 }
@@ -273,10 +256,7 @@ pub fn literal(l: &Lit) -> String {
         LitKind::List(v) => format!("[{}]", v.iter().map(literal).collect::<Vec<_>>().join(", ")),
         LitKind::Object(v) if v.is_empty() => "{}".into(),
         LitKind::Object(v) => {
-            let entries: Vec<String> = v
-                .iter()
-                .map(|(k, l)| format!("{}: {}", quote(&k.text), literal(l)))
-                .collect();
+            let entries: Vec<String> = v.iter().map(|(k, l)| format!("{}: {}", quote(&k.text), literal(l))).collect();
             format!("{{{}}}", entries.join(", "))
         }
         LitKind::Ident(s) => s.clone(),
@@ -293,10 +273,7 @@ fn setting(l: &Lit) -> String {
         LitKind::List(v) => format!("[{}]", v.iter().map(setting).collect::<Vec<_>>().join(", ")),
         LitKind::Object(v) if v.is_empty() => "{}".into(),
         LitKind::Object(v) => {
-            let entries: Vec<String> = v
-                .iter()
-                .map(|(k, l)| format!("{}: {}", key(&k.text), setting(l)))
-                .collect();
+            let entries: Vec<String> = v.iter().map(|(k, l)| format!("{}: {}", key(&k.text), setting(l))).collect();
             format!("{{ {} }}", entries.join(", "))
         }
         LitKind::Apply(f, a) => format!("{}<{}>", f.text, setting(a)),
@@ -307,12 +284,6 @@ fn setting(l: &Lit) -> String {
 /// An object key in settings: bare when it is a dotted run of identifiers, quoted otherwise.
 fn key(text: &str) -> String {
     let plain = !text.contains('\\')
-        && text.split('.').enumerate().all(|(i, s)| {
-            if i == 0 {
-                is_bare_ident(s)
-            } else {
-                segment(s) == s
-            }
-        });
+        && text.split('.').enumerate().all(|(i, s)| if i == 0 { is_bare_ident(s) } else { segment(s) == s });
     if plain { text.to_owned() } else { quote(text) }
 }

@@ -80,12 +80,7 @@ impl AtomOp {
 ///
 /// Total: any operand missing makes every binary atom false; operand types outside an atom's
 /// table make it false.
-pub fn eval(
-    op: AtomOp,
-    lhs: Option<&Value>,
-    rhs: Option<&Value>,
-    regex: Option<&regex::Regex>,
-) -> bool {
+pub fn eval(op: AtomOp, lhs: Option<&Value>, rhs: Option<&Value>, regex: Option<&regex::Regex>) -> bool {
     match op {
         AtomOp::Exists => return lhs.is_some(),
         AtomOp::Missing => return lhs.is_none(),
@@ -151,42 +146,12 @@ mod tests {
 
     #[test]
     fn table() {
-        assert!(eval(
-            AtomOp::Contains,
-            Some(&json!({"a": 1})),
-            Some(&json!("a")),
-            None
-        ));
-        assert!(!eval(
-            AtomOp::Contains,
-            Some(&json!("abc")),
-            Some(&json!(1)),
-            None
-        ));
-        assert!(eval(
-            AtomOp::In,
-            Some(&json!(1.0)),
-            Some(&json!([2, 1])),
-            None
-        ));
-        assert!(!eval(
-            AtomOp::In,
-            Some(&json!(true)),
-            Some(&json!([1])),
-            None
-        ));
-        assert!(eval(
-            AtomOp::NotIn,
-            Some(&json!(3)),
-            Some(&json!([2, 1])),
-            None
-        ));
+        assert!(eval(AtomOp::Contains, Some(&json!({"a": 1})), Some(&json!("a")), None));
+        assert!(!eval(AtomOp::Contains, Some(&json!("abc")), Some(&json!(1)), None));
+        assert!(eval(AtomOp::In, Some(&json!(1.0)), Some(&json!([2, 1])), None));
+        assert!(!eval(AtomOp::In, Some(&json!(true)), Some(&json!([1])), None));
+        assert!(eval(AtomOp::NotIn, Some(&json!(3)), Some(&json!([2, 1])), None));
         assert!(eval(AtomOp::Ne, Some(&json!(null)), Some(&json!(1)), None));
-        assert!(!eval(
-            AtomOp::Gt,
-            Some(&json!(true)),
-            Some(&json!(false)),
-            None
-        ));
+        assert!(!eval(AtomOp::Gt, Some(&json!(true)), Some(&json!(false)), None));
     }
 }

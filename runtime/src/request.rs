@@ -35,11 +35,7 @@ impl fmt::Display for RequestError {
 impl std::error::Error for RequestError {}
 
 fn refuse(message: impl Into<String>) -> RequestError {
-    RequestError {
-        message: message.into(),
-        line: None,
-        column: None,
-    }
+    RequestError { message: message.into(), line: None, column: None }
 }
 
 impl Request {
@@ -153,10 +149,7 @@ fn object_or_null(key: &str, v: Value) -> Result<Option<Value>, RequestError> {
     match v {
         Value::Null => Ok(None),
         Value::Object(_) => Ok(Some(v)),
-        other => Err(refuse(format!(
-            "`{key}` must be an object or null, not {}",
-            crate::value::type_name(&other)
-        ))),
+        other => Err(refuse(format!("`{key}` must be an object or null, not {}", crate::value::type_name(&other)))),
     }
 }
 
@@ -216,8 +209,10 @@ mod tests {
 
     #[test]
     fn merged_view() {
-        let r = Request::from_value(json!({"data": {"region": "eu", "subject": {"x": 1}, "l": [1, 2]}, "subject": null, "action": "read"}))
-            .unwrap_or_default();
+        let r = Request::from_value(
+            json!({"data": {"region": "eu", "subject": {"x": 1}, "l": [1, 2]}, "subject": null, "action": "read"}),
+        )
+        .unwrap_or_default();
         assert_eq!(r.lookup(&["region"]), Some(&json!("eu")));
         assert_eq!(r.lookup(&["subject", "x"]), Some(&json!(1)));
         assert_eq!(r.lookup(&["action"]), Some(&json!("read")));

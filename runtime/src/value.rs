@@ -130,25 +130,13 @@ mod tests {
     #[test]
     fn numbers_compare_exactly() {
         assert!(deep_eq(&json!(1), &json!(1.0)));
-        assert!(!deep_eq(
-            &json!(9007199254740993u64),
-            &json!(9007199254740992.0)
-        ));
-        assert!(deep_eq(
-            &json!(9007199254740992u64),
-            &json!(9007199254740992.0)
-        ));
+        assert!(!deep_eq(&json!(9007199254740993u64), &json!(9007199254740992.0)));
+        assert!(deep_eq(&json!(9007199254740992u64), &json!(9007199254740992.0)));
         assert_eq!(order(&json!(-1), &json!(-0.5)), Some(Ordering::Less));
-        assert_eq!(
-            order(&json!(u64::MAX), &json!(1.8446744073709552e19)),
-            Some(Ordering::Less)
-        );
+        assert_eq!(order(&json!(u64::MAX), &json!(1.8446744073709552e19)), Some(Ordering::Less));
         assert!(!deep_eq(&json!(true), &json!(1)));
         assert!(!deep_eq(&json!([true]), &json!([1])));
-        assert!(deep_eq(
-            &json!({"a": [1, {"b": 2.0}]}),
-            &json!({"a": [1.0, {"b": 2}]})
-        ));
+        assert!(deep_eq(&json!({"a": [1, {"b": 2.0}]}), &json!({"a": [1.0, {"b": 2}]})));
         assert_eq!(order(&json!(true), &json!(false)), None);
         assert_eq!(order(&json!("b"), &json!("a")), Some(Ordering::Greater));
     }

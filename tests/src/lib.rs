@@ -23,17 +23,9 @@ pub fn seed_compat() -> Vec<Case> {
             let v: Value = serde_json::from_str(l).unwrap_or(Value::Null);
             let cases = v["cases"]
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|c| (c["context"].clone(), c["expect"].clone()))
-                        .collect()
-                })
+                .map(|a| a.iter().map(|c| (c["context"].clone(), c["expect"].clone())).collect())
                 .unwrap_or_default();
-            Case {
-                line: i + 1,
-                bundle: v["bundle"].clone(),
-                cases,
-            }
+            Case { line: i + 1, bundle: v["bundle"].clone(), cases }
         })
         .collect()
 }
@@ -45,32 +37,19 @@ pub const FIELDS: [&str; 4] = ["kind", "matched_policy_id", "matched_rule_id", "
 pub fn compare(actual: &Value, expect: &Value) -> Result<(), String> {
     for f in FIELDS {
         if actual["decision"][f] != expect["decision"][f] {
-            return Err(format!(
-                "decision.{f}: got {} want {}",
-                actual["decision"][f], expect["decision"][f]
-            ));
+            return Err(format!("decision.{f}: got {} want {}", actual["decision"][f], expect["decision"][f]));
         }
     }
-    let (Some(a), Some(e)) = (
-        actual["policy_decisions"].as_array(),
-        expect["policy_decisions"].as_array(),
-    ) else {
+    let (Some(a), Some(e)) = (actual["policy_decisions"].as_array(), expect["policy_decisions"].as_array()) else {
         return Err("policy_decisions missing".into());
     };
     if a.len() != e.len() {
-        return Err(format!(
-            "policy_decisions: got {} want {}",
-            a.len(),
-            e.len()
-        ));
+        return Err(format!("policy_decisions: got {} want {}", a.len(), e.len()));
     }
     for (i, (x, y)) in a.iter().zip(e).enumerate() {
         for f in FIELDS {
             if x[f] != y[f] {
-                return Err(format!(
-                    "policy_decisions[{i}].{f}: got {} want {}",
-                    x[f], y[f]
-                ));
+                return Err(format!("policy_decisions[{i}].{f}: got {} want {}", x[f], y[f]));
             }
         }
     }
@@ -78,12 +57,7 @@ pub fn compare(actual: &Value, expect: &Value) -> Result<(), String> {
 }
 
 /// Compiles a source text of a given form and evaluates a context now.
-pub fn eval_source(
-    name: &str,
-    text: &str,
-    kind: SourceKind,
-    context: &Value,
-) -> Result<Value, String> {
+pub fn eval_source(name: &str, text: &str, kind: SourceKind, context: &Value) -> Result<Value, String> {
     let file = SourceFile::new(name, text);
     let compiled = compile_as(&file, kind);
     let Some(bundle) = compiled.bundle else {
@@ -91,7 +65,5 @@ pub fn eval_source(
     };
     let interp = verdict_compiler::interp::Interpreter::new(&bundle).map_err(|e| e.0)?;
     let req = Request::from_value(context.clone()).map_err(|e| e.to_string())?;
-    Ok(interp
-        .evaluate(&req, jiff::Timestamp::now(), false)
-        .to_json())
+    Ok(interp.evaluate(&req, jiff::Timestamp::now(), false).to_json())
 }

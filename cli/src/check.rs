@@ -1,0 +1,37 @@
+//! `verdict check`.
+
+use crate::Format;
+use crate::render;
+use verdict_compiler::diagnostic::Severity;
+
+pub fn run(paths: &[std::path::PathBuf], format: Format, deny_warnings: bool) -> u8 {
+    let mut all_json = Vec::new();
+    let mut worst = 0u8;
+    let mut human = Vec::new();
+    let color = render::color_stderr();
+    for path in paths {
+        let file = match render::read(path) {
+            Ok(f) => f,
+            Err(code) => {
+                worst = worst.max(code);
+                continue;
+            }
+        };
+        let compiled = verdict_compiler::compile(&file);
+        for d in &compiled.diagnostics {
+            let counts = d.severity == Severity::Error || (deny_warnings && d.severity == Severity::Warning);
+            if counts {
+                worst = worst.max(1);
+            }
+            match format {
+                Format::Json => all_json.push(render::json(&file, d)),
+                Format::Human => render::human(&file, d, color, &mut human),
+            }
+        }
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::Value::Array(all_json)),
+        Format::Human => eprint!("{}", String::from_utf8_lossy(&human)),
+    }
+    worst
+}

@@ -1,0 +1,117 @@
+//! `verdict eval`: one decision, or one per line of a JSON Lines file.
+
+use crate::render;
+use serde_json::{Value, json};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use verdict_compiler::interp::Interpreter;
+use verdict_runtime::request::Request;
+
+pub fn run(source: &Path, context: Option<&Path>, contexts: Option<&Path>, trace: bool, now: Option<&str>) -> u8 {
+    let now = match now {
+        None => jiff::Timestamp::now(),
+        Some(t) => match t.parse::<jiff::Timestamp>() {
+            Ok(ts) => ts,
+            Err(e) => {
+                eprintln!("error: `--now {t}` is not an RFC 3339 date-time with an offset: {e}");
+                return 2;
+            }
+        },
+    };
+    let file = match render::read(source) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let compiled = verdict_compiler::compile(&file);
+    render::eprint_all(&file, &compiled.diagnostics);
+    let Some(bundle) = compiled.bundle else {
+        eprintln!("error: {} does not compile", file.name);
+        return 2;
+    };
+    let interp = match Interpreter::new(&bundle) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {}", e.0);
+            return 2;
+        }
+    };
+    match (context, contexts) {
+        (_, Some(lines)) => batch(&interp, lines, trace, now),
+        (Some(ctx), None) => single(&interp, ctx, trace, now),
+        (None, None) => {
+            eprintln!("error: give a CONTEXT file or `--contexts FILE.jsonl`");
+            2
+        }
+    }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, u8> {
+    let r = if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+    } else {
+        std::fs::read(path)
+    };
+    r.map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", path.display());
+        2
+    })
+}
+
+fn single(interp: &Interpreter<'_>, ctx: &Path, trace: bool, now: jiff::Timestamp) -> u8 {
+    let bytes = match read_bytes(ctx) {
+        Ok(b) => b,
+        Err(c) => return c,
+    };
+    let req = match Request::from_json(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}: {e}", ctx.display());
+            return 2;
+        }
+    };
+    let result = interp.evaluate(&req, now, trace);
+    let text = serde_json::to_string_pretty(&result.to_json()).unwrap_or_default();
+    println!("{text}");
+    match result.decision.kind.as_str() {
+        "allow" | verdict_runtime::decision::NOT_APPLICABLE => 0,
+        _ => 1,
+    }
+}
+
+fn batch(interp: &Interpreter<'_>, path: &Path, trace: bool, now: jiff::Timestamp) -> u8 {
+    let bytes = match read_bytes(path) {
+        Ok(b) => b,
+        Err(c) => return c,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut all_ok = true;
+    for (i, line) in bytes.lines().enumerate() {
+        let line_no = i + 1;
+        let value = match line {
+            Err(e) => {
+                all_ok = false;
+                json!({"error": format!("line {line_no}: {e}"), "line": line_no})
+            }
+            Ok(l) if l.trim().is_empty() => continue,
+            Ok(l) => match Request::from_json(l.as_bytes()) {
+                Ok(req) => interp.evaluate(&req, now, trace).to_json(),
+                Err(e) => {
+                    all_ok = false;
+                    json!({"error": format!("line {line_no}: {e}"), "line": line_no})
+                }
+            },
+        };
+        if writeln!(out, "{value}").is_err() {
+            return 2;
+        }
+    }
+    if out.flush().is_err() {
+        return 2;
+    }
+    if all_ok { 0 } else { 2 }
+}
+
+#[allow(dead_code)]
+fn _unused(_: Value) {}

@@ -1,0 +1,103 @@
+//! `verdict`: the command-line front of the toolchain. The only crate that parses flags.
+//!
+//! Exit codes follow TOOLCHAIN.md: 0 success (for `eval`: allow or not_applicable), 1 findings
+//! (errors, a non-allow decision, unformatted files), 2 unreadable or invalid input.
+
+mod check;
+mod convert;
+mod eval;
+mod fmt;
+mod render;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "verdict", version, about = "Compile, check and evaluate Verdict policy bundles")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DenyLevel {
+    Warnings,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The reference interpreter over the IR.
+    Interp,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse, type-check and analyse bundles; print diagnostics.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Treat warnings as errors for the exit code.
+        #[arg(long, value_enum)]
+        deny: Option<DenyLevel>,
+    },
+    /// Evaluate a bundle on one request context, or on every line of `--contexts`.
+    Eval {
+        source: PathBuf,
+        /// The request context (a JSON file; `-` for standard input).
+        context: Option<PathBuf>,
+        /// A JSON Lines file of request contexts: one result per line.
+        #[arg(long, conflicts_with = "context")]
+        contexts: Option<PathBuf>,
+        /// Include the evaluation trace.
+        #[arg(long)]
+        trace: bool,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: Backend,
+        /// Evaluate as of this RFC 3339 time instead of now.
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Convert a bundle between forms, by the output's extension (.verdict, .yaml/.yml, .json).
+    Convert {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Rewrite `.verdict` files in canonical layout.
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only report files that are not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Check { paths, format, deny } => check::run(&paths, format, deny.is_some()),
+        Command::Eval { source, context, contexts, trace, backend: _, now } => {
+            eval::run(&source, context.as_deref(), contexts.as_deref(), trace, now.as_deref())
+        }
+        Command::Convert { input, output } => convert::run(&input, &output),
+        Command::Fmt { files, check } => fmt::run(&files, check),
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,111 @@
+//! Rendering diagnostics: ariadne reports for people, a JSON array for tools.
+
+use ariadne::{Config, IndexType, Label, Report, ReportKind, Source};
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+use verdict_compiler::diagnostic::{Diagnostic, Severity};
+use verdict_compiler::source::SourceFile;
+
+/// Writes one diagnostic as an ariadne report with its source excerpt.
+pub fn human(file: &SourceFile, d: &Diagnostic, color: bool, out: &mut Vec<u8>) {
+    let kind = match d.severity {
+        Severity::Error => ReportKind::Error,
+        Severity::Warning => ReportKind::Warning,
+        Severity::Info => ReportKind::Advice,
+    };
+    let name = file.name.as_str();
+    let len = file.text.len();
+    let range = |s: verdict_grammar::ast::Span| {
+        let start = (s.start as usize).min(len);
+        start..(s.end as usize).clamp(start, len)
+    };
+    let mut report = Report::build(kind, (name, range(d.span)))
+        .with_config(Config::default().with_index_type(IndexType::Byte).with_color(color))
+        .with_code(d.code.as_str())
+        .with_message(&d.message)
+        .with_label(Label::new((name, range(d.span))).with_message(label_text(d)));
+    for l in &d.labels {
+        report = report.with_label(Label::new((name, range(l.span))).with_message(&l.message));
+    }
+    if let Some(h) = &d.help {
+        report = report.with_help(h);
+    }
+    if let Some(w) = &d.witness {
+        report = report.with_note(format!("witness request: {w}"));
+    }
+    if report.finish().write((name, Source::from(file.text.as_str())), &mut *out).is_err() {
+        out.extend_from_slice(format!("{}: {}\n", d.code.as_str(), d.message).as_bytes());
+    }
+}
+
+fn label_text(d: &Diagnostic) -> String {
+    match (&d.policy, &d.rule) {
+        (Some(p), Some(r)) => format!("in rule `{r}` of policy `{p}`"),
+        _ => d.code.summary().to_owned(),
+    }
+}
+
+/// A diagnostic as TOOLCHAIN.md's JSON object.
+pub fn json(file: &SourceFile, d: &Diagnostic) -> Value {
+    let (line, column) = file.line_col(d.span.start);
+    let (end_line, end_column) = file.line_col(d.span.end);
+    let related: Vec<Value> = d
+        .labels
+        .iter()
+        .map(|l| {
+            let (line, column) = file.line_col(l.span.start);
+            json!({"message": l.message, "file": file.name, "line": line, "column": column})
+        })
+        .collect();
+    json!({
+        "code": d.code.as_str(),
+        "severity": d.severity.as_str(),
+        "message": d.message,
+        "file": file.name,
+        "line": line,
+        "column": column,
+        "end_line": end_line,
+        "end_column": end_column,
+        "policy": d.policy,
+        "rule": d.rule,
+        "related": related,
+        "help": d.help,
+        "witness": d.witness,
+    })
+}
+
+/// Whether to colour output written to standard error.
+pub fn color_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Prints every diagnostic of a file to standard error for people.
+pub fn eprint_all(file: &SourceFile, diags: &[Diagnostic]) {
+    let color = color_stderr();
+    let mut out = Vec::new();
+    for d in diags {
+        human(file, d, color, &mut out);
+    }
+    eprint!("{}", String::from_utf8_lossy(&out));
+}
+
+/// Reads a source file; an I/O problem is reported and mapped to exit code 2.
+pub fn read(path: &std::path::Path) -> Result<SourceFile, u8> {
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
+            Err(e) => {
+                eprintln!(
+                    "error: {}: not UTF-8 text (invalid byte at offset {})",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                );
+                Err(2)
+            }
+        },
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            Err(2)
+        }
+    }
+}
