@@ -382,7 +382,7 @@ fn yaml_value(v: &Value, indent: usize, out: &mut String, top: bool) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (i, (k, val)) in m.iter().enumerate() {
-                if !(i == 0 && !top) {
+                if i != 0 || top {
                     out.push_str(&pad);
                 }
                 out.push_str(&yaml_key(k));

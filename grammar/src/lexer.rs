@@ -57,7 +57,7 @@ enum Raw {
     #[regex(r#"'([^'\\\n]|\\[^\n])*'"#)]
     Str,
     #[regex(r#"r"[^"\n]*""#)]
-    RawStr,
+    Verbatim,
     #[regex(r#""([^"\\\n]|\\[^\n])*"#, priority = 1)]
     #[regex(r#"'([^'\\\n]|\\[^\n])*"#, priority = 1)]
     #[regex(r#"r"[^"\n]*"#, priority = 1)]
@@ -262,7 +262,7 @@ pub fn lex(src: &str) -> (Vec<Spanned>, Vec<Comment>) {
                     Ok(s) => Tok::Str(s),
                     Err(e) => Tok::Error(e),
                 },
-                Raw::RawStr => Tok::Str(text.get(2..text.len().saturating_sub(1)).unwrap_or("").to_owned()),
+                Raw::Verbatim => Tok::Str(text.get(2..text.len().saturating_sub(1)).unwrap_or("").to_owned()),
                 Raw::Unterminated => Tok::Error(LexError::UnterminatedString),
                 Raw::Comment => {
                     comments.push(Comment { start: span.start, end: span.end, text: text.trim_end().to_owned() });

@@ -1,0 +1,99 @@
+//! `verdict eval` end to end: exit codes for allow, deny and unreadable contexts, and JSON Lines
+//! batches with a bad line.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_verdict");
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const BUNDLE: &str = "examples/quickstart/bundle.yaml";
+
+fn eval(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("eval")
+        .args(args)
+        .current_dir(WORKSPACE)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A scratch file under the target directory, named per test.
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("eval-cli");
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn quickstart_allow_exits_0() {
+    let out = eval(&[BUNDLE, "examples/quickstart/ctx.json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"]["kind"], "allow", "{v:#}");
+    assert_eq!(v["decision"]["matched_rule_id"], "admin-writes", "{v:#}");
+}
+
+#[test]
+fn deny_exits_1() {
+    let ctx = scratch(
+        "deny.json",
+        r#"{"subject": {"id": "u-42", "role": "student"}, "action": "update", "resource": {"type": "gradebook", "id": "gb-3", "tags": []}, "data": {}}"#,
+    );
+    let out = eval(&[BUNDLE, arg(&ctx)]);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"]["kind"], "deny", "{v:#}");
+}
+
+#[test]
+fn malformed_context_exits_2() {
+    let ctx = scratch("malformed.json", r#"{"subject": {"id": "u-1", "#);
+    let out = eval(&[BUNDLE, arg(&ctx)]);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "printed a decision for a malformed context");
+    let err = stderr(&out);
+    assert!(err.contains("malformed.json"), "the error does not name the file:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn missing_context_exits_2() {
+    let out = eval(&[BUNDLE, "examples/quickstart/no-such-ctx.json"]);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+}
+
+#[test]
+fn contexts_with_a_bad_line_report_it_and_go_on() {
+    let lines = [
+        r#"{"subject": {"id": "u-17", "role": "admin"}, "action": "update", "resource": {"tags": []}, "data": {}}"#,
+        r#"{"subject": {"id": "u-42", "role": "#,
+        r#"{"subject": {"id": "u-42", "role": "student"}, "action": "update", "resource": {"tags": []}, "data": {}}"#,
+    ];
+    let file = scratch("batch.jsonl", &(lines.join("\n") + "\n"));
+    let out = eval(&[BUNDLE, "--contexts", arg(&file)]);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let results: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 3, "one output line per input line:\n{stdout}");
+    assert_eq!(results[0]["decision"]["kind"], "allow", "{stdout}");
+    let err = results[1]["error"].as_str().unwrap_or_else(|| panic!("no error on line 2:\n{stdout}"));
+    assert!(err.contains("line 2"), "{err}");
+    assert_eq!(results[1]["line"], 2);
+    assert!(results[1].get("decision").is_none());
+    assert_eq!(results[2]["decision"]["kind"], "deny", "{stdout}");
+}

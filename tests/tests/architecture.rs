@@ -1,0 +1,51 @@
+//! The dependency rules of ARCHITECTURE.md, checked on every crate's `Cargo.toml` (after
+//! rust-analyzer's `tidy`): `runtime` depends on neither `grammar` nor `compiler`; `grammar`
+//! depends on no other Verdict crate; only `cli` parses flags (clap); only `lsp` speaks LSP.
+
+use std::path::Path;
+
+/// The names in a manifest's `[dependencies]` table.
+fn dependencies(krate: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(krate).join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut in_deps = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps && let Some((name, _)) = line.split_once(['=', '.']) {
+            let name = name.trim();
+            if !name.is_empty() && !name.starts_with('#') {
+                out.push(name.to_owned());
+            }
+        }
+    }
+    assert!(!text.is_empty(), "{} is readable", path.display());
+    out
+}
+
+#[test]
+fn runtime_links_neither_grammar_nor_compiler() {
+    let deps = dependencies("runtime");
+    assert!(!deps.iter().any(|d| d == "verdict-grammar" || d == "verdict-compiler"), "{deps:?}");
+}
+
+#[test]
+fn grammar_depends_on_no_verdict_crate() {
+    let deps = dependencies("grammar");
+    assert!(!deps.iter().any(|d| d.starts_with("verdict-")), "{deps:?}");
+}
+
+#[test]
+fn only_cli_parses_flags_and_only_lsp_speaks_lsp() {
+    for krate in ["grammar", "compiler", "runtime", "lsp"] {
+        assert!(!dependencies(krate).iter().any(|d| d == "clap"), "{krate} must not depend on clap");
+    }
+    for krate in ["grammar", "compiler", "runtime", "cli"] {
+        let deps = dependencies(krate);
+        assert!(!deps.iter().any(|d| d.starts_with("lsp-") || d == "tower-lsp"), "{krate} must not speak LSP: {deps:?}");
+    }
+}
