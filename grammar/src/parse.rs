@@ -41,8 +41,15 @@ pub(crate) enum RuleMember {
 }
 
 /// Parses a `.verdict` file.
+///
+/// When the input ends inside open blocks (a half-typed file), the parse is retried with the
+/// missing closing delimiters supplied at the end, so everything written so far still yields a
+/// tree; the "unexpected end of input" error is kept.
 pub fn parse_file(src: &str) -> Parsed<File> {
-    let (tokens, comments) = lexer::lex(src);
+    let (mut tokens, comments) = lexer::lex(src);
+    let closers = missing_closers(&tokens, src.len());
+    let unclosed = !closers.is_empty();
+    tokens.extend(closers);
     let mut recovered = Vec::new();
     let result = generated::verdict::FileParser::new().parse(&mut recovered, tokens);
     let mut errors: Vec<SyntaxError> = recovered.into_iter().map(|r| convert(r.error, src.len())).collect();
@@ -53,7 +60,38 @@ pub fn parse_file(src: &str) -> Parsed<File> {
             File::default()
         }
     };
+    if unclosed {
+        // Errors at the synthetic closers are replaced by one that says what is missing.
+        let end = Span::new(src.len(), src.len());
+        errors.retain(|e| e.span != end);
+        errors.push(SyntaxError {
+            message: "unexpected end of input: a `{`, `[` or `(` is not closed".into(),
+            span: end,
+            expected: vec!["}".into()],
+        });
+    }
+    errors.sort_by_key(|e| (e.span.start, e.span.end));
+    errors.dedup();
     Parsed { tree, errors, comments }
+}
+
+/// The closing delimiters that would balance the tokens' open `{`, `[` and `(`, innermost first.
+fn missing_closers(tokens: &[lexer::Spanned], len: usize) -> Vec<lexer::Spanned> {
+    let mut open: Vec<Tok> = Vec::new();
+    for (_, t, _) in tokens {
+        match t {
+            Tok::LBrace => open.push(Tok::RBrace),
+            Tok::LBracket => open.push(Tok::RBracket),
+            Tok::LParen => open.push(Tok::RParen),
+            Tok::RBrace | Tok::RBracket | Tok::RParen => {
+                if let Some(pos) = open.iter().rposition(|o| o == t) {
+                    open.truncate(pos);
+                }
+            }
+            _ => {}
+        }
+    }
+    open.into_iter().rev().map(|t| (len, t, len)).collect()
 }
 
 /// Parses a condition expression on its own (YAML `when:` strings, `definitions`).
