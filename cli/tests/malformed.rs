@@ -101,14 +101,19 @@ fn deep_inputs() -> Vec<(&'static str, String)> {
     let rule = |cond: &str| format!("bundle demo {{}}\n\npolicy p {{\n  rule r allow {{\n    when {cond}\n  }}\n}}\n");
     let nots = format!("{}true", "not\n".repeat(DEEP));
     let parens = format!("{}true{}", "(\n".repeat(DEEP), "\n)".repeat(DEEP));
-    let mut json = String::from(r#"{"bundle_id": "demo", "policies": [{"id": "p", "rules": [{"id": "r", "effect": "allow", "when": "#);
+    let mut json = String::from(
+        r#"{"bundle_id": "demo", "policies": [{"id": "p", "rules": [{"id": "r", "effect": "allow", "when": "#,
+    );
     json.push_str(&"{\"kind\": \"all_of\", \"matchers\": [\n".repeat(DEEP));
     json.push_str("{\"kind\": \"always\"}");
     json.push_str(&"]}\n".repeat(DEEP));
     json.push_str("}]}]}\n");
-    let mut yaml = String::from("bundle_id: demo\npolicies:\n  - id: p\n    rules:\n      - id: r\n        effect: allow\n        when: ");
-    yaml.push_str(&"[\n".repeat(DEEP));
-    yaml.push_str(&"]\n".repeat(DEEP));
+    let mut yaml = String::from(
+        "bundle_id: demo\npolicies:\n  - id: p\n    rules:\n      - id: r\n        effect: allow\n        when: ",
+    );
+    // Continuation lines of a flow collection must be indented past the key.
+    yaml.push_str(&"[\n          ".repeat(DEEP));
+    yaml.push_str(&"]\n          ".repeat(DEEP));
     vec![
         ("deep-not.verdict", rule(&nots)),
         ("deep-parens.verdict", rule(&parens)),

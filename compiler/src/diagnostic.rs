@@ -120,7 +120,7 @@ codes! {
     DuplicateId = "V104": "duplicate id",
     UnknownEffect = "V105": "unknown effect",
     BadRegex = "V106": "invalid regular expression",
-    TooDeep = "V107": "nesting deeper than 128",
+    TooDeep = "V107": "nesting too deep",
     BadValue = "V108": "invalid value",
     UnknownName = "V109": "unknown definition",
 }

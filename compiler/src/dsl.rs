@@ -4,7 +4,7 @@
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::tree::{Key, Node, NodeKind, number};
-use verdict_grammar::ast::{File, Item, Lit, LitKind, MAX_DEPTH, Name, Prop, Span};
+use verdict_grammar::ast::{Expr, ExprKind, File, Item, Lit, LitKind, MAX_DEPTH, Name, Operand, Prop, Span};
 
 /// Builds the bundle tree of a DSL file. Items the parser could not read are skipped (their
 /// syntax errors are reported by the parser).
@@ -13,11 +13,12 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
     let mut defs: Vec<(Key, Node)> = Vec::new();
     let mut policies: Vec<Node> = Vec::new();
     let mut bundle_span: Option<Span> = None;
-    let mut whole = Span::default();
+    // The items' extent (not from offset 0, so that it starts at the first item, not a comment).
+    let mut whole: Option<Span> = None;
     for item in &file.items {
         match item {
             Item::Bundle(b) => {
-                whole = whole.cover(b.span);
+                whole = Some(whole.map_or(b.span, |w| w.cover(b.span)));
                 if let Some(first) = bundle_span {
                     diags.push(
                         Diagnostic::error(Code::DuplicateId, b.name.span, "a file declares one bundle")
@@ -30,14 +31,11 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
                 top.extend(props(&b.props, |k| k.to_owned(), diags));
             }
             Item::Let(l) => {
-                whole = whole.cover(l.span);
-                defs.push((
-                    Key { text: l.name.text.clone(), span: l.name.span },
-                    Node::new(NodeKind::Cond(Box::new(l.expr.clone())), l.expr.span),
-                ));
+                whole = Some(whole.map_or(l.span, |w| w.cover(l.span)));
+                defs.push((Key { text: l.name.text.clone(), span: l.name.span }, cond_node(&l.expr, None, diags)));
             }
             Item::Policy(p) => {
-                whole = whole.cover(p.span);
+                whole = Some(whole.map_or(p.span, |w| w.cover(p.span)));
                 let mut entries = vec![(key("id", p.name.span), name_node(&p.name))];
                 entries.extend(props(
                     &p.props,
@@ -54,7 +52,7 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
                         (key("effect", r.effect.span), word_node(&r.effect)),
                     ];
                     if let Some(w) = &r.when {
-                        re.push((key("when", w.span), Node::new(NodeKind::Cond(Box::new(w.clone())), w.span)));
+                        re.push((key("when", w.span), cond_node(w, Some((&p.name.text, &r.name.text)), diags)));
                     }
                     re.extend(props(
                         &r.props,
@@ -72,6 +70,7 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
             Item::Error(_) => {}
         }
     }
+    let whole = whole.unwrap_or_default();
     if !defs.is_empty() {
         top.push((key("definitions", whole), Node::new(NodeKind::Map(defs), whole)));
     }
@@ -79,6 +78,66 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
         top.push((key("policies", whole), Node::new(NodeKind::Seq(policies), whole)));
     }
     Node::new(NodeKind::Map(top), bundle_span.unwrap_or(whole))
+}
+
+/// A condition as a tree node. A condition nested far deeper than the lowering accepts is not
+/// copied (the syntax tree's `Clone` recurses, and 30,000 levels overflow the stack): it is
+/// reported here, as the lowering would, and replaced by an error node.
+fn cond_node(e: &Expr, rule: Option<(&str, &str)>, diags: &mut Vec<Diagnostic>) -> Node {
+    if let Some((at, what)) = too_deep(e) {
+        diags.push(
+            Diagnostic::error(Code::TooDeep, at, format!("{what} nested deeper than {MAX_DEPTH} levels"))
+                .in_rule(rule.map(|r| r.0), rule.map(|r| r.1)),
+        );
+        return Node::new(NodeKind::Cond(Box::new(Expr { kind: ExprKind::Error, span: e.span })), e.span);
+    }
+    Node::new(NodeKind::Cond(Box::new(e.clone())), e.span)
+}
+
+/// When `e` nests conditions and literals more than twice [`MAX_DEPTH`] deep: the span of a node
+/// just past [`MAX_DEPTH`] levels (where the lowering reports) and what it is. Walks without
+/// recursion.
+fn too_deep(e: &Expr) -> Option<(Span, &'static str)> {
+    const LIMIT: usize = 2 * MAX_DEPTH + 2;
+    let mut first_past: Option<(Span, &'static str)> = None;
+    let mut exprs: Vec<(&Expr, usize)> = vec![(e, 1)];
+    let mut lits: Vec<(&Lit, usize)> = Vec::new();
+    let mut deepest = 0;
+    loop {
+        let (span, depth, what) = if let Some((e, d)) = exprs.pop() {
+            match &e.kind {
+                ExprKind::Or(v) | ExprKind::And(v) => exprs.extend(v.iter().map(|c| (c, d + 1))),
+                ExprKind::Not(c) | ExprKind::Paren(c) => exprs.push((c, d + 1)),
+                ExprKind::Cmp { lhs, rhs, .. } => {
+                    for o in [lhs, rhs] {
+                        if let Operand::Lit(l) = o {
+                            lits.push((l, d + 1));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            (e.span, d, "condition")
+        } else if let Some((l, d)) = lits.pop() {
+            match &l.kind {
+                LitKind::List(v) => lits.extend(v.iter().map(|c| (c, d + 1))),
+                LitKind::Object(v) => lits.extend(v.iter().map(|(_, c)| (c, d + 1))),
+                LitKind::Apply(_, c) => lits.push((c, d + 1)),
+                _ => {}
+            }
+            (l.span, d, "value")
+        } else {
+            break;
+        };
+        if depth == MAX_DEPTH + 1 && first_past.is_none() {
+            first_past = Some((span, what));
+        }
+        deepest = deepest.max(depth);
+        if deepest > LIMIT {
+            return first_past.or(Some((span, what)));
+        }
+    }
+    None
 }
 
 fn key(text: &str, span: Span) -> Key {

@@ -45,7 +45,11 @@ impl SourceKind {
         let t = text.trim_start();
         if t.starts_with('{') {
             SourceKind::Json
-        } else if ["bundle", "policy", "let", "//"].iter().any(|k| t.starts_with(k)) {
+        } else if t.starts_with("//")
+            || ["bundle", "policy", "let"].iter().any(|k| {
+                t.strip_prefix(k).is_some_and(|rest| rest.starts_with(|c: char| c.is_whitespace() || c == '"'))
+            })
+        {
             SourceKind::Verdict
         } else {
             SourceKind::Yaml

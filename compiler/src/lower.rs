@@ -39,7 +39,10 @@ pub fn lower(root: &Node, file: &SourceFile, form: Form, diags: &mut Vec<Diagnos
         def_edges: Vec::new(),
         current_def: None,
         schema: None,
+        after_syntax_error: false,
+        last_position: None,
     };
+    cx.after_syntax_error = form == Form::Dsl && cx.diags.iter().any(|d| d.code == Code::Syntax);
     let errors_before = cx.diags.iter().filter(|d| d.severity == Severity::Error).count();
     let bundle = cx.bundle(root);
     let errors_after = cx.diags.iter().filter(|d| d.severity == Severity::Error).count();
@@ -61,6 +64,11 @@ struct Lower<'a> {
     def_edges: Vec<(DefId, DefId, Span)>,
     current_def: Option<DefId>,
     schema: Option<Vec<SchemaEntry>>,
+    /// A `.verdict` file whose parser already reported errors: what recovery skipped may be the
+    /// very setting or block that now looks missing, so missing keys are not reported again.
+    after_syntax_error: bool,
+    /// The byte offset, line and column of the last atom placed, see [`Lower::line_col`].
+    last_position: Option<(u32, u32, u32)>,
 }
 
 /// The keys of one mapping, taken one by one; [`Fields::finish`] reports those never taken.
@@ -137,9 +145,13 @@ impl Lower<'_> {
 
     fn required<'n>(&mut self, f: &mut Fields<'n>, key: &str) -> Option<&'n Node> {
         let n = f.take_opt(key);
-        if n.is_none() {
-            let name = self.key_name(key);
-            self.error(Code::MissingKey, f.span, format!("missing required key `{name}` in {}", f.what));
+        if n.is_none() && !self.after_syntax_error {
+            let message = match (self.form, key) {
+                (Form::Dsl, "bundle_id") => "the file has no `bundle NAME { … }` declaration".to_owned(),
+                (Form::Dsl, "policies") => "the file declares no `policy`".to_owned(),
+                _ => format!("missing required key `{}` in {}", self.key_name(key), f.what),
+            };
+            self.error(Code::MissingKey, f.span, message);
         }
         n
     }
@@ -223,6 +235,24 @@ impl Lower<'_> {
                 None
             }
         }
+    }
+
+    /// The line and column of an atom. Atoms come mostly in text order, so the column is counted
+    /// on from the previous atom when it is on the same line: counting from the line's start each
+    /// time is quadratic on one-line (minified) bundles.
+    fn line_col(&mut self, offset: u32) -> (u32, u32) {
+        if let Some((prev, line, col)) = self.last_position
+            && prev <= offset
+            && let Some(between) = self.file.text.get(prev as usize..offset as usize)
+            && !between.contains('\n')
+        {
+            let col = col.saturating_add(u32::try_from(between.chars().count()).unwrap_or(u32::MAX));
+            self.last_position = Some((offset, line, col));
+            return (line, col);
+        }
+        let (line, col) = self.file.line_col(offset);
+        self.last_position = Some((offset, line, col));
+        (line, col)
     }
 
     // ---- interning -----------------------------------------------------------------------
@@ -331,17 +361,14 @@ impl Lower<'_> {
                     let mut seen: HashMap<String, Span> = HashMap::new();
                     for item in items {
                         if let Some(p) = self.policy(item, &effects) {
+                            let at = id_span(item);
                             if let Some(first) = seen.get(&p.id) {
                                 self.diags.push(
-                                    Diagnostic::error(
-                                        Code::DuplicateId,
-                                        p.span,
-                                        format!("duplicate policy id `{}`", p.id),
-                                    )
-                                    .with_label(*first, "first defined here"),
+                                    Diagnostic::error(Code::DuplicateId, at, format!("duplicate policy id `{}`", p.id))
+                                        .with_label(*first, "first defined here"),
                                 );
                             } else {
-                                seen.insert(p.id.clone(), p.span);
+                                seen.insert(p.id.clone(), at);
                             }
                             policies.push(p);
                         }
@@ -610,18 +637,15 @@ impl Lower<'_> {
                     let mut seen: HashMap<String, Span> = HashMap::new();
                     for item in items {
                         if let Some(r) = self.rule(item, effects, id.as_deref()) {
+                            let at = id_span(item);
                             if let Some(first) = seen.get(&r.id) {
                                 self.diags.push(
-                                    Diagnostic::error(
-                                        Code::DuplicateId,
-                                        r.span,
-                                        format!("duplicate rule id `{}`", r.id),
-                                    )
-                                    .with_label(*first, "first defined here")
-                                    .in_rule(id.as_deref(), Some(&r.id)),
+                                    Diagnostic::error(Code::DuplicateId, at, format!("duplicate rule id `{}`", r.id))
+                                        .with_label(*first, "first defined here")
+                                        .in_rule(id.as_deref(), Some(&r.id)),
                                 );
                             } else {
-                                seen.insert(r.id.clone(), r.span);
+                                seen.insert(r.id.clone(), at);
                             }
                             rules.push(r);
                         }
@@ -659,6 +683,8 @@ impl Lower<'_> {
     }
 
     fn rule(&mut self, n: &Node, effects: &[String], policy: Option<&str>) -> Option<Rule> {
+        // Every finding inside the rule (keys, effect, priority, condition) names the rule.
+        let before = self.diags.len();
         let mut f = self.fields(n, "a rule")?;
         let id = self.required(&mut f, "id").and_then(|n| self.name(n, "the rule id"));
         let effect = self.required(&mut f, "effect").and_then(|n| match n.as_text() {
@@ -706,7 +732,6 @@ impl Lower<'_> {
             }
         };
         self.finish(f, &["id", "effect", "when", "description", "tags", "codes", "obligations", "priority"]);
-        let before = self.diags.len();
         let cond = when.and_then(|w| self.condition(w, 1));
         for d in self.diags.iter_mut().skip(before) {
             if d.rule.is_none() {
@@ -1035,7 +1060,7 @@ impl Lower<'_> {
     fn atom(&mut self, op: AtomOp, lhs: Operand, rhs: Operand, span: Span) -> Option<CondId> {
         let text = crate::emit::atom_text(op, lhs, rhs, &self.paths, &self.consts);
         self.type_check(op, lhs, rhs, span, &text);
-        let (line, column) = self.file.line_col(span.start);
+        let (line, column) = self.line_col(span.start);
         Some(self.push(Cond::Atom(Atom { op, lhs, rhs, text, line, column }), span))
     }
 
@@ -1175,6 +1200,15 @@ impl Lower<'_> {
             };
             self.diags.push(d);
         }
+    }
+}
+
+/// The span of a policy's or rule's `id` value (the whole mapping's when there is none): where a
+/// duplicate id is reported. A YAML mapping's span runs on to the next item, so it would mislead.
+fn id_span(n: &Node) -> Span {
+    match &n.kind {
+        NodeKind::Map(entries) => entries.iter().find(|(k, _)| k.text == "id").map_or(n.span, |(_, v)| v.span),
+        _ => n.span,
     }
 }
 

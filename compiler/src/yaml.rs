@@ -54,11 +54,19 @@ enum Frame {
 pub fn load_json(text: &str) -> Result<Node, Diagnostic> {
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
         let offset = offset_of(text, e.line(), e.column());
+        let mut span = Span::new(offset, offset);
         let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-        return Err(Diagnostic::error(Code::Syntax, Span::new(offset, offset), format!("invalid JSON: {msg}")));
+        let mut msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+        // serde_json says "expected value" or "key must be a string" at the `]` or `}` after a
+        // trailing comma.
+        let before = text.get(..offset).unwrap_or("").trim_end();
+        if before.ends_with(',') && text.get(offset..).is_some_and(|r| r.starts_with([']', '}'])) {
+            msg = "trailing comma".to_owned();
+            span = Span::new(before.len().saturating_sub(1), before.len());
+        }
+        return Err(Diagnostic::error(Code::Syntax, span, format!("invalid JSON: {msg}")));
     }
-    load_yaml(text)
+    load(text, "JSON")
 }
 
 /// The byte offset of serde_json's 1-based line and column (column counts bytes).
@@ -75,6 +83,11 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
 
 /// Loads a YAML text holding one document.
 pub fn load_yaml(text: &str) -> Result<Node, Diagnostic> {
+    load(text, "YAML")
+}
+
+/// Loads a YAML (or already checked JSON) text; `form` names it in syntax errors.
+fn load(text: &str, form: &str) -> Result<Node, Diagnostic> {
     let offsets = Offsets::new(text);
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
@@ -87,11 +100,16 @@ pub fn load_yaml(text: &str) -> Result<Node, Diagnostic> {
             Ok(e) => e,
             Err(e) => {
                 let at = offsets.at(e.marker().index());
-                return Err(Diagnostic::error(
-                    Code::Syntax,
-                    Span { start: at, end: at },
-                    format!("invalid YAML: {}", e.info()),
-                ));
+                let span = Span { start: at, end: at };
+                // saphyr counts flow nesting (`[`, `{`) in a byte.
+                if e.info() == "recursion limit exceeded" {
+                    return Err(Diagnostic::error(
+                        Code::TooDeep,
+                        span,
+                        format!("{form} document nested deeper than {} levels of `[` and `{{`", u8::MAX),
+                    ));
+                }
+                return Err(Diagnostic::error(Code::Syntax, span, format!("invalid {form}: {}", e.info())));
             }
         };
         let span = offsets.span(&yspan);

@@ -1,6 +1,9 @@
 //! Shared helpers of the data-driven tests: loading the vendored conformance corpus and
 //! comparing decisions field by field.
-#![allow(clippy::indexing_slicing, reason = "indexing a serde_json::Value by key returns Null when absent; it never panics")]
+#![allow(
+    clippy::indexing_slicing,
+    reason = "indexing a serde_json::Value by key returns Null when absent; it never panics"
+)]
 
 use serde_json::Value;
 use verdict_compiler::source::SourceFile;

@@ -46,6 +46,9 @@ fn only_cli_parses_flags_and_only_lsp_speaks_lsp() {
     }
     for krate in ["grammar", "compiler", "runtime", "cli"] {
         let deps = dependencies(krate);
-        assert!(!deps.iter().any(|d| d.starts_with("lsp-") || d == "tower-lsp"), "{krate} must not speak LSP: {deps:?}");
+        assert!(
+            !deps.iter().any(|d| d.starts_with("lsp-") || d == "tower-lsp"),
+            "{krate} must not speak LSP: {deps:?}"
+        );
     }
 }

@@ -1,4 +1,5 @@
 //! Traces (LANGUAGE.md §4) and the injectable clock of effective windows.
+#![allow(clippy::indexing_slicing, reason = "indexing a serde_json::Value returns Null when absent")]
 
 use serde_json::{Value, json};
 use verdict_compiler::interp::Interpreter;
