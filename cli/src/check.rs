@@ -30,7 +30,11 @@ pub fn run(paths: &[std::path::PathBuf], format: Format, deny_warnings: bool) ->
         }
     }
     match format {
-        Format::Json => println!("{}", serde_json::Value::Array(all_json)),
+        Format::Json => {
+            if let Err(code) = render::stdout_line(&serde_json::Value::Array(all_json).to_string()) {
+                return code;
+            }
+        }
         Format::Human => eprint!("{}", String::from_utf8_lossy(&human)),
     }
     worst

@@ -1,7 +1,7 @@
 //! `verdict eval`: one decision, or one per line of a JSON Lines file.
 
 use crate::render;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use verdict_compiler::interp::Interpreter;
@@ -72,7 +72,9 @@ fn single(interp: &Interpreter<'_>, ctx: &Path, trace: bool, now: jiff::Timestam
     };
     let result = interp.evaluate(&req, now, trace);
     let text = serde_json::to_string_pretty(&result.to_json()).unwrap_or_default();
-    println!("{text}");
+    if let Err(code) = render::stdout_line(&text) {
+        return code;
+    }
     match result.decision.kind.as_str() {
         "allow" | verdict_runtime::decision::NOT_APPLICABLE => 0,
         _ => 1,
@@ -112,6 +114,3 @@ fn batch(interp: &Interpreter<'_>, path: &Path, trace: bool, now: jiff::Timestam
     }
     if all_ok { 0 } else { 2 }
 }
-
-#[allow(dead_code)]
-fn _unused(_: Value) {}

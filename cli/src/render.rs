@@ -109,3 +109,11 @@ pub fn read(path: &std::path::Path) -> Result<SourceFile, u8> {
         }
     }
 }
+
+/// Writes a line to standard output. A closed pipe (`verdict eval … | head`) is not a crash:
+/// the write error is returned and the caller exits with code 2.
+pub fn stdout_line(text: &str) -> Result<(), u8> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).map_err(|_| 2)
+}

@@ -97,3 +97,21 @@ fn contexts_with_a_bad_line_report_it_and_go_on() {
     assert!(results[1].get("decision").is_none());
     assert_eq!(results[2]["decision"]["kind"], "deny", "{stdout}");
 }
+
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    use std::process::{Command, Stdio};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .current_dir(&root)
+        .args(["eval", "examples/quickstart/bundle.yaml", "examples/quickstart/ctx.json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{:?}", out.status);
+}
