@@ -4,7 +4,7 @@
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::tree::{Key, Node, NodeKind, number};
-use verdict_grammar::ast::{Expr, ExprKind, File, Item, Lit, LitKind, MAX_DEPTH, Name, Operand, Prop, Span};
+use verdict_grammar::ast::{Expr, ExprKind, File, Item, Lit, LitKind, MAX_DEPTH, Name, Prop, Span};
 
 /// Builds the bundle tree of a DSL file. Items the parser could not read are skipped (their
 /// syntax errors are reported by the parser).
@@ -100,44 +100,18 @@ fn cond_node(e: &Expr, rule: Option<(&str, &str)>, diags: &mut Vec<Diagnostic>) 
 fn too_deep(e: &Expr) -> Option<(Span, &'static str)> {
     const LIMIT: usize = 2 * MAX_DEPTH + 2;
     let mut first_past: Option<(Span, &'static str)> = None;
-    let mut exprs: Vec<(&Expr, usize)> = vec![(e, 1)];
-    let mut lits: Vec<(&Lit, usize)> = Vec::new();
-    let mut deepest = 0;
-    loop {
-        let (span, depth, what) = if let Some((e, d)) = exprs.pop() {
-            match &e.kind {
-                ExprKind::Or(v) | ExprKind::And(v) => exprs.extend(v.iter().map(|c| (c, d + 1))),
-                ExprKind::Not(c) | ExprKind::Paren(c) => exprs.push((c, d + 1)),
-                ExprKind::Cmp { lhs, rhs, .. } => {
-                    for o in [lhs, rhs] {
-                        if let Operand::Lit(l) = o {
-                            lits.push((l, d + 1));
-                        }
-                    }
-                }
-                _ => {}
-            }
-            (e.span, d, "condition")
-        } else if let Some((l, d)) = lits.pop() {
-            match &l.kind {
-                LitKind::List(v) => lits.extend(v.iter().map(|c| (c, d + 1))),
-                LitKind::Object(v) => lits.extend(v.iter().map(|(_, c)| (c, d + 1))),
-                LitKind::Apply(_, c) => lits.push((c, d + 1)),
-                _ => {}
-            }
-            (l.span, d, "value")
-        } else {
-            break;
-        };
+    let mut found = None;
+    verdict_grammar::ast::walk_depths(vec![(e, 1)], Vec::new(), |span, depth, what| {
         if depth == MAX_DEPTH + 1 && first_past.is_none() {
             first_past = Some((span, what));
         }
-        deepest = deepest.max(depth);
-        if deepest > LIMIT {
-            return first_past.or(Some((span, what)));
+        if depth > LIMIT {
+            found = first_past.or(Some((span, what)));
+            return false;
         }
-    }
-    None
+        true
+    });
+    found
 }
 
 fn key(text: &str, span: Span) -> Key {

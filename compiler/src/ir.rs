@@ -40,8 +40,6 @@ pub struct Bundle {
     pub source: Option<String>,
     /// Effect names, most severe first.
     pub effects: Vec<String>,
-    /// Whether `effects` was written (as opposed to the default `[deny, allow]`).
-    pub effects_declared: bool,
     pub combine: Combine,
     pub effective_from: Option<Instant>,
     pub effective_until: Option<Instant>,
@@ -174,8 +172,6 @@ pub struct Policy {
     pub match_mode: MatchMode,
     /// `None` is the `none` default: not applicable.
     pub default: Option<EffectId>,
-    /// Whether `default_effect` was written.
-    pub default_declared: bool,
     pub rules: Vec<Rule>,
 }
 

@@ -298,7 +298,6 @@ impl Lower<'_> {
         let description = f.take_opt("description").and_then(|n| self.string(n, "the description"));
         let source = f.take_opt("source").and_then(|n| self.string(n, "the source"));
         let effects_node = f.take_opt("effects");
-        let effects_declared = effects_node.is_some();
         let effects = match effects_node {
             Some(n) => self.effects(n),
             None => Some(vec!["deny".to_owned(), "allow".to_owned()]),
@@ -386,7 +385,6 @@ impl Lower<'_> {
             description,
             source,
             effects,
-            effects_declared,
             combine: combine?,
             effective_from,
             effective_until,
@@ -663,7 +661,6 @@ impl Lower<'_> {
             card_derived,
             match_mode: match_mode?,
             default: default?,
-            default_declared: default_node.is_some(),
             rules,
         })
     }

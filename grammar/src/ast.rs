@@ -277,9 +277,48 @@ pub fn field_text(path: &Path) -> String {
     out
 }
 
+/// Visits every condition and literal node under the given roots with its depth (roots carry
+/// their own), without recursion. `visit` gets the node's span, depth and what it is
+/// (`"condition"` or `"value"`), and returns `false` to stop the walk.
+pub fn walk_depths<'a>(
+    mut exprs: Vec<(&'a Expr, usize)>,
+    mut lits: Vec<(&'a Lit, usize)>,
+    mut visit: impl FnMut(Span, usize, &'static str) -> bool,
+) {
+    loop {
+        let (span, depth, what) = if let Some((e, d)) = exprs.pop() {
+            match &e.kind {
+                ExprKind::Or(v) | ExprKind::And(v) => exprs.extend(v.iter().map(|c| (c, d + 1))),
+                ExprKind::Not(c) | ExprKind::Paren(c) => exprs.push((c, d + 1)),
+                ExprKind::Cmp { lhs, rhs, .. } => {
+                    for o in [lhs, rhs] {
+                        if let Operand::Lit(l) = o {
+                            lits.push((l, d + 1));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            (e.span, d, "condition")
+        } else if let Some((l, d)) = lits.pop() {
+            match &l.kind {
+                LitKind::List(v) => lits.extend(v.iter().map(|c| (c, d + 1))),
+                LitKind::Object(v) => lits.extend(v.iter().map(|(_, c)| (c, d + 1))),
+                LitKind::Apply(_, c) => lits.push((c, d + 1)),
+                _ => {}
+            }
+            (l.span, d, "value")
+        } else {
+            return;
+        };
+        if !visit(span, depth, what) {
+            return;
+        }
+    }
+}
+
 /// The deepest nesting of conditions or literals in the file, measured without recursion.
 pub fn max_depth(file: &File) -> usize {
-    let mut deepest = 0;
     let mut exprs: Vec<(&Expr, usize)> = Vec::new();
     let mut lits: Vec<(&Lit, usize)> = Vec::new();
     for item in &file.items {
@@ -296,29 +335,10 @@ pub fn max_depth(file: &File) -> usize {
             Item::Error(_) => {}
         }
     }
-    while let Some((e, d)) = exprs.pop() {
+    let mut deepest = 0;
+    walk_depths(exprs, lits, |_, d, _| {
         deepest = deepest.max(d);
-        match &e.kind {
-            ExprKind::Or(v) | ExprKind::And(v) => exprs.extend(v.iter().map(|c| (c, d + 1))),
-            ExprKind::Not(c) | ExprKind::Paren(c) => exprs.push((c, d + 1)),
-            ExprKind::Cmp { lhs, rhs, .. } => {
-                for o in [lhs, rhs] {
-                    if let Operand::Lit(l) = o {
-                        lits.push((l, d + 1));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    while let Some((l, d)) = lits.pop() {
-        deepest = deepest.max(d);
-        match &l.kind {
-            LitKind::List(v) => lits.extend(v.iter().map(|c| (c, d + 1))),
-            LitKind::Object(v) => lits.extend(v.iter().map(|(_, c)| (c, d + 1))),
-            LitKind::Apply(_, c) => lits.push((c, d + 1)),
-            _ => {}
-        }
-    }
+        true
+    });
     deepest
 }
