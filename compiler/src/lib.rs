@@ -7,6 +7,7 @@
 //! Architecture invariant: no LSP or CLI types here; diagnostics are plain data
 //! ([`diagnostic::Diagnostic`]).
 
+pub mod codegen;
 pub mod diagnostic;
 pub mod dsl;
 pub mod emit;
