@@ -52,3 +52,10 @@ fn only_cli_parses_flags_and_only_lsp_speaks_lsp() {
         );
     }
 }
+
+#[test]
+fn the_example_service_links_only_the_runtime() {
+    let deps = dependencies("examples/service");
+    assert!(deps.iter().any(|d| d == "verdict-runtime"), "{deps:?}");
+    assert!(!deps.iter().any(|d| d == "verdict-compiler" || d == "verdict-grammar"), "{deps:?}");
+}
