@@ -5,8 +5,10 @@ import json, pathlib, sys
 
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/criterion")
 rows = {}
-for est in sorted(root.glob("*/*/*/new/estimates.json")):
-    group, engine, request = est.parts[-5], est.parts[-4], est.parts[-3]
+for est in sorted(root.glob("*/*/new/estimates.json")):
+    meta = json.loads((est.parent / "benchmark.json").read_text())
+    group = meta["group_id"]
+    engine, _, request = meta["function_id"].partition("/")
     ns = json.loads(est.read_text())["median"]["point_estimate"]
     rows.setdefault((group, request), {})[engine] = ns
 engines = ["vm-prepared", "vm-request", "vm-json", "vm-trace", "interp"]

@@ -314,6 +314,17 @@ impl Engine {
         self.decide_input(&mut input, now, scratch)
     }
 
+    /// Parses a request context from JSON bytes and decides it.
+    pub fn decide_json<'s>(
+        &self,
+        json: &[u8],
+        now: jiff::Timestamp,
+        scratch: &'s mut Scratch,
+    ) -> Result<Outcome<'s>, crate::request::RequestError> {
+        let req = Request::from_json(json)?;
+        Ok(self.decide(&req, now, scratch))
+    }
+
     /// Decides a prepared request without allocating (once `scratch` is warm).
     pub fn decide_prepared<'s>(
         &self,
