@@ -11,7 +11,7 @@ for est in sorted(root.glob("*/*/new/estimates.json")):
     engine, _, request = meta["function_id"].partition("/")
     ns = json.loads(est.read_text())["median"]["point_estimate"]
     rows.setdefault((group, request), {})[engine] = ns
-engines = ["vm-prepared", "vm-request", "vm-json", "vm-trace", "interp"]
+engines = ["vm-prepared", "vm-request", "vm-json", "vm-json-full", "vm-trace", "interp"]
 print("| workload | request | " + " | ".join(f"{e} (ns)" for e in engines) + " | interp / vm-prepared | trace / untraced |")
 print("|---|---|" + "---|" * (len(engines) + 2))
 for (group, request), r in sorted(rows.items()):

@@ -30,6 +30,9 @@ fn workload(c: &mut Criterion, name: &str, source: &str, requests: &[(&str, &str
             b.iter(|| black_box(engine.decide_prepared(black_box(&prepared), now, &mut scratch).bundle))
         });
         group.bench_function(format!("vm-json/{label}"), |b| {
+            b.iter(|| black_box(engine.decide_json(black_box(json.as_bytes()), now, &mut scratch).map(|o| o.bundle)))
+        });
+        group.bench_function(format!("vm-json-full/{label}"), |b| {
             b.iter(|| {
                 let req = Request::from_json(black_box(json.as_bytes())).unwrap_or_default();
                 black_box(engine.decide(&req, now, &mut scratch).bundle)

@@ -13,6 +13,7 @@ pub mod bytecode;
 pub mod decision;
 pub mod policy;
 pub mod program;
+pub mod project;
 pub mod pyrepr;
 pub mod request;
 pub mod value;

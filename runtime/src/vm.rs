@@ -242,6 +242,7 @@ pub struct Engine {
     dispatch: Vec<Option<HashMap<String, usize>>>,
     from: Option<jiff::Timestamp>,
     until: Option<jiff::Timestamp>,
+    trie: crate::project::PathTrie,
 }
 
 thread_local! {
@@ -283,7 +284,8 @@ impl Engine {
         };
         let from = time(&program.effective_from)?;
         let until = time(&program.effective_until)?;
-        Ok(Engine { program, regexes, sets, dispatch, from, until })
+        let trie = crate::project::PathTrie::new(program.paths.iter().map(Vec::as_slice));
+        Ok(Engine { program, regexes, sets, dispatch, from, until, trie })
     }
 
     pub fn program(&self) -> &Program {
@@ -314,15 +316,28 @@ impl Engine {
         self.decide_input(&mut input, now, scratch)
     }
 
-    /// Parses a request context from JSON bytes and decides it.
+    /// Parses a request context from JSON bytes — keeping only what the bundle's paths reach
+    /// (see [`crate::project`]) — and decides it.
     pub fn decide_json<'s>(
         &self,
         json: &[u8],
         now: jiff::Timestamp,
         scratch: &'s mut Scratch,
     ) -> Result<Outcome<'s>, crate::request::RequestError> {
-        let req = Request::from_json(json)?;
+        let req = self.trie.parse(json)?;
         Ok(self.decide(&req, now, scratch))
+    }
+
+    /// Parses a request context from JSON bytes (projected as in [`Engine::decide_json`]) and
+    /// builds the full result. Traces show the values read, which projection keeps whole.
+    pub fn evaluate_json(
+        &self,
+        json: &[u8],
+        now: jiff::Timestamp,
+        trace: bool,
+    ) -> Result<EvaluationResult, crate::request::RequestError> {
+        let req = self.trie.parse(json)?;
+        Ok(self.evaluate(&req, now, trace))
     }
 
     /// Decides a prepared request without allocating (once `scratch` is warm).
