@@ -9,7 +9,7 @@ use verdict_compiler::interp::Interpreter;
 use verdict_runtime::artifact::{self, ArtifactError};
 use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::request::Request;
-use verdict_runtime::vm::Engine;
+use verdict_runtime::vm::{self, Engine};
 
 pub fn run(
     source: &Path,
@@ -73,7 +73,7 @@ pub fn run(
                 2
             }
         },
-        Backend::Vm => match Engine::new(verdict_compiler::codegen::program(&bundle)) {
+        Backend::Vm | Backend::Jit => match engine(verdict_compiler::codegen::program(&bundle), backend) {
             Ok(engine) => dispatch(&|r, n, t| engine.evaluate(r, n, t), context, contexts, trace, now),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -81,6 +81,16 @@ pub fn run(
             }
         },
     }
+}
+
+/// An engine on the chosen backend; a JIT that is unavailable falls back to the VM, said on stderr.
+fn engine(program: verdict_runtime::program::Program, backend: Backend) -> Result<Engine, verdict_runtime::program::VerifyError> {
+    let wanted = if backend == Backend::Vm { vm::Backend::Vm } else { vm::Backend::Jit };
+    let engine = Engine::with_backend(program, wanted)?;
+    if let Some(reason) = engine.jit_fallback() {
+        eprintln!("warning: {reason}; evaluating on the VM");
+    }
+    Ok(engine)
 }
 
 type Evaluate<'a> = dyn Fn(&Request, jiff::Timestamp, bool) -> EvaluationResult + 'a;

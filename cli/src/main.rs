@@ -34,7 +34,9 @@ pub enum DenyLevel {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
-    /// The bytecode VM (the only backend for artifacts).
+    /// Cranelift-compiled native code (falls back to the VM where unavailable, and says so).
+    Jit,
+    /// The bytecode VM.
     Vm,
     /// The reference interpreter over the IR.
     Interp,
@@ -69,7 +71,7 @@ enum Command {
         /// Include the evaluation trace.
         #[arg(long)]
         trace: bool,
-        #[arg(long, value_enum, default_value = "vm")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         /// Evaluate as of this RFC 3339 time instead of now.
         #[arg(long)]

@@ -11,6 +11,7 @@ pub mod artifact;
 pub mod atom;
 pub mod bytecode;
 pub mod decision;
+pub mod jit;
 pub mod policy;
 pub mod program;
 pub mod project;

@@ -243,6 +243,19 @@ pub struct Engine {
     from: Option<jiff::Timestamp>,
     until: Option<jiff::Timestamp>,
     trie: crate::project::PathTrie,
+    /// Native condition code, when the engine runs on the JIT.
+    jit: Option<crate::jit::JitCode>,
+    /// Why the JIT was not used, when it was asked for and could not be.
+    jit_fallback: Option<crate::jit::JitError>,
+}
+
+/// Which backend runs an engine's conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Cranelift-compiled native code (the default; falls back to the VM where unavailable).
+    Jit,
+    /// The bytecode interpreter.
+    Vm,
 }
 
 thread_local! {
@@ -250,8 +263,24 @@ thread_local! {
 }
 
 impl Engine {
-    /// Verifies the program and prepares it for evaluation.
+    /// Verifies the program and prepares it for evaluation on the JIT (falling back to the VM
+    /// where the JIT is unavailable: see [`Engine::jit_fallback`]).
     pub fn new(program: Program) -> Result<Engine, VerifyError> {
+        Engine::with_backend(program, Backend::Jit)
+    }
+
+    /// The backend conditions run on.
+    pub fn backend(&self) -> Backend {
+        if self.jit.is_some() { Backend::Jit } else { Backend::Vm }
+    }
+
+    /// Why the JIT was asked for and not used (the engine runs on the VM then).
+    pub fn jit_fallback(&self) -> Option<&crate::jit::JitError> {
+        self.jit_fallback.as_ref()
+    }
+
+    /// Verifies the program and prepares it for evaluation on the given backend.
+    pub fn with_backend(program: Program, backend: Backend) -> Result<Engine, VerifyError> {
         program.verify()?;
         let mut regexes = Vec::with_capacity(program.atoms.len());
         let mut sets = Vec::with_capacity(program.atoms.len());
@@ -285,7 +314,14 @@ impl Engine {
         let from = time(&program.effective_from)?;
         let until = time(&program.effective_until)?;
         let trie = crate::project::PathTrie::new(program.paths.iter().map(Vec::as_slice));
-        Ok(Engine { program, regexes, sets, dispatch, from, until, trie })
+        let (jit, jit_fallback) = match backend {
+            Backend::Vm => (None, None),
+            Backend::Jit => match crate::jit::JitCode::compile(&program) {
+                Ok(code) => (Some(code), None),
+                Err(e) => (None, Some(e)),
+            },
+        };
+        Ok(Engine { program, regexes, sets, dispatch, from, until, trie, jit, jit_fallback })
     }
 
     pub fn program(&self) -> &Program {
@@ -409,14 +445,14 @@ impl Engine {
             if pol.dispatch.is_some() {
                 for &pos in candidates {
                     let Some(&ri) = pol.order.get(pos as usize) else { continue };
-                    if self.rule_holds(pol, ri, input, scratch, None) {
+                    if self.rule_holds(pi, pol, ri, input, scratch, None) {
                         result = PolicyResult::Rule(ri);
                         break;
                     }
                 }
             } else {
                 for &ri in &pol.order {
-                    if self.rule_holds(pol, ri, input, scratch, None) {
+                    if self.rule_holds(pi, pol, ri, input, scratch, None) {
                         result = PolicyResult::Rule(ri);
                         break;
                     }
@@ -430,12 +466,17 @@ impl Engine {
 
     fn rule_holds<'r, I: Input<'r>>(
         &self,
+        pi: usize,
         pol: &crate::program::PolicyCode,
         ri: u32,
         input: &mut I,
         scratch: &mut Scratch,
-        trace: Option<&mut Vec<AtomTrace>>,
+        mut trace: Option<&mut Vec<AtomTrace>>,
     ) -> bool {
+        if let Some(jit) = &self.jit {
+            let mut atom = |a: u32, site: u32| self.atom(a, site, input, scratch, trace.as_deref_mut());
+            return jit.holds(pi, ri as usize, &mut atom).unwrap_or(false);
+        }
         match pol.rules.get(ri as usize) {
             Some(r) => self.run(r.entry, input, scratch, trace),
             None => false,
@@ -600,12 +641,12 @@ impl Engine {
             return self.result(&outcome, Some(entries));
         }
         let mut results = Vec::with_capacity(p.policies.len());
-        for pol in &p.policies {
+        for (pi, pol) in p.policies.iter().enumerate() {
             let mut rules = Vec::new();
             let mut result = PolicyResult::Default;
             for &ri in &pol.order {
                 let mut atoms = Vec::new();
-                let held = self.rule_holds(pol, ri, input, &mut scratch, Some(&mut atoms));
+                let held = self.rule_holds(pi, pol, ri, input, &mut scratch, Some(&mut atoms));
                 rules.push(RuleTrace {
                     rule: pol.rules.get(ri as usize).map(|r| r.id.clone()).unwrap_or_default(),
                     held,

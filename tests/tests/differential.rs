@@ -1,5 +1,5 @@
-//! Differential tests: random bundles and requests, the VM (through artifact bytes) against the
-//! reference interpreter, decisions and traces. `VERDICT_DIFF_BUNDLES` scales the run
+//! Differential tests: random bundles and requests, the VM and the JIT (through artifact bytes)
+//! against the reference interpreter, decisions and traces. `VERDICT_DIFF_BUNDLES` scales the run
 //! (default 5,000 bundles × 20 requests = 100,000 pairs).
 
 use proptest::prelude::*;
@@ -7,7 +7,7 @@ use verdict_compiler::SourceKind;
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::request::Request;
-use verdict_runtime::vm::Engine;
+use verdict_runtime::vm::{Backend, Engine};
 use verdict_tests::generate::{Rng, bundle, request};
 
 const REQUESTS_PER_BUNDLE: usize = 20;
@@ -27,7 +27,9 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
     let interp = Interpreter::new(&ir).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
     let bytes = verdict_runtime::artifact::write(&verdict_compiler::codegen::program(&ir));
     let program = verdict_runtime::artifact::read(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let engine = Engine::new(program).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let engine = Engine::with_backend(program.clone(), Backend::Vm).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let jit = Engine::with_backend(program, Backend::Jit).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(jit.backend(), Backend::Jit, "{:?}", jit.jit_fallback());
     let now = "2026-06-01T00:00:00Z".parse().map_err(|_| TestCaseError::fail("time"))?;
     for i in 0..REQUESTS_PER_BUNDLE {
         let ctx = request(&mut rng);
@@ -36,6 +38,8 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
         let want = interp.evaluate(&req, now, trace).to_json();
         let got = engine.evaluate(&req, now, trace).to_json();
         prop_assert_eq!(&got, &want, "seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
+        let native = jit.evaluate(&req, now, trace).to_json();
+        prop_assert_eq!(&native, &want, "JIT: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
         // From JSON bytes through the projection parser, with noise the bundle never reads.
         let mut noisy = ctx.clone();
         if let Some(data) = noisy.get_mut("data").and_then(|d| d.as_object_mut()) {
