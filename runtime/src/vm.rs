@@ -18,10 +18,12 @@ use crate::policy::{self, Gate};
 use crate::program::{Arg, MAX_CALL_DEPTH, Program, VerifyError};
 use crate::request::Request;
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// A constant list as a hash set of its scalar elements (exact, as deep equality), plus the
 /// elements that are lists or objects, compared one by one.
+/// Hashed with FxHash: the tables are built from the bundle's constants and only looked up with
+/// request values, so a caller cannot shape the table (no hash-flooding concern).
 #[derive(Debug, Default)]
 struct ConstSet {
     strings: HashSet<String>,
