@@ -8,6 +8,7 @@
 //! - [`proto`]: byte offsets ↔ UTF-16 positions, diagnostics and symbols → LSP types.
 //! - [`transport`]: framed JSON-RPC over stdio that survives malformed input.
 //! - [`server`]: the main loop, the worker pool, cancellation.
+//! - [`workload`]: synthetic files for the reuse tests and the benchmark.
 
 pub mod db;
 pub mod ide;
@@ -15,6 +16,7 @@ pub mod proto;
 pub mod server;
 pub mod symbols;
 pub mod transport;
+pub mod workload;
 
 /// Runs the language server on stdin/stdout until `exit`; returns the process exit code (0 after
 /// `shutdown` then `exit`, 1 when `exit` comes without `shutdown` or the input ends first, 2 when

@@ -132,23 +132,6 @@ fn per_item_diagnostics_equal_the_whole_file_compile() {
     assert!(n > 300, "{n} texts checked");
 }
 
-/// A file of `policies` × `rules` rules, every rule with a distinct condition.
-pub fn big_file(policies: usize, rules: usize) -> String {
-    let mut s = String::from(
-        "bundle big {\n  effects [deny, review, allow]\n  schema { subject.role: string, subject.level: number, action: string }\n}\n\nlet is_admin = subject.role == \"admin\"\n\n",
-    );
-    for p in 0..policies {
-        s.push_str(&format!("policy \"p{p}\" {{\n  default deny\n"));
-        for r in 0..rules {
-            s.push_str(&format!(
-                "  rule \"p{p}-r{r}\" allow {{\n    when action == \"act{r}\" and subject.level >= {p} and not is_admin\n    reason \"rule {r}\"\n  }}\n"
-            ));
-        }
-        s.push_str("}\n\n");
-    }
-    s
-}
-
 fn count(executed: &[String], query: &str) -> usize {
     executed.iter().filter(|q| q.as_str() == query).count()
 }
@@ -156,7 +139,7 @@ fn count(executed: &[String], query: &str) -> usize {
 #[test]
 fn an_edit_in_one_rule_rechecks_only_its_policy() {
     let mut db = Database::default();
-    let text = big_file(200, 10);
+    let text = verdict_lsp::workload::many_rules(200, 10);
     let file = open(&db, "big.verdict", &text);
     db.enable_execution_log();
     assert!(file_diagnostics(&db, file).is_empty(), "{:?}", file_diagnostics(&db, file));
@@ -164,9 +147,7 @@ fn an_edit_in_one_rule_rechecks_only_its_policy() {
     assert_eq!(count(&first, "check_policy"), 200, "{first:?}");
 
     // Edit one rule of policy 117: its effect becomes unknown.
-    let at = text.find("rule \"p117-r4\" allow").unwrap() + "rule \"p117-r4\" ".len();
-    let mut edited = text.clone();
-    edited.replace_range(at..at + "allow".len(), "alow");
+    let (edited, _) = verdict_lsp::workload::with_rule_effect(&text, 117, 4, "alow").unwrap();
     file.set_text(&mut db).to(edited.clone());
     let diags = file_diagnostics(&db, file).clone();
     let executed = db.take_executed();
