@@ -1,7 +1,9 @@
 //! The server loop: one thread owns the database and applies edits; requests and diagnostics run
 //! on a small pool of workers, each on a snapshot (a clone of the database). An edit cancels the
 //! queries running on snapshots (salsa unwinds them with `Cancelled`): a cancelled request is
-//! answered with `ContentModified`, a cancelled diagnostics run is scheduled again.
+//! dispatched again on the new text (as rust-analyzer retries; the protocol asks servers not to
+//! answer `ContentModified` for edits they have in hand), up to [`RETRIES`] times, then answered
+//! with `ContentModified`; a cancelled diagnostics run is scheduled again.
 //!
 //! No message can stop the server: malformed frames and invalid requests get error responses,
 //! unknown methods `MethodNotFound`, bad parameters `InvalidParams`, positions out of range are
@@ -56,10 +58,15 @@ struct OpenDoc {
     version: i32,
 }
 
+/// How many times a request cancelled by edits is run again before `ContentModified`.
+pub const RETRIES: u8 = 3;
+
 /// Work that finished on a worker and needs the main loop.
 enum Task {
     /// A diagnostics run was cancelled by an edit (possibly of another document).
     DiagnosticsCancelled { uri: lsp::Uri, version: i32 },
+    /// A request was cancelled by an edit: run it again on the new text.
+    Retry { req: Request, attempt: u8 },
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -183,7 +190,7 @@ impl Server {
                 None
             }
             Incoming::Message(Message::Request(req)) => {
-                self.on_request(req);
+                self.on_request(req, 0);
                 None
             }
             Incoming::Message(Message::Notification(n)) => self.on_notification(n),
@@ -192,7 +199,7 @@ impl Server {
         }
     }
 
-    fn on_request(&mut self, req: Request) {
+    fn on_request(&mut self, req: Request, attempt: u8) {
         match self.state {
             State::Uninitialized => {
                 if req.method == "initialize" {
@@ -222,25 +229,35 @@ impl Server {
                 self.state = State::ShutDown;
                 self.send(Message::Response(ok_response(req.id, &())));
             }
-            "textDocument/hover" => {
-                self.spawn(req, |p: &lsp::HoverParams| &p.text_document_position_params.text_document.uri, hover)
-            }
+            "textDocument/hover" => self.spawn(
+                req,
+                attempt,
+                |p: &lsp::HoverParams| &p.text_document_position_params.text_document.uri,
+                hover,
+            ),
             "textDocument/definition" => self.spawn(
                 req,
+                attempt,
                 |p: &lsp::GotoDefinitionParams| &p.text_document_position_params.text_document.uri,
                 definition,
             ),
-            "textDocument/references" => {
-                self.spawn(req, |p: &lsp::ReferenceParams| &p.text_document_position.text_document.uri, references)
-            }
+            "textDocument/references" => self.spawn(
+                req,
+                attempt,
+                |p: &lsp::ReferenceParams| &p.text_document_position.text_document.uri,
+                references,
+            ),
             "textDocument/documentSymbol" => {
-                self.spawn(req, |p: &lsp::DocumentSymbolParams| &p.text_document.uri, document_symbols)
+                self.spawn(req, attempt, |p: &lsp::DocumentSymbolParams| &p.text_document.uri, document_symbols)
             }
-            "textDocument/completion" => {
-                self.spawn(req, |p: &lsp::CompletionParams| &p.text_document_position.text_document.uri, completion)
-            }
+            "textDocument/completion" => self.spawn(
+                req,
+                attempt,
+                |p: &lsp::CompletionParams| &p.text_document_position.text_document.uri,
+                completion,
+            ),
             "textDocument/formatting" => {
-                self.spawn(req, |p: &lsp::DocumentFormattingParams| &p.text_document.uri, formatting)
+                self.spawn(req, attempt, |p: &lsp::DocumentFormattingParams| &p.text_document.uri, formatting)
             }
             other => {
                 let message = format!("unknown method `{other}`");
@@ -253,12 +270,14 @@ impl Server {
     fn spawn<P, R>(
         &mut self,
         req: Request,
+        attempt: u8,
         uri_of: fn(&P) -> &lsp::Uri,
         handler: fn(&Database, SourceInput, &lsp::Uri, P) -> R,
     ) where
         P: DeserializeOwned + Send + 'static,
         R: Serialize + 'static,
     {
+        let retry = req.clone();
         let params: P = match serde_json::from_value(req.params) {
             Ok(p) => p,
             Err(e) => {
@@ -278,6 +297,7 @@ impl Server {
         let file = doc.file;
         let snapshot = self.db.clone();
         let out = self.out.clone();
+        let tasks = self.tasks.0.clone();
         let (id, method) = (req.id, req.method);
         self.pool.execute(Box::new(move || {
             let result = catch_unwind(AssertUnwindSafe(|| {
@@ -285,6 +305,11 @@ impl Server {
             }));
             let response = match result {
                 Ok(Ok(r)) => ok_response(id, &r),
+                Ok(Err(_cancelled)) if attempt < RETRIES => {
+                    drop(snapshot);
+                    let _ = tasks.send(Task::Retry { req: retry, attempt: attempt + 1 });
+                    return;
+                }
                 Ok(Err(_cancelled)) => error_response(id, ErrorCode::ContentModified, "the document changed"),
                 Err(panic) => {
                     let text = panic_text(&panic);
@@ -377,6 +402,7 @@ impl Server {
 
     fn on_task(&mut self, task: Task) {
         match task {
+            Task::Retry { req, attempt } => self.on_request(req, attempt),
             Task::DiagnosticsCancelled { uri, version } => {
                 if self.open.get(&uri).is_some_and(|d| d.version == version) {
                     self.schedule_diagnostics(uri);
