@@ -579,3 +579,68 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn log(message: &str) {
     eprintln!("verdict-lsp: {message}");
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, reason = "tests")]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn server() -> (Server, Receiver<Outgoing>) {
+        let (out, rx) = crossbeam_channel::unbounded();
+        let server = Server {
+            db: Database::default(),
+            out,
+            state: State::Running,
+            inputs: HashMap::new(),
+            open: HashMap::new(),
+            pool: Pool::new(1),
+            tasks: crossbeam_channel::unbounded(),
+        };
+        (server, rx)
+    }
+
+    fn response(rx: &Receiver<Outgoing>, id: i32) -> serde_json::Value {
+        loop {
+            let Ok(Outgoing::Message(m)) = rx.recv_timeout(std::time::Duration::from_secs(30)) else {
+                panic!("no response {id}");
+            };
+            let v = serde_json::to_value(m).unwrap();
+            if v["id"] == json!(id) {
+                return v;
+            }
+        }
+    }
+
+    /// The last line of defence: a handler that panics is answered with `InternalError`, and the
+    /// same document is served afterwards.
+    #[test]
+    fn a_panicking_handler_is_answered_and_the_server_goes_on() {
+        let (mut s, rx) = server();
+        let uri = "file:///p.verdict";
+        s.did_open(
+            serde_json::from_value(
+                json!({"textDocument": {"uri": uri, "languageId": "verdict", "version": 1, "text": "policy p {"}}),
+            )
+            .unwrap(),
+        );
+        let req = |id: i32| Request {
+            id: RequestId::from(id),
+            method: "textDocument/documentSymbol".into(),
+            params: json!({"textDocument": {"uri": uri}}),
+        };
+        s.spawn(
+            req(1),
+            0,
+            |p: &lsp::DocumentSymbolParams| &p.text_document.uri,
+            |_, _, _, _| -> Option<()> { panic!("a bug in a handler") },
+        );
+        let r = response(&rx, 1);
+        assert_eq!(r["error"]["code"], ErrorCode::InternalError as i32, "{r}");
+        assert!(r["error"]["message"].as_str().unwrap().contains("a bug in a handler"), "{r}");
+        s.on_request(req(2), 0);
+        let r = response(&rx, 2);
+        assert!(r["result"].is_array(), "{r}");
+        s.pool.join();
+    }
+}
