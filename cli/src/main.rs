@@ -100,6 +100,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run the language server on stdin/stdout (for editors).
+    Lsp,
 }
 
 fn main() -> ExitCode {
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Compile { source, output, emit } => compile::run(&source, output.as_deref(), emit),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),
+        Command::Lsp => verdict_lsp::run_stdio(),
     };
     ExitCode::from(code)
 }
