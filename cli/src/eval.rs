@@ -1,13 +1,20 @@
 //! `verdict eval`: one decision, or one per line of a JSON Lines file.
 
-use crate::render;
+use crate::{card, render};
 use serde_json::json;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use verdict_compiler::interp::Interpreter;
 use verdict_runtime::request::Request;
 
-pub fn run(source: &Path, context: Option<&Path>, contexts: Option<&Path>, trace: bool, now: Option<&str>) -> u8 {
+pub fn run(
+    source: &Path,
+    context: Option<&Path>,
+    contexts: Option<&Path>,
+    trace: bool,
+    now: Option<&str>,
+    trust: &card::TrustArgs,
+) -> u8 {
     let now = match now {
         None => jiff::Timestamp::now(),
         Some(t) => match t.parse::<jiff::Timestamp>() {
@@ -22,11 +29,20 @@ pub fn run(source: &Path, context: Option<&Path>, contexts: Option<&Path>, trace
         Ok(f) => f,
         Err(code) => return code,
     };
-    let compiled = verdict_compiler::compile(&file);
-    render::eprint_all(&file, &compiled.diagnostics);
-    let Some(bundle) = compiled.bundle else {
-        eprintln!("error: {} does not compile", file.name);
-        return 2;
+    let bundle = if card::is_card(&file, trust) {
+        match card::load(&file, trust, now) {
+            Ok(b) => b,
+            // A refused card is bad input for `eval`.
+            Err(_) => return 2,
+        }
+    } else {
+        let compiled = verdict_compiler::compile(&file);
+        render::eprint_all(&file, &compiled.diagnostics);
+        let Some(bundle) = compiled.bundle else {
+            eprintln!("error: {} does not compile", file.name);
+            return 2;
+        };
+        bundle
     };
     let interp = match Interpreter::new(&bundle) {
         Ok(i) => i,

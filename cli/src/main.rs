@@ -3,6 +3,7 @@
 //! Exit codes follow TOOLCHAIN.md: 0 success (for `eval`: allow or not_applicable), 1 findings
 //! (errors, a non-allow decision, unformatted files), 2 unreadable or invalid input.
 
+mod card;
 mod check;
 mod convert;
 mod eval;
@@ -62,9 +63,22 @@ enum Command {
         trace: bool,
         #[arg(long, value_enum, default_value = "interp")]
         backend: Backend,
-        /// Evaluate as of this RFC 3339 time instead of now.
+        /// Evaluate as of this RFC 3339 time instead of now (a card's attestation is checked
+        /// against it too).
         #[arg(long)]
         now: Option<String>,
+        /// With these, SOURCE may be a Decision Card.
+        #[command(flatten)]
+        trust: card::TrustArgs,
+    },
+    /// Convert a Decision Card to a bundle: YAML on standard output, or OUT by its extension.
+    Card {
+        card: PathBuf,
+        #[command(flatten)]
+        trust: card::TrustArgs,
+        /// Where to write the bundle (.yaml, .yml, .json or .verdict).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
     },
     /// Convert a bundle between forms, by the output's extension (.verdict, .yaml/.yml, .json).
     Convert {
@@ -93,9 +107,10 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check { paths, format, deny } => check::run(&paths, format, deny.is_some()),
-        Command::Eval { source, context, contexts, trace, backend: _, now } => {
-            eval::run(&source, context.as_deref(), contexts.as_deref(), trace, now.as_deref())
+        Command::Eval { source, context, contexts, trace, backend: _, now, trust } => {
+            eval::run(&source, context.as_deref(), contexts.as_deref(), trace, now.as_deref(), &trust)
         }
+        Command::Card { card, trust, output } => card::run(&card, &trust, output.as_deref()),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),
     };
