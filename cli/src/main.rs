@@ -9,6 +9,7 @@ mod convert;
 mod eval;
 mod fmt;
 mod render;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -86,6 +87,8 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Run the policy decision point HTTP service.
+    Serve(serve::ServeArgs),
     /// Rewrite `.verdict` files in canonical layout.
     Fmt {
         #[arg(required = true)]
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
         Command::Card { card, trust, output } => card::run(&card, &trust, output.as_deref()),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),
+        Command::Serve(args) => serve::run(args),
     };
     ExitCode::from(code)
 }

@@ -1,6 +1,7 @@
 //! The dependency rules of ARCHITECTURE.md, checked on every crate's `Cargo.toml` (after
 //! rust-analyzer's `tidy`): `runtime` depends on neither `grammar` nor `compiler`; `grammar`
-//! depends on no other Verdict crate; only `cli` parses flags (clap); only `lsp` speaks LSP.
+//! depends on no other Verdict crate; only `cli` parses flags (clap); only `lsp` speaks LSP; only
+//! `cli` depends on the service crate `server`.
 
 use std::path::Path;
 
@@ -41,7 +42,7 @@ fn grammar_depends_on_no_verdict_crate() {
 
 #[test]
 fn only_cli_parses_flags_and_only_lsp_speaks_lsp() {
-    for krate in ["grammar", "compiler", "runtime", "lsp"] {
+    for krate in ["grammar", "compiler", "runtime", "lsp", "server"] {
         assert!(!dependencies(krate).iter().any(|d| d == "clap"), "{krate} must not depend on clap");
     }
     for krate in ["grammar", "compiler", "runtime", "cli"] {
@@ -51,4 +52,18 @@ fn only_cli_parses_flags_and_only_lsp_speaks_lsp() {
             "{krate} must not speak LSP: {deps:?}"
         );
     }
+}
+
+#[test]
+fn only_cli_links_the_service() {
+    for krate in ["grammar", "compiler", "runtime", "lsp"] {
+        let deps = dependencies(krate);
+        assert!(!deps.iter().any(|d| d == "verdict-server"), "{krate} must not depend on the server: {deps:?}");
+        assert!(
+            !deps.iter().any(|d| d == "axum" || d == "tokio"),
+            "{krate} must not depend on the HTTP stack: {deps:?}"
+        );
+    }
+    let server = dependencies("server");
+    assert!(server.iter().any(|d| d == "verdict-runtime") && server.iter().any(|d| d == "verdict-compiler"));
 }
