@@ -83,8 +83,9 @@ fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
+/// Sends a signal with the shell's `kill` builtin (no procps needed on a fresh machine).
 fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap().success();
+    let ok = Command::new("sh").arg("-c").arg(format!("kill -{sig} {}", child.id())).status().unwrap().success();
     assert!(ok, "kill -{sig}");
 }
 
