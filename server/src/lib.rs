@@ -37,6 +37,9 @@ pub const BODY_LIMIT: usize = 128 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// In-flight requests get this long to finish on shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A request's headers must arrive within this time; an idle keep-alive connection is closed
+/// after it too (hyper starts the timer when it waits for the next request).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the service is configured with.
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ pub struct Config {
     pub buyer_keys: BuyerKeys,
     pub body_limit: usize,
     pub read_timeout: Duration,
+    /// Time allowed for a request's headers, and for an idle keep-alive connection.
+    pub header_timeout: Duration,
     pub max_bundles: usize,
 }
 
@@ -72,6 +77,7 @@ impl Config {
             buyer_keys: BuyerKeys::none(),
             body_limit: BODY_LIMIT,
             read_timeout: READ_TIMEOUT,
+            header_timeout: HEADER_TIMEOUT,
             max_bundles: 256,
         }
     }
@@ -172,14 +178,47 @@ pub async fn start(config: Config) -> Result<Server, String> {
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = handlers::router(state.clone());
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let serving = tokio::spawn(accept_loop(listener, app, stopped, config.header_timeout));
     Ok(Server { addr, state, stop: Some(stop), serving, poller })
+}
+
+/// Accepts connections and serves HTTP/1.1 on each (TCP_NODELAY, a header read timeout), until
+/// `stop`; then waits for the connections to finish their requests (graceful shutdown).
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: oneshot::Receiver<()>,
+    header_timeout: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut stop => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 impl Server {

@@ -536,6 +536,21 @@ async fn slow_bodies_408() {
     h.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let h = start_with("slow-headers", |c| c.header_timeout = Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let resp = raw(h.server.addr(), &[(b"GET /healthz HTTP/1.1\r\nHost: t\r\n", Duration::ZERO)]).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}: {resp}", started.elapsed());
+    assert!(!resp.contains("200 OK"), "{resp}");
+    // Served, then idle on keep-alive: closed too.
+    let started = std::time::Instant::now();
+    let resp = raw(h.server.addr(), &[(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", Duration::ZERO)]).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+    h.finish().await;
+}
+
 // --- Decision Cards --------------------------------------------------------------------------------
 
 fn card_body(n: usize) -> Value {
