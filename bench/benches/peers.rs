@@ -54,7 +54,8 @@ fn workload(c: &mut Criterion, name: &str, source: &str, p: &mut Peer, requests:
         // All engines must agree before they are timed.
         let want = interp.evaluate(&req, now, false).decision.kind == "allow";
         let cedar_req = cedar_request(json);
-        let cedar_allow = authorizer.is_authorized(&cedar_req, &p.cedar, &entities).decision() == cedar_policy::Decision::Allow;
+        let cedar_allow =
+            authorizer.is_authorized(&cedar_req, &p.cedar, &entities).decision() == cedar_policy::Decision::Allow;
         let input = regorus::Value::from_json_str(json).unwrap_or_else(|e| unreachable!("{e}"));
         p.rego.set_input(input.clone());
         let rego_allow = p.rego.eval_rule(p.entry.clone()).map(|v| v == regorus::Value::from(true)).unwrap_or(false);
@@ -66,7 +67,9 @@ fn workload(c: &mut Criterion, name: &str, source: &str, p: &mut Peer, requests:
         if by_hand {
             let typed: W52Request<'_> = serde_json::from_str(json).unwrap_or_else(|e| unreachable!("{e}"));
             assert_eq!(w52_by_hand(&typed), want);
-            group.bench_function(format!("hand-prepared/{label}"), |b| b.iter(|| black_box(w52_by_hand(black_box(&typed)))));
+            group.bench_function(format!("hand-prepared/{label}"), |b| {
+                b.iter(|| black_box(w52_by_hand(black_box(&typed))))
+            });
             group.bench_function(format!("hand-json/{label}"), |b| {
                 b.iter(|| {
                     let r: Result<W52Request<'_>, _> = serde_json::from_str(black_box(json));
@@ -87,7 +90,9 @@ fn workload(c: &mut Criterion, name: &str, source: &str, p: &mut Peer, requests:
         group.bench_function(format!("vm-json/{label}"), |b| {
             b.iter(|| black_box(vm.decide_json(black_box(json.as_bytes()), now, &mut scratch).map(|o| o.bundle)))
         });
-        group.bench_function(format!("interp/{label}"), |b| b.iter(|| black_box(interp.evaluate(black_box(&req), now, false))));
+        group.bench_function(format!("interp/{label}"), |b| {
+            b.iter(|| black_box(interp.evaluate(black_box(&req), now, false)))
+        });
         group.bench_function(format!("cedar-prepared/{label}"), |b| {
             b.iter(|| black_box(authorizer.is_authorized(black_box(&cedar_req), &p.cedar, &entities).decision()))
         });

@@ -89,7 +89,10 @@ pub fn w52_cedar() -> String {
         "permit(principal, action, resource) when { [\"create\", \"update\", \"delete\"].contains(context.action) && context.subject.role == \"admin\" };\n",
     );
     for i in 0..50 {
-        let _ = writeln!(s, "permit(principal, action, resource) when {{ context.action == \"act{i}\" && context.subject.role == \"viewer\" }};");
+        let _ = writeln!(
+            s,
+            "permit(principal, action, resource) when {{ context.action == \"act{i}\" && context.subject.role == \"viewer\" }};"
+        );
     }
     s.push_str("forbid(principal, action, resource) when { context.resource.tags.contains(\"locked\") };\n");
     s
@@ -180,6 +183,9 @@ pub struct W52Resource<'a> {
 pub fn w52_by_hand(r: &W52Request<'_>) -> bool {
     let admin_write = matches!(r.action, "create" | "update" | "delete") && r.subject.role == "admin";
     let filler = r.subject.role == "viewer"
-        && r.action.strip_prefix("act").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < 50 && r.action.len() <= 5);
+        && r.action
+            .strip_prefix("act")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n < 50 && r.action.len() <= 5);
     (admin_write || filler) && !r.resource.tags.contains(&"locked")
 }

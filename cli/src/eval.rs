@@ -1,7 +1,7 @@
 //! `verdict eval`: one decision, or one per line of a JSON Lines file.
 
 use crate::Backend;
-use crate::render;
+use crate::{card, render};
 use serde_json::json;
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -18,6 +18,7 @@ pub fn run(
     trace: bool,
     backend: Backend,
     now: Option<&str>,
+    trust: &card::TrustArgs,
 ) -> u8 {
     let now = match now {
         None => jiff::Timestamp::now(),
@@ -40,30 +41,39 @@ pub fn run(
     if artifact::is_artifact(&bytes) {
         if backend == Backend::Interp {
             eprintln!(
-                "error: {} is a compiled artifact; the interpreter needs the bundle's source (use `--backend vm`)",
+                "error: {} is a compiled artifact; the interpreter needs the bundle's source (use `--backend jit` or `vm`)",
                 source.display()
             );
             return 2;
         }
-        let engine = match artifact::read(&bytes).and_then(|p| Engine::new(p).map_err(|e| ArtifactError::Invalid(e.0)))
-        {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("error: {}: {e}", source.display());
-                return 2;
-            }
-        };
+        let engine =
+            match artifact::read(&bytes).and_then(|p| engine(p, backend).map_err(|e| ArtifactError::Invalid(e.0))) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", source.display());
+                    return 2;
+                }
+            };
         return dispatch(&|r, n, t| engine.evaluate(r, n, t), context, contexts, trace, now);
     }
     let file = match render::read(source) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let compiled = verdict_compiler::compile(&file);
-    render::eprint_all(&file, &compiled.diagnostics);
-    let Some(bundle) = compiled.bundle else {
-        eprintln!("error: {} does not compile", file.name);
-        return 2;
+    let bundle = if card::is_card(&file, trust) {
+        match card::load(&file, trust, now) {
+            Ok(b) => b,
+            // A refused card is bad input for `eval`.
+            Err(_) => return 2,
+        }
+    } else {
+        let compiled = verdict_compiler::compile(&file);
+        render::eprint_all(&file, &compiled.diagnostics);
+        let Some(bundle) = compiled.bundle else {
+            eprintln!("error: {} does not compile", file.name);
+            return 2;
+        };
+        bundle
     };
     match backend {
         Backend::Interp => match Interpreter::new(&bundle) {
@@ -84,7 +94,10 @@ pub fn run(
 }
 
 /// An engine on the chosen backend; a JIT that is unavailable falls back to the VM, said on stderr.
-fn engine(program: verdict_runtime::program::Program, backend: Backend) -> Result<Engine, verdict_runtime::program::VerifyError> {
+fn engine(
+    program: verdict_runtime::program::Program,
+    backend: Backend,
+) -> Result<Engine, verdict_runtime::program::VerifyError> {
     let wanted = if backend == Backend::Vm { vm::Backend::Vm } else { vm::Backend::Jit };
     let engine = Engine::with_backend(program, wanted)?;
     if let Some(reason) = engine.jit_fallback() {

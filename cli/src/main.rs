@@ -3,14 +3,21 @@
 //! Exit codes follow TOOLCHAIN.md: 0 success (for `eval`: allow or not_applicable), 1 findings
 //! (errors, a non-allow decision, unformatted files), 2 unreadable or invalid input.
 
+mod card;
 mod check;
 mod compile;
 mod convert;
 mod eval;
 mod fmt;
 mod render;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// mimalloc: the service allocates a few short-lived objects per request (JSON values, decision
+/// strings) from several threads, which glibc's allocator serves noticeably slower.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -73,9 +80,22 @@ enum Command {
         trace: bool,
         #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
-        /// Evaluate as of this RFC 3339 time instead of now.
+        /// Evaluate as of this RFC 3339 time instead of now (a card's attestation is checked
+        /// against it too).
         #[arg(long)]
         now: Option<String>,
+        /// With these, SOURCE may be a Decision Card.
+        #[command(flatten)]
+        trust: card::TrustArgs,
+    },
+    /// Convert a Decision Card to a bundle: YAML on standard output, or OUT by its extension.
+    Card {
+        card: PathBuf,
+        #[command(flatten)]
+        trust: card::TrustArgs,
+        /// Where to write the bundle (.yaml, .yml, .json or .verdict).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
     },
     /// Compile a bundle ahead of time to a `.vdc` artifact (or print its disassembly).
     Compile {
@@ -92,6 +112,8 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Run the policy decision point HTTP service.
+    Serve(serve::ServeArgs),
     /// Rewrite `.verdict` files in canonical layout.
     Fmt {
         #[arg(required = true)]
@@ -115,12 +137,14 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check { paths, format, deny } => check::run(&paths, format, deny.is_some()),
-        Command::Eval { source, context, contexts, trace, backend, now } => {
-            eval::run(&source, context.as_deref(), contexts.as_deref(), trace, backend, now.as_deref())
+        Command::Eval { source, context, contexts, trace, backend, now, trust } => {
+            eval::run(&source, context.as_deref(), contexts.as_deref(), trace, backend, now.as_deref(), &trust)
         }
         Command::Compile { source, output, emit } => compile::run(&source, output.as_deref(), emit),
+        Command::Card { card, trust, output } => card::run(&card, &trust, output.as_deref()),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),
+        Command::Serve(args) => serve::run(args),
         Command::Lsp => verdict_lsp::run_stdio(),
     };
     ExitCode::from(code)

@@ -2,11 +2,13 @@
 //!
 //! Pipeline: [`yaml`] (YAML/JSON → spanned [`tree`]) or `verdict_grammar` + [`dsl`] (`.verdict` →
 //! tree) → [`lower`] (tree → [`ir`], with every structural and type check) → [`interp`] (the
-//! oracle) and [`emit`] (IR → `.verdict`, JSON, YAML; fingerprints).
+//! oracle) and [`emit`] (IR → `.verdict`, JSON, YAML; fingerprints). Decision Cards are checked,
+//! verified and mapped to a reference-format bundle by [`card`], then compiled like JSON.
 //!
 //! Architecture invariant: no LSP or CLI types here; diagnostics are plain data
 //! ([`diagnostic::Diagnostic`]).
 
+pub mod card;
 pub mod codegen;
 pub mod diagnostic;
 pub mod dsl;

@@ -17,8 +17,8 @@ use crate::decision::{
 use crate::policy::{self, Gate};
 use crate::program::{Arg, MAX_CALL_DEPTH, Program, VerifyError};
 use crate::request::Request;
-use serde_json::{Map, Value};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use serde_json::{Map, Value};
 
 /// A constant list as a hash set of its scalar elements (exact, as deep equality), plus the
 /// elements that are lists or objects, compared one by one.

@@ -1,7 +1,7 @@
 //! The dependency rules of ARCHITECTURE.md, checked on every crate's `Cargo.toml` (after
 //! rust-analyzer's `tidy`): `runtime` depends on neither `grammar` nor `compiler`; `grammar`
 //! depends on no other Verdict crate; only `cli` parses flags (clap); only `lsp` speaks LSP and
-//! hosts the salsa database.
+//! hosts the salsa database; only `cli` depends on the service crate `server`.
 
 use std::path::Path;
 
@@ -42,7 +42,7 @@ fn grammar_depends_on_no_verdict_crate() {
 
 #[test]
 fn only_cli_parses_flags_and_only_lsp_speaks_lsp() {
-    for krate in ["grammar", "compiler", "runtime", "lsp"] {
+    for krate in ["grammar", "compiler", "runtime", "lsp", "server"] {
         assert!(!dependencies(krate).iter().any(|d| d == "clap"), "{krate} must not depend on clap");
     }
     for krate in ["grammar", "compiler", "runtime", "cli"] {
@@ -61,4 +61,18 @@ fn the_example_service_links_only_the_runtime() {
     let deps = dependencies("examples/service");
     assert!(deps.iter().any(|d| d == "verdict-runtime"), "{deps:?}");
     assert!(!deps.iter().any(|d| d == "verdict-compiler" || d == "verdict-grammar"), "{deps:?}");
+}
+
+#[test]
+fn only_cli_links_the_service() {
+    for krate in ["grammar", "compiler", "runtime", "lsp"] {
+        let deps = dependencies(krate);
+        assert!(!deps.iter().any(|d| d == "verdict-server"), "{krate} must not depend on the server: {deps:?}");
+        assert!(
+            !deps.iter().any(|d| d == "axum" || d == "tokio"),
+            "{krate} must not depend on the HTTP stack: {deps:?}"
+        );
+    }
+    let server = dependencies("server");
+    assert!(server.iter().any(|d| d == "verdict-runtime") && server.iter().any(|d| d == "verdict-compiler"));
 }

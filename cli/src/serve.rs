@@ -1,0 +1,60 @@
+//! `verdict serve`: turns flags and the environment into a server configuration and runs the
+//! PDP service (`verdict-server`). Logs go to standard error; the audit log to standard output
+//! unless `--audit FILE` is given.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use verdict_server::audit::AuditTarget;
+use verdict_server::auth::Auth;
+
+/// The flags of `verdict serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Bundle files to load at start (a bundle that fails to compile stops the start) and reload on change.
+    pub bundles: Vec<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub bind: SocketAddr,
+    /// A directory of bundle files (.verdict, .yaml, .yml, .json) loaded, reloaded and unloaded as they change.
+    #[arg(long, value_name = "DIR")]
+    pub watch: Option<PathBuf>,
+    /// Append the audit log (one JSON line per event) to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// How often bundle files are checked for changes, in milliseconds (SIGHUP reloads at once).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// Switch authorization off. For local experiments only: refused unless bound to a loopback address.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+}
+
+pub fn run(args: ServeArgs) -> u8 {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let mut config = verdict_server::Config::new(args.bind).with_env();
+    config.bundles = args.bundles;
+    config.watch = args.watch;
+    config.poll_interval = Duration::from_millis(args.poll_ms.max(10));
+    config.audit = args.audit.map_or(AuditTarget::Stdout, AuditTarget::File);
+    if args.insecure_no_auth {
+        config.auth = Auth::Disabled;
+        eprintln!("WARNING: --insecure-no-auth: authorization is OFF. Anyone who can reach {} may register", args.bind);
+        eprintln!("WARNING: bundles and evaluate requests. Never use this outside a local experiment.");
+    }
+    let result = verdict_server::run(config, |addr| eprintln!("verdict serve: listening on http://{addr}"));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}

@@ -1,0 +1,606 @@
+//! The routes of TOOLCHAIN.md's PDP table, with the reference's shapes and status codes.
+//!
+//! Every protected handler runs the same steps in the same order: authorize (503/401/403),
+//! read the body within the size and time limits (413/408), parse it as unambiguous JSON (400),
+//! check its schema (422), then act (404, 409, …).
+
+use crate::AppState;
+use crate::auth::{Caller, Role};
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::store::{Loaded, Origin, Outcome, Put, PutError};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+use verdict_compiler::SourceKind;
+use verdict_compiler::card::{self, CardOptions, POSITIVE_STATUSES};
+use verdict_compiler::source::SourceFile;
+use verdict_runtime::request::Request as Context;
+
+type St = State<Arc<AppState>>;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/healthz", get(health))
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .route("/bundles", get(list_bundles).post(register_bundle))
+        .route("/bundles/from-decision-card", post(register_card))
+        .route("/bundles/{id}", get(get_bundle).put(put_bundle))
+        .route("/bundles/{id}/evaluate", post(evaluate_registered))
+        .route("/bundles/{id}/conditions/{cid}", put(assert_condition))
+        .route("/evaluate", post(evaluate_oneshot))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(no_store))
+        .with_state(state)
+}
+
+/// `Cache-Control: no-store` on policy material and decisions.
+async fn no_store(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let protect = path.starts_with("/bundles") || path == "/evaluate";
+    let mut resp = next.run(req).await;
+    if protect {
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(404, "Not Found")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(405, "Method Not Allowed")
+}
+
+// --- Meta ---------------------------------------------------------------------------------------
+
+async fn root() -> Json<Value> {
+    Json(json!({
+        "name": "verdict",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": "Verdict policy decision point: compiled policy bundles and Decision Cards evaluated to explained decisions (the policy-as-code-engine HTTP surface).",
+        "endpoints": {
+            "GET  /": "this page",
+            "GET  /healthz": "liveness probe (also /health)",
+            "GET  /version": "versions and the evaluation backend",
+            "GET  /metrics": "Prometheus metrics",
+            "GET  /bundles": "list registered bundle IDs",
+            "POST /bundles": "register a bundle (JSON; YAML or .verdict by content type)",
+            "GET  /bundles/{bundle_id}": "fetch a registered bundle",
+            "PUT  /bundles/{bundle_id}": "register or replace a bundle",
+            "POST /bundles/{bundle_id}/evaluate": "evaluate a stored bundle against a context",
+            "POST /evaluate": "one-shot: bundle + context in, decision out",
+            "POST /bundles/from-decision-card": "build and register a bundle from a signed Decision Card",
+            "PUT  /bundles/{bundle_id}/conditions/{condition_id}": "assert a Decision Card condition (expires within 7 days)",
+        },
+    }))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn version(State(st): St) -> Json<Value> {
+    Json(json!({
+        "name": "verdict",
+        "version": env!("CARGO_PKG_VERSION"),
+        "backend": crate::engine::BACKENDS.first().copied().unwrap_or("interp"),
+        "backends": crate::engine::BACKENDS,
+        "compatible_with": "policy-as-code-engine 0.2.1",
+        "decision_card_version": "0.1",
+        "auth": st.auth.mode(),
+    }))
+}
+
+async fn metrics(State(st): St) -> Response {
+    let text = st.metrics.render(st.store.len());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+// --- Body, JSON and schema helpers ----------------------------------------------------------------
+
+/// How much of an oversized body is read and dropped before answering 413, so the client gets
+/// the answer instead of a connection reset while it is still sending.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads the body within the size limit (413) and the read timeout (408).
+async fn read_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::new(413, format!("request body exceeds {} KiB", st.body_limit / 1024));
+    let deadline = tokio::time::Instant::now() + st.read_timeout;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
+    let mut body = body;
+    if let Some(n) = declared.filter(|n| *n > st.body_limit as u64) {
+        if n <= (st.body_limit + DRAIN_LIMIT) as u64 {
+            drain(&mut body, deadline).await;
+        }
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(declared.map_or(1024, |n| usize::try_from(n).unwrap_or(0)));
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ApiError::new(408, "request body read timed out")),
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Ok(Some(Err(_))) => return Err(ApiError::new(400, "cannot read the request body")),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > st.body_limit {
+                        drain(&mut body, deadline).await;
+                        return Err(too_large());
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// Reads and drops up to [`DRAIN_LIMIT`] more bytes of a body (within its deadline, at most two
+/// seconds).
+async fn drain(body: &mut Body, deadline: tokio::time::Instant) {
+    let deadline = deadline.min(tokio::time::Instant::now() + std::time::Duration::from_secs(2));
+    let mut dropped = 0usize;
+    while dropped <= DRAIN_LIMIT {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => dropped += frame.data_ref().map_or(0, Bytes::len),
+            _ => return,
+        }
+    }
+}
+
+/// Parses a body as unambiguous JSON: 400 when it is not; 422 when it is empty (no document).
+fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_request("the request body is empty"));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_json("the body is not UTF-8"))?;
+    card::parse_strict_json(text).map_err(|e| ApiError::bad_json(e.message))
+}
+
+/// A request context (422 when it is not one).
+fn context(v: Value) -> Result<Context, ApiError> {
+    Context::from_value(v).map_err(|e| ApiError::invalid_request(e.message))
+}
+
+/// The correlation id of a request: `X-Request-Id` when it is 1–128 visible ASCII characters,
+/// else a fresh id in UUID form: a random per-process half and a counter (unique within the
+/// process, unguessable across restarts, and no system call per request).
+fn correlation_id(headers: &HeaderMap) -> String {
+    static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(
+            || {
+                let process = *PROCESS.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                uuid::Uuid::from_u64_pair(process, n).to_string()
+            },
+            str::to_owned,
+        )
+}
+
+fn trace_asked(uri: &Uri) -> bool {
+    uri.query().is_some_and(|q| q.split('&').any(|p| matches!(p, "trace" | "trace=true" | "trace=1")))
+}
+
+/// The source form of a bundle body, by content type.
+fn source_kind(headers: &HeaderMap, text: &str) -> Result<SourceKind, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    match ct.as_deref() {
+        None | Some("") => Ok(SourceKind::detect("", text)),
+        Some("application/json") => Ok(SourceKind::Json),
+        Some(t) if t.ends_with("+json") => Ok(SourceKind::Json),
+        Some("application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml") => Ok(SourceKind::Yaml),
+        Some("text/x-verdict" | "application/x-verdict" | "application/vnd.verdict") => Ok(SourceKind::Verdict),
+        Some("text/plain") => Ok(SourceKind::detect("", text)),
+        Some("application/octet-stream" | "application/vnd.verdict.artifact") => {
+            Err(ApiError::new(415, "compiled artifacts (.vdc) are not supported yet; send the bundle source"))
+        }
+        Some(other) => Err(ApiError::new(
+            415,
+            format!("unsupported content type `{other}`: use application/json, application/yaml or text/x-verdict"),
+        )),
+    }
+}
+
+fn diagnostics_json(file: &SourceFile, diags: &[verdict_compiler::diagnostic::Diagnostic]) -> Value {
+    Value::Array(
+        diags
+            .iter()
+            .map(|d| {
+                let (line, column) = file.line_col(d.span.start);
+                json!({"code": d.code.as_str(), "severity": d.severity.as_str(), "message": d.message, "line": line, "column": column})
+            })
+            .collect(),
+    )
+}
+
+/// Compiles a bundle source on a blocking thread; 422 with the diagnostics when it has errors.
+async fn compile(name: &str, text: String, kind: SourceKind, origin: Origin) -> Result<Loaded, ApiError> {
+    let name = name.to_owned();
+    let job = tokio::task::spawn_blocking(move || {
+        let file = SourceFile::new(name, text);
+        let compiled = verdict_compiler::compile_as(&file, kind);
+        match compiled.bundle {
+            Some(b) if !compiled.has_errors() => {
+                let engine = Engine::new(b).map_err(ApiError::invalid_request)?;
+                let json = verdict_compiler::emit::to_json(engine.bundle());
+                Ok(Loaded { engine, json, origin })
+            }
+            _ => Err(ApiError::invalid_request(crate::reload::describe_errors(&file, &compiled.diagnostics))
+                .with("errors", diagnostics_json(&file, &compiled.diagnostics))),
+        }
+    });
+    job.await.map_err(|_| ApiError::new(500, "compilation failed"))?
+}
+
+/// Reads, parses and compiles a bundle body.
+async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Loaded, ApiError> {
+    let bytes = read_body(st, headers, body).await?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_json("the body is not UTF-8"))?;
+    let kind = source_kind(headers, &text)?;
+    if kind == SourceKind::Json {
+        json_body(text.as_bytes())?;
+    } else if text.trim().is_empty() {
+        return Err(ApiError::invalid_request("the request body is empty"));
+    }
+    compile("request body", text, kind, Origin::Api).await
+}
+
+fn put_error(e: PutError) -> ApiError {
+    match e {
+        PutError::Exists => ApiError::new(409, "bundle ID is already registered"),
+        PutError::OwnedBy(o) => {
+            ApiError::new(409, format!("bundle ID is loaded from {}; change it there", o.describe()))
+        }
+        PutError::Full(n) => ApiError::new(503, format!("bundle store is full ({n} bundles)")),
+    }
+}
+
+fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// What the audit log and the answer say about a registered bundle.
+struct Summary {
+    id: String,
+    version: String,
+    fingerprint: String,
+    policies: usize,
+    origin: String,
+}
+
+impl Summary {
+    fn of(l: &Loaded) -> Summary {
+        Summary {
+            id: l.id().to_owned(),
+            version: l.version().to_owned(),
+            fingerprint: l.engine.fingerprint().to_owned(),
+            policies: l.engine.bundle().policies.len(),
+            origin: l.origin.describe(),
+        }
+    }
+}
+
+async fn audit_registration(st: &AppState, s: &Summary, caller: Caller, outcome: Outcome, more: Vec<(&str, Value)>) {
+    let event = if outcome == Outcome::Created { "bundle_registered" } else { "bundle_replaced" };
+    tracing::info!(bundle_id = s.id, version = s.version, origin = s.origin, "{event}");
+    let mut f = fields(vec![
+        ("bundle_id", json!(s.id)),
+        ("bundle_version", json!(s.version)),
+        ("fingerprint", json!(s.fingerprint)),
+        ("policy_count", json!(s.policies)),
+        ("origin", json!(s.origin)),
+        ("caller", json!(caller.as_str())),
+    ]);
+    f.extend(fields(more));
+    st.audit.emit(event, f).await;
+}
+
+// --- Bundles ----------------------------------------------------------------------------------
+
+async fn list_bundles(State(st): St, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    st.auth.check(&headers, Role::Admin)?;
+    Ok(Json(json!({"bundle_ids": st.store.ids()})))
+}
+
+async fn register_bundle(State(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let caller = st.auth.check(&headers, Role::Admin)?;
+    let loaded = bundle_body(&st, &headers, body).await?;
+    let s = Summary::of(&loaded);
+    let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
+    audit_registration(&st, &s, caller, outcome, Vec::new()).await;
+    let body = json!({"bundle_id": s.id, "status": "registered", "version": s.version, "fingerprint": s.fingerprint});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn put_bundle(
+    State(st): St,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = st.auth.check(&headers, Role::Admin)?;
+    let loaded = bundle_body(&st, &headers, body).await?;
+    if loaded.id() != id {
+        return Err(ApiError::new(400, format!("the body's bundle_id `{}` is not the path's `{id}`", loaded.id())));
+    }
+    let s = Summary::of(&loaded);
+    let outcome = st.store.put(loaded, Put::Upsert).map_err(put_error)?;
+    audit_registration(&st, &s, caller, outcome, Vec::new()).await;
+    let (status, word) = match outcome {
+        Outcome::Created => (StatusCode::CREATED, "registered"),
+        Outcome::Replaced => (StatusCode::OK, "replaced"),
+    };
+    Ok((status, Json(json!({"bundle_id": id, "status": word, "version": s.version, "fingerprint": s.fingerprint})))
+        .into_response())
+}
+
+async fn get_bundle(State(st): St, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    st.auth.check(&headers, Role::Admin)?;
+    let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
+    Ok(Json(loaded.json.clone()))
+}
+
+// --- Decision Cards ---------------------------------------------------------------------------
+
+async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let caller = st.auth.check(&headers, Role::Admin)?;
+    let bytes = read_body(&st, &headers, body).await?;
+    let v = json_body(&bytes)?;
+    // The whole body must have a canonical form, as the reference checks (no integer beyond ±2^53).
+    card::canonical_json(&v).map_err(ApiError::bad_json)?;
+    let Value::Object(m) = v else {
+        return Err(ApiError::invalid_request("the body must be an object"));
+    };
+    if let Some(k) = m.keys().find(|k| !["card", "attestation", "allowed_actions"].contains(&k.as_str())) {
+        return Err(ApiError::invalid_request(format!("unknown key `{k}`")));
+    }
+    let card_value = match m.get("card") {
+        Some(c @ Value::Object(_)) => c,
+        _ => return Err(ApiError::invalid_request("`card` must be an object")),
+    };
+    let attestation = match m.get("attestation") {
+        None | Some(Value::Null) => None,
+        Some(a) => {
+            card::Attestation::from_value(a).map_err(|e| ApiError::invalid_request(e.message))?;
+            Some(a)
+        }
+    };
+    let allowed: Option<Vec<String>> = match m.get("allowed_actions") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(|| ApiError::invalid_request("`allowed_actions` must be a list of strings"))?,
+        ),
+        Some(_) => return Err(ApiError::invalid_request("`allowed_actions` must be a list of strings")),
+    };
+    let refused = |why: String| {
+        tracing::info!(reason = %why, "Decision Card refused");
+        ApiError::new(400, "invalid Decision Card or attestation").with("reason", json!(why))
+    };
+    let status = card_value.get("decision").and_then(|d| d.get("status")).and_then(Value::as_str);
+    let mut trust = None;
+    let mut buyer_id = None;
+    if status.is_some_and(|s| POSITIVE_STATUSES.contains(&s)) {
+        let Some(att) = attestation else {
+            return Err(refused("approved Decision Cards require a trusted buyer attestation".into()));
+        };
+        if allowed.as_deref() != Some(&["use".to_owned()][..]) {
+            return Err(refused("the HTTP bridge only permits allowed_actions [\"use\"]".into()));
+        }
+        let Some(buyer) =
+            card_value.get("buyer").and_then(|b| b.get("id")).and_then(Value::as_str).filter(|b| !b.trim().is_empty())
+        else {
+            return Err(refused("approved Decision Cards require buyer.id".into()));
+        };
+        let key_url = att.get("key_url").and_then(Value::as_str).unwrap_or_default();
+        let Some(t) = st.keys.trust(buyer, key_url) else {
+            tracing::warn!(buyer_id = buyer, key_url, "no trusted buyer key is configured for this buyer and key URL");
+            return Err(ApiError::new(503, "trusted buyer key is not configured"));
+        };
+        trust = Some(t);
+        buyer_id = Some(buyer.to_owned());
+    }
+    let opts = CardOptions {
+        attestation,
+        trust: trust.as_ref(),
+        allowed_actions: allowed.as_deref(),
+        now: jiff::Timestamp::now(),
+    };
+    let out = card::compile(card_value, &opts).map_err(|e| refused(e.message))?;
+    let engine = Engine::new(out.bundle).map_err(refused)?;
+    let loaded = Loaded { engine, json: out.json.clone(), origin: Origin::Card };
+    let s = Summary::of(&loaded);
+    let digest = card::card_digest(card_value).unwrap_or_default();
+    let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
+    audit_registration(&st, &s, caller, outcome, vec![("card_hash", json!(digest)), ("buyer_id", json!(buyer_id))])
+        .await;
+    Ok((StatusCode::CREATED, Json(out.json)).into_response())
+}
+
+async fn assert_condition(
+    State(st): St,
+    Path((id, cid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let caller = st.auth.check(&headers, Role::Admin)?;
+    let bytes = read_body(&st, &headers, body).await?;
+    let v = json_body(&bytes)?;
+    let Value::Object(m) = v else {
+        return Err(ApiError::invalid_request("the body must be an object"));
+    };
+    if let Some(k) = m.keys().find(|k| !["satisfied", "valid_until"].contains(&k.as_str())) {
+        return Err(ApiError::invalid_request(format!("unknown key `{k}`")));
+    }
+    let Some(Value::Bool(satisfied)) = m.get("satisfied") else {
+        return Err(ApiError::invalid_request("`satisfied` must be a boolean"));
+    };
+    let until = match m.get("valid_until") {
+        Some(Value::String(s)) => s
+            .parse::<jiff::Timestamp>()
+            .map_err(|_| ApiError::invalid_request("`valid_until` must be an RFC 3339 date-time with an offset"))?,
+        _ => return Err(ApiError::invalid_request("`valid_until` must be an RFC 3339 date-time with an offset")),
+    };
+    let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
+    let known = loaded.engine.bundle().card_scope.as_ref().is_some_and(|s| s.condition_ids.contains(&cid));
+    if !known {
+        return Err(ApiError::new(404, "unknown card condition"));
+    }
+    let now = jiff::Timestamp::now();
+    let week = now.checked_add(jiff::SignedDuration::from_hours(7 * 24)).unwrap_or(now);
+    if until <= now || until > week {
+        return Err(ApiError::new(400, "condition assertion must expire within seven days"));
+    }
+    st.store.set_condition(&id, &cid, *satisfied, until);
+    tracing::info!(bundle_id = id, condition_id = cid, satisfied, valid_until = %until, "condition asserted");
+    st.audit
+        .emit(
+            "condition_asserted",
+            fields(vec![
+                ("bundle_id", json!(id)),
+                ("condition_id", json!(cid)),
+                ("satisfied", json!(satisfied)),
+                ("valid_until", json!(until.to_string())),
+                ("caller", json!(caller.as_str())),
+            ]),
+        )
+        .await;
+    Ok(Json(json!({"bundle_id": id, "condition_id": cid, "status": "asserted"})))
+}
+
+// --- Evaluation -------------------------------------------------------------------------------
+
+/// Evaluates one request: admin-asserted card conditions in, a decision, its metrics and its
+/// audit line out.
+async fn decide(
+    st: &AppState,
+    engine: &Engine,
+    mut req: Context,
+    correlation: &str,
+    caller: Caller,
+    trace: bool,
+) -> Result<Vec<u8>, ApiError> {
+    let started = Instant::now();
+    let now = jiff::Timestamp::now();
+    let b = engine.bundle();
+    if let Some(scope) = &b.card_scope {
+        if req.data.contains_key("conditions_satisfied") {
+            return Err(ApiError::new(
+                400,
+                "Decision Card conditions must come from admin assertions, not evaluation input",
+            ));
+        }
+        if !scope.condition_ids.is_empty() {
+            let satisfied = st.store.condition_snapshot(&b.id, &scope.condition_ids, now);
+            req.data.insert("conditions_satisfied".into(), Value::Object(satisfied));
+        }
+    }
+    let result = engine.evaluate(&req, now, trace);
+    let out = serde_json::to_vec(&result).map_err(|_| ApiError::new(500, "cannot serialize the decision"))?;
+    st.metrics.observe(&result.decision.kind, started.elapsed());
+    let d = &result.decision;
+    let line = EvaluationLine {
+        time: now.to_string(),
+        event: "evaluation",
+        correlation_id: correlation,
+        caller: caller.as_str(),
+        bundle_id: &result.bundle_id,
+        bundle_version: &result.bundle_version,
+        fingerprint: &result.fingerprint,
+        decision: &d.kind,
+        matched_policy_id: d.matched_policy_id.as_deref(),
+        matched_rule_id: d.matched_rule_id.as_deref(),
+        reason: &d.reason,
+        codes: &d.codes,
+    };
+    if let Ok(text) = serde_json::to_string(&line) {
+        st.audit.emit_line(text).await;
+    }
+    Ok(out)
+}
+
+/// The audit line of one evaluation (serialized straight from the result).
+#[derive(serde::Serialize)]
+struct EvaluationLine<'a> {
+    time: String,
+    event: &'static str,
+    correlation_id: &'a str,
+    caller: &'static str,
+    bundle_id: &'a str,
+    bundle_version: &'a str,
+    fingerprint: &'a str,
+    decision: &'a str,
+    matched_policy_id: Option<&'a str>,
+    matched_rule_id: Option<&'a str>,
+    reason: &'a str,
+    codes: &'a [String],
+}
+
+fn decision_response(out: Vec<u8>, correlation: &str) -> Response {
+    let mut resp = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out).into_response();
+    if let Ok(v) = HeaderValue::from_str(correlation) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn evaluate_registered(
+    State(st): St,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = st.auth.check(&headers, Role::Evaluator)?;
+    let correlation = correlation_id(&headers);
+    let bytes = read_body(&st, &headers, body).await?;
+    let req = context(json_body(&bytes)?)?;
+    let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
+    let out = decide(&st, &loaded.engine, req, &correlation, caller, trace_asked(&uri)).await?;
+    Ok(decision_response(out, &correlation))
+}
+
+async fn evaluate_oneshot(State(st): St, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let caller = st.auth.check(&headers, Role::Admin)?;
+    let correlation = correlation_id(&headers);
+    let bytes = read_body(&st, &headers, body).await?;
+    let Value::Object(mut m) = json_body(&bytes)? else {
+        return Err(ApiError::invalid_request("the body must be an object with `bundle` and `context`"));
+    };
+    let req = context(m.remove("context").ok_or_else(|| ApiError::invalid_request("`context` is required"))?)?;
+    let (text, kind) = match m.remove("bundle") {
+        Some(b @ Value::Object(_)) => (b.to_string(), SourceKind::Json),
+        Some(Value::String(s)) => {
+            let kind = SourceKind::detect("", &s);
+            (s, kind)
+        }
+        _ => return Err(ApiError::invalid_request("`bundle` must be a bundle object (or a YAML/.verdict text)")),
+    };
+    let loaded = compile("bundle", text, kind, Origin::Api).await?;
+    let out = decide(&st, &loaded.engine, req, &correlation, caller, trace_asked(&uri)).await?;
+    Ok(decision_response(out, &correlation))
+}

@@ -1,0 +1,89 @@
+//! Prometheus metrics in the text exposition format (0.0.4), kept in atomics: decisions by
+//! effect, an evaluation latency histogram, bundles loaded, reload failures.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+pub const BUCKETS: [f64; 14] = [
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    decisions: RwLock<BTreeMap<String, Arc<AtomicU64>>>,
+    /// Per-bucket counts (not cumulative); the last slot is `+Inf`.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+    reload_failures: AtomicU64,
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Counts one decision of `effect` that took `elapsed`.
+    pub fn observe(&self, effect: &str, elapsed: Duration) {
+        let counter = self.decisions.read().ok().and_then(|m| m.get(effect).cloned());
+        let counter = match counter {
+            Some(c) => c,
+            None => match self.decisions.write() {
+                Ok(mut m) => m.entry(effect.to_owned()).or_default().clone(),
+                Err(_) => return,
+            },
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        let slot = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        if let Some(b) = self.buckets.get(slot) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reload_failed(&self) {
+        self.reload_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text.
+    pub fn render(&self, bundles: usize) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP verdict_decisions_total Decisions made, by effect (or not_applicable).\n");
+        out.push_str("# TYPE verdict_decisions_total counter\n");
+        if let Ok(m) = self.decisions.read() {
+            for (effect, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "verdict_decisions_total{{effect=\"{}\"}} {}",
+                    escape(effect),
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP verdict_evaluation_duration_seconds Time from a parsed request context to its decision serialized.\n",
+        );
+        out.push_str("# TYPE verdict_evaluation_duration_seconds histogram\n");
+        let mut cumulative = 0u64;
+        for (i, slot) in self.buckets.iter().enumerate() {
+            cumulative += slot.load(Ordering::Relaxed);
+            let le = BUCKETS.get(i).map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+            let _ = writeln!(out, "verdict_evaluation_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "verdict_evaluation_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "verdict_evaluation_duration_seconds_count {}", self.count.load(Ordering::Relaxed));
+        out.push_str("# HELP verdict_bundles Bundles loaded.\n# TYPE verdict_bundles gauge\n");
+        let _ = writeln!(out, "verdict_bundles {bundles}");
+        out.push_str("# HELP verdict_bundle_reload_failures_total Bundle files that failed to compile on (re)load.\n");
+        out.push_str("# TYPE verdict_bundle_reload_failures_total counter\n");
+        let _ = writeln!(out, "verdict_bundle_reload_failures_total {}", self.reload_failures.load(Ordering::Relaxed));
+        out
+    }
+}
