@@ -183,7 +183,7 @@ async fn meta_endpoints_need_no_token() {
     let (s, v) = h.get("/version", None).await;
     assert_eq!(s, 200);
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(v["backend"], "interp");
+    assert_eq!(v["backend"], "jit");
     assert_eq!(v["auth"], "bearer-tokens");
     // Unknown routes and methods answer JSON like the reference.
     let (s, v) = h.get("/nope", None).await;
