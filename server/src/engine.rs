@@ -28,7 +28,7 @@ self_cell::self_cell!(
 pub enum Engine {
     /// The runtime's engine (JIT, or VM fallback) and the IR it was compiled from (kept for
     /// `GET /bundles/{id}` and card conditions).
-    Native { bundle: ir::Bundle, engine: vm::Engine },
+    Native { bundle: Box<ir::Bundle>, engine: Box<vm::Engine> },
     /// The reference interpreter over the IR (`verdict_compiler::interp`).
     Interp(InterpCell),
 }
@@ -41,7 +41,7 @@ impl Engine {
                 if let Some(reason) = engine.jit_fallback() {
                     tracing::warn!(bundle = %bundle.id, "{reason}; evaluating on the VM");
                 }
-                Ok(Engine::Native { bundle, engine })
+                Ok(Engine::Native { bundle: Box::new(bundle), engine: Box::new(engine) })
             }
             Err(e) => {
                 tracing::error!(bundle = %bundle.id, "the runtime refused the compiled program ({e}); using the interpreter");
