@@ -123,4 +123,5 @@ codes! {
     TooDeep = "V107": "nesting too deep",
     BadValue = "V108": "invalid value",
     UnknownName = "V109": "unknown definition",
+    Undecided = "V110": "analysis undecided: a budget ran out",
 }

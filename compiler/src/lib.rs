@@ -2,11 +2,14 @@
 //!
 //! Pipeline: [`yaml`] (YAML/JSON → spanned [`tree`]) or `verdict_grammar` + [`dsl`] (`.verdict` →
 //! tree) → [`lower`] (tree → [`ir`], with every structural and type check) → [`interp`] (the
-//! oracle) and [`emit`] (IR → `.verdict`, JSON, YAML; fingerprints).
+//! oracle) and [`emit`] (IR → `.verdict`, JSON, YAML; fingerprints). [`analysis`] decides
+//! the rule-graph findings (V001–V005, V009, V010) and change impact on a compiled bundle; it is
+//! not part of [`compile`], which stays cheap.
 //!
 //! Architecture invariant: no LSP or CLI types here; diagnostics are plain data
 //! ([`diagnostic::Diagnostic`]).
 
+pub mod analysis;
 pub mod diagnostic;
 pub mod dsl;
 pub mod emit;
