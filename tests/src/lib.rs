@@ -5,6 +5,8 @@
     reason = "indexing a serde_json::Value by key returns Null when absent; it never panics"
 )]
 
+pub mod analysis;
+
 use serde_json::Value;
 use verdict_compiler::source::SourceFile;
 use verdict_compiler::{SourceKind, compile_as};
