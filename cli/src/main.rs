@@ -1,10 +1,12 @@
 //! `verdict`: the command-line front of the toolchain. The only crate that parses flags.
 //!
 //! Exit codes follow TOOLCHAIN.md: 0 success (for `eval`: allow or not_applicable), 1 findings
-//! (errors, a non-allow decision, unformatted files), 2 unreadable or invalid input.
+//! (errors, a non-allow decision, unformatted files, differing bundles), 2 unreadable or invalid
+//! input.
 
 mod check;
 mod convert;
+mod diff;
 mod eval;
 mod fmt;
 mod render;
@@ -72,6 +74,14 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Change impact: per effect transition, a request and the rules that decide it, or
+    /// `equivalent`.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
     /// Rewrite `.verdict` files in canonical layout.
     Fmt {
         #[arg(required = true)]
@@ -98,6 +108,7 @@ fn main() -> ExitCode {
         }
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),
+        Command::Diff { old, new, format } => diff::run(&old, &new, format),
     };
     ExitCode::from(code)
 }
