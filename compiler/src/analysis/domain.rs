@@ -388,6 +388,11 @@ impl Domain {
         self.regex_cache.entry(pattern.to_owned()).or_insert_with(|| regex::Regex::new(pattern).ok()).clone()
     }
 
+    /// The constant a side names, if it is one.
+    pub fn constant_of(&self, s: Side) -> Option<&Value> {
+        self.constant(s)
+    }
+
     fn constant(&self, s: Side) -> Option<&Value> {
         match s {
             Side::Const(c) => self.consts.get(c),
@@ -561,7 +566,7 @@ impl Domain {
         let (typed, has_children) = self.paths.get(p).map_or((false, false), |pd| (pd.typed, pd.has_children));
         let mut table: Vec<Vec<Truth>> = Vec::with_capacity(atoms.len());
         for &a in &atoms {
-            let row: Vec<Truth> = raw.iter().map(|r| self.truth(a, p, r, &info)).collect();
+            let row: Vec<Truth> = raw.iter().map(|r| self.raw_truth(a, p, r, &info)).collect();
             table.push(row);
         }
         let mut sig_index: HashMap<(bool, u8, usize, Vec<Truth>), usize> = HashMap::new();
@@ -693,7 +698,7 @@ impl Domain {
     }
 
     /// The truth of atom `a` on a raw region of path `p`.
-    fn truth(&mut self, a: usize, p: usize, r: &Region, info: &StringInfo) -> Truth {
+    fn raw_truth(&mut self, a: usize, p: usize, r: &Region, info: &StringInfo) -> Truth {
         let Some(def) = self.atoms.get(a).copied() else { return Truth::F };
         let path_left = def.lhs == Side::Path(p);
         use AtomOp as O;
@@ -1105,6 +1110,11 @@ impl Domain {
             .collect();
         let opaque = self.opaque.iter().map(|(k, v)| (k.clone(), bits.get(v).copied().unwrap_or(false))).collect();
         Assignment { regions, opaque }
+    }
+
+    /// The truth of atom `a` (a path-vs-constant atom) on merged region `r` of its path.
+    pub fn truth(&self, a: usize, r: usize) -> Option<&Truth> {
+        self.truths.get(&a).and_then(|t| t.get(r))
     }
 
     /// All list and object constants a path is compared with.

@@ -10,6 +10,7 @@
 
 use super::bdd::{Bdd, NodeId};
 use super::domain::{Assignment, Domain, Kind, OpaqueKey};
+use crate::ir::AtomOp;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use verdict_runtime::value::deep_eq;
@@ -124,6 +125,43 @@ fn finish(slot: Slot, dom: &Domain, asg: &Assignment) -> Value {
     }
 }
 
+fn get<'v>(v: &'v Value, segs: &[String]) -> Option<&'v Value> {
+    let mut cur = v;
+    for s in segs {
+        cur = verdict_runtime::request::step(cur, s)?;
+    }
+    Some(cur)
+}
+
+/// Sets the value at `segs`, creating objects on the way; a step through a scalar or a missing
+/// list index is not taken.
+fn set(v: &mut Value, segs: &[String], new: Value) {
+    let Some((last, init)) = segs.split_last() else { return };
+    let mut cur = v;
+    for s in init {
+        let next = match cur {
+            Value::Object(m) => m.entry(s.clone()).or_insert_with(|| Value::Object(Map::new())),
+            Value::Array(items) => match s.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                Some(x) => x,
+                None => return,
+            },
+            _ => return,
+        };
+        cur = next;
+    }
+    match cur {
+        Value::Object(m) => {
+            m.insert(last.clone(), new);
+        }
+        Value::Array(items) => {
+            if let Some(x) = last.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                *x = new;
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The request context of an assignment.
 pub fn request(dom: &Domain, asg: &Assignment) -> Value {
     let mut order: Vec<usize> = (0..dom.paths.len()).collect();
@@ -140,7 +178,17 @@ pub fn request(dom: &Domain, asg: &Assignment) -> Value {
         };
         place(&mut root, &pd.segments, slot);
     }
-    let Value::Object(top) = finish(root, dom, asg) else { return Value::Object(Map::new()) };
+    let mut top = finish(root, dom, asg);
+    // Path-vs-path equalities the assignment wants: give both paths the same value.
+    for (key, on) in &asg.opaque {
+        if let (OpaqueKey::PathPath(AtomOp::Eq, p, q), true) = (key, on)
+            && let (Some(pp), Some(qp)) = (dom.paths.get(*p), dom.paths.get(*q))
+            && let Some(v) = get(&top, &pp.segments).cloned()
+        {
+            set(&mut top, &qp.segments, v);
+        }
+    }
+    let Value::Object(top) = top else { return Value::Object(Map::new()) };
     let mut req = Map::new();
     let mut data = Map::new();
     for (k, v) in top {
