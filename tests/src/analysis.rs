@@ -466,3 +466,20 @@ pub fn verify_diff(old: &Bundle, new: &Bundle, report: &DiffReport) -> Result<()
     }
     Ok(())
 }
+
+/// Checks an "equivalent" verdict by random search: no request (aimed at either bundle's
+/// constants) gets different decision kinds.
+pub fn check_equivalent(old: &Bundle, new: &Bundle, n: usize, seed: u64) -> Result<(), String> {
+    let (io, in_) = (Interpreter::new(old).map_err(|e| e.0)?, Interpreter::new(new).map_err(|e| e.0)?);
+    let (to, tn) = (inside_window(old), inside_window(new));
+    let mut reqs = random_requests(old, n / 2, seed);
+    reqs.extend(random_requests(new, n - n / 2, seed ^ 0x5555));
+    for req in reqs {
+        let r = Request::from_value(req.clone()).map_err(|e| e.to_string())?;
+        let (a, b) = (io.evaluate(&r, to, false), in_.evaluate(&r, tn, false));
+        if a.decision.kind != b.decision.kind {
+            return Err(format!("claimed equivalent, but {req} gives {} then {}", a.decision.kind, b.decision.kind));
+        }
+    }
+    Ok(())
+}
