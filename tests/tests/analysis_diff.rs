@@ -3,7 +3,7 @@
 //! removed, `eq` turned into `ne`, a default changed, rules reversed, `combine first`) every
 //! reported transition is re-evaluated on both bundles by the interpreter; every "equivalent"
 //! verdict survives a random search.
-#![allow(clippy::panic, clippy::indexing_slicing, reason = "test failures")]
+#![allow(clippy::panic, clippy::unwrap_used, clippy::indexing_slicing, reason = "test failures")]
 
 use serde_json::{Value, json};
 use verdict_compiler::analysis::{Options, diff};
@@ -106,7 +106,12 @@ fn diff_on_the_conformance_corpus() {
             let Some(new) = compile(&mutated) else { continue };
             let report = diff(&old, &new, &Options::default());
             assert!(!report.undecided, "line {} mutation {k}: undecided", case.line);
-            assert!(report.unverified.is_empty(), "line {} mutation {k}: unverified {:?}", case.line, report.unverified);
+            assert!(
+                report.unverified.is_empty(),
+                "line {} mutation {k}: unverified {:?}",
+                case.line,
+                report.unverified
+            );
             verify_diff(&old, &new, &report).unwrap_or_else(|e| panic!("line {} mutation {k}: {e}", case.line));
             transitions += report.transitions.len();
             if report.equivalent() {
