@@ -192,8 +192,8 @@ pub struct Domain {
     pub scope_atoms: Vec<Option<(usize, usize)>>,
     /// Per atom, for literal-left `contains` on strings: whether the substrings were added.
     substrings_added: HashMap<usize, bool>,
-    /// Per atom: its truth on every merged region of its path (path-vs-constant atoms).
-    truths: HashMap<usize, Vec<Truth>>,
+    /// Per atom: its truth on the merged regions of its path, as runs (path-vs-constant atoms).
+    truths: HashMap<usize, Runs>,
     opaque: BTreeMap<OpaqueKey, u32>,
     next_var: u32,
     atom_memo: HashMap<usize, NodeId, FxBuild>,
@@ -202,6 +202,35 @@ pub struct Domain {
     pub discriminating: Option<usize>,
     /// Budgets that ran out while building (the affected atoms are opaque).
     pub notes: Vec<String>,
+}
+
+/// An atom's truth on consecutive regions: `(start, end, truth)`, sorted, covering every region.
+pub type Runs = Vec<(usize, usize, Truth)>;
+
+/// Merging by full signature costs segments × atoms; above this, only adjacent regions merge.
+const DENSE_MERGE_LIMIT: usize = 500_000;
+
+fn push_run(runs: &mut Runs, start: usize, end: usize, t: Truth) {
+    if start >= end {
+        return;
+    }
+    if let Some(last) = runs.last_mut()
+        && last.1 == start
+        && last.2 == t
+    {
+        last.1 = end;
+        return;
+    }
+    runs.push((start, end, t));
+}
+
+/// Where each group of raw regions starts: specials (missing, null, bools), numbers, strings,
+/// containers.
+struct Layout {
+    num_base: usize,
+    str_base: usize,
+    list_base: usize,
+    len: usize,
 }
 
 fn canonical(v: &Value) -> String {
@@ -562,42 +591,111 @@ impl Domain {
         }
         raw.push(Region { value: Some(fresh_object(&objs)), kind: Kind::ObjOther });
 
-        // Truths per raw region, then merge regions with equal signatures.
+        // Truths per raw region, as runs (an atom's truth changes only at its own constants,
+        // so a path with thousands of cut points costs per atom what its constants cost).
         let (typed, has_children) = self.paths.get(p).map_or((false, false), |pd| (pd.typed, pd.has_children));
-        let mut table: Vec<Vec<Truth>> = Vec::with_capacity(atoms.len());
-        for &a in &atoms {
-            let row: Vec<Truth> = raw.iter().map(|r| self.raw_truth(a, p, r, &info)).collect();
-            table.push(row);
+        let layout = Layout { num_base, str_base: info.base, list_base, len: raw.len() };
+        let runs: Vec<Runs> =
+            atoms.iter().map(|&a| self.raw_runs(a, p, &raw, &info, &points, &nums, &layout)).collect();
+        // Adjacent raw regions stay apart where some atom's truth changes, where the kind
+        // matters (typed paths, prefixes of other paths) and around "missing".
+        let n = raw.len();
+        let mut cut = vec![false; n + 1];
+        for (i, c) in cut.iter_mut().enumerate() {
+            *c = i == 0 || i == 1 || i == n;
         }
-        let mut sig_index: HashMap<(bool, u8, usize, Vec<Truth>), usize> = HashMap::new();
-        let mut raw_to_merged = Vec::with_capacity(raw.len());
-        let mut regions: Vec<Region> = Vec::new();
-        for (i, r) in raw.iter().enumerate() {
-            let tag = if typed || has_children { r.kind.tag() } else { 0 };
-            let unique = if has_children && matches!(r.kind, Kind::ListConst | Kind::ObjConst) { i + 1 } else { 0 };
-            let truths: Vec<Truth> = table.iter().map(|row| row.get(i).cloned().unwrap_or(Truth::F)).collect();
-            let key = (r.kind == Kind::Missing, tag, unique, truths);
-            let m = match sig_index.get(&key) {
-                Some(m) => *m,
-                None => {
-                    let m = regions.len();
-                    regions.push(r.clone());
-                    sig_index.insert(key, m);
-                    m
-                }
-            };
-            raw_to_merged.push(m);
+        for i in 1..n {
+            let (Some(a), Some(b)) = (raw.get(i - 1), raw.get(i)) else { continue };
+            let container = |r: &Region| matches!(r.kind, Kind::ListConst | Kind::ObjConst);
+            if (((typed || has_children) && a.kind.tag() != b.kind.tag())
+                || (has_children && (container(a) || container(b))))
+                && let Some(c) = cut.get_mut(i)
+            {
+                *c = true;
+            }
         }
-        for (row, &a) in table.iter().zip(&atoms) {
-            let mut merged = vec![Truth::F; regions.len()];
-            for (i, t) in row.iter().enumerate() {
-                if let (Some(&m), true) = (raw_to_merged.get(i), true)
-                    && let Some(slot) = merged.get_mut(m)
+        for r in &runs {
+            for w in r.windows(2) {
+                if let (Some(x), Some(y)) = (w.first(), w.get(1))
+                    && x.2 != y.2
+                    && let Some(c) = cut.get_mut(y.0)
                 {
-                    *slot = t.clone();
+                    *c = true;
                 }
             }
-            self.truths.insert(a, merged);
+        }
+        let segments: Vec<(usize, usize)> = {
+            let starts: Vec<usize> = (0..n).filter(|&i| cut.get(i).copied().unwrap_or(false)).collect();
+            starts.iter().enumerate().map(|(k, &s0)| (s0, starts.get(k + 1).copied().unwrap_or(n))).collect()
+        };
+        // Segments with equal truths everywhere merge too (e.g. null, lists and objects alike
+        // under string atoms), when that is cheap to find out.
+        let mut raw_to_merged = vec![0usize; n];
+        let mut regions: Vec<Region> = Vec::new();
+        let mut merged_runs: Vec<Runs> = vec![Vec::new(); atoms.len()];
+        if segments.len().saturating_mul(atoms.len().max(1)) <= DENSE_MERGE_LIMIT {
+            let mut cursors = vec![0usize; runs.len()];
+            let mut sig_index: HashMap<(bool, u8, usize, Vec<Truth>), usize> = HashMap::new();
+            let mut dense: Vec<Vec<Truth>> = vec![Vec::new(); atoms.len()];
+            let mut seg_merged = Vec::with_capacity(segments.len());
+            for &(s0, _) in &segments {
+                let mut truths = Vec::with_capacity(runs.len());
+                for (r, cur) in runs.iter().zip(cursors.iter_mut()) {
+                    while r.get(*cur).is_some_and(|x| x.1 <= s0) {
+                        *cur += 1;
+                    }
+                    truths.push(r.get(*cur).map_or(Truth::F, |x| x.2.clone()));
+                }
+                let Some(first) = raw.get(s0) else { continue };
+                let tag = if typed || has_children { first.kind.tag() } else { 0 };
+                let unique =
+                    if has_children && matches!(first.kind, Kind::ListConst | Kind::ObjConst) { s0 + 1 } else { 0 };
+                let key = (first.kind == Kind::Missing, tag, unique, truths);
+                let m = match sig_index.get(&key) {
+                    Some(m) => *m,
+                    None => {
+                        let m = regions.len();
+                        regions.push(first.clone());
+                        for (d, t) in dense.iter_mut().zip(&key.3) {
+                            d.push(t.clone());
+                        }
+                        sig_index.insert(key, m);
+                        m
+                    }
+                };
+                seg_merged.push(m);
+            }
+            for (&(s0, e0), &m) in segments.iter().zip(&seg_merged) {
+                for slot in raw_to_merged.iter_mut().take(e0).skip(s0) {
+                    *slot = m;
+                }
+            }
+            for (out, d) in merged_runs.iter_mut().zip(dense) {
+                for (m, t) in d.into_iter().enumerate() {
+                    push_run(out, m, m + 1, t);
+                }
+            }
+        } else {
+            for (m, &(s0, e0)) in segments.iter().enumerate() {
+                if let Some(first) = raw.get(s0) {
+                    regions.push(first.clone());
+                }
+                for slot in raw_to_merged.iter_mut().take(e0).skip(s0) {
+                    *slot = m;
+                }
+            }
+            for (out, r) in merged_runs.iter_mut().zip(&runs) {
+                for (s0, e0, t) in r {
+                    let (Some(&ms), Some(&me)) = (raw_to_merged.get(*s0), raw_to_merged.get(e0.saturating_sub(1)))
+                    else {
+                        continue;
+                    };
+                    push_run(out, ms, me + 1, t.clone());
+                }
+            }
+        }
+        for (&a, r) in atoms.iter().zip(merged_runs) {
+            self.truths.insert(a, r);
         }
         if let Some(pd) = self.paths.get_mut(p) {
             pd.missing = raw_to_merged.first().copied().unwrap_or(0);
@@ -695,6 +793,119 @@ impl Domain {
 
     fn pattern_used(&self, info: &StringInfo, pat: &Pattern) -> bool {
         info.patterns.iter().position(|x| x == pat).and_then(|i| info.used.get(i).copied()).unwrap_or(false)
+    }
+
+    /// The numbers at which atom `a`'s truth on the numbers of its path may change: every other
+    /// number region has the truth of its neighbours.
+    fn number_breaks(&self, a: usize, p: usize) -> Vec<Number> {
+        let Some(def) = self.atoms.get(a) else { return Vec::new() };
+        let path_left = def.lhs == Side::Path(p);
+        let c = if path_left { self.constant(def.rhs) } else { self.constant(def.lhs) };
+        use AtomOp as O;
+        let numbers = |items: &[Value]| -> Vec<Number> {
+            items.iter().filter_map(|v| if let Value::Number(n) = v { Some(n.clone()) } else { None }).collect()
+        };
+        match (def.op, path_left, c) {
+            (O::Eq | O::Ne | O::Lt | O::Le | O::Gt | O::Ge, _, Some(Value::Number(n))) => vec![n.clone()],
+            (O::In | O::NotIn, true, Some(Value::Array(items))) | (O::Contains, false, Some(Value::Array(items))) => {
+                numbers(items)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// For atoms whose truth on strings is decided by equality with a finite set (`==`, `in`,
+    /// their negations, a literal list or object holding the path): that set. Every literal
+    /// outside it has the truth of "any other string".
+    fn string_members(&self, a: usize, p: usize) -> Option<Vec<String>> {
+        let def = self.atoms.get(a)?;
+        let path_left = def.lhs == Side::Path(p);
+        let c = if path_left { self.constant(def.rhs) } else { self.constant(def.lhs) };
+        use AtomOp as O;
+        let strings =
+            |items: &[Value]| -> Vec<String> { items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect() };
+        match (def.op, path_left, c) {
+            (O::Exists | O::Missing, _, _) => Some(Vec::new()),
+            (O::Eq | O::Ne, _, Some(v)) => Some(v.as_str().map(|s| vec![s.to_owned()]).unwrap_or_default()),
+            (O::In | O::NotIn, true, Some(Value::Array(items))) | (O::Contains, false, Some(Value::Array(items))) => {
+                Some(strings(items))
+            }
+            (O::Contains, false, Some(Value::Object(m))) => Some(m.keys().cloned().collect()),
+            (O::In | O::NotIn, false, _) => Some(Vec::new()),
+            _ => None,
+        }
+    }
+
+    /// Atom `a`'s truth on every raw region of path `p`, as runs, evaluating one region per run.
+    #[allow(clippy::too_many_arguments)]
+    fn raw_runs(
+        &mut self,
+        a: usize,
+        p: usize,
+        raw: &[Region],
+        info: &StringInfo,
+        points: &[Number],
+        nums: &[NumRegion],
+        layout: &Layout,
+    ) -> Runs {
+        let mut runs = Runs::new();
+        let eval = |this: &mut Self, i: usize| raw.get(i).map_or(Truth::F, |r| this.raw_truth(a, p, r, info));
+        for i in 0..layout.num_base {
+            let t = eval(self, i);
+            push_run(&mut runs, i, i + 1, t);
+        }
+        // Numbers: constant between the atom's own numbers.
+        let mut breaks: Vec<usize> = self
+            .number_breaks(a, p)
+            .iter()
+            .filter_map(|n| numbers::classify(points, nums, n))
+            .map(|k| layout.num_base + k)
+            .collect();
+        breaks.sort_unstable();
+        breaks.dedup();
+        let mut cursor = layout.num_base;
+        for b in breaks {
+            if cursor < b {
+                let t = eval(self, cursor);
+                push_run(&mut runs, cursor, b, t);
+            }
+            let t = eval(self, b);
+            push_run(&mut runs, b, b + 1, t);
+            cursor = b + 1;
+        }
+        if cursor < layout.str_base {
+            let t = eval(self, cursor);
+            push_run(&mut runs, cursor, layout.str_base, t);
+        }
+        // Strings: with literals only, constant outside the atom's own literals.
+        match (info.cells.is_none(), self.string_members(a, p)) {
+            (true, Some(members)) if layout.str_base < layout.list_base => {
+                let mut idx: Vec<usize> =
+                    members.iter().filter_map(|m| info.literals.binary_search(m).ok()).map(|i| info.base + i).collect();
+                idx.sort_unstable();
+                idx.dedup();
+                let default = eval(self, info.other);
+                let mut cursor = layout.str_base;
+                for i in idx {
+                    push_run(&mut runs, cursor, i, default.clone());
+                    let t = eval(self, i);
+                    push_run(&mut runs, i, i + 1, t);
+                    cursor = i + 1;
+                }
+                push_run(&mut runs, cursor, layout.list_base, default);
+            }
+            _ => {
+                for i in layout.str_base..layout.list_base {
+                    let t = eval(self, i);
+                    push_run(&mut runs, i, i + 1, t);
+                }
+            }
+        }
+        for i in layout.list_base..layout.len {
+            let t = eval(self, i);
+            push_run(&mut runs, i, i + 1, t);
+        }
+        runs
     }
 
     /// The truth of atom `a` on a raw region of path `p`.
@@ -884,31 +1095,51 @@ impl Domain {
     }
 
     fn path_const(&mut self, bdd: &mut Bdd, a: usize, p: usize) -> Res<NodeId> {
-        let truths = self.truths.get(&a).cloned().unwrap_or_default();
-        let mut out = self.region_set(bdd, p, |r| truths.get(r) == Some(&Truth::T))?;
-        let mut opaque: BTreeMap<(OpaqueKey, bool), Vec<usize>> = BTreeMap::new();
-        let mut child: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (r, t) in truths.iter().enumerate() {
+        let runs = self.truths.get(&a).cloned().unwrap_or_default();
+        let trues: Vec<(usize, usize)> = runs.iter().filter(|r| r.2 == Truth::T).map(|r| (r.0, r.1)).collect();
+        let mut out = self.ranges_set(bdd, p, &trues)?;
+        let mut opaque: BTreeMap<(OpaqueKey, bool), Vec<(usize, usize)>> = BTreeMap::new();
+        let mut child: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+        for (s0, e0, t) in &runs {
             match t {
-                Truth::Opaque(k, neg) => opaque.entry((k.clone(), *neg)).or_default().push(r),
-                Truth::Child(c) => child.entry(*c).or_default().push(r),
+                Truth::Opaque(k, neg) => opaque.entry((k.clone(), *neg)).or_default().push((*s0, *e0)),
+                Truth::Child(c) => child.entry(*c).or_default().push((*s0, *e0)),
                 Truth::T | Truth::F => {}
             }
         }
-        for ((key, neg), regions) in opaque {
-            let set = self.region_set(bdd, p, |r| regions.contains(&r))?;
+        for ((key, neg), ranges) in opaque {
+            let set = self.ranges_set(bdd, p, &ranges)?;
             let v = self.opaque_var(key);
             let lit = if neg { bdd.nvar(v)? } else { bdd.var(v)? };
             let part = bdd.and(set, lit)?;
             out = bdd.or(out, part)?;
         }
-        for (c, regions) in child {
-            let set = self.region_set(bdd, p, |r| regions.contains(&r))?;
+        for (c, ranges) in child {
+            let set = self.ranges_set(bdd, p, &ranges)?;
             let present = self.present(bdd, c)?;
             let part = bdd.and(set, present)?;
             out = bdd.or(out, part)?;
         }
         Ok(out)
+    }
+
+    /// The set where path `p` is in one of the merged-region ranges (sorted, disjoint).
+    fn ranges_set(&self, bdd: &mut Bdd, p: usize, ranges: &[(usize, usize)]) -> Res<NodeId> {
+        let Some(pd) = self.paths.get(p) else { return Ok(FALSE) };
+        let n = pd.regions.len() as u64;
+        let total: u64 = 1u64 << pd.bits;
+        let mut codes: Vec<(u64, u64)> = Vec::new();
+        for &(s0, e0) in ranges {
+            let (lo, mut hi) = (s0 as u64, e0 as u64);
+            if hi >= n {
+                hi = total;
+            }
+            match codes.last_mut() {
+                Some(last) if last.1 == lo => last.1 = hi,
+                _ => codes.push((lo, hi)),
+            }
+        }
+        range_bdd(bdd, pd.first_var, 0, pd.bits, 0, total, &codes)
     }
 
     fn path_path(&mut self, bdd: &mut Bdd, op: AtomOp, p: usize, q: usize) -> Res<NodeId> {
@@ -1114,7 +1345,9 @@ impl Domain {
 
     /// The truth of atom `a` (a path-vs-constant atom) on merged region `r` of its path.
     pub fn truth(&self, a: usize, r: usize) -> Option<&Truth> {
-        self.truths.get(&a).and_then(|t| t.get(r))
+        let runs = self.truths.get(&a)?;
+        let i = runs.partition_point(|x| x.1 <= r);
+        runs.get(i).filter(|x| x.0 <= r).map(|x| &x.2)
     }
 
     /// All list and object constants a path is compared with.

@@ -149,7 +149,12 @@ pub fn classify(points: &[Number], regions: &[NumRegion], x: &Number) -> Option<
         Ok(k) => Slot::Point(k),
         Err(k) => Slot::Below(k),
     };
-    regions.iter().position(|r| r.slot == slot)
+    // Regions are in slot order: below(k) < point(k) < below(k + 1).
+    let key = |s: Slot| match s {
+        Slot::Below(k) => (k, 0u8),
+        Slot::Point(k) => (k, 1u8),
+    };
+    regions.binary_search_by_key(&key(slot), |r| key(r.slot)).ok()
 }
 
 #[cfg(test)]
