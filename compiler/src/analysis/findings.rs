@@ -105,7 +105,12 @@ struct Ctx<'b> {
     diags: Vec<Diagnostic>,
     oracle: Option<Option<Oracle<'b>>>,
     rejected: usize,
+    conflicts_reported: usize,
 }
+
+/// Candidates examined when naming the rules behind a proved claim (blockers, later deciders,
+/// conflict partners per policy): a bound on the work per finding in huge bundles.
+const MAX_SCAN: usize = 4096;
 
 /// Analyses one bundle.
 pub fn run(b: &Bundle, opts: &Options) -> Analysis {
@@ -122,6 +127,7 @@ pub fn run(b: &Bundle, opts: &Options) -> Analysis {
         diags: Vec::new(),
         oracle: None,
         rejected: 0,
+        conflicts_reported: 0,
     };
     let result = ok.and_then(|()| cx.all());
     let undecided = result.is_err();
@@ -380,11 +386,15 @@ impl<'b> Ctx<'b> {
         let Some(rule) = pol.rules.get(i) else { return Ok(()) };
         let me = RuleRef { policy: p, rule: i };
         let mi = run.m(i);
+        // Nearest first, and at most `MAX_SCAN` of them: the claim is proved already, the scan
+        // only names the covering rules.
         let earlier: Vec<(usize, NodeId)> = run
             .order
             .iter()
             .take(pos)
+            .rev()
             .filter(|&&k| matches!(run.status(k), Status::Live | Status::Shadowed))
+            .take(MAX_SCAN)
             .map(|&k| (k, run.m(k)))
             .collect();
         let bdd = &mut self.model.bdd;
@@ -398,7 +408,7 @@ impl<'b> Ctx<'b> {
             let inter = bdd.and(mk, target)?;
             cands.push((k, mk, bdd.sat_count(inter, nvars)));
         }
-        cands.sort_by(|x, y| y.2.total_cmp(&x.2));
+        cands.sort_by(|x, y| y.2.total_cmp(&x.2).then(x.0.cmp(&y.0)));
         let mut remaining = target;
         let mut chosen: Vec<usize> = Vec::new();
         for (k, mk, _) in cands {
@@ -432,8 +442,8 @@ impl<'b> Ctx<'b> {
             }
             diag = diag.with_label(r.span, msg);
         }
-        if chosen.len() > self.opts.max_labels {
-            diag.message.push_str(&format!(" (with {} more rules)", chosen.len() - self.opts.max_labels));
+        if chosen.len() > self.opts.max_labels || remaining != FALSE {
+            diag.message.push_str(" (not every covering rule is shown)");
         }
         diag = match other_effect {
             Some((id, eff)) => diag.with_help(format!(
@@ -487,10 +497,13 @@ impl<'b> Ctx<'b> {
             ))
             .in_rule(Some(&pol.id), Some(&rule.id));
             let mut labels = 0usize;
-            for &j in run.order.iter().skip(pos + 1) {
+            let later: Vec<usize> = run.order.iter().skip(pos + 1).copied().collect();
+            let mut scanned = 0usize;
+            for &j in later.iter().take(MAX_SCAN) {
                 if left == FALSE || labels >= self.opts.max_labels {
                     break;
                 }
+                scanned += 1;
                 let mj = run.m(j);
                 if !self.graph.may_meet(RuleRef { policy: p, rule: i }, RuleRef { policy: p, rule: j })
                     || bdd.disjoint(left, mj)?
@@ -506,7 +519,8 @@ impl<'b> Ctx<'b> {
                     labels += 1;
                 }
             }
-            if left != FALSE && labels < self.opts.max_labels {
+            // What no later rule takes, the default decides (only known when the scan went to the end).
+            if left != FALSE && scanned == later.len() && labels < self.opts.max_labels {
                 diag = diag.with_label(
                     pol.span,
                     format!("the default `{}` of policy `{}` decides the rest", default_name(b, pol.default), pol.id),
@@ -748,6 +762,17 @@ impl<'b> Ctx<'b> {
                 if self.model.bdd.disjoint(ei, w)? {
                     continue;
                 }
+                if self.conflicts_reported >= self.opts.max_conflicts {
+                    self.diags.push(Diagnostic {
+                        severity: Severity::Info,
+                        ..Diagnostic::error(
+                            Code::Undecided,
+                            Span::default(),
+                            format!("only the first {} conflicts (V004) are reported", self.opts.max_conflicts),
+                        )
+                    });
+                    return Ok(());
+                }
                 self.conflict_partner(p, i, ei)?;
             }
         }
@@ -782,7 +807,7 @@ impl<'b> Ctx<'b> {
                 })
                 .map(|(j, _)| (j, qrun.e(j)))
                 .collect();
-            for (j, ej) in cands {
+            for (j, ej) in cands.into_iter().take(MAX_SCAN) {
                 let other = RuleRef { policy: q, rule: j };
                 if !self.graph.may_meet(me, other) || self.model.bdd.disjoint(ei, ej)? {
                     continue;
@@ -821,6 +846,7 @@ impl<'b> Ctx<'b> {
                 .in_rule(Some(&pol.id), Some(&rule.id));
                 diag.witness = Some(witness);
                 self.diags.push(diag);
+                self.conflicts_reported += 1;
                 return Ok(());
             }
         }

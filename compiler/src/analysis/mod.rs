@@ -61,6 +61,8 @@ pub struct Options {
     pub witness_attempts: usize,
     /// Related locations per diagnostic.
     pub max_labels: usize,
+    /// Conflicts (V004) reported; more are summarized in one `V110` note.
+    pub max_conflicts: usize,
 }
 
 impl Default for Options {
@@ -73,6 +75,7 @@ impl Default for Options {
             max_regions: 4096,
             witness_attempts: 8,
             max_labels: 6,
+            max_conflicts: 1000,
         }
     }
 }
