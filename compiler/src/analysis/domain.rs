@@ -204,6 +204,11 @@ pub struct Domain {
     pub notes: Vec<String>,
 }
 
+/// Prefixes this deep and deeper are not related to the paths under them: leaving a fact out of
+/// the structure constraint only widens the model (sound), and the work per path stays bounded
+/// on hostile paths of thousands of segments.
+pub const MAX_STRUCTURE_DEPTH: usize = 64;
+
 /// An atom's truth on consecutive regions: `(start, end, truth)`, sorted, covering every region.
 pub type Runs = Vec<(usize, usize, Truth)>;
 
@@ -403,7 +408,7 @@ impl Domain {
         let n = self.paths.len();
         for i in 0..n {
             let segs = self.paths.get(i).map(|p| p.segments.clone()).unwrap_or_default();
-            for k in 1..segs.len() {
+            for k in 1..segs.len().min(MAX_STRUCTURE_DEPTH) {
                 if let Some(&a) = segs.get(..k).and_then(|pre| self.path_ids.get(pre))
                     && let Some(pd) = self.paths.get_mut(a)
                 {
@@ -1235,7 +1240,7 @@ impl Domain {
         let n = self.paths.len();
         for d in 0..n {
             let segs = self.paths.get(d).map(|pd| pd.segments.clone()).unwrap_or_default();
-            for k in 1..segs.len() {
+            for k in 1..segs.len().min(MAX_STRUCTURE_DEPTH) {
                 let Some(&a) = segs.get(..k).and_then(|pre| self.path_ids.get(pre)) else { continue };
                 let rest: Vec<String> = segs.get(k..).map(<[String]>::to_vec).unwrap_or_default();
                 let first_digits = rest.first().is_some_and(|s| is_digits(s));

@@ -407,6 +407,7 @@ impl<'b> Ctx<'b> {
             }
             let inter = bdd.and(mk, target)?;
             cands.push((k, mk, bdd.sat_count(inter, nvars)));
+            self.graph.relate(RuleRef { policy: p, rule: k }, me, Edge::Overlaps);
         }
         cands.sort_by(|x, y| y.2.total_cmp(&x.2).then(x.0.cmp(&y.0)));
         let mut remaining = target;
@@ -511,6 +512,7 @@ impl<'b> Ctx<'b> {
                     continue;
                 }
                 left = bdd.diff(left, mj)?;
+                self.graph.relate(RuleRef { policy: p, rule: i }, RuleRef { policy: p, rule: j }, Edge::Overlaps);
                 if let Some(r) = pol.rules.get(j) {
                     diag = diag.with_label(
                         r.span,
@@ -619,6 +621,11 @@ impl<'b> Ctx<'b> {
                         if both == FALSE {
                             continue;
                         }
+                        self.graph.relate(
+                            RuleRef { policy: p, rule: w },
+                            RuleRef { policy: p, rule: j },
+                            Edge::Overlaps,
+                        );
                         let found = self.witness(both, |o, req| {
                             let Some(result) = o.evaluate(req) else { return false };
                             let decided_at = result
@@ -813,6 +820,7 @@ impl<'b> Ctx<'b> {
                     continue;
                 }
                 let both = self.model.bdd.and(ei, ej)?;
+                self.graph.relate(me, other, Edge::Overlaps);
                 let found = self.witness(both, |o, req| {
                     o.evaluate(req).is_some_and(|r| Oracle::decided_by(&r, b, p, i) && Oracle::decided_by(&r, b, q, j))
                 });

@@ -1,8 +1,9 @@
 //! The rule graph: one node per rule, and edges for the relations the analysis proved —
 //! `Overlaps` (some request satisfies both conditions), `Blocks` (an earlier rule of the same
-//! policy takes requests the later one matches), `Conflicts` (rules of different policies decide
-//! different effects for one request), `Ambiguous` (same-priority rules of different effects hold
-//! together).
+//! policy takes requests an unreachable later one matches: the related locations of V001),
+//! `Conflicts` (rules of different policies decide different effects for one request: V004),
+//! `Ambiguous` (same-priority rules of different effects hold together: V005). The language
+//! server will read it for hovers ("covered by rule `a`").
 //!
 //! Rules are also **bucketed** by the discriminating path (the one most rules fix to a constant,
 //! usually `action`): a rule's bucket set is the regions of that path its condition allows.

@@ -15,6 +15,9 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use verdict_runtime::value::deep_eq;
 
+/// Paths longer than this are not placed in witnesses.
+const MAX_WITNESS_DEPTH: usize = 128;
+
 /// A value under construction.
 #[derive(Debug)]
 enum Slot {
@@ -70,7 +73,7 @@ fn place(root: &mut Slot, segs: &[String], value: Slot) {
 }
 
 fn finish(slot: Slot, dom: &Domain, asg: &Assignment) -> Value {
-    // INVARIANT: recursion depth is the longest path of the domain (bounded by the source).
+    // INVARIANT: recursion depth is the longest path placed, at most `MAX_WITNESS_DEPTH`.
     match slot {
         Slot::Leaf(v) => v,
         Slot::Obj(entries, p) => {
@@ -169,6 +172,11 @@ pub fn request(dom: &Domain, asg: &Assignment) -> Value {
     let mut root = Slot::Obj(Vec::new(), None);
     for p in order {
         let (Some(pd), Some(&r)) = (dom.paths.get(p), asg.regions.get(p)) else { continue };
+        // INVARIANT: `finish` recurses once per path step; deeper paths are left out of the
+        // witness (the interpreter then refuses it if they mattered).
+        if pd.segments.len() > MAX_WITNESS_DEPTH {
+            continue;
+        }
         let Some(region) = pd.regions.get(r) else { continue };
         let slot = match (region.kind, &region.value) {
             (Kind::Missing, _) | (_, None) => continue,
