@@ -84,7 +84,12 @@ impl Options {
     /// The limits of the domain construction these options imply.
     pub fn domain_limits(&self) -> DomainLimits {
         DomainLimits {
-            strings: strings::Limits { dfa_bytes: self.dfa_bytes, states: self.string_states },
+            strings: strings::Limits {
+                dfa_bytes: self.dfa_bytes,
+                total_dfa_bytes: 64 << 20,
+                patterns: 128,
+                states: self.string_states,
+            },
             max_substrings: 600,
             max_regions: self.max_regions,
         }

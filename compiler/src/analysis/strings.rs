@@ -59,6 +59,10 @@ impl Pattern {
 pub struct Limits {
     /// Bytes of one pattern's DFA.
     pub dfa_bytes: usize,
+    /// Bytes of all the DFAs of one path.
+    pub total_dfa_bytes: usize,
+    /// Patterns of one path in the product (the others are left out).
+    pub patterns: usize,
     /// Product states explored.
     pub states: usize,
 }
@@ -318,8 +322,14 @@ pub fn cells(
 ) -> Result<Cells, Undecided> {
     let mut trie = Trie::new(literals, orders);
     let mut dfas: Vec<Option<PatternDfa>> = Vec::with_capacity(patterns.len());
+    let (mut bytes, mut count) = (0usize, 0usize);
     for (i, p) in patterns.iter().enumerate() {
-        let built = if want.get(i).copied().unwrap_or(false) { PatternDfa::build(p, limits) } else { None };
+        let wanted = want.get(i).copied().unwrap_or(false) && count < limits.patterns && bytes < limits.total_dfa_bytes;
+        let built = if wanted { PatternDfa::build(p, limits) } else { None };
+        if let Some(d) = &built {
+            bytes = bytes.saturating_add(d.dfa.memory_usage());
+            count += 1;
+        }
         dfas.push(built);
     }
     let used: Vec<bool> = dfas.iter().map(Option::is_some).collect();
@@ -448,7 +458,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
-    const LIMITS: Limits = Limits { dfa_bytes: 1 << 20, states: 1 << 16 };
+    const LIMITS: Limits = Limits { dfa_bytes: 1 << 20, total_dfa_bytes: 1 << 26, patterns: 128, states: 1 << 16 };
 
     fn all(n: usize) -> Vec<bool> {
         vec![true; n]
