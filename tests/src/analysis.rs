@@ -65,7 +65,7 @@ fn find_rule(b: &Bundle, policy: Option<&str>, rule: Option<&str>) -> Option<(us
 fn rule_at(b: &Bundle, span: verdict_grammar::ast::Span) -> Option<(usize, usize)> {
     for (p, pol) in b.policies.iter().enumerate() {
         for (i, r) in pol.rules.iter().enumerate() {
-            if r.span == span {
+            if r.span.start == span.start {
                 return Some((p, i));
             }
         }

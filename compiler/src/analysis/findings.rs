@@ -28,7 +28,7 @@ use super::graph::{Edge, RuleGraph, RuleRef};
 use super::oracle::Oracle;
 use super::{Model, Options, witness};
 use crate::diagnostic::{Code, Diagnostic, Severity};
-use crate::ir::{Bundle, Combine, Cond, CondId, EffectId, MatchMode};
+use crate::ir::{Bundle, Combine, Cond, CondId, EffectId, MatchMode, Policy, Rule};
 use std::collections::BTreeMap;
 use verdict_grammar::ast::Span;
 use verdict_runtime::decision::NOT_APPLICABLE;
@@ -157,6 +157,24 @@ pub fn run(b: &Bundle, opts: &Options) -> Analysis {
         discriminating: dom.discriminating.map(|p| dom.show_path(p)),
     };
     Analysis { diagnostics: cx.diags, graph: cx.graph, stats }
+}
+
+/// Where a finding about a rule points: from the rule's start to the end of its condition. (A
+/// YAML rule's own span runs on to the next list item; the condition is what the finding is
+/// about.)
+fn rule_span(b: &Bundle, r: &Rule) -> Span {
+    let end = b.cond(r.cond).map_or(r.span.end, |c| c.span.end);
+    if end > r.span.start && end <= r.span.end { Span { start: r.span.start, end } } else { r.span }
+}
+
+/// Where a finding about a policy points: its head, up to its first rule.
+fn policy_span(p: &Policy) -> Span {
+    match p.rules.first() {
+        Some(r) if r.span.start > p.span.start && r.span.start <= p.span.end => {
+            Span { start: p.span.start, end: r.span.start }
+        }
+        _ => p.span,
+    }
 }
 
 fn default_name(b: &Bundle, e: Option<EffectId>) -> String {
@@ -335,7 +353,7 @@ impl<'b> Ctx<'b> {
                 Status::Unsat => {
                     let mut diag = Diagnostic::warning(
                         Code::Unsatisfiable,
-                        rule.span,
+                        rule_span(b, rule),
                         format!("the condition of rule `{}` can never hold", rule.id),
                     )
                     .with_help("the rule never matches; fix the contradiction or remove the rule")
@@ -357,7 +375,7 @@ impl<'b> Ctx<'b> {
                     self.diags.push(
                         Diagnostic::warning(
                             Code::Unreachable,
-                            rule.span,
+                            rule_span(b, rule),
                             format!(
                                 "rule `{}` is unreachable: it holds only for requests outside the card scope",
                                 rule.id
@@ -425,7 +443,7 @@ impl<'b> Ctx<'b> {
         }
         let mut diag = Diagnostic::warning(
             Code::Unreachable,
-            rule.span,
+            rule_span(b, rule),
             if priority {
                 format!("rule `{}` is unreachable: rules tried before it cover every request it matches", rule.id)
             } else {
@@ -441,7 +459,7 @@ impl<'b> Ctx<'b> {
                 msg.push_str(&format!(", which decides `{}`", b.effect(r.effect)));
                 other_effect.get_or_insert((r.id.clone(), b.effect(r.effect).to_owned()));
             }
-            diag = diag.with_label(r.span, msg);
+            diag = diag.with_label(rule_span(b, r), msg);
         }
         if chosen.len() > self.opts.max_labels || remaining != FALSE {
             diag.message.push_str(" (not every covering rule is shown)");
@@ -489,7 +507,7 @@ impl<'b> Ctx<'b> {
             let mut left = run.e(i);
             let mut diag = Diagnostic::warning(
                 Code::Redundant,
-                rule.span,
+                rule_span(b, rule),
                 format!("rule `{}` is redundant: removing it changes no decision", rule.id),
             )
             .with_help(format!(
@@ -515,7 +533,7 @@ impl<'b> Ctx<'b> {
                 self.graph.relate(RuleRef { policy: p, rule: i }, RuleRef { policy: p, rule: j }, Edge::Overlaps);
                 if let Some(r) = pol.rules.get(j) {
                     diag = diag.with_label(
-                        r.span,
+                        rule_span(b, r),
                         format!("rule `{}` decides `{}` for some of them", r.id, b.effect(r.effect)),
                     );
                     labels += 1;
@@ -524,7 +542,7 @@ impl<'b> Ctx<'b> {
             // What no later rule takes, the default decides (only known when the scan went to the end).
             if left != FALSE && scanned == later.len() && labels < self.opts.max_labels {
                 diag = diag.with_label(
-                    pol.span,
+                    policy_span(pol),
                     format!("the default `{}` of policy `{}` decides the rest", default_name(b, pol.default), pol.id),
                 );
             }
@@ -543,7 +561,7 @@ impl<'b> Ctx<'b> {
         let scoped = if b.card_scope.is_some() { " inside the card scope" } else { "" };
         let mut diag = Diagnostic::warning(
             Code::DeadDefault,
-            pol.span,
+            policy_span(pol),
             format!(
                 "the default `{}` of policy `{}` can never apply: its rules cover every request{scoped}",
                 default_name(b, pol.default),
@@ -561,7 +579,7 @@ impl<'b> Ctx<'b> {
                 && self.model.bdd.implies(self.u, run.m(i))?
                 && let Some(r) = pol.rules.get(i)
             {
-                diag = diag.with_label(r.span, format!("rule `{}` holds for every request", r.id));
+                diag = diag.with_label(rule_span(b, r), format!("rule `{}` holds for every request", r.id));
                 labels += 1;
             }
         }
@@ -645,7 +663,7 @@ impl<'b> Ctx<'b> {
                         );
                         let mut diag = Diagnostic::error(
                             Code::Ambiguity,
-                            rj.span,
+                            rule_span(b, rj),
                             format!(
                                 "rules `{}` (`{}`) and `{}` (`{}`) have the same priority {prio} and both hold for some requests",
                                 rj.id,
@@ -654,7 +672,7 @@ impl<'b> Ctx<'b> {
                                 b.effect(rw.effect)
                             ),
                         )
-                        .with_label(rw.span, format!("rule `{}` holds too, with priority {prio}", rw.id))
+                        .with_label(rule_span(b, rw), format!("rule `{}` holds too, with priority {prio}", rw.id))
                         .with_help(format!(
                             "the tie goes to the more severe effect `{}`; give the rules different priorities or make their conditions exclusive",
                             b.effect(rw.effect)
@@ -837,7 +855,7 @@ impl<'b> Ctx<'b> {
                     severity: Severity::Info,
                     ..Diagnostic::error(
                         Code::Conflict,
-                        rule.span,
+                        rule_span(b, rule),
                         format!(
                             "rule `{}` (`{}`) of policy `{}` conflicts with rule `{}` (`{}`) of policy `{}`: both decide some requests, and {why}",
                             rule.id,
@@ -849,7 +867,7 @@ impl<'b> Ctx<'b> {
                         ),
                     )
                 }
-                .with_label(rj.span, format!("rule `{}` decides `{}` for the same requests", rj.id, b.effect(rj.effect)))
+                .with_label(rule_span(b, rj), format!("rule `{}` decides `{}` for the same requests", rj.id, b.effect(rj.effect)))
                 .with_help("if the overlap is intended, nothing to do; otherwise make the conditions exclusive")
                 .in_rule(Some(&pol.id), Some(&rule.id));
                 diag.witness = Some(witness);
@@ -879,11 +897,12 @@ impl<'b> Ctx<'b> {
         else {
             return Ok(());
         };
-        let span = b.policies.first().map_or(Span::default(), |p| p.span);
+        let span = b.policies.first().map_or(Span::default(), policy_span);
         let mut diag =
             Diagnostic::warning(Code::Gap, span, "some requests get `not_applicable`: no policy applies to them");
         for pol in b.policies.iter().take(self.opts.max_labels) {
-            diag = diag.with_label(pol.span, format!("policy `{}` falls through to its default `none`", pol.id));
+            diag =
+                diag.with_label(policy_span(pol), format!("policy `{}` falls through to its default `none`", pol.id));
         }
         let help = match self.missing_rule(na, &witness)? {
             Some(text) if text.is_empty() => {
