@@ -1,10 +1,16 @@
 //! Times one analysis of a generated bundle and prints its statistics (a development aid:
-//! `cargo run --release -p verdict-bench --example probe -- RULES`).
+//! `cargo run --release -p verdict-bench --example probe -- RULES [FAMILY]`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "a development aid")]
 
 fn main() {
     let rules: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let fam = verdict_bench::large(1, rules);
+    let fam = match std::env::args().nth(2).as_deref() {
+        Some("abac") => verdict_bench::abac(1, 20, rules / 20),
+        Some("rich") => verdict_bench::rich(1, "overrides", 8, rules / 8),
+        Some("nesting") => verdict_bench::nesting(1, rules, 6),
+        Some("strings") => verdict_bench::strings(1, rules),
+        _ => verdict_bench::large(1, rules),
+    };
     let file = verdict_compiler::source::SourceFile::new("large.verdict", fam.text);
     let t = std::time::Instant::now();
     let compiled = verdict_compiler::compile(&file);

@@ -135,6 +135,7 @@ struct StringInfo {
     literals: Vec<String>,
     orders: Vec<String>,
     patterns: Vec<Pattern>,
+    pattern_index: HashMap<Pattern, usize>,
     regexes: Vec<Option<regex::Regex>>,
     /// Patterns that took part in the cells (the others are opaque on non-literal strings).
     used: Vec<bool>,
@@ -573,10 +574,12 @@ impl Domain {
         for r in &nums {
             raw.push(Region { value: Some(Value::Number(r.witness.clone())), kind: Kind::Number });
         }
+        let pattern_index = patterns.iter().enumerate().map(|(i, p)| (p.clone(), i)).collect();
         let mut info = StringInfo {
             literals,
             orders,
             patterns,
+            pattern_index,
             regexes,
             used: Vec::new(),
             orders_exact: true,
@@ -723,10 +726,20 @@ impl Domain {
     fn string_regions(&mut self, p: usize, info: &mut StringInfo, raw: &mut Vec<Region>, limits: &DomainLimits) {
         let want_all = vec![true; info.patterns.len()];
         let none = vec![false; info.patterns.len()];
+        // Over budget, keep what is cheap: prefixes (in the trie) and `matches` patterns, then
+        // prefixes alone; the patterns left out are opaque on non-literal strings.
+        let regex_and_prefix: Vec<bool> =
+            info.patterns.iter().map(|p| matches!(p, Pattern::Prefix(_) | Pattern::Regex(_))).collect();
+        let prefix_only: Vec<bool> = info.patterns.iter().map(|p| matches!(p, Pattern::Prefix(_))).collect();
         if !info.orders.is_empty() || !info.patterns.is_empty() {
-            let attempts: [(&[bool], bool); 2] = [(&want_all, true), (&none, true)];
-            for (want, orders) in attempts {
-                let orders_list: &[String] = if orders { &info.orders } else { &[] };
+            let mut attempts: Vec<&[bool]> = vec![&want_all];
+            for fallback in [&regex_and_prefix, &prefix_only, &none] {
+                if attempts.last().is_some_and(|last| *last != fallback.as_slice()) {
+                    attempts.push(fallback);
+                }
+            }
+            for want in attempts {
+                let orders_list: &[String] = &info.orders;
                 if let Ok(c) = strings::cells(&info.literals, orders_list, &info.patterns, want, &limits.strings)
                     && c.cells.len() <= limits.max_regions
                 {
@@ -797,7 +810,7 @@ impl Domain {
     }
 
     fn pattern_used(&self, info: &StringInfo, pat: &Pattern) -> bool {
-        info.patterns.iter().position(|x| x == pat).and_then(|i| info.used.get(i).copied()).unwrap_or(false)
+        info.pattern_index.get(pat).and_then(|i| info.used.get(*i).copied()).unwrap_or(false)
     }
 
     /// The numbers at which atom `a`'s truth on the numbers of its path may change: every other

@@ -6,9 +6,10 @@
 //!   atoms such as `"abc" starts_with p`): each literal is a cell of its own;
 //! - **order constants** (`<`, `<=`, `>`, `>=`): strings are ordered by code point, which is the
 //!   byte order of UTF-8, so one explicit automaton tracks, byte by byte, where a string stands
-//!   against every order constant and which literal it still may be (a trie);
-//! - **patterns** (`starts_with`, `ends_with`, `contains`, `matches`): one `regex-automata` dense
-//!   DFA each (unanchored, all matches, with a size limit), its "has matched" bit sticky.
+//!   against every order constant, which literal it still may be, and which `starts_with`
+//!   prefixes it has passed (a trie);
+//! - **other patterns** (`ends_with`, `contains`, `matches`): one `regex-automata` dense DFA each
+//!   (unanchored, all matches, with a size limit), its "has matched" bit sticky.
 //!
 //! The cells are found by a breadth-first search over the product of those automata and a UTF-8
 //! validator, with the bytes grouped into joint equivalence classes: every reachable product
@@ -82,34 +83,41 @@ pub struct Cell {
     pub witness: String,
 }
 
-/// The explicit automaton for literals and order constants: a trie of their bytes, plus one
-/// absorbing state per order vector once a string has left the trie.
+/// The explicit automaton for literals, order constants and prefix patterns: a trie of their
+/// bytes, plus one absorbing state per (order vector, deepest prefix pattern passed) once a
+/// string has left the trie. Prefixes live here rather than in DFAs because a bundle may test
+/// hundreds of them on one path, and in the trie they cost their length.
 struct Trie {
     children: HashMap<(u32, u8), u32, FxBuild>,
     prefix: Vec<Vec<u8>>,
     literal_at: Vec<Option<usize>>,
+    /// The deepest node on the way to each node that ends a prefix pattern (itself included).
+    deepest: Vec<Option<u32>>,
+    ends_prefix: Vec<bool>,
     orders: Vec<Vec<u8>>,
-    off: HashMap<Vec<Ordering>, u32>,
-    off_signs: Vec<Vec<Ordering>>,
+    off: HashMap<(Vec<Ordering>, Option<u32>), u32, FxBuild>,
+    off_state: Vec<(Vec<Ordering>, Option<u32>)>,
     /// For each byte, its class: bytes used by no constant between two used ones are alike.
     class: [u16; 256],
 }
 
 impl Trie {
-    fn new(literals: &[String], orders: &[String]) -> Trie {
+    fn new(literals: &[String], orders: &[String], prefixes: &[&str]) -> Trie {
         let mut t = Trie {
             children: HashMap::default(),
             prefix: vec![Vec::new()],
             literal_at: vec![None],
+            deepest: vec![None],
+            ends_prefix: vec![false],
             orders: orders.iter().map(|o| o.as_bytes().to_vec()).collect(),
-            off: HashMap::new(),
-            off_signs: Vec::new(),
+            off: HashMap::default(),
+            off_state: Vec::new(),
             class: [0; 256],
         };
         let mut used = [false; 256];
-        for (i, lit) in literals.iter().enumerate() {
+        let mut insert = |t: &mut Trie, bytes: &[u8]| -> u32 {
             let mut node = 0u32;
-            for &b in lit.as_bytes() {
+            for &b in bytes {
                 if let Some(u) = used.get_mut(usize::from(b)) {
                     *u = true;
                 }
@@ -121,13 +129,45 @@ impl Trie {
                         p.push(b);
                         t.prefix.push(p);
                         t.literal_at.push(None);
+                        t.deepest.push(None);
+                        t.ends_prefix.push(false);
                         t.children.insert((node, b), id);
                         id
                     }
                 };
             }
+            node
+        };
+        for (i, lit) in literals.iter().enumerate() {
+            let node = insert(&mut t, lit.as_bytes());
             if let Some(slot) = t.literal_at.get_mut(node as usize) {
                 *slot = Some(i);
+            }
+        }
+        for p in prefixes {
+            let node = insert(&mut t, p.as_bytes());
+            if let Some(slot) = t.ends_prefix.get_mut(node as usize) {
+                *slot = true;
+            }
+        }
+        // Nodes are created parents first, so one pass in id order fills `deepest` (the root
+        // first: the empty prefix holds for every string).
+        if t.ends_prefix.first().copied().unwrap_or(false)
+            && let Some(slot) = t.deepest.first_mut()
+        {
+            *slot = Some(0);
+        }
+        let mut parent: Vec<u32> = vec![0; t.prefix.len()];
+        for (&(from, _), &to) in &t.children {
+            if let Some(slot) = parent.get_mut(to as usize) {
+                *slot = from;
+            }
+        }
+        for id in 1..t.prefix.len() {
+            let inherited = parent.get(id).and_then(|p| t.deepest.get(*p as usize)).copied().flatten();
+            let own = t.ends_prefix.get(id).copied().unwrap_or(false);
+            if let Some(slot) = t.deepest.get_mut(id) {
+                *slot = if own { Some(u32::try_from(id).unwrap_or(u32::MAX)) } else { inherited };
             }
         }
         let mut class = 0u16;
@@ -161,23 +201,28 @@ impl Trie {
         }
         let mut u = self.prefix.get(state as usize).cloned().unwrap_or_default();
         u.push(b);
-        let signs = self.signs_of(&u);
-        if let Some(id) = self.off.get(&signs) {
+        let key = (self.signs_of(&u), self.deepest.get(state as usize).copied().flatten());
+        if let Some(id) = self.off.get(&key) {
             return *id;
         }
-        let id = self.nodes() + u32::try_from(self.off_signs.len()).unwrap_or(u32::MAX);
-        self.off.insert(signs.clone(), id);
-        self.off_signs.push(signs);
+        let id = self.nodes() + u32::try_from(self.off_state.len()).unwrap_or(u32::MAX);
+        self.off.insert(key.clone(), id);
+        self.off_state.push(key);
         id
     }
 
-    fn output(&self, state: u32) -> (Option<usize>, Vec<Ordering>) {
+    /// The literal a state is (at a string's end), its order against every order constant, and
+    /// the bytes every prefix pattern that holds is a prefix of.
+    fn output(&self, state: u32) -> (Option<usize>, Vec<Ordering>, &[u8]) {
         if state < self.nodes() {
             let lit = self.literal_at.get(state as usize).copied().flatten();
-            (lit, self.signs_of(self.prefix.get(state as usize).map_or(&[][..], Vec::as_slice)))
+            let w = self.prefix.get(state as usize).map_or(&[][..], Vec::as_slice);
+            (lit, self.signs_of(w), w)
         } else {
             let k = (state - self.nodes()) as usize;
-            (None, self.off_signs.get(k).cloned().unwrap_or_default())
+            let (signs, deepest) = self.off_state.get(k).cloned().unwrap_or_default();
+            let w = deepest.and_then(|d| self.prefix.get(d as usize)).map_or(&[][..], Vec::as_slice);
+            (None, signs, w)
         }
     }
 }
@@ -320,24 +365,45 @@ pub fn cells(
     want: &[bool],
     limits: &Limits,
 ) -> Result<Cells, Undecided> {
-    let mut trie = Trie::new(literals, orders);
-    let mut dfas: Vec<Option<PatternDfa>> = Vec::with_capacity(patterns.len());
-    let (mut bytes, mut count) = (0usize, 0usize);
+    // Prefix patterns go into the trie; the others get a DFA each, within the caps.
+    let in_trie: Vec<bool> = patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| want.get(i).copied().unwrap_or(false) && matches!(p, Pattern::Prefix(_)))
+        .collect();
+    let prefixes: Vec<&str> = patterns
+        .iter()
+        .zip(&in_trie)
+        .filter_map(|(p, t)| match (p, t) {
+            (Pattern::Prefix(s), true) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut trie = Trie::new(literals, orders, &prefixes);
+    // Only built DFAs are product components; `comp_of[i]` is pattern i's component.
+    let mut dfas: Vec<PatternDfa> = Vec::new();
+    let mut comp_of: Vec<Option<usize>> = Vec::with_capacity(patterns.len());
+    let mut bytes = 0usize;
     for (i, p) in patterns.iter().enumerate() {
-        let wanted = want.get(i).copied().unwrap_or(false) && count < limits.patterns && bytes < limits.total_dfa_bytes;
-        let built = if wanted { PatternDfa::build(p, limits) } else { None };
-        if let Some(d) = &built {
-            bytes = bytes.saturating_add(d.dfa.memory_usage());
-            count += 1;
+        let wanted = want.get(i).copied().unwrap_or(false)
+            && !in_trie.get(i).copied().unwrap_or(false)
+            && dfas.len() < limits.patterns
+            && bytes < limits.total_dfa_bytes;
+        match if wanted { PatternDfa::build(p, limits) } else { None } {
+            Some(d) => {
+                bytes = bytes.saturating_add(d.dfa.memory_usage());
+                comp_of.push(Some(dfas.len()));
+                dfas.push(d);
+            }
+            None => comp_of.push(None),
         }
-        dfas.push(built);
     }
-    let used: Vec<bool> = dfas.iter().map(Option::is_some).collect();
+    let used: Vec<bool> = comp_of.iter().zip(&in_trie).map(|(c, t)| c.is_some() || *t).collect();
     // Joint byte classes, each with its most readable representative.
     let mut by_sig: HashMap<Vec<u16>, u8> = HashMap::new();
     for b in 0..=255u8 {
         let mut sig = vec![u16::from(utf8_class(b)), trie.class.get(usize::from(b)).copied().unwrap_or(0)];
-        sig.extend(dfas.iter().flatten().map(|d| u16::from(d.class(b))));
+        sig.extend(dfas.iter().map(|d| u16::from(d.class(b))));
         let rep = by_sig.entry(sig).or_insert(b);
         if niceness(b) < niceness(*rep) {
             *rep = b;
@@ -348,10 +414,7 @@ pub fn cells(
 
     let mut start = vec![0u32, 0u32];
     for d in &dfas {
-        start.push(match d {
-            Some(d) => d.initial().ok_or(Undecided)?,
-            None => DEAD,
-        });
+        start.push(d.initial().ok_or(Undecided)?);
     }
     let mut index: HashMap<Vec<u32>, u32, FxBuild> = HashMap::default();
     let mut states: Vec<Vec<u32>> = Vec::new();
@@ -360,7 +423,9 @@ pub fn cells(
     states.push(start);
     parent.push((u32::MAX, 0));
     let mut queue: VecDeque<u32> = VecDeque::from([0]);
-    let mut seen_cells: HashMap<CellKey, ()> = HashMap::new();
+    let mut work = 0usize;
+    let max_work = limits.states.saturating_mul(1000);
+    let mut seen_cells: HashMap<CellKey, (), FxBuild> = HashMap::default();
     let mut out: Vec<Cell> = Vec::new();
     while let Some(sid) = queue.pop_front() {
         let Some(state) = states.get(sid as usize).cloned() else { continue };
@@ -373,12 +438,16 @@ pub fn cells(
             None => continue,
         };
         if utf8 == 0 {
-            let (literal, signs) = trie.output(trie_state);
-            let mut pats = Vec::with_capacity(dfas.len());
-            for (d, s) in dfas.iter().zip(pat_states) {
-                pats.push(match d {
-                    Some(d) => Some(d.accepts(*s).ok_or(Undecided)?),
-                    None => None,
+            let (literal, signs, passed) = trie.output(trie_state);
+            let mut pats = Vec::with_capacity(patterns.len());
+            for ((c, p), t) in comp_of.iter().zip(patterns).zip(&in_trie) {
+                pats.push(match (c, p, t) {
+                    (Some(k), _, _) => match (dfas.get(*k), pat_states.get(*k)) {
+                        (Some(d), Some(s)) => Some(d.accepts(*s).ok_or(Undecided)?),
+                        _ => return Err(Undecided),
+                    },
+                    (None, Pattern::Prefix(pre), true) => Some(passed.starts_with(pre.as_bytes())),
+                    _ => None,
                 });
             }
             let key = CellKey { literal, signs, pats };
@@ -394,14 +463,16 @@ pub fn cells(
             if u == UTF8_REJECT {
                 continue;
             }
+            // Work, not only states, is bounded: a wide product is slow long before it is big.
+            work = work.saturating_add(2 + dfas.len());
+            if work > max_work {
+                return Err(Undecided);
+            }
             let mut next = Vec::with_capacity(state.len());
             next.push(u);
             next.push(trie.step(trie_state, b));
             for (d, s) in dfas.iter().zip(pat_states) {
-                next.push(match d {
-                    Some(d) => d.step(*s, b).ok_or(Undecided)?,
-                    None => DEAD,
-                });
+                next.push(d.step(*s, b).ok_or(Undecided)?);
             }
             if index.contains_key(&next) {
                 continue;
@@ -496,6 +567,32 @@ mod tests {
         assert!(!cells.iter().any(|c| c.key.pats[0] == Some(true) && c.key.pats[2] == Some(true)));
         assert!(cells.iter().any(|c| c.key.literal.is_none()
             && c.key.pats == vec![Some(true), Some(true), Some(false), Some(true)]));
+    }
+
+    #[test]
+    fn prefixes_in_the_trie_are_exact_and_cheap() {
+        let mut pats: Vec<Pattern> = (0..300).map(|k| Pattern::Prefix(format!("p{k}/"))).collect();
+        pats.push(Pattern::Prefix(String::new()));
+        pats.push(Pattern::Prefix("p1".into()));
+        pats.push(Pattern::Regex("^p1[0-9]/x$".into()));
+        let lits = vec!["p1".to_owned(), "p10/".to_owned()];
+        let n = pats.len();
+        let c = cells(&lits, &["p2".to_owned()], &pats, &all(n), &LIMITS).unwrap();
+        assert!(c.used.iter().all(|u| *u));
+        let res: Vec<Option<regex::Regex>> =
+            pats.iter().map(|p| if let Pattern::Regex(r) = p { regex::Regex::new(r).ok() } else { None }).collect();
+        for cell in &c.cells {
+            assert_eq!(
+                key_of(&cell.witness, &lits, &["p2".to_owned()], &pats, &c.used, &res),
+                cell.key,
+                "{}",
+                cell.witness
+            );
+        }
+        // "p1x" (p1 only), "p10/" (literal), "p10/a" (p1 and p10/), "p12/x" (p1, p12/, the regex)...
+        assert!(
+            c.cells.iter().any(|cell| cell.witness.starts_with("p12/") && cell.key.pats.last() == Some(&Some(true)))
+        );
     }
 
     #[test]
