@@ -319,6 +319,19 @@ fn very_long_paths_stay_cheap() {
     verify_witnesses(&b, &d).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Output is byte-identical across runs (hash maps are seeded anew for each run).
+#[test]
+fn findings_are_deterministic() {
+    for f in [verdict_bench::acl(5, 200, 16, 30), verdict_bench::rich(5, "first", 4, 20), verdict_bench::strings(5, 12)]
+    {
+        let b = compile(&format!("{}.verdict", f.name), &f.text, SourceKind::Verdict);
+        let first = format!("{:?}", analyze(&b));
+        for _ in 0..3 {
+            assert_eq!(format!("{:?}", analyze(&b)), first, "{}", f.name);
+        }
+    }
+}
+
 /// Tiny budgets: the analysis stops early, says so (V110), and what it did report still holds.
 #[test]
 fn budgets_turn_blow_up_into_undecided_never_into_wrong_claims() {
