@@ -201,6 +201,32 @@ fn ambiguity_is_an_error_with_a_witness() {
 }
 
 #[test]
+fn redundancy_and_dead_defaults_under_priority() {
+    let src = format!(
+        "{HEAD}policy p {{
+  default deny
+  match priority
+  rule a allow {{ when x == 1 priority 5 }}
+  rule b allow {{ when x >= 1 priority 1 }}
+  rule c review {{ when true priority 0 }}
+}}
+"
+    );
+    // `a`'s requests get `allow` from `b` anyway; `c` catches everything else.
+    check(&src, &["V003 a", "V009 p"]);
+}
+
+#[test]
+fn conflicts_between_priority_policies() {
+    let src = "bundle \"t\" {\n  effects [deny, review, allow]\n  combine overrides\n}
+policy p1 {\n  default deny\n  match priority\n  rule a allow { when role == \"admin\" priority 2 }\n  rule a2 review { when role == \"admin\" and action == \"delete\" priority 1 }\n}
+policy p2 {\n  default allow\n  match priority\n  rule b review { when action == \"delete\" priority 1 }\n}
+";
+    // In p1, `a` outranks `a2` (unreachable). Across policies `a` (allow) loses to `b` (review).
+    check(src, &["V001 a2", "V004 a"]);
+}
+
+#[test]
 fn redundancy_and_dead_defaults() {
     check(&policy("rule a deny { when x == 1 }\nrule b allow { when x == 2 }"), &["V003 a"]);
     check(
