@@ -1220,7 +1220,6 @@ impl Domain {
                     Some(index) => {
                         let key =
                             strings::key_of(s, &info.literals, &info.orders, &info.patterns, &info.used, &info.regexes);
-                        let key = if info.orders_exact { key } else { CellKey { signs: Vec::new(), ..key } };
                         *index.get(&key)?
                     }
                     None => match info.literals.binary_search(s) {
