@@ -1,44 +1,43 @@
-//! Benchmarks of the rule analysis (divan): the full `check` pipeline — compile, then analyse —
-//! on generated ACL bundles of 1,000 and 10,000 rules (64 actions, 8 paths, 10% string/regex
-//! atoms, 1% planted anomalies), the analysis alone, and `diff` between two 10,000-rule
-//! versions that differ in 1% of the rules. Run with `cargo bench -p verdict-bench`; results
-//! are recorded in BENCHMARKS.md.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmarks: a failure should stop the run")]
+//! The rule analysis (issue 5): the full `check` pipeline — compile, then analyse — on generated
+//! ACL bundles of 1,000 and 10,000 rules (64 actions, 8 paths, 10% string/regex atoms, 1% planted
+//! anomalies), the analysis alone, and `diff` between two 10,000-rule versions that differ in 1%
+//! of the rules. `cargo bench -p verdict-bench --bench analysis`; results in BENCHMARKS.md.
 
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
 use verdict_compiler::analysis::{Options, analyze, diff};
+use verdict_compiler::ir::Bundle;
 use verdict_compiler::source::SourceFile;
-
-fn main() {
-    divan::main();
-}
+use verdict_tests::families;
 
 fn source(rules: usize) -> SourceFile {
-    SourceFile::new("large.verdict", verdict_bench::large(1, rules).text)
+    SourceFile::new("large.verdict", families::large(1, rules).text)
 }
 
-/// Compile and analyse: what `verdict check` does, minus printing.
-#[divan::bench(args = [1_000, 10_000], sample_count = 10)]
-fn check(bencher: divan::Bencher, rules: usize) {
-    let file = source(rules);
-    bencher.bench(|| {
-        let compiled = verdict_compiler::compile(&file);
-        analyze(compiled.bundle.as_ref().expect("compiles"))
-    });
+fn compiled(file: &SourceFile) -> Bundle {
+    verdict_compiler::compile(file).bundle.unwrap_or_else(|| unreachable!("the generated bundle compiles"))
 }
 
-/// The analysis alone, on a compiled bundle.
-#[divan::bench(args = [1_000, 10_000], sample_count = 10)]
-fn analysis_only(bencher: divan::Bencher, rules: usize) {
-    let file = source(rules);
-    let bundle = verdict_compiler::compile(&file).bundle.expect("compiles");
-    bencher.bench(|| analyze(&bundle));
+fn analysis(c: &mut Criterion) {
+    let mut group = c.benchmark_group("analysis");
+    group.sample_size(10);
+    for rules in [1_000, 10_000] {
+        let file = source(rules);
+        group.bench_function(format!("check/{rules}"), |b| {
+            b.iter(|| {
+                let compiled = verdict_compiler::compile(black_box(&file));
+                compiled.bundle.as_ref().map(analyze)
+            })
+        });
+        let bundle = compiled(&file);
+        group.bench_function(format!("analysis_only/{rules}"), |b| b.iter(|| analyze(black_box(&bundle))));
+    }
+    let (old, new) = families::change_pair(3, 10_000, 100);
+    let old = compiled(&SourceFile::new("old.verdict", old));
+    let new = compiled(&SourceFile::new("new.verdict", new));
+    group.bench_function("diff/10000", |b| b.iter(|| diff(black_box(&old), black_box(&new), &Options::default())));
+    group.finish();
 }
 
-/// Change impact between two 10,000-rule versions differing in 1% of the rules.
-#[divan::bench(sample_count = 5)]
-fn diff_10k(bencher: divan::Bencher) {
-    let (old, new) = verdict_bench::change_pair(3, 10_000, 100);
-    let old = verdict_compiler::compile(&SourceFile::new("old.verdict", old)).bundle.expect("compiles");
-    let new = verdict_compiler::compile(&SourceFile::new("new.verdict", new)).bundle.expect("compiles");
-    bencher.bench(|| diff(&old, &new, &Options::default()));
-}
+criterion_group!(benches, analysis);
+criterion_main!(benches);

@@ -5,11 +5,11 @@
 fn main() {
     let rules: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let fam = match std::env::args().nth(2).as_deref() {
-        Some("abac") => verdict_bench::abac(1, 20, rules / 20),
-        Some("rich") => verdict_bench::rich(1, "overrides", 8, rules / 8),
-        Some("nesting") => verdict_bench::nesting(1, rules, 6),
-        Some("strings") => verdict_bench::strings(1, rules),
-        _ => verdict_bench::large(1, rules),
+        Some("abac") => verdict_tests::families::abac(1, 20, rules / 20),
+        Some("rich") => verdict_tests::families::rich(1, "overrides", 8, rules / 8),
+        Some("nesting") => verdict_tests::families::nesting(1, rules, 6),
+        Some("strings") => verdict_tests::families::strings(1, rules),
+        _ => verdict_tests::families::large(1, rules),
     };
     let file = verdict_compiler::source::SourceFile::new("large.verdict", fam.text);
     let t = std::time::Instant::now();

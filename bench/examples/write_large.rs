@@ -6,5 +6,5 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let rules: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let out = args.next().unwrap_or_else(|| "large.verdict".to_owned());
-    std::fs::write(&out, verdict_bench::large(1, rules).text).unwrap();
+    std::fs::write(&out, verdict_tests::families::large(1, rules).text).unwrap();
 }

@@ -1,13 +1,24 @@
 //! `verdict eval`: one decision, or one per line of a JSON Lines file.
 
+use crate::Backend;
 use crate::render;
 use serde_json::json;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use verdict_compiler::interp::Interpreter;
+use verdict_runtime::artifact::{self, ArtifactError};
+use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::request::Request;
+use verdict_runtime::vm::{self, Engine};
 
-pub fn run(source: &Path, context: Option<&Path>, contexts: Option<&Path>, trace: bool, now: Option<&str>) -> u8 {
+pub fn run(
+    source: &Path,
+    context: Option<&Path>,
+    contexts: Option<&Path>,
+    trace: bool,
+    backend: Backend,
+    now: Option<&str>,
+) -> u8 {
     let now = match now {
         None => jiff::Timestamp::now(),
         Some(t) => match t.parse::<jiff::Timestamp>() {
@@ -18,6 +29,32 @@ pub fn run(source: &Path, context: Option<&Path>, contexts: Option<&Path>, trace
             }
         },
     };
+    let bytes = match std::fs::read(source) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", source.display());
+            return 2;
+        }
+    };
+    // An artifact is recognised by its header, not its name.
+    if artifact::is_artifact(&bytes) {
+        if backend == Backend::Interp {
+            eprintln!(
+                "error: {} is a compiled artifact; the interpreter needs the bundle's source (use `--backend vm`)",
+                source.display()
+            );
+            return 2;
+        }
+        let engine = match artifact::read(&bytes).and_then(|p| Engine::new(p).map_err(|e| ArtifactError::Invalid(e.0)))
+        {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: {}: {e}", source.display());
+                return 2;
+            }
+        };
+        return dispatch(&|r, n, t| engine.evaluate(r, n, t), context, contexts, trace, now);
+    }
     let file = match render::read(source) {
         Ok(f) => f,
         Err(code) => return code,
@@ -28,16 +65,49 @@ pub fn run(source: &Path, context: Option<&Path>, contexts: Option<&Path>, trace
         eprintln!("error: {} does not compile", file.name);
         return 2;
     };
-    let interp = match Interpreter::new(&bundle) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("error: {}", e.0);
-            return 2;
-        }
-    };
+    match backend {
+        Backend::Interp => match Interpreter::new(&bundle) {
+            Ok(i) => dispatch(&|r, n, t| i.evaluate(r, n, t), context, contexts, trace, now),
+            Err(e) => {
+                eprintln!("error: {}", e.0);
+                2
+            }
+        },
+        Backend::Vm | Backend::Jit => match engine(verdict_compiler::codegen::program(&bundle), backend) {
+            Ok(engine) => dispatch(&|r, n, t| engine.evaluate(r, n, t), context, contexts, trace, now),
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
+    }
+}
+
+/// An engine on the chosen backend; a JIT that is unavailable falls back to the VM, said on stderr.
+fn engine(
+    program: verdict_runtime::program::Program,
+    backend: Backend,
+) -> Result<Engine, verdict_runtime::program::VerifyError> {
+    let wanted = if backend == Backend::Vm { vm::Backend::Vm } else { vm::Backend::Jit };
+    let engine = Engine::with_backend(program, wanted)?;
+    if let Some(reason) = engine.jit_fallback() {
+        eprintln!("warning: {reason}; evaluating on the VM");
+    }
+    Ok(engine)
+}
+
+type Evaluate<'a> = dyn Fn(&Request, jiff::Timestamp, bool) -> EvaluationResult + 'a;
+
+fn dispatch(
+    eval: &Evaluate<'_>,
+    context: Option<&Path>,
+    contexts: Option<&Path>,
+    trace: bool,
+    now: jiff::Timestamp,
+) -> u8 {
     match (context, contexts) {
-        (_, Some(lines)) => batch(&interp, lines, trace, now),
-        (Some(ctx), None) => single(&interp, ctx, trace, now),
+        (_, Some(lines)) => batch(eval, lines, trace, now),
+        (Some(ctx), None) => single(eval, ctx, trace, now),
         (None, None) => {
             eprintln!("error: give a CONTEXT file or `--contexts FILE.jsonl`");
             2
@@ -58,7 +128,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, u8> {
     })
 }
 
-fn single(interp: &Interpreter<'_>, ctx: &Path, trace: bool, now: jiff::Timestamp) -> u8 {
+fn single(interp: &Evaluate<'_>, ctx: &Path, trace: bool, now: jiff::Timestamp) -> u8 {
     let bytes = match read_bytes(ctx) {
         Ok(b) => b,
         Err(c) => return c,
@@ -70,7 +140,7 @@ fn single(interp: &Interpreter<'_>, ctx: &Path, trace: bool, now: jiff::Timestam
             return 2;
         }
     };
-    let result = interp.evaluate(&req, now, trace);
+    let result = interp(&req, now, trace);
     let text = serde_json::to_string_pretty(&result.to_json()).unwrap_or_default();
     if let Err(code) = render::stdout_line(&text) {
         return code;
@@ -81,7 +151,7 @@ fn single(interp: &Interpreter<'_>, ctx: &Path, trace: bool, now: jiff::Timestam
     }
 }
 
-fn batch(interp: &Interpreter<'_>, path: &Path, trace: bool, now: jiff::Timestamp) -> u8 {
+fn batch(interp: &Evaluate<'_>, path: &Path, trace: bool, now: jiff::Timestamp) -> u8 {
     let bytes = match read_bytes(path) {
         Ok(b) => b,
         Err(c) => return c,
@@ -98,7 +168,7 @@ fn batch(interp: &Interpreter<'_>, path: &Path, trace: bool, now: jiff::Timestam
             }
             Ok(l) if l.trim().is_empty() => continue,
             Ok(l) => match Request::from_json(l.as_bytes()) {
-                Ok(req) => interp.evaluate(&req, now, trace).to_json(),
+                Ok(req) => interp(&req, now, trace).to_json(),
                 Err(e) => {
                     all_ok = false;
                     json!({"error": format!("line {line_no}: {e}"), "line": line_no})

@@ -5,6 +5,7 @@
 //! input.
 
 mod check;
+mod compile;
 mod convert;
 mod diff;
 mod eval;
@@ -35,8 +36,18 @@ pub enum DenyLevel {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
+    /// Cranelift-compiled native code (falls back to the VM where unavailable, and says so).
+    Jit,
+    /// The bytecode VM.
+    Vm,
     /// The reference interpreter over the IR.
     Interp,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    Artifact,
+    Asm,
 }
 
 #[derive(Subcommand)]
@@ -62,11 +73,20 @@ enum Command {
         /// Include the evaluation trace.
         #[arg(long)]
         trace: bool,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         /// Evaluate as of this RFC 3339 time instead of now.
         #[arg(long)]
         now: Option<String>,
+    },
+    /// Compile a bundle ahead of time to a `.vdc` artifact (or print its disassembly).
+    Compile {
+        source: PathBuf,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// What to write: the artifact, or its disassembly.
+        #[arg(long, value_enum, default_value = "artifact")]
+        emit: Emit,
     },
     /// Convert a bundle between forms, by the output's extension (.verdict, .yaml/.yml, .json).
     Convert {
@@ -90,6 +110,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run the language server on stdin/stdout (for editors).
+    Lsp,
 }
 
 fn main() -> ExitCode {
@@ -103,12 +125,14 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check { paths, format, deny } => check::run(&paths, format, deny.is_some()),
-        Command::Eval { source, context, contexts, trace, backend: _, now } => {
-            eval::run(&source, context.as_deref(), contexts.as_deref(), trace, now.as_deref())
+        Command::Eval { source, context, contexts, trace, backend, now } => {
+            eval::run(&source, context.as_deref(), contexts.as_deref(), trace, backend, now.as_deref())
         }
+        Command::Compile { source, output, emit } => compile::run(&source, output.as_deref(), emit),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),
         Command::Diff { old, new, format } => diff::run(&old, &new, format),
+        Command::Lsp => verdict_lsp::run_stdio(),
     };
     ExitCode::from(code)
 }

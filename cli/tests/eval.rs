@@ -115,3 +115,43 @@ fn closed_stdout_is_not_a_crash() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(matches!(out.status.code(), Some(0 | 2)), "{:?}", out.status);
 }
+
+#[test]
+fn tampered_and_truncated_artifacts_exit_2() {
+    use std::process::Command;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("verdict-tamper-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.vdc");
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .current_dir(&root)
+        .args(["compile", "examples/quickstart/bundle.verdict", "-o"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ctx = root.join("examples/quickstart/ctx.json");
+    let run = |artifact: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_verdict")).arg("eval").arg(artifact).arg(&ctx).output().unwrap()
+    };
+    assert_eq!(run(&good).status.code(), Some(0));
+    let bytes = fs::read(&good).unwrap();
+    let bad = dir.join("bad.vdc");
+    // A sample of positions through the header, body and checksum (every byte is covered by the
+    // library-level test in tests/tests/artifact.rs).
+    for i in (0..bytes.len()).step_by(37).chain([0, 8, 12, bytes.len() - 1]) {
+        let mut b = bytes.clone();
+        b[i] ^= 0x20;
+        fs::write(&bad, &b).unwrap();
+        let out = run(&bad);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "flip at {i}: {stderr}");
+        assert!(!stderr.contains("panicked") && out.stdout.is_empty(), "flip at {i}: {stderr}");
+    }
+    for len in [0, 7, 12, bytes.len() / 2, bytes.len() - 1] {
+        fs::write(&bad, &bytes[..len]).unwrap();
+        let out = run(&bad);
+        assert_eq!(out.status.code(), Some(2), "truncated to {len}");
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -12,7 +12,7 @@ use verdict_runtime::atom;
 use verdict_runtime::decision::{
     AtomTrace, Decision, EvaluationResult, GateTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace, RuleTrace, TraceEntry,
 };
-use verdict_runtime::pyrepr::repr;
+use verdict_runtime::policy;
 use verdict_runtime::request::Request;
 
 /// A bundle ready to evaluate: the IR, its compiled regexes and its fingerprint.
@@ -63,29 +63,26 @@ impl<'b> Interpreter<'b> {
             trace: entries,
         };
         if b.effective_from.is_some() || b.effective_until.is_some() {
-            let early = b.effective_from.as_ref().is_some_and(|f| now < f.at);
-            let late = !early && b.effective_until.as_ref().is_some_and(|u| now >= u.at);
+            let gated = policy::window_gate(
+                b.effective_from.as_ref().map(|f| f.at),
+                b.effective_until.as_ref().map(|u| u.at),
+                now,
+            );
             if let Some(e) = entries.as_mut() {
-                e.push(TraceEntry::Gate(GateTrace { gate: "effective_window".into(), passed: !early && !late }));
+                e.push(TraceEntry::Gate(GateTrace { gate: "effective_window".into(), passed: gated.is_none() }));
             }
-            if early {
-                return gate("bundle is not yet effective", entries);
-            }
-            if late {
-                return gate("bundle effective period has ended", entries);
+            if let Some(g) = gated {
+                return gate(g.reason(), entries);
             }
         }
         if let Some(scope) = &b.card_scope {
-            let vendor_ok = matches!(
-                req.resource.as_ref().and_then(|r| r.get("vendor_id")),
-                Some(Value::String(v)) if *v == scope.vendor_id
-            );
-            let action_ok = matches!(&req.action, Some(Value::String(a)) if scope.allowed_actions.contains(a));
+            let vendor = req.resource.as_ref().and_then(|r| r.get("vendor_id"));
+            let ok = policy::in_scope(&scope.vendor_id, &scope.allowed_actions, req.action.as_ref(), vendor);
             if let Some(e) = entries.as_mut() {
-                e.push(TraceEntry::Gate(GateTrace { gate: "card_scope".into(), passed: vendor_ok && action_ok }));
+                e.push(TraceEntry::Gate(GateTrace { gate: "card_scope".into(), passed: ok }));
             }
-            if !(vendor_ok && action_ok) {
-                return gate("request is outside Decision Card runtime scope", entries);
+            if !ok {
+                return gate(policy::Gate::OutOfScope.reason(), entries);
             }
         }
         let mut decisions = Vec::with_capacity(b.policies.len());
@@ -118,29 +115,22 @@ impl<'b> Interpreter<'b> {
                 t.push(RuleTrace { rule: r.id.clone(), held, atoms });
             }
             if held {
-                let reason = match &r.description {
-                    Some(d) if !d.is_empty() => d.clone(),
-                    _ => format!("matched rule {}", repr(&r.id)),
-                };
                 return Decision {
                     kind: b.effect(r.effect).to_owned(),
                     matched_policy_id: Some(p.id.clone()),
                     matched_rule_id: Some(r.id.clone()),
-                    reason,
+                    reason: policy::rule_reason(&r.id, r.description.as_deref()),
                     codes: r.codes.clone(),
                     obligations: r.obligations.clone(),
                 };
             }
         }
-        let (kind, shown) = match p.default {
-            Some(e) => (b.effect(e).to_owned(), repr(b.effect(e))),
-            None => (NOT_APPLICABLE.to_owned(), repr("none")),
-        };
+        let effect = p.default.map(|e| b.effect(e));
         Decision {
-            kind,
+            kind: effect.unwrap_or(NOT_APPLICABLE).to_owned(),
             matched_policy_id: Some(p.id.clone()),
             matched_rule_id: None,
-            reason: format!("no rule matched; policy default_effect={shown}"),
+            reason: policy::default_reason(effect),
             codes: Vec::new(),
             obligations: Map::new(),
         }
@@ -213,19 +203,13 @@ pub fn rule_order(b: &Bundle, p: &Policy) -> Vec<usize> {
     order
 }
 
-/// Combines policy decisions into the bundle's decision.
+/// Combines policy decisions into the bundle's decision, merging the obligations of every
+/// policy decision with the final effect (first value of a key wins).
 fn combine(b: &Bundle, decisions: &[Decision]) -> Decision {
-    let applicable = decisions.iter().filter(|d| d.kind != NOT_APPLICABLE);
-    let winner = match b.combine {
-        Combine::First => applicable.into_iter().next(),
-        Combine::Overrides => {
-            let severity = |d: &Decision| b.effects.iter().position(|e| *e == d.kind).unwrap_or(usize::MAX);
-            // `min_by_key` keeps the first of equals: ties go to the earlier policy.
-            applicable.min_by_key(|d| severity(d))
-        }
-    };
-    let Some(w) = winner else {
-        return Decision::bare(NOT_APPLICABLE, "no policy applied");
+    let severity = |d: &Decision| b.effects.iter().position(|e| *e == d.kind).and_then(|i| u32::try_from(i).ok());
+    let first = b.combine == Combine::First;
+    let Some(w) = policy::winner(first, decisions.iter().map(severity)).and_then(|i| decisions.get(i)) else {
+        return Decision::bare(NOT_APPLICABLE, policy::NO_POLICY_APPLIED);
     };
     let mut out = w.clone();
     let mut merged = Map::new();

@@ -10,6 +10,7 @@
 //! ([`diagnostic::Diagnostic`]).
 
 pub mod analysis;
+pub mod codegen;
 pub mod diagnostic;
 pub mod dsl;
 pub mod emit;

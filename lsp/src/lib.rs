@@ -1,33 +1,35 @@
-//! The Verdict language server. Only this crate will speak LSP (lsp-server + lsp-types) and host
-//! the salsa database; the compiler stays free of protocol types.
+//! The Verdict language server (`verdict lsp`). The only crate that speaks LSP (lsp-server +
+//! lsp-types) and the home of the salsa database; the compiler stays free of protocol types.
 //!
-//! Status: a placeholder until the language-server issue. It holds the one conversion every
-//! editor integration needs and that the compiler already provides data for: byte offsets to
-//! LSP's 0-based line / UTF-16 column positions.
+//! - [`db`]: the salsa database; source files are inputs; parse, per-policy checks, the context
+//!   check and whole-file compiles are tracked queries; [`db::file_diagnostics`] gathers them.
+//! - [`symbols`]: the symbol index (bundle, effects, schema, `let`s, policies, rules, uses).
+//! - [`ide`]: hover, definition, references, outline, completion, formatting as plain data.
+//! - [`proto`]: byte offsets ↔ UTF-16 positions, diagnostics and symbols → LSP types.
+//! - [`transport`]: framed JSON-RPC over stdio that survives malformed input.
+//! - [`server`]: the main loop, the worker pool, cancellation.
+//! - [`workload`]: synthetic files for the reuse tests and the benchmark.
 
-use verdict_compiler::source::SourceFile;
+pub mod db;
+pub mod ide;
+pub mod proto;
+pub mod server;
+pub mod symbols;
+pub mod transport;
+pub mod workload;
 
-/// A position as LSP counts it: 0-based line, UTF-16 code units into the line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub line: u32,
-    pub character: u32,
-}
-
-/// The LSP position of a byte offset in a file.
-pub fn position(file: &SourceFile, offset: u32) -> Position {
-    let (line, character) = file.lines.line_utf16(&file.text, offset);
-    Position { line, character }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utf16_columns() {
-        let f = SourceFile::new("x", "a\n😀b");
-        assert_eq!(position(&f, 6), Position { line: 1, character: 2 });
-        assert_eq!(f.lines.offset_utf16(&f.text, 1, 2), 6);
-    }
+/// Runs the language server on stdin/stdout until `exit`; returns the process exit code (0 after
+/// `shutdown` then `exit`, 1 when `exit` comes without `shutdown` or the input ends first, 2 when
+/// the stdio threads cannot start).
+pub fn run_stdio() -> u8 {
+    let (incoming, outgoing, threads) = match transport::stdio() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("verdict-lsp: cannot start: {e}");
+            return 2;
+        }
+    };
+    let code = server::serve(incoming, outgoing);
+    threads.join();
+    code
 }

@@ -7,8 +7,15 @@
 //!
 //! Architecture invariant: this crate depends on neither `verdict-grammar` nor `verdict-compiler`.
 
+pub mod artifact;
 pub mod atom;
+pub mod bytecode;
 pub mod decision;
+pub mod jit;
+pub mod policy;
+pub mod program;
+pub mod project;
 pub mod pyrepr;
 pub mod request;
 pub mod value;
+pub mod vm;

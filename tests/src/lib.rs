@@ -6,6 +6,8 @@
 )]
 
 pub mod analysis;
+pub mod families;
+pub mod generate;
 
 use serde_json::Value;
 use verdict_compiler::source::SourceFile;

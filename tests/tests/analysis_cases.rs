@@ -13,6 +13,7 @@ use verdict_compiler::ir::Bundle;
 use verdict_compiler::source::SourceFile;
 use verdict_compiler::{SourceKind, compile_as, emit};
 use verdict_tests::analysis::{check_universal, verify_witnesses};
+use verdict_tests::families;
 
 fn compile(name: &str, text: &str, kind: SourceKind) -> Bundle {
     let file = SourceFile::new(name, text);
@@ -348,8 +349,7 @@ fn very_long_paths_stay_cheap() {
 /// Output is byte-identical across runs (hash maps are seeded anew for each run).
 #[test]
 fn findings_are_deterministic() {
-    for f in [verdict_bench::acl(5, 200, 16, 30), verdict_bench::rich(5, "first", 4, 20), verdict_bench::strings(5, 12)]
-    {
+    for f in [families::acl(5, 200, 16, 30), families::rich(5, "first", 4, 20), families::strings(5, 12)] {
         let b = compile(&format!("{}.verdict", f.name), &f.text, SourceKind::Verdict);
         let first = format!("{:?}", analyze(&b));
         for _ in 0..3 {

@@ -6,12 +6,12 @@
 #![allow(clippy::panic, reason = "test failures")]
 
 use std::collections::BTreeSet;
-use verdict_bench::{Expect, Family};
 use verdict_compiler::analysis::{Options, analyze_with, diff};
 use verdict_compiler::diagnostic::Severity;
 use verdict_compiler::ir::Bundle;
 use verdict_compiler::source::SourceFile;
 use verdict_tests::analysis::{check_universal, verify_diff, verify_witnesses};
+use verdict_tests::families::{self, Expect, Family};
 
 const REQUESTS: usize = 10_000;
 const SEEDS: [u64; 3] = [1, 2, 3];
@@ -52,22 +52,22 @@ fn check_family(f: &Family) {
 #[test]
 fn acl_boxes() {
     for seed in SEEDS {
-        check_family(&verdict_bench::acl(seed, 300, 16, 10));
+        check_family(&families::acl(seed, 300, 16, 10));
     }
 }
 
 #[test]
 fn abac_bundle() {
     for seed in SEEDS {
-        check_family(&verdict_bench::abac(seed, 6, 50));
+        check_family(&families::abac(seed, 6, 50));
     }
 }
 
 #[test]
 fn rich_effects_under_each_combining_mode() {
     for seed in SEEDS {
-        check_family(&verdict_bench::rich(seed, "overrides", 4, 30));
-        check_family(&verdict_bench::rich(seed, "first", 4, 30));
+        check_family(&families::rich(seed, "overrides", 4, 30));
+        check_family(&families::rich(seed, "first", 4, 30));
     }
 }
 
@@ -75,31 +75,31 @@ fn rich_effects_under_each_combining_mode() {
 fn dmn_grids() {
     for seed in SEEDS {
         for (widen, shrink) in [(false, false), (true, false), (false, true), (true, true)] {
-            check_family(&verdict_bench::dmn(seed, 2, 6, widen, shrink));
+            check_family(&families::dmn(seed, 2, 6, widen, shrink));
         }
-        check_family(&verdict_bench::dmn(seed, 3, 4, true, true));
+        check_family(&families::dmn(seed, 3, 4, true, true));
     }
 }
 
 #[test]
 fn string_and_regex_paths() {
     for seed in SEEDS {
-        check_family(&verdict_bench::strings(seed, 20));
+        check_family(&families::strings(seed, 20));
     }
 }
 
 #[test]
 fn deep_boolean_nesting() {
     for (seed, depth) in SEEDS.into_iter().zip([4, 5, 6]) {
-        check_family(&verdict_bench::nesting(seed, 40, depth));
+        check_family(&families::nesting(seed, 40, depth));
     }
 }
 
 #[test]
 fn adversarial_union_covers() {
     for seed in SEEDS {
-        check_family(&verdict_bench::cover(seed, 5, false));
-        check_family(&verdict_bench::cover(seed, 5, true));
+        check_family(&families::cover(seed, 5, false));
+        check_family(&families::cover(seed, 5, true));
     }
 }
 
@@ -107,7 +107,7 @@ fn adversarial_union_covers() {
 fn change_impact_pairs() {
     for seed in SEEDS {
         for changes in [0, 1, 4] {
-            let (old, new) = verdict_bench::change_pair(seed, 200, changes);
+            let (old, new) = families::change_pair(seed, 200, changes);
             let (old, new) = (compile("old", &old), compile("new", &new));
             let report = diff(&old, &new, &Options::default());
             verify_diff(&old, &new, &report).unwrap_or_else(|e| panic!("seed {seed}: {e}"));

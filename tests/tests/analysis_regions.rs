@@ -13,6 +13,7 @@ use verdict_compiler::ir::Bundle;
 use verdict_compiler::source::SourceFile;
 use verdict_compiler::{SourceKind, compile_as};
 use verdict_tests::analysis::{Rng, interesting_values};
+use verdict_tests::families;
 use verdict_tests::seed_compat;
 
 fn random_strings(rng: &mut Rng, pieces: &[String], n: usize) -> Vec<Value> {
@@ -110,10 +111,10 @@ fn regions_agree_with_the_runtime_on_the_seed_corpus() {
 #[test]
 fn regions_agree_with_the_runtime_on_the_families() {
     let families = [
-        verdict_bench::strings(1, 12),
-        verdict_bench::acl(2, 200, 16, 30),
-        verdict_bench::nesting(3, 20, 5),
-        verdict_bench::dmn(4, 2, 5, true, true),
+        families::strings(1, 12),
+        families::acl(2, 200, 16, 30),
+        families::nesting(3, 20, 5),
+        families::dmn(4, 2, 5, true, true),
     ];
     for f in &families {
         let file = SourceFile::new(format!("{}.verdict", f.name), f.text.clone());

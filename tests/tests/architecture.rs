@@ -1,6 +1,7 @@
 //! The dependency rules of ARCHITECTURE.md, checked on every crate's `Cargo.toml` (after
 //! rust-analyzer's `tidy`): `runtime` depends on neither `grammar` nor `compiler`; `grammar`
-//! depends on no other Verdict crate; only `cli` parses flags (clap); only `lsp` speaks LSP.
+//! depends on no other Verdict crate; only `cli` parses flags (clap); only `lsp` speaks LSP and
+//! hosts the salsa database.
 
 use std::path::Path;
 
@@ -47,8 +48,17 @@ fn only_cli_parses_flags_and_only_lsp_speaks_lsp() {
     for krate in ["grammar", "compiler", "runtime", "cli"] {
         let deps = dependencies(krate);
         assert!(
-            !deps.iter().any(|d| d.starts_with("lsp-") || d == "tower-lsp"),
-            "{krate} must not speak LSP: {deps:?}"
+            !deps.iter().any(|d| d.starts_with("lsp-") || d == "tower-lsp" || d == "salsa"),
+            "{krate} must not speak LSP nor host the salsa database: {deps:?}"
         );
     }
+    let lsp = dependencies("lsp");
+    assert!(lsp.iter().any(|d| d == "salsa") && lsp.iter().any(|d| d == "lsp-server"), "{lsp:?}");
+}
+
+#[test]
+fn the_example_service_links_only_the_runtime() {
+    let deps = dependencies("examples/service");
+    assert!(deps.iter().any(|d| d == "verdict-runtime"), "{deps:?}");
+    assert!(!deps.iter().any(|d| d == "verdict-compiler" || d == "verdict-grammar"), "{deps:?}");
 }

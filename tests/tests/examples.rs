@@ -31,7 +31,7 @@ fn examples() -> Vec<Example> {
     let mut out: Vec<Example> = fs::read_dir(EXAMPLES)
         .unwrap_or_else(|e| panic!("cannot read {EXAMPLES}: {e}"))
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && p.join("cases.jsonl").is_file())
         .map(|dir| Example { name: dir.file_name().unwrap().to_string_lossy().into_owned(), dir })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -1,0 +1,411 @@
+//! The salsa database: source files are inputs, every stage of the compiler is a tracked query.
+//!
+//! ```text
+//! SourceInput(text) ─▶ parse ─┬─▶ context_text ─▶ check_context ─────────────┐
+//!                             ├─▶ PolicyItem(text) ─▶ check_policy (per item) ─┼─▶ file_diagnostics
+//!                             └─▶ symbols (index for hover, definition, …)     │
+//! SourceInput ─▶ compile_file (whole file: YAML/JSON; the IR for analysis) ─────┘
+//! ```
+//!
+//! Incrementality for `.verdict` files comes from keying the expensive work on position-independent
+//! text. Each `policy` item is interned by its own text ([`PolicyItem`]); [`check_policy`] lowers
+//! that text together with the file's *context* (the `bundle` declaration and the `let` items,
+//! [`context_text`]) through the ordinary [`verdict_compiler::compile_as`], and keeps the
+//! diagnostics that fall inside the policy, with spans relative to it. An edit inside one policy
+//! changes that policy's text only: every other policy is the same interned value whose memo is
+//! still valid (the context query re-runs, produces equal text and is backdated), so it is neither
+//! re-parsed nor re-lowered. [`file_diagnostics`] then moves the per-item results to their current
+//! offsets, which is the only work proportional to the number of items.
+//!
+//! Architecture invariant: nothing here knows LSP types; spans are byte offsets into the input text.
+
+use std::sync::{Arc, Mutex};
+use verdict_compiler::diagnostic::{Code, Diagnostic, Label, Severity};
+use verdict_compiler::source::{LineIndex, SourceFile};
+use verdict_compiler::{SourceKind, ir};
+use verdict_grammar::ast::{File, Item, Span};
+use verdict_grammar::parse::Parsed;
+
+/// The language a document was opened as (by the client's language id or the file extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lang {
+    Verdict,
+    Yaml,
+    Json,
+    /// Not a bundle language: every feature answers with nothing.
+    Other,
+}
+
+impl Lang {
+    /// From the client's `languageId` first, the path's extension otherwise.
+    pub fn detect(language_id: &str, path: &str) -> Lang {
+        match language_id {
+            "verdict" => return Lang::Verdict,
+            "yaml" => return Lang::Yaml,
+            "json" | "jsonc" => return Lang::Json,
+            _ => {}
+        }
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".verdict") {
+            Lang::Verdict
+        } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            Lang::Yaml
+        } else if lower.ends_with(".json") {
+            Lang::Json
+        } else {
+            Lang::Other
+        }
+    }
+}
+
+/// One open document.
+#[salsa::input(debug)]
+pub struct SourceInput {
+    /// The document's path or URI, for messages only.
+    #[returns(ref)]
+    pub name: String,
+    #[returns(ref)]
+    pub text: String,
+    #[returns(copy)]
+    pub lang: Lang,
+}
+
+/// A `policy` item of a `.verdict` file, identified by its text alone (not its position), and the
+/// file whose context (bundle settings, `let`s) it is checked in.
+#[salsa::interned(debug)]
+pub struct PolicyItem<'db> {
+    #[returns(copy)]
+    pub file: SourceInput,
+    #[returns(ref)]
+    pub text: String,
+}
+
+#[salsa::db]
+pub trait Db: salsa::Database {}
+
+/// The database. Cloning it gives a snapshot for another thread; a write on the original cancels
+/// the queries running on snapshots (they unwind with `salsa::Cancelled`).
+#[salsa::db]
+#[derive(Clone)]
+pub struct Database {
+    storage: salsa::Storage<Self>,
+    log: ExecutionLog,
+}
+
+/// The query executions seen through salsa's events, recorded while enabled (tests, benchmarks).
+#[derive(Clone, Default)]
+pub struct ExecutionLog {
+    enabled: Arc<std::sync::atomic::AtomicBool>,
+    executed: Arc<Mutex<Vec<salsa::DatabaseKeyIndex>>>,
+}
+
+impl Default for Database {
+    fn default() -> Database {
+        let log = ExecutionLog::default();
+        let sink = log.clone();
+        let storage = salsa::Storage::new(Some(Box::new(move |event: salsa::Event| {
+            if let salsa::EventKind::WillExecute { database_key } = event.kind
+                && sink.enabled.load(std::sync::atomic::Ordering::Relaxed)
+                && let Ok(mut v) = sink.executed.lock()
+            {
+                v.push(database_key);
+            }
+        })));
+        Database { storage, log }
+    }
+}
+
+impl Database {
+    /// Starts (or restarts) recording which queries execute.
+    pub fn enable_execution_log(&self) {
+        self.log.enabled.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut v) = self.log.executed.lock() {
+            v.clear();
+        }
+    }
+
+    /// The queries executed since the log was enabled or last taken: one name per execution.
+    pub fn take_executed(&self) -> Vec<String> {
+        let keys = self.log.executed.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+        keys.into_iter()
+            .map(|k| salsa::Database::ingredient_debug_name(self, k.ingredient_index()).into_owned())
+            .collect()
+    }
+}
+
+#[salsa::db]
+impl salsa::Database for Database {}
+
+#[salsa::db]
+impl Db for Database {}
+
+// ---- whole-file stages -------------------------------------------------------------------------
+
+/// The form of the bundle a document holds, or `None` when it is not a bundle: a `.verdict` file
+/// always is; a YAML or JSON file is when it mentions `bundle_id` or `policies` (so that request
+/// contexts and other JSON opened in the same editor get no bundle diagnostics).
+#[salsa::tracked(returns(copy))]
+pub fn bundle_kind(db: &dyn Db, file: SourceInput) -> Option<SourceKind> {
+    match file.lang(db) {
+        Lang::Verdict => Some(SourceKind::Verdict),
+        Lang::Yaml | Lang::Json => {
+            let text = file.text(db);
+            if !(text.contains("bundle_id") || text.contains("policies")) {
+                return None;
+            }
+            Some(if file.lang(db) == Lang::Json { SourceKind::Json } else { SourceKind::Yaml })
+        }
+        Lang::Other => None,
+    }
+}
+
+/// Line starts of the document, for UTF-16 positions.
+#[salsa::tracked(returns(ref))]
+pub fn line_index(db: &dyn Db, file: SourceInput) -> LineIndex {
+    LineIndex::new(file.text(db))
+}
+
+/// The parsed `.verdict` file (empty for other forms). Parsing never fails.
+#[salsa::tracked(returns(ref), no_eq)]
+pub fn parse(db: &dyn Db, file: SourceInput) -> ParsedFile {
+    if bundle_kind(db, file) != Some(SourceKind::Verdict) {
+        return ParsedFile(Parsed { tree: File::default(), errors: Vec::new(), comments: Vec::new() });
+    }
+    ParsedFile(verdict_grammar::parse_file(file.text(db)))
+}
+
+/// A parse result as a query value.
+#[derive(Debug, Clone)]
+pub struct ParsedFile(pub Parsed<File>);
+
+/// A whole-file compile: what YAML and JSON files are checked with, and the IR that whole-bundle
+/// stages (the rule-graph analysis) start from.
+#[salsa::tracked(returns(ref))]
+pub fn compile_file(db: &dyn Db, file: SourceInput) -> CompiledFile {
+    let Some(kind) = bundle_kind(db, file) else {
+        return CompiledFile::default();
+    };
+    let source = SourceFile::new(file.name(db).clone(), file.text(db).clone());
+    let compiled = verdict_compiler::compile_as(&source, kind);
+    CompiledFile { bundle: compiled.bundle.map(Arc::new), diagnostics: compiled.diagnostics }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompiledFile {
+    pub bundle: Option<Arc<ir::Bundle>>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The bundle's IR when the file compiles without errors.
+pub fn bundle_ir(db: &dyn Db, file: SourceInput) -> Option<Arc<ir::Bundle>> {
+    compile_file(db, file).bundle.clone()
+}
+
+/// The rule-graph analysis findings (V001–V010 with their labels). The analysis works on the
+/// whole bundle; when `verdict_compiler::analysis` lands, this body becomes
+/// `bundle_ir(db, file).map(|b| verdict_compiler::analysis::analyze(&b)).unwrap_or_default()`,
+/// and the findings flow into [`file_diagnostics`], hovers and the editor with nothing else to change.
+#[salsa::tracked(returns(ref))]
+pub fn analysis_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
+    let _ = (db, file);
+    Vec::new()
+}
+
+// ---- per-item stages of `.verdict` files -------------------------------------------------------
+
+/// A policy that is always present when the context is checked, so that "the file declares no
+/// policy" is never reported there (it is a whole-file finding), and that bounds every checked
+/// text, so that findings about the whole synthetic file never land inside a checked item.
+const STUB: &str = "policy \"verdict-lsp stub\" { rule \"verdict-lsp stub\" \"verdict-lsp stub\" { when true } }";
+
+/// Where the pieces of the context text come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextPiece {
+    /// Offset of the piece in the context text.
+    pub at: u32,
+    /// Offset of the item in the file.
+    pub from: u32,
+    pub len: u32,
+}
+
+/// The context every policy is checked in: the texts of the `bundle` and `let` items, in file
+/// order, one per line. Independent of where the items are, so moving them does not re-check.
+#[salsa::tracked(returns(ref))]
+pub fn context_text(db: &dyn Db, file: SourceInput) -> String {
+    context_pieces(db, file).0
+}
+
+fn context_pieces(db: &dyn Db, file: SourceInput) -> (String, Vec<ContextPiece>) {
+    let text = file.text(db);
+    let mut out = String::new();
+    let mut pieces = Vec::new();
+    for item in &parse(db, file).0.tree.items {
+        let span = match item {
+            Item::Bundle(b) => b.span,
+            Item::Let(l) => l.span,
+            Item::Policy(_) | Item::Error(_) => continue,
+        };
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let at = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        out.push_str(text.get(span.range()).unwrap_or(""));
+        pieces.push(ContextPiece { at, from: span.start, len: span.end.saturating_sub(span.start) });
+    }
+    (out, pieces)
+}
+
+/// Findings about the context (bundle settings, `let` bodies, definition cycles), with spans
+/// relative to [`context_text`].
+#[salsa::tracked(returns(ref))]
+pub fn check_context(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
+    let ctx = context_text(db, file);
+    let offset = u32::try_from(STUB.len() + 1).unwrap_or(u32::MAX);
+    let len = u32::try_from(ctx.len()).unwrap_or(u32::MAX);
+    let source = SourceFile::new("context.verdict", format!("{STUB}\n{ctx}"));
+    let compiled = verdict_compiler::compile_as(&source, SourceKind::Verdict);
+    compiled
+        .diagnostics
+        .into_iter()
+        .filter(|d| d.code != Code::Syntax && d.span.start >= offset && d.span.end <= offset.saturating_add(len))
+        .filter_map(|d| relocate(d, |s| shift_back(s, offset, len)))
+        .collect()
+}
+
+/// Findings about one policy, with spans relative to the policy's text. Labels that point into
+/// the context keep their offset in the checked text (`policy text + "\n" + context`), which
+/// [`file_diagnostics`] maps back.
+#[salsa::tracked(returns(ref))]
+pub fn check_policy<'db>(db: &'db dyn Db, item: PolicyItem<'db>) -> Vec<Diagnostic> {
+    let text = item.text(db);
+    let ctx = context_text(db, item.file(db));
+    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+    let source = SourceFile::new("policy.verdict", format!("{text}\n{ctx}\n{STUB}"));
+    let compiled = verdict_compiler::compile_as(&source, SourceKind::Verdict);
+    compiled.diagnostics.into_iter().filter(|d| d.code != Code::Syntax && d.span.end <= len).collect()
+}
+
+/// Every diagnostic of a document, from every stage, with spans in the document, sorted.
+#[salsa::tracked(returns(ref))]
+pub fn file_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
+    let mut out = match bundle_kind(db, file) {
+        None => return Vec::new(),
+        Some(SourceKind::Verdict) => verdict_diagnostics(db, file),
+        Some(_) => compile_file(db, file).diagnostics.clone(),
+    };
+    out.extend(analysis_diagnostics(db, file).iter().cloned());
+    out.sort_by_key(|d| (d.span.start, d.span.end));
+    out
+}
+
+fn verdict_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
+    let parsed = &parse(db, file).0;
+    let text = file.text(db);
+    let mut out: Vec<Diagnostic> =
+        parsed.errors.iter().map(|e| Diagnostic::error(Code::Syntax, e.span, e.message.clone())).collect();
+    let syntax_ok = parsed.errors.is_empty();
+
+    // Whole-file findings the per-item checks cannot see.
+    let mut whole: Option<Span> = None;
+    let mut bundle_span: Option<Span> = None;
+    let mut has_policy = false;
+    let mut policy_ids: Vec<(&str, Span)> = Vec::new();
+    for item in &parsed.tree.items {
+        let span = match item {
+            Item::Bundle(b) => {
+                bundle_span = bundle_span.or(Some(b.span));
+                b.span
+            }
+            Item::Let(l) => l.span,
+            Item::Policy(p) => {
+                has_policy = true;
+                if let Some((_, first)) = policy_ids.iter().find(|(id, _)| *id == p.name.text) {
+                    out.push(
+                        Diagnostic::error(
+                            Code::DuplicateId,
+                            p.name.span,
+                            format!("duplicate policy id `{}`", p.name.text),
+                        )
+                        .with_label(*first, "first defined here"),
+                    );
+                } else {
+                    policy_ids.push((&p.name.text, p.name.span));
+                }
+                p.span
+            }
+            Item::Error(_) => continue,
+        };
+        whole = Some(whole.map_or(span, |w| w.cover(span)));
+    }
+    let root = bundle_span.or(whole).unwrap_or_default();
+    if syntax_ok && bundle_span.is_none() {
+        out.push(Diagnostic::error(Code::MissingKey, root, "the file has no `bundle NAME { … }` declaration"));
+    }
+    if syntax_ok && !has_policy {
+        out.push(Diagnostic::error(Code::MissingKey, root, "the file declares no `policy`"));
+    }
+
+    // The context, mapped back through its pieces.
+    let (_, pieces) = context_pieces(db, file);
+    let from_context = |s: Span| -> Option<Span> {
+        let piece = pieces.iter().find(|p| s.start >= p.at && s.start <= p.at.saturating_add(p.len))?;
+        let start = piece.from.saturating_add(s.start - piece.at);
+        let end = piece.from.saturating_add(s.end.saturating_sub(piece.at).min(piece.len));
+        Some(Span { start, end: end.max(start) })
+    };
+    for d in check_context(db, file) {
+        if let Some(d) = relocate(d.clone(), from_context) {
+            out.push(d);
+        }
+    }
+
+    // Each policy, checked on its own text and moved to where it is now.
+    for item in &parsed.tree.items {
+        let Item::Policy(p) = item else { continue };
+        let item_text = text.get(p.span.range()).unwrap_or("");
+        let key = PolicyItem::new(db, file, item_text.to_owned());
+        let len = u32::try_from(item_text.len()).unwrap_or(u32::MAX);
+        let ctx_at = len.saturating_add(1);
+        let place = |s: Span| -> Option<Span> {
+            if s.end <= len {
+                Some(s.shift(p.span.start))
+            } else if s.start >= ctx_at {
+                from_context(Span { start: s.start - ctx_at, end: s.end.saturating_sub(ctx_at) })
+            } else {
+                None
+            }
+        };
+        for d in check_policy(db, key) {
+            if let Some(d) = relocate(d.clone(), place) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// Moves a diagnostic's span and labels; a diagnostic whose primary span has no place is dropped,
+/// a label without one is dropped alone.
+fn relocate(mut d: Diagnostic, place: impl Fn(Span) -> Option<Span>) -> Option<Diagnostic> {
+    d.span = place(d.span)?;
+    d.labels = std::mem::take(&mut d.labels)
+        .into_iter()
+        .filter_map(|l| place(l.span).map(|span| Label { span, message: l.message }))
+        .collect();
+    Some(d)
+}
+
+/// A span of `text[offset..offset + len]` made relative to that window (labels outside it are
+/// dropped by [`relocate`]).
+fn shift_back(s: Span, offset: u32, len: u32) -> Option<Span> {
+    if s.start >= offset && s.end <= offset.saturating_add(len) {
+        Some(Span { start: s.start - offset, end: s.end - offset })
+    } else {
+        None
+    }
+}
+
+/// Whether any error-severity diagnostic is present (for tests and the CLI-equivalence check).
+pub fn has_errors(diags: &[Diagnostic]) -> bool {
+    diags.iter().any(|d| d.severity == Severity::Error)
+}

@@ -1,0 +1,210 @@
+//! The salsa queries: the per-item diagnostics equal the whole-file compile's, edits re-check only
+//! the policy they touch, and spans follow the text when items move.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use salsa::Setter;
+use verdict_compiler::diagnostic::{Code, Diagnostic};
+use verdict_compiler::source::SourceFile;
+use verdict_compiler::{SourceKind, compile_as};
+use verdict_lsp::db::{Database, Lang, SourceInput, file_diagnostics};
+
+fn open(db: &Database, name: &str, text: &str) -> SourceInput {
+    SourceInput::new(db, name.to_owned(), text.to_owned(), Lang::detect("", name))
+}
+
+fn key(d: &Diagnostic) -> (u32, u32, &'static str, String) {
+    (d.span.start, d.span.end, d.code.as_str(), d.message.clone())
+}
+
+fn sorted(mut v: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    v.sort_by(|a, b| key(a).cmp(&key(b)));
+    v
+}
+
+/// The language server's diagnostics of `text` are exactly `verdict check`'s (the whole-file
+/// compile), labels, help and rule attribution included. With syntax errors, only those are
+/// compared: the server then reports the other findings of items that parsed, which the CLI
+/// suppresses.
+fn check_equivalent(name: &str, text: &str) {
+    let db = Database::default();
+    let file = SourceInput::new(&db, name.to_owned(), text.to_owned(), Lang::Verdict);
+    let ours = sorted(file_diagnostics(&db, file).clone());
+    let theirs = sorted(compile_as(&SourceFile::new(name, text), SourceKind::Verdict).diagnostics);
+    if theirs.iter().any(|d| d.code == Code::Syntax) {
+        let syntax = |v: &[Diagnostic]| v.iter().filter(|d| d.code == Code::Syntax).cloned().collect::<Vec<_>>();
+        assert_eq!(syntax(&ours), syntax(&theirs), "syntax errors of {name}:\n{text}");
+        return;
+    }
+    assert_eq!(ours, theirs, "diagnostics of {name}:\n{text}");
+}
+
+fn corpus() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["examples", "cli/tests/malformed"] {
+        let mut paths: Vec<_> = walk(&root.join(dir));
+        paths.sort();
+        for p in paths {
+            if p.extension().is_some_and(|e| e == "verdict") {
+                out.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    // The conformance bundles, printed as `.verdict`.
+    for (i, line) in include_str!("../../tests/conformance/seed-compat.jsonl").lines().enumerate().step_by(7) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let json = v["bundle"].to_string();
+        if let Some(b) = compile_as(&SourceFile::new("b.json", json), SourceKind::Json).bundle {
+            out.push((format!("seed-compat line {}", i + 1), verdict_compiler::emit::to_dsl(&b)));
+        }
+    }
+    out
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out
+}
+
+/// Edits that make every kind of front-end finding, applied one at a time.
+fn mutations(text: &str) -> Vec<String> {
+    let mut out = vec![text.to_owned()];
+    for (from, to) in [
+        ("allow", "alow"),
+        ("deny", "dney"),
+        ("subject.role", "subjct.role"),
+        (" == ", " > "),
+        ("when ", "when not nonexistent_let and "),
+        ("default ", "default nope_"),
+        ("match first", "match sometimes"),
+        ("version ", "versoin "),
+        ("codes [", "codes [1, "),
+        ("schema {", "schema { resource.tags: list<string>, subject.level: number, "),
+        ("rule ", "rule same allow { when true }\n  rule same deny { when false }\n  rule "),
+        ("obligations {", "obligations { a: 1, a: 2, "),
+        ("reason ", "reason \"x\" reason "),
+    ] {
+        if text.contains(from) {
+            out.push(text.replacen(from, to, 1));
+        }
+    }
+    out.push(format!("let cyc_a = cyc_b\nlet cyc_b = cyc_a\n{text}"));
+    out.push(format!("{text}\nbundle second {{}}\n"));
+    out.push(format!("{text}\npolicy \"p-extra\" {{ default nope\n rule r allow {{ when true }} }}\n"));
+    let parsed = verdict_grammar::parse_file(text);
+    // Without the bundle declaration; without any policy; with the first policy twice.
+    let mut no_bundle = text.to_owned();
+    let mut no_policy = text.to_owned();
+    let mut twice = text.to_owned();
+    for item in parsed.tree.items.iter().rev() {
+        match item {
+            verdict_grammar::ast::Item::Bundle(b) => no_bundle.replace_range(b.span.range(), ""),
+            verdict_grammar::ast::Item::Policy(p) => no_policy.replace_range(p.span.range(), ""),
+            _ => {}
+        }
+    }
+    if let Some(verdict_grammar::ast::Item::Policy(p)) =
+        parsed.tree.items.iter().find(|i| matches!(i, verdict_grammar::ast::Item::Policy(_)))
+    {
+        twice.push('\n');
+        twice.push_str(&text[p.span.range()]);
+    }
+    out.extend([no_bundle, no_policy, twice]);
+    out
+}
+
+#[test]
+fn per_item_diagnostics_equal_the_whole_file_compile() {
+    let mut n = 0;
+    for (name, text) in corpus() {
+        for (i, m) in mutations(&text).iter().enumerate() {
+            check_equivalent(&format!("{name} (mutation {i})"), m);
+            n += 1;
+        }
+    }
+    assert!(n > 300, "{n} texts checked");
+}
+
+fn count(executed: &[String], query: &str) -> usize {
+    executed.iter().filter(|q| q.as_str() == query).count()
+}
+
+#[test]
+fn an_edit_in_one_rule_rechecks_only_its_policy() {
+    let mut db = Database::default();
+    let text = verdict_lsp::workload::many_rules(200, 10);
+    let file = open(&db, "big.verdict", &text);
+    db.enable_execution_log();
+    assert!(file_diagnostics(&db, file).is_empty(), "{:?}", file_diagnostics(&db, file));
+    let first = db.take_executed();
+    assert_eq!(count(&first, "check_policy"), 200, "{first:?}");
+
+    // Edit one rule of policy 117: its effect becomes unknown.
+    let (edited, _) = verdict_lsp::workload::with_rule_effect(&text, 117, 4, "alow").unwrap();
+    file.set_text(&mut db).to(edited.clone());
+    let diags = file_diagnostics(&db, file).clone();
+    let executed = db.take_executed();
+    assert_eq!(count(&executed, "check_policy"), 1, "only the edited policy is re-checked: {executed:?}");
+    assert_eq!(count(&executed, "check_context"), 0, "the context did not change: {executed:?}");
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0].code, Code::UnknownEffect);
+    assert_eq!(&edited[diags[0].span.range()], "alow");
+    assert_eq!(diags[0].policy.as_deref(), Some("p117"));
+    assert_eq!(diags[0].rule.as_deref(), Some("p117-r4"));
+
+    // Text inserted in the first policy moves every later policy: none is re-checked, and the
+    // finding moves with its text.
+    let mut moved = edited.clone();
+    let at = moved.find("policy \"p0\" {\n").unwrap() + "policy \"p0\" {\n".len();
+    moved.insert_str(at, "  // a comment that moves everything below\n");
+    file.set_text(&mut db).to(moved.clone());
+    let diags = file_diagnostics(&db, file).clone();
+    let executed = db.take_executed();
+    assert_eq!(count(&executed, "check_policy"), 1, "only p0, whose text changed: {executed:?}");
+    assert_eq!(diags.len(), 1);
+    assert_eq!(&moved[diags[0].span.range()], "alow");
+
+    // A change to the context (a new `let`) re-checks every policy.
+    file.set_text(&mut db).to(format!("let unused = true\n{moved}"));
+    let _ = file_diagnostics(&db, file);
+    let executed = db.take_executed();
+    assert_eq!(count(&executed, "check_policy"), 200, "{executed:?}");
+}
+
+#[test]
+fn yaml_and_json_bundles_and_other_files() {
+    let db = Database::default();
+    let yaml = open(
+        &db,
+        "b.yaml",
+        "bundle_id: b\npolicies:\n  - id: p\n    rules:\n      - id: r\n        effect: alow\n        when: {kind: always}\n",
+    );
+    let d = file_diagnostics(&db, yaml);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].code, Code::UnknownEffect);
+    let json = open(&db, "b.json", "{\"bundle_id\": \"b\", \"policies\": [");
+    assert_eq!(file_diagnostics(&db, json)[0].code, Code::Syntax);
+    // A request context, a README: not bundles, no diagnostics.
+    let ctx = open(&db, "ctx.json", "{\"subject\": {\"role\": \"admin\"}, \"action\": \"update\"");
+    assert!(file_diagnostics(&db, ctx).is_empty());
+    let readme = open(&db, "README.md", "# policies\nbundle_id");
+    assert!(file_diagnostics(&db, readme).is_empty());
+}
+
+#[test]
+fn the_whole_bundle_ir_is_there_for_the_analysis() {
+    let db = Database::default();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart/bundle.verdict")).unwrap();
+    let file = open(&db, "q.verdict", &text);
+    let b = verdict_lsp::db::bundle_ir(&db, file).expect("the quickstart compiles");
+    assert_eq!(b.id, "edu-gate");
+    assert!(verdict_lsp::db::analysis_diagnostics(&db, file).is_empty());
+}

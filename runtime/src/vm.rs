@@ -1,0 +1,765 @@
+//! The bytecode VM: an [`Engine`] built from a verified [`Program`] decides requests.
+//!
+//! Per request, each distinct path is resolved at most once and each distinct atom (and each
+//! definition, untraced) is evaluated at most once, whichever rules and policies share it.
+//! Policies with a discriminating path visit only the rules that can match. Untraced evaluation
+//! ([`Engine::decide`]) allocates nothing once its [`Scratch`] is warm; traced evaluation walks
+//! every rule in order and gives the interpreter's trace.
+//!
+//! Engines are `Send + Sync` and evaluate through `&self`. No recursion on input: definition
+//! calls use a fixed-size return stack, bounded by the verifier.
+
+use crate::atom::{self, AtomOp};
+use crate::bytecode::Op;
+use crate::decision::{
+    AtomTrace, Decision, EvaluationResult, GateTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace, RuleTrace, TraceEntry,
+};
+use crate::policy::{self, Gate};
+use crate::program::{Arg, MAX_CALL_DEPTH, Program, VerifyError};
+use crate::request::Request;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use serde_json::{Map, Value};
+
+/// A constant list as a hash set of its scalar elements (exact, as deep equality), plus the
+/// elements that are lists or objects, compared one by one.
+/// Hashed with FxHash: the tables are built from the bundle's constants and only looked up with
+/// request values, so a caller cannot shape the table (no hash-flooding concern).
+#[derive(Debug, Default)]
+struct ConstSet {
+    strings: HashSet<String>,
+    scalars: HashSet<Key>,
+    others: Vec<Value>,
+}
+
+impl ConstSet {
+    fn new(items: &[Value]) -> ConstSet {
+        let mut set = ConstSet::default();
+        for item in items {
+            match item {
+                Value::String(s) => {
+                    set.strings.insert(s.clone());
+                }
+                Value::Array(_) | Value::Object(_) => set.others.push(item.clone()),
+                other => {
+                    if let Some(k) = key_of(other) {
+                        set.scalars.insert(k);
+                    }
+                }
+            }
+        }
+        set
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(u64),
+}
+
+/// The hash key of a non-string scalar such that two scalars deep-equal exactly when their keys
+/// are equal.
+fn key_of(v: &Value) -> Option<Key> {
+    Some(match v {
+        Value::Null => Key::Null,
+        Value::Bool(b) => Key::Bool(*b),
+        Value::Number(n) => number_key(n),
+        Value::String(_) | Value::Array(_) | Value::Object(_) => return None,
+    })
+}
+
+fn number_key(n: &serde_json::Number) -> Key {
+    if let Some(i) = n.as_i64() {
+        return Key::Int(i128::from(i));
+    }
+    if let Some(u) = n.as_u64() {
+        return Key::Int(i128::from(u));
+    }
+    let f = n.as_f64().unwrap_or(f64::NAN);
+    // Integral floats below 2^100 equal exactly the integer of the same value.
+    if f.fract() == 0.0 && f.abs() < 1.267_650_600_228_229_4e30 { Key::Int(f as i128) } else { Key::Float(f.to_bits()) }
+}
+
+/// Looks a scalar up without allocating (strings are looked up by reference).
+fn set_contains(set: &ConstSet, v: &Value) -> bool {
+    match v {
+        Value::String(s) => set.strings.contains(s.as_str()),
+        Value::Array(_) | Value::Object(_) => set.others.iter().any(|o| crate::value::deep_eq(o, v)),
+        other => key_of(other).is_some_and(|k| set.scalars.contains(&k)),
+    }
+}
+
+/// The per-thread state of evaluations: atom and definition caches (stamped by generation, so
+/// nothing is cleared between requests) and the policy results of the last decision.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    generation: u32,
+    atom_stamp: Vec<u32>,
+    atom_value: Vec<bool>,
+    def_stamp: Vec<u32>,
+    def_value: Vec<bool>,
+    results: Vec<PolicyResult>,
+}
+
+impl Scratch {
+    fn begin(&mut self, atoms: usize, defs: usize, policies: usize) {
+        if self.atom_stamp.len() != atoms || self.def_stamp.len() != defs {
+            self.atom_stamp = vec![0; atoms];
+            self.atom_value = vec![false; atoms];
+            self.def_stamp = vec![0; defs];
+            self.def_value = vec![false; defs];
+            self.generation = 0;
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.atom_stamp.iter_mut().for_each(|s| *s = 0);
+            self.def_stamp.iter_mut().for_each(|s| *s = 0);
+            self.generation = 1;
+        }
+        self.results.clear();
+        self.results.reserve(policies);
+    }
+}
+
+/// What one policy decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyResult {
+    /// The rule at this index of the policy's `rules` held.
+    Rule(u32),
+    /// No rule held: the policy's default.
+    Default,
+}
+
+/// What decided the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleResult {
+    Gate(Gate),
+    /// The policy at this index decided.
+    Policy(usize),
+    NotApplicable,
+}
+
+/// A decision without allocation: indices into the engine's tables.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'s> {
+    pub bundle: BundleResult,
+    pub policies: &'s [PolicyResult],
+}
+
+/// A request whose paths are already resolved, for services that hold the values.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedRequest {
+    values: Vec<Option<Value>>,
+    action: Option<Value>,
+    resource_vendor: Option<Value>,
+}
+
+impl PreparedRequest {
+    /// Sets a path (by the id from [`Engine::path_id`]); `None` makes it missing.
+    pub fn set(&mut self, path: u32, value: Option<Value>) {
+        if let Some(slot) = self.values.get_mut(path as usize) {
+            *slot = value;
+        }
+    }
+
+    /// Sets the request's own `action` and `resource.vendor_id`, which the card scope reads.
+    pub fn set_scope(&mut self, action: Option<Value>, resource_vendor: Option<Value>) {
+        self.action = action;
+        self.resource_vendor = resource_vendor;
+    }
+}
+
+/// Where the VM reads path values from.
+trait Input<'r> {
+    fn lookup(&mut self, path: u32) -> Option<&'r Value>;
+    fn action(&self) -> Option<&'r Value>;
+    fn resource_vendor(&self) -> Option<&'r Value>;
+}
+
+/// Paths up to this many are cached on the stack; more use one allocation.
+const INLINE_PATHS: usize = 32;
+
+struct RequestInput<'r, 'p> {
+    req: &'r Request,
+    paths: &'p [Vec<String>],
+    inline: [Option<Option<&'r Value>>; INLINE_PATHS],
+    heap: Vec<Option<Option<&'r Value>>>,
+}
+
+impl<'r, 'p> RequestInput<'r, 'p> {
+    fn new(req: &'r Request, paths: &'p [Vec<String>]) -> Self {
+        let heap = if paths.len() > INLINE_PATHS { vec![None; paths.len()] } else { Vec::new() };
+        RequestInput { req, paths, inline: [None; INLINE_PATHS], heap }
+    }
+}
+
+impl<'r> Input<'r> for RequestInput<'r, '_> {
+    #[inline]
+    fn lookup(&mut self, path: u32) -> Option<&'r Value> {
+        let i = path as usize;
+        let slot = if i < INLINE_PATHS && self.heap.is_empty() { self.inline.get_mut(i) } else { self.heap.get_mut(i) };
+        let slot = slot?;
+        if let Some(v) = slot {
+            return *v;
+        }
+        let v = self.req.lookup(self.paths.get(i).map_or(&[][..], Vec::as_slice));
+        *slot = Some(v);
+        v
+    }
+
+    fn action(&self) -> Option<&'r Value> {
+        self.req.action.as_ref()
+    }
+
+    fn resource_vendor(&self) -> Option<&'r Value> {
+        self.req.resource.as_ref().and_then(|r| r.get("vendor_id"))
+    }
+}
+
+struct PreparedInput<'r>(&'r PreparedRequest);
+
+impl<'r> Input<'r> for PreparedInput<'r> {
+    #[inline]
+    fn lookup(&mut self, path: u32) -> Option<&'r Value> {
+        self.0.values.get(path as usize).and_then(Option::as_ref)
+    }
+
+    fn action(&self) -> Option<&'r Value> {
+        self.0.action.as_ref()
+    }
+
+    fn resource_vendor(&self) -> Option<&'r Value> {
+        self.0.resource_vendor.as_ref()
+    }
+}
+
+/// A verified program ready to decide: regexes compiled, constant sets and dispatch tables built.
+#[derive(Debug)]
+pub struct Engine {
+    program: Program,
+    regexes: Vec<Option<regex::Regex>>,
+    sets: Vec<Option<ConstSet>>,
+    dispatch: Vec<Option<HashMap<String, usize>>>,
+    from: Option<jiff::Timestamp>,
+    until: Option<jiff::Timestamp>,
+    trie: crate::project::PathTrie,
+    /// Native condition code, when the engine runs on the JIT.
+    jit: Option<crate::jit::JitCode>,
+    /// Why the JIT was not used, when it was asked for and could not be.
+    jit_fallback: Option<crate::jit::JitError>,
+}
+
+/// Which backend runs an engine's conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Cranelift-compiled native code (the default; falls back to the VM where unavailable).
+    Jit,
+    /// The bytecode interpreter.
+    Vm,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+impl Engine {
+    /// Verifies the program and prepares it for evaluation on the JIT (falling back to the VM
+    /// where the JIT is unavailable: see [`Engine::jit_fallback`]).
+    pub fn new(program: Program) -> Result<Engine, VerifyError> {
+        Engine::with_backend(program, Backend::Jit)
+    }
+
+    /// The backend conditions run on.
+    pub fn backend(&self) -> Backend {
+        if self.jit.is_some() { Backend::Jit } else { Backend::Vm }
+    }
+
+    /// Why the JIT was asked for and not used (the engine runs on the VM then).
+    pub fn jit_fallback(&self) -> Option<&crate::jit::JitError> {
+        self.jit_fallback.as_ref()
+    }
+
+    /// Verifies the program and prepares it for evaluation on the given backend.
+    pub fn with_backend(program: Program, backend: Backend) -> Result<Engine, VerifyError> {
+        program.verify()?;
+        let mut regexes = Vec::with_capacity(program.atoms.len());
+        let mut sets = Vec::with_capacity(program.atoms.len());
+        for a in &program.atoms {
+            let constant = |arg: Arg| match arg {
+                Arg::Const(c) => program.consts.get(c as usize),
+                _ => None,
+            };
+            regexes.push(match (a.op, constant(a.rhs)) {
+                (AtomOp::Matches, Some(Value::String(p))) => {
+                    Some(regex::Regex::new(p).map_err(|e| VerifyError(format!("regex: {e}")))?)
+                }
+                _ => None,
+            });
+            sets.push(match (a.op, constant(a.rhs)) {
+                (AtomOp::In | AtomOp::NotIn, Some(Value::Array(items))) => Some(ConstSet::new(items)),
+                _ => None,
+            });
+        }
+        let dispatch = program
+            .policies
+            .iter()
+            .map(|p| p.dispatch.as_ref().map(|d| d.keys.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect()))
+            .collect();
+        let time = |i: &Option<crate::program::Instant>| -> Result<Option<jiff::Timestamp>, VerifyError> {
+            match i {
+                None => Ok(None),
+                Some(i) => i.timestamp().map(Some).ok_or_else(|| VerifyError("effective time out of range".into())),
+            }
+        };
+        let from = time(&program.effective_from)?;
+        let until = time(&program.effective_until)?;
+        let trie = crate::project::PathTrie::new(program.paths.iter().map(Vec::as_slice));
+        let (jit, jit_fallback) = match backend {
+            Backend::Vm => (None, None),
+            Backend::Jit => match crate::jit::JitCode::compile(&program) {
+                Ok(code) => (Some(code), None),
+                Err(e) => (None, Some(e)),
+            },
+        };
+        Ok(Engine { program, regexes, sets, dispatch, from, until, trie, jit, jit_fallback })
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The id of a path (in the reference `field` spelling's segments), for prepared requests.
+    pub fn path_id(&self, segments: &[&str]) -> Option<u32> {
+        self.program
+            .paths
+            .iter()
+            .position(|p| p.len() == segments.len() && p.iter().zip(segments).all(|(a, b)| a == b))
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// Resolves every path of the bundle from a request, once.
+    pub fn prepare(&self, req: &Request) -> PreparedRequest {
+        PreparedRequest {
+            values: self.program.paths.iter().map(|p| req.lookup(p).cloned()).collect(),
+            action: req.action.clone(),
+            resource_vendor: req.resource.as_ref().and_then(|r| r.get("vendor_id")).cloned(),
+        }
+    }
+
+    /// Decides a request without allocating (once `scratch` is warm) and without a trace.
+    pub fn decide<'s>(&self, req: &Request, now: jiff::Timestamp, scratch: &'s mut Scratch) -> Outcome<'s> {
+        let mut input = RequestInput::new(req, &self.program.paths);
+        self.decide_input(&mut input, now, scratch)
+    }
+
+    /// Parses a request context from JSON bytes — keeping only what the bundle's paths reach
+    /// (see [`crate::project`]) — and decides it.
+    pub fn decide_json<'s>(
+        &self,
+        json: &[u8],
+        now: jiff::Timestamp,
+        scratch: &'s mut Scratch,
+    ) -> Result<Outcome<'s>, crate::request::RequestError> {
+        let req = self.trie.parse(json)?;
+        Ok(self.decide(&req, now, scratch))
+    }
+
+    /// Parses a request context from JSON bytes (projected as in [`Engine::decide_json`]) and
+    /// builds the full result. Traces show the values read, which projection keeps whole.
+    pub fn evaluate_json(
+        &self,
+        json: &[u8],
+        now: jiff::Timestamp,
+        trace: bool,
+    ) -> Result<EvaluationResult, crate::request::RequestError> {
+        let req = self.trie.parse(json)?;
+        Ok(self.evaluate(&req, now, trace))
+    }
+
+    /// Decides a prepared request without allocating (once `scratch` is warm).
+    pub fn decide_prepared<'s>(
+        &self,
+        req: &PreparedRequest,
+        now: jiff::Timestamp,
+        scratch: &'s mut Scratch,
+    ) -> Outcome<'s> {
+        self.decide_input(&mut PreparedInput(req), now, scratch)
+    }
+
+    /// Decides and builds the full result (with the trace when asked), like the interpreter.
+    pub fn evaluate(&self, req: &Request, now: jiff::Timestamp, trace: bool) -> EvaluationResult {
+        if trace {
+            return self.evaluate_traced(&mut RequestInput::new(req, &self.program.paths), now);
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let outcome = self.decide(req, now, &mut scratch);
+                self.result(&outcome, None)
+            }
+            Err(_) => {
+                let mut scratch = Scratch::default();
+                let outcome = self.decide(req, now, &mut scratch);
+                self.result(&outcome, None)
+            }
+        })
+    }
+
+    fn gate<'r, I: Input<'r>>(&self, input: &I, now: jiff::Timestamp) -> (Option<Gate>, Option<bool>, Option<bool>) {
+        let p = &self.program;
+        let window = (p.effective_from.is_some() || p.effective_until.is_some())
+            .then(|| policy::window_gate(self.from, self.until, now));
+        if let Some(Some(g)) = window {
+            return (Some(g), Some(false), None);
+        }
+        let scope = p
+            .card_scope
+            .as_ref()
+            .map(|s| policy::in_scope(&s.vendor_id, &s.allowed_actions, input.action(), input.resource_vendor()));
+        let gate = (scope == Some(false)).then_some(Gate::OutOfScope);
+        (gate, window.map(|w| w.is_none()), scope)
+    }
+
+    fn decide_input<'r, 's, I: Input<'r>>(
+        &self,
+        input: &mut I,
+        now: jiff::Timestamp,
+        scratch: &'s mut Scratch,
+    ) -> Outcome<'s> {
+        let p = &self.program;
+        scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
+        if let (Some(g), _, _) = self.gate(input, now) {
+            return Outcome { bundle: BundleResult::Gate(g), policies: &scratch.results };
+        }
+        for (pi, pol) in p.policies.iter().enumerate() {
+            let candidates: &[u32] = match (&pol.dispatch, self.dispatch.get(pi).and_then(Option::as_ref)) {
+                (Some(d), Some(map)) => match input.lookup(d.path) {
+                    Some(Value::String(s)) => match map.get(s.as_str()).and_then(|i| d.keys.get(*i)) {
+                        Some((_, list)) => list,
+                        None => &d.other,
+                    },
+                    _ => &d.other,
+                },
+                _ => &[],
+            };
+            let mut result = PolicyResult::Default;
+            if pol.dispatch.is_some() {
+                for &pos in candidates {
+                    let Some(&ri) = pol.order.get(pos as usize) else { continue };
+                    if self.rule_holds(pi, pol, ri, input, scratch, None) {
+                        result = PolicyResult::Rule(ri);
+                        break;
+                    }
+                }
+            } else {
+                for &ri in &pol.order {
+                    if self.rule_holds(pi, pol, ri, input, scratch, None) {
+                        result = PolicyResult::Rule(ri);
+                        break;
+                    }
+                }
+            }
+            scratch.results.push(result);
+        }
+        let bundle = self.combine(&scratch.results);
+        Outcome { bundle, policies: &scratch.results }
+    }
+
+    fn rule_holds<'r, I: Input<'r>>(
+        &self,
+        pi: usize,
+        pol: &crate::program::PolicyCode,
+        ri: u32,
+        input: &mut I,
+        scratch: &mut Scratch,
+        mut trace: Option<&mut Vec<AtomTrace>>,
+    ) -> bool {
+        if let Some(jit) = &self.jit {
+            let mut atom = |a: u32, site: u32| self.atom(a, site, input, scratch, trace.as_deref_mut());
+            return jit.holds(pi, ri as usize, &mut atom).unwrap_or(false);
+        }
+        match pol.rules.get(ri as usize) {
+            Some(r) => self.run(r.entry, input, scratch, trace),
+            None => false,
+        }
+    }
+
+    /// The effect index a policy result stands for (`None`: not applicable).
+    fn effect_of(&self, pi: usize, r: PolicyResult) -> Option<u32> {
+        let pol = self.program.policies.get(pi)?;
+        match r {
+            PolicyResult::Rule(ri) => pol.rules.get(ri as usize).map(|r| r.effect),
+            PolicyResult::Default => pol.default,
+        }
+    }
+
+    fn combine(&self, results: &[PolicyResult]) -> BundleResult {
+        let severities = results.iter().enumerate().map(|(i, r)| self.effect_of(i, *r));
+        match policy::winner(self.program.combine_first, severities) {
+            Some(i) => BundleResult::Policy(i),
+            None => BundleResult::NotApplicable,
+        }
+    }
+
+    /// Runs a condition segment. Definition calls use a fixed return stack (depth bounded by the
+    /// verifier); jumps only go forward, so every run ends.
+    fn run<'r, I: Input<'r>>(
+        &self,
+        entry: u32,
+        input: &mut I,
+        s: &mut Scratch,
+        mut trace: Option<&mut Vec<AtomTrace>>,
+    ) -> bool {
+        let code = &self.program.code;
+        let mut stack = [(0u32, 0u32); MAX_CALL_DEPTH + 1];
+        let mut sp = 0usize;
+        let mut pc = entry as usize;
+        let mut f = false;
+        while let Some((op, next)) = Op::decode(code, pc) {
+            pc = next;
+            match op {
+                Op::Atom { atom, site } => f = self.atom(atom, site, input, s, trace.as_deref_mut()),
+                Op::True {} => f = true,
+                Op::False {} => f = false,
+                Op::Not {} => f = !f,
+                Op::JumpIfFalse { target } => {
+                    if !f {
+                        pc = target as usize;
+                    }
+                }
+                Op::JumpIfTrue { target } => {
+                    if f {
+                        pc = target as usize;
+                    }
+                }
+                Op::Call { def } => {
+                    let d = def as usize;
+                    if trace.is_none() && s.def_stamp.get(d) == Some(&s.generation) {
+                        f = s.def_value.get(d).copied().unwrap_or(false);
+                    } else if let (Some(slot), Some(&target)) = (stack.get_mut(sp), self.program.defs.get(d)) {
+                        *slot = (u32::try_from(pc).unwrap_or(u32::MAX), def);
+                        sp += 1;
+                        pc = target as usize;
+                    } else {
+                        return false;
+                    }
+                }
+                Op::Ret {} => {
+                    if sp == 0 {
+                        return f;
+                    }
+                    sp -= 1;
+                    let Some(&(ret, def)) = stack.get(sp) else { return false };
+                    if let (Some(st), Some(v)) = (s.def_stamp.get_mut(def as usize), s.def_value.get_mut(def as usize))
+                    {
+                        *st = s.generation;
+                        *v = f;
+                    }
+                    pc = ret as usize;
+                }
+            }
+        }
+        false
+    }
+
+    fn operand<'a, 'r: 'a, I: Input<'r>>(&'a self, arg: Arg, input: &mut I) -> Option<&'a Value> {
+        match arg {
+            Arg::Path(p) => input.lookup(p),
+            Arg::Const(c) => self.program.consts.get(c as usize),
+            Arg::None => None,
+        }
+    }
+
+    #[inline]
+    fn atom<'r, I: Input<'r>>(
+        &self,
+        atom: u32,
+        site: u32,
+        input: &mut I,
+        s: &mut Scratch,
+        trace: Option<&mut Vec<AtomTrace>>,
+    ) -> bool {
+        let a = atom as usize;
+        let cached = s.atom_stamp.get(a) == Some(&s.generation);
+        if cached && trace.is_none() {
+            s.atom_value.get(a).copied().unwrap_or(false)
+        } else {
+            let Some(def) = self.program.atoms.get(a) else { return false };
+            let l = self.operand(def.lhs, input);
+            let r = self.operand(def.rhs, input);
+            let v = if cached {
+                s.atom_value.get(a).copied().unwrap_or(false)
+            } else {
+                match (def.op, self.sets.get(a).and_then(Option::as_ref), l) {
+                    (AtomOp::In, Some(set), Some(x)) => set_contains(set, x),
+                    (AtomOp::NotIn, Some(set), Some(x)) => !set_contains(set, x),
+                    _ => atom::eval(def.op, l, r, self.regexes.get(a).and_then(Option::as_ref)),
+                }
+            };
+            if let (Some(st), Some(val)) = (s.atom_stamp.get_mut(a), s.atom_value.get_mut(a)) {
+                *st = s.generation;
+                *val = v;
+            }
+            if let (Some(t), Some(site)) = (trace, self.program.sites.get(site as usize)) {
+                let mut read = Vec::new();
+                for (arg, v) in [(def.lhs, l), (def.rhs, r)] {
+                    if let Arg::Path(p) = arg {
+                        read.push(ReadTrace {
+                            path: self.program.path_texts.get(p as usize).cloned().unwrap_or_default(),
+                            value: v.cloned(),
+                            missing: v.is_none(),
+                        });
+                    }
+                }
+                t.push(AtomTrace {
+                    atom: site.text.clone(),
+                    span: site.span,
+                    line: site.line,
+                    column: site.column,
+                    read,
+                    result: v,
+                });
+            }
+            v
+        }
+    }
+
+    /// Evaluates with a trace: every rule of every policy in order, no dispatch shortcuts.
+    fn evaluate_traced<'r, I: Input<'r>>(&self, input: &mut I, now: jiff::Timestamp) -> EvaluationResult {
+        let p = &self.program;
+        let mut scratch = Scratch::default();
+        scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
+        let mut entries = Vec::new();
+        let (gate, window, scope) = self.gate(input, now);
+        if let Some(passed) = window {
+            entries.push(TraceEntry::Gate(GateTrace { gate: "effective_window".into(), passed }));
+        }
+        if let Some(passed) = scope {
+            entries.push(TraceEntry::Gate(GateTrace { gate: "card_scope".into(), passed }));
+        }
+        if let Some(g) = gate {
+            let outcome = Outcome { bundle: BundleResult::Gate(g), policies: &[] };
+            return self.result(&outcome, Some(entries));
+        }
+        let mut results = Vec::with_capacity(p.policies.len());
+        for (pi, pol) in p.policies.iter().enumerate() {
+            let mut rules = Vec::new();
+            let mut result = PolicyResult::Default;
+            for &ri in &pol.order {
+                let mut atoms = Vec::new();
+                let held = self.rule_holds(pi, pol, ri, input, &mut scratch, Some(&mut atoms));
+                rules.push(RuleTrace {
+                    rule: pol.rules.get(ri as usize).map(|r| r.id.clone()).unwrap_or_default(),
+                    held,
+                    atoms,
+                });
+                if held {
+                    result = PolicyResult::Rule(ri);
+                    break;
+                }
+            }
+            results.push(result);
+            let kind = self.kind(results.len() - 1, result).to_owned();
+            entries.push(TraceEntry::Policy(PolicyTrace { policy: pol.id.clone(), rules, decision: kind }));
+        }
+        let bundle = self.combine(&results);
+        self.result(&Outcome { bundle, policies: &results }, Some(entries))
+    }
+
+    /// The effect name (or `not_applicable`) of a policy result.
+    pub fn kind(&self, pi: usize, r: PolicyResult) -> &str {
+        self.effect_of(pi, r).and_then(|e| self.program.effects.get(e as usize)).map_or(NOT_APPLICABLE, String::as_str)
+    }
+
+    fn policy_decision(&self, pi: usize, r: PolicyResult) -> Decision {
+        let Some(pol) = self.program.policies.get(pi) else { return Decision::bare(NOT_APPLICABLE, "") };
+        match r {
+            PolicyResult::Rule(ri) => {
+                let rule = pol.rules.get(ri as usize);
+                Decision {
+                    kind: self.kind(pi, r).to_owned(),
+                    matched_policy_id: Some(pol.id.clone()),
+                    matched_rule_id: rule.map(|r| r.id.clone()),
+                    reason: rule.map(|r| r.reason.clone()).unwrap_or_default(),
+                    codes: rule.map(|r| r.codes.clone()).unwrap_or_default(),
+                    obligations: rule.map(|r| r.obligations.clone()).unwrap_or_default(),
+                }
+            }
+            PolicyResult::Default => Decision {
+                kind: self.kind(pi, r).to_owned(),
+                matched_policy_id: Some(pol.id.clone()),
+                matched_rule_id: None,
+                reason: pol.default_reason.clone(),
+                codes: Vec::new(),
+                obligations: Map::new(),
+            },
+        }
+    }
+
+    /// The full, JSON-ready result of an outcome.
+    pub fn result(&self, outcome: &Outcome<'_>, trace: Option<Vec<TraceEntry>>) -> EvaluationResult {
+        let p = &self.program;
+        let policy_decisions: Vec<Decision> =
+            outcome.policies.iter().enumerate().map(|(i, r)| self.policy_decision(i, *r)).collect();
+        let decision = match outcome.bundle {
+            BundleResult::Gate(g) => Decision::bare(p.effects.first().map_or("deny", String::as_str), g.reason()),
+            BundleResult::NotApplicable => Decision::bare(NOT_APPLICABLE, policy::NO_POLICY_APPLIED),
+            BundleResult::Policy(i) => {
+                let mut d = policy_decisions.get(i).cloned().unwrap_or_else(|| Decision::bare(NOT_APPLICABLE, ""));
+                let mut merged = Map::new();
+                for other in policy_decisions.iter().filter(|o| o.kind == d.kind) {
+                    for (k, v) in &other.obligations {
+                        if !merged.contains_key(k) {
+                            merged.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                d.obligations = merged;
+                d
+            }
+        };
+        EvaluationResult {
+            bundle_id: p.bundle_id.clone(),
+            bundle_version: p.version.clone(),
+            fingerprint: p.fingerprint.clone(),
+            decision,
+            policy_decisions,
+            trace,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        assert_send_sync::<Engine>();
+    }
+
+    #[test]
+    fn set_keys_are_exact() {
+        let items = serde_json::json!(["a", 1, 2.5, null, true, [1]]);
+        let Value::Array(items) = items else { return };
+        let set = ConstSet::new(&items);
+        for (v, want) in [
+            (serde_json::json!("a"), true),
+            (serde_json::json!(1.0), true),
+            (serde_json::json!(2.5), true),
+            (serde_json::json!(2), false),
+            (serde_json::json!(1), true),
+            (serde_json::json!(false), false),
+            (serde_json::json!(true), true),
+            (serde_json::json!([1.0]), true),
+            (serde_json::json!("b"), false),
+        ] {
+            let by_eq = items.iter().any(|x| crate::value::deep_eq(x, &v));
+            assert_eq!(by_eq, want, "{v}");
+            assert_eq!(set_contains(&set, &v), want, "{v}");
+        }
+    }
+}

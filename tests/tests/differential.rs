@@ -1,0 +1,105 @@
+//! Differential tests: random bundles and requests, the VM and the JIT (through artifact bytes)
+//! against the reference interpreter, decisions and traces. `VERDICT_DIFF_BUNDLES` scales the run
+//! (default 5,000 bundles × 20 requests = 100,000 pairs).
+
+use proptest::prelude::*;
+use verdict_compiler::SourceKind;
+use verdict_compiler::interp::Interpreter;
+use verdict_compiler::source::SourceFile;
+use verdict_runtime::request::Request;
+use verdict_runtime::vm::{Backend, Engine};
+use verdict_tests::generate::{Rng, bundle, request};
+
+const REQUESTS_PER_BUNDLE: usize = 20;
+
+fn bundles() -> u32 {
+    std::env::var("VERDICT_DIFF_BUNDLES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000)
+}
+
+/// Checks one generated bundle against `REQUESTS_PER_BUNDLE` requests; `Ok(false)` when the
+/// bundle did not compile (counted, not a failure).
+fn check(seed: u64) -> Result<bool, TestCaseError> {
+    let mut rng = Rng::new(seed);
+    let b = bundle(&mut rng);
+    let file = SourceFile::new("gen.json", b.to_string());
+    let compiled = verdict_compiler::compile_as(&file, SourceKind::Json);
+    let Some(ir) = compiled.bundle else { return Ok(false) };
+    let interp = Interpreter::new(&ir).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    let bytes = verdict_runtime::artifact::write(&verdict_compiler::codegen::program(&ir));
+    let program = verdict_runtime::artifact::read(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let engine = Engine::with_backend(program.clone(), Backend::Vm).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let jit = Engine::with_backend(program, Backend::Jit).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(jit.backend(), Backend::Jit, "{:?}", jit.jit_fallback());
+    let now = "2026-06-01T00:00:00Z".parse().map_err(|_| TestCaseError::fail("time"))?;
+    for i in 0..REQUESTS_PER_BUNDLE {
+        let ctx = request(&mut rng);
+        let req = Request::from_value(ctx.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let trace = i % 4 == 0;
+        let want = interp.evaluate(&req, now, trace).to_json();
+        let got = engine.evaluate(&req, now, trace).to_json();
+        prop_assert_eq!(&got, &want, "seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
+        let native = jit.evaluate(&req, now, trace).to_json();
+        prop_assert_eq!(&native, &want, "JIT: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
+        // From JSON bytes through the projection parser, with noise the bundle never reads.
+        let mut noisy = ctx.clone();
+        if let Some(data) = noisy.get_mut("data").and_then(|d| d.as_object_mut()) {
+            data.insert("noise".into(), verdict_tests::generate::value(&mut rng, 0));
+        }
+        if let Some(subject) = noisy.get_mut("subject").and_then(|d| d.as_object_mut()) {
+            subject.insert("extra".into(), serde_json::json!({"deep": [1, {"x": "y"}], "s": "t"}));
+        }
+        let bytes = noisy.to_string();
+        let projected = engine
+            .evaluate_json(bytes.as_bytes(), now, trace)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
+            .to_json();
+        prop_assert_eq!(&projected, &want, "projection: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, noisy);
+    }
+    Ok(true)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: bundles(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn vm_equals_interpreter(seed in any::<u64>()) {
+        check(seed)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The projection parser accepts and refuses exactly what the full parser does.
+    #[test]
+    fn projection_validates_like_the_full_parser(seed in any::<u64>(), cut in 0usize..400, junk in any::<u8>()) {
+        let mut rng = Rng::new(seed);
+        let ir = loop {
+            let b = bundle(&mut rng);
+            if let Some(ir) = verdict_compiler::compile_as(&SourceFile::new("g.json", b.to_string()), SourceKind::Json).bundle {
+                break ir;
+            }
+        };
+        let engine = Engine::new(verdict_compiler::codegen::program(&ir)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut text = request(&mut rng).to_string().into_bytes();
+        match seed % 4 {
+            0 => text.truncate(cut.min(text.len())),
+            1 => { let at = cut % text.len().max(1); if let Some(b) = text.get_mut(at) { *b = junk; } }
+            2 => text = format!("{{\"extra\": 1, \"data\": {}}}", String::from_utf8_lossy(&text)).into_bytes(),
+            _ => {}
+        }
+        let full = Request::from_json(&text);
+        let now = jiff::Timestamp::now();
+        let projected = engine.evaluate_json(&text, now, false);
+        prop_assert_eq!(full.is_ok(), projected.is_ok(), "{:?} vs {:?} on {}", full.as_ref().err(), projected.as_ref().err(), String::from_utf8_lossy(&text));
+        if let (Ok(req), Ok(p)) = (full, projected) {
+            prop_assert_eq!(engine.evaluate(&req, now, false).to_json(), p.to_json());
+        }
+    }
+}
+
+#[test]
+fn most_generated_bundles_compile() {
+    let compiled = (0..500u64).filter(|s| matches!(check(*s), Ok(true))).count();
+    assert!(compiled > 400, "only {compiled} of 500 generated bundles compiled");
+}
