@@ -98,7 +98,7 @@ pub fn load(file: &SourceFile, trust: &TrustArgs, now: jiff::Timestamp) -> Resul
                     } else {
                         ""
                     };
-                    eprintln!("error[V110]: {}: {}{hint}", file.name, e.message);
+                    eprintln!("error[V111]: {}: {}{hint}", file.name, e.message);
                 }
             }
             eprintln!("error: {} is refused as a Decision Card", file.name);

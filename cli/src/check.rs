@@ -1,4 +1,6 @@
-//! `verdict check`.
+//! `verdict check`: compile (parse, lower, type-check), then — when the bundle compiled without
+//! errors — the rule-graph analysis (`verdict_compiler::analysis::analyze`), whose findings are
+//! rendered like any other diagnostic (labels as related locations, the witness as a note).
 
 use crate::Format;
 use crate::render;
@@ -18,7 +20,11 @@ pub fn run(paths: &[std::path::PathBuf], format: Format, deny_warnings: bool) ->
             }
         };
         let compiled = verdict_compiler::compile(&file);
-        for d in &compiled.diagnostics {
+        let mut diagnostics = compiled.diagnostics;
+        if let Some(bundle) = &compiled.bundle {
+            diagnostics.extend(verdict_compiler::analysis::analyze(bundle));
+        }
+        for d in &diagnostics {
             let counts = d.severity == Severity::Error || (deny_warnings && d.severity == Severity::Warning);
             if counts {
                 worst = worst.max(1);

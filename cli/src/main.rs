@@ -1,12 +1,14 @@
 //! `verdict`: the command-line front of the toolchain. The only crate that parses flags.
 //!
 //! Exit codes follow TOOLCHAIN.md: 0 success (for `eval`: allow or not_applicable), 1 findings
-//! (errors, a non-allow decision, unformatted files), 2 unreadable or invalid input.
+//! (errors, a non-allow decision, unformatted files, differing bundles), 2 unreadable or invalid
+//! input.
 
 mod card;
 mod check;
 mod compile;
 mod convert;
+mod diff;
 mod eval;
 mod fmt;
 mod render;
@@ -112,6 +114,14 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Change impact: per effect transition, a request and the rules that decide it, or
+    /// `equivalent`.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
     /// Run the policy decision point HTTP service.
     Serve(serve::ServeArgs),
     /// Rewrite `.verdict` files in canonical layout.
@@ -144,6 +154,7 @@ fn main() -> ExitCode {
         Command::Card { card, trust, output } => card::run(&card, &trust, output.as_deref()),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),
+        Command::Diff { old, new, format } => diff::run(&old, &new, format),
         Command::Serve(args) => serve::run(args),
         Command::Lsp => verdict_lsp::run_stdio(),
     };

@@ -123,5 +123,6 @@ codes! {
     TooDeep = "V107": "nesting too deep",
     BadValue = "V108": "invalid value",
     UnknownName = "V109": "unknown definition",
-    CardRefused = "V110": "refused Decision Card",
+    Undecided = "V110": "analysis undecided: a budget ran out",
+    CardRefused = "V111": "refused Decision Card",
 }

@@ -2,12 +2,15 @@
 //!
 //! Pipeline: [`yaml`] (YAML/JSON → spanned [`tree`]) or `verdict_grammar` + [`dsl`] (`.verdict` →
 //! tree) → [`lower`] (tree → [`ir`], with every structural and type check) → [`interp`] (the
-//! oracle) and [`emit`] (IR → `.verdict`, JSON, YAML; fingerprints). Decision Cards are checked,
-//! verified and mapped to a reference-format bundle by [`card`], then compiled like JSON.
+//! oracle) and [`emit`] (IR → `.verdict`, JSON, YAML; fingerprints). [`analysis`] decides
+//! the rule-graph findings (V001–V005, V009, V010) and change impact on a compiled bundle; it is
+//! not part of [`compile`], which stays cheap. Decision Cards are checked, verified and mapped to a
+//! reference-format bundle by [`card`], then compiled like JSON.
 //!
 //! Architecture invariant: no LSP or CLI types here; diagnostics are plain data
 //! ([`diagnostic::Diagnostic`]).
 
+pub mod analysis;
 pub mod card;
 pub mod codegen;
 pub mod diagnostic;

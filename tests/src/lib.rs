@@ -5,6 +5,8 @@
     reason = "indexing a serde_json::Value by key returns Null when absent; it never panics"
 )]
 
+pub mod analysis;
+pub mod families;
 pub mod generate;
 
 use serde_json::Value;

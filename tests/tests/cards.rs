@@ -537,7 +537,7 @@ fn refusals_point_into_the_card() {
     let opts = CardOptions { attestation: None, trust: None, allowed_actions: None, now: fixed_now() };
     let e = card::compile(&card, &opts).unwrap_err();
     let d = card::diagnostic(&e, text);
-    assert_eq!(d.code.as_str(), "V110");
+    assert_eq!(d.code.as_str(), "V111");
     assert_eq!(&text[d.span.start as usize..d.span.end as usize], "\"why\"");
 }
 
