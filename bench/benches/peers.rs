@@ -116,7 +116,7 @@ fn workload(c: &mut Criterion, name: &str, source: &str, p: &mut Peer, requests:
         });
         group.bench_function(format!("rvm-json/{label}"), |b| {
             b.iter(|| {
-                let v = regorus::Value::from_json_str(black_box(json)).unwrap_or_default();
+                let v = regorus::Value::from_json_str(black_box(json)).unwrap_or(regorus::Value::Null);
                 rvm.set_input(v);
                 black_box(rvm.execute().is_ok())
             })
