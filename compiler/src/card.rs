@@ -344,23 +344,11 @@ pub fn parse_strict_json(text: &str) -> Result<Value, JsonError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let result = Strict::deserialize(&mut de).and_then(|Strict(v)| de.end().map(|()| v));
     result.map_err(|e| {
-        let offset = offset_of(text, e.line(), e.column());
+        let offset = crate::yaml::offset_of(text, e.line(), e.column());
         let msg = e.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
         JsonError { message: format!("invalid JSON: {msg}"), offset }
     })
-}
-
-/// The byte offset of serde_json's 1-based line and column (column counts bytes).
-fn offset_of(text: &str, line: usize, column: usize) -> usize {
-    let mut start = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i + 1 == line {
-            return (start + column.saturating_sub(1)).min(text.len());
-        }
-        start += l.len();
-    }
-    text.len()
 }
 
 /// The RFC 8785 (JCS) canonical form of a JSON value: keys sorted by UTF-16 code units, numbers

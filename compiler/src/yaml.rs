@@ -70,7 +70,7 @@ pub fn load_json(text: &str) -> Result<Node, Diagnostic> {
 }
 
 /// The byte offset of serde_json's 1-based line and column (column counts bytes).
-fn offset_of(text: &str, line: usize, column: usize) -> usize {
+pub(crate) fn offset_of(text: &str, line: usize, column: usize) -> usize {
     let mut start = 0;
     for (i, l) in text.split_inclusive('\n').enumerate() {
         if i + 1 == line {
