@@ -177,7 +177,8 @@ impl Drop for Lsp {
 }
 
 /// The document of the end-to-end test: an unknown effect, an ill-typed atom after an emoji (so
-/// UTF-16 columns differ from bytes and chars), and a syntax error.
+/// UTF-16 columns differ from bytes and chars), a syntax error, and a rule shadowed by the one
+/// before it (found by the rule analysis of its policy while the rest of the file is broken).
 const DEMO: &str = r#"bundle demo {
   schema { subject.role: string, subject.name: string }
 }
@@ -196,6 +197,15 @@ policy p {
 policy broken {
   rule c allow {
     when subject.role ==
+  }
+}
+
+policy shadow {
+  rule s1 allow {
+    when subject.role == "admin"
+  }
+  rule s2 deny {
+    when subject.role == "admin" and subject.name == "x"
   }
 }
 "#;
@@ -234,18 +244,26 @@ fn an_editor_session() {
     assert_eq!(caps["capabilities"]["textDocumentSync"]["change"], 2, "incremental sync: {caps}");
     assert_eq!(caps["capabilities"]["positionEncoding"], "utf-16");
 
-    // Open: a syntax error, an unknown effect and an ill-typed atom, at UTF-16 ranges.
+    // Open: a syntax error, an unknown effect and an ill-typed atom, at UTF-16 ranges, and the
+    // shadowed rule `s2` with the rule that covers it as related information.
     lsp.open(URI, "verdict", DEMO);
     let diags = lsp.diagnostics(URI, Some(1));
     assert_eq!(
         summary(&diags),
         [
+            ("V001".to_owned(), [25, 2, 26, 56]),
             ("V006".to_owned(), [11, 34, 11, 50]),
             ("V100".to_owned(), [18, 2, 18, 3]),
             ("V105".to_owned(), [7, 9, 7, 13]),
         ],
         "{diags:#?}"
     );
+    let v001 = diags.iter().find(|d| d["code"] == "V001").unwrap();
+    assert_eq!(v001["severity"], 2);
+    assert!(v001["message"].as_str().unwrap().starts_with("rule `s2` is unreachable"), "{v001}");
+    let covered_by = &v001["relatedInformation"][0];
+    assert_eq!(covered_by["location"]["range"]["start"], pos(22, 2), "{v001}");
+    assert!(covered_by["message"].as_str().unwrap().contains("rule `s1`"), "{v001}");
     let v105 = diags.iter().find(|d| d["code"] == "V105").unwrap();
     assert_eq!(v105["severity"], 1);
     assert_eq!(v105["source"], "verdict");
@@ -263,7 +281,11 @@ fn an_editor_session() {
         }),
     );
     let diags = lsp.diagnostics(URI, Some(2));
-    assert_eq!(summary(&diags), [("V006".to_owned(), [11, 34, 11, 50])], "{diags:#?}");
+    assert_eq!(
+        summary(&diags),
+        [("V001".to_owned(), [25, 2, 26, 56]), ("V006".to_owned(), [11, 34, 11, 50])],
+        "{diags:#?}"
+    );
 
     // A duplicate policy: the finding carries the first definition as related information.
     let end = DEMO.lines().count() as u32;
@@ -290,6 +312,9 @@ fn an_editor_session() {
     assert_eq!(hover["range"]["start"], pos(8, 9));
     let hover = lsp.request("textDocument/hover", at(7, 8));
     assert!(hover["contents"]["value"].as_str().unwrap().contains("**rule** `a` → effect `allow`"), "{hover}");
+    let hover = lsp.request("textDocument/hover", at(25, 7));
+    let text = hover["contents"]["value"].as_str().unwrap();
+    assert!(text.contains("it never decides") && text.contains("V001 rule `s2` is unreachable"), "{hover}");
     let hover = lsp.request("textDocument/hover", at(11, 37));
     let text = hover["contents"]["value"].as_str().unwrap();
     assert!(text.contains("`subject.role`") && text.contains("type: `string`"), "{hover}");
@@ -308,7 +333,7 @@ fn an_editor_session() {
     assert_eq!(symbols[0]["name"], "demo");
     let children: Vec<&str> =
         symbols[0]["children"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(children, ["is_admin", "p", "broken", "p"]);
+    assert_eq!(children, ["is_admin", "p", "broken", "shadow", "p"]);
     let rules: Vec<&str> =
         symbols[0]["children"][1]["children"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(rules, ["a", "b"]);

@@ -1,10 +1,11 @@
 //! The salsa database: source files are inputs, every stage of the compiler is a tracked query.
 //!
 //! ```text
-//! SourceInput(text) ─▶ parse ─┬─▶ context_text ─▶ check_context ─────────────┐
-//!                             ├─▶ PolicyItem(text) ─▶ check_policy (per item) ─┼─▶ file_diagnostics
-//!                             └─▶ symbols (index for hover, definition, …)     │
-//! SourceInput ─▶ compile_file (whole file: YAML/JSON; the IR for analysis) ─────┘
+//! SourceInput(text) ─▶ parse ─┬─▶ context_text ─▶ check_context ───────────────────────┐
+//!                             ├─▶ PolicyItem(text) ─▶ compile_policy ─┬─▶ check_policy   ─┤
+//!                             │                                       └─▶ analyze_policy ─┼─▶ file_diagnostics
+//!                             └─▶ symbols (index for hover, definition, …)               │
+//! SourceInput ─▶ compile_file (whole file) ─▶ analysis_diagnostics (cross-policy) ───────┘
 //! ```
 //!
 //! Incrementality for `.verdict` files comes from keying the expensive work on position-independent
@@ -17,13 +18,21 @@
 //! re-parsed nor re-lowered. [`file_diagnostics`] then moves the per-item results to their current
 //! offsets, which is the only work proportional to the number of items.
 //!
+//! The rule analysis splits the same way: [`analyze_policy`] finds what concerns one policy
+//! (unreachable, unsatisfiable and redundant rules, ambiguity, a dead default) on that policy's
+//! compile, so it too runs again only for the policy an edit touched. What concerns the bundle
+//! as a whole (conflicts between policies, gaps, unsatisfiable definitions) needs every policy:
+//! [`analysis_diagnostics`] runs it on the whole file's IR, after each edit that leaves the file
+//! free of errors.
+//!
 //! Architecture invariant: nothing here knows LSP types; spans are byte offsets into the input text.
 
 use std::sync::{Arc, Mutex};
+use verdict_compiler::analysis::{self, Scope};
 use verdict_compiler::diagnostic::{Code, Diagnostic, Label, Severity};
 use verdict_compiler::source::{LineIndex, SourceFile};
 use verdict_compiler::{SourceKind, ir};
-use verdict_grammar::ast::{File, Item, Span};
+use verdict_grammar::ast::{File, Item, LitKind, Span};
 use verdict_grammar::parse::Parsed;
 
 /// The language a document was opened as (by the client's language id or the file extension).
@@ -201,22 +210,40 @@ pub fn bundle_ir(db: &dyn Db, file: SourceInput) -> Option<Arc<ir::Bundle>> {
     compile_file(db, file).bundle.clone()
 }
 
-/// The rule-graph analysis findings (V001–V010 with their labels). The analysis works on the
-/// whole bundle; when `verdict_compiler::analysis` lands, this body becomes
-/// `bundle_ir(db, file).map(|b| verdict_compiler::analysis::analyze(&b)).unwrap_or_default()`,
-/// and the findings flow into [`file_diagnostics`], hovers and the editor with nothing else to change.
+/// The rule-graph analysis findings about the bundle as a whole. For YAML and JSON files that is
+/// every finding (V001–V010); for `.verdict` files the per-policy findings come from
+/// [`analyze_policy`], item by item, and this query adds those that need every policy: unsatisfiable
+/// definitions (V002), conflicts between policies (V004) and gaps (V010). It needs the whole file
+/// to compile, so while any error stands it reports nothing.
 #[salsa::tracked(returns(ref))]
 pub fn analysis_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
-    let _ = (db, file);
-    Vec::new()
+    let Some(bundle) = bundle_ir(db, file) else { return Vec::new() };
+    let scope = if bundle_kind(db, file) == Some(SourceKind::Verdict) { Scope::Bundle } else { Scope::All };
+    analysis::analyze_with(&bundle, &analysis::Options { scope, ..analysis::Options::default() }).diagnostics
 }
 
 // ---- per-item stages of `.verdict` files -------------------------------------------------------
 
 /// A policy that is always present when the context is checked, so that "the file declares no
 /// policy" is never reported there (it is a whole-file finding), and that bounds every checked
-/// text, so that findings about the whole synthetic file never land inside a checked item.
-const STUB: &str = "policy \"verdict-lsp stub\" { rule \"verdict-lsp stub\" \"verdict-lsp stub\" { when true } }";
+/// text, so that findings about the whole synthetic file never land inside a checked item. Its one
+/// rule decides the bundle's most severe effect, so that it is valid whatever effects the bundle
+/// declares (a policy needs a rule, and a compile without errors is what the analysis starts from).
+#[salsa::tracked(returns(ref))]
+pub fn stub_text(db: &dyn Db, file: SourceInput) -> String {
+    let declared = parse(db, file).0.tree.items.iter().find_map(|item| match item {
+        Item::Bundle(b) => b.props.iter().find(|p| p.key.text == "effects").and_then(|p| match &p.value.kind {
+            LitKind::List(items) => items.first().and_then(|l| match &l.kind {
+                LitKind::Ident(s) | LitKind::Str(s) => Some(s.clone()),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    });
+    let effect = serde_json::to_string(declared.as_deref().unwrap_or("deny")).unwrap_or_default();
+    format!("policy \"verdict-lsp stub\" {{ rule \"verdict-lsp stub\" {effect} {{ when true }} }}")
+}
 
 /// Where the pieces of the context text come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,9 +287,10 @@ fn context_pieces(db: &dyn Db, file: SourceInput) -> (String, Vec<ContextPiece>)
 #[salsa::tracked(returns(ref))]
 pub fn check_context(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
     let ctx = context_text(db, file);
-    let offset = u32::try_from(STUB.len() + 1).unwrap_or(u32::MAX);
+    let stub = stub_text(db, file);
+    let offset = u32::try_from(stub.len() + 1).unwrap_or(u32::MAX);
     let len = u32::try_from(ctx.len()).unwrap_or(u32::MAX);
-    let source = SourceFile::new("context.verdict", format!("{STUB}\n{ctx}"));
+    let source = SourceFile::new("context.verdict", format!("{stub}\n{ctx}"));
     let compiled = verdict_compiler::compile_as(&source, SourceKind::Verdict);
     compiled
         .diagnostics
@@ -272,17 +300,45 @@ pub fn check_context(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
         .collect()
 }
 
+/// One policy compiled in the file's context: the text checked is `policy text + "\n" + context +
+/// "\n" + stub`, so spans up to the policy's length are in the policy.
+#[salsa::tracked(returns(ref))]
+pub fn compile_policy<'db>(db: &'db dyn Db, item: PolicyItem<'db>) -> CompiledFile {
+    let text = item.text(db);
+    let ctx = context_text(db, item.file(db));
+    let stub = stub_text(db, item.file(db));
+    let source = SourceFile::new("policy.verdict", format!("{text}\n{ctx}\n{stub}"));
+    let compiled = verdict_compiler::compile_as(&source, SourceKind::Verdict);
+    CompiledFile { bundle: compiled.bundle.map(Arc::new), diagnostics: compiled.diagnostics }
+}
+
 /// Findings about one policy, with spans relative to the policy's text. Labels that point into
 /// the context keep their offset in the checked text (`policy text + "\n" + context`), which
 /// [`file_diagnostics`] maps back.
 #[salsa::tracked(returns(ref))]
 pub fn check_policy<'db>(db: &'db dyn Db, item: PolicyItem<'db>) -> Vec<Diagnostic> {
-    let text = item.text(db);
-    let ctx = context_text(db, item.file(db));
-    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
-    let source = SourceFile::new("policy.verdict", format!("{text}\n{ctx}\n{STUB}"));
-    let compiled = verdict_compiler::compile_as(&source, SourceKind::Verdict);
-    compiled.diagnostics.into_iter().filter(|d| d.code != Code::Syntax && d.span.end <= len).collect()
+    let len = u32::try_from(item.text(db).len()).unwrap_or(u32::MAX);
+    compile_policy(db, item)
+        .diagnostics
+        .iter()
+        .filter(|d| d.code != Code::Syntax && d.span.end <= len)
+        .cloned()
+        .collect()
+}
+
+/// The rule analysis's findings about one policy (V001, V002, V003, V005, V009), on the policy
+/// compiled in the file's context: they depend on nothing else, so an edit elsewhere does not
+/// analyse this policy again. Spans as [`check_policy`]'s.
+#[salsa::tracked(returns(ref))]
+pub fn analyze_policy<'db>(db: &'db dyn Db, item: PolicyItem<'db>) -> Vec<Diagnostic> {
+    let Some(bundle) = compile_policy(db, item).bundle.as_ref() else { return Vec::new() };
+    let len = u32::try_from(item.text(db).len()).unwrap_or(u32::MAX);
+    let options = analysis::Options { scope: Scope::Policies, ..analysis::Options::default() };
+    let mut found = analysis::analyze_with(bundle, &options).diagnostics;
+    // The stub policy's own findings (its default is dead) lie after the policy's text; a run
+    // that stopped on its budget says so at offset 0, the policy's head.
+    found.retain(|d| d.span.end <= len);
+    found
 }
 
 /// Every diagnostic of a document, from every stage, with spans in the document, sorted.
@@ -375,7 +431,7 @@ fn verdict_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
                 None
             }
         };
-        for d in check_policy(db, key) {
+        for d in check_policy(db, key).iter().chain(analyze_policy(db, key)) {
             if let Some(d) = relocate(d.clone(), place) {
                 out.push(d);
             }

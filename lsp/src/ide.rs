@@ -127,6 +127,12 @@ pub fn hover(db: &dyn Db, file: SourceInput, offset: u32) -> Option<(String, Spa
                 .filter(|d| d.rule.as_deref() == Some(&r.decl.name) && d.policy.as_deref() == Some(&p.decl.name))
                 .filter(|d| d.code.as_str() < "V100")
                 .collect();
+            let never = findings.iter().any(|d| matches!(d.code.as_str(), "V001" | "V002"));
+            md.push_str(if never {
+                "\n\nreachability: **it never decides** (proved by the rule analysis)"
+            } else {
+                "\n\nreachability: the rule analysis found nothing against it"
+            });
             if !findings.is_empty() {
                 md.push_str("\n\nfindings:");
                 for d in findings {

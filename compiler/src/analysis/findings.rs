@@ -192,12 +192,18 @@ impl<'b> Ctx<'b> {
             let run = self.run_policy(p)?;
             self.runs.push(run);
         }
-        self.definitions()?;
-        for p in 0..self.b.policies.len() {
-            self.policy_findings(p)?;
+        if self.opts.scope.bundle() {
+            self.definitions()?;
         }
-        self.conflicts()?;
-        self.gap()?;
+        if self.opts.scope.policies() {
+            for p in 0..self.b.policies.len() {
+                self.policy_findings(p)?;
+            }
+        }
+        if self.opts.scope.bundle() {
+            self.conflicts()?;
+            self.gap()?;
+        }
         Ok(())
     }
 

@@ -63,6 +63,33 @@ pub struct Options {
     pub max_labels: usize,
     /// Conflicts (V004) reported; more are summarized in one `V110` note.
     pub max_conflicts: usize,
+    /// Which findings to look for.
+    pub scope: Scope,
+}
+
+/// The findings one run looks for. Findings about one policy (V001, V002 and V003 on its
+/// rules, V005, V009) depend on that policy and the definitions it uses only, so a caller that
+/// holds a bundle's policies separately (the language server) can analyse each on its own and
+/// the rest of the bundle once: `Policies` on each, `Bundle` on the whole, together equal `All`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every finding.
+    All,
+    /// The per-policy findings only.
+    Policies,
+    /// The findings about the bundle as a whole: unsatisfiable definitions (V002), conflicts
+    /// between policies (V004) and gaps (V010).
+    Bundle,
+}
+
+impl Scope {
+    fn policies(self) -> bool {
+        self != Scope::Bundle
+    }
+
+    fn bundle(self) -> bool {
+        self != Scope::Policies
+    }
 }
 
 impl Default for Options {
@@ -76,6 +103,7 @@ impl Default for Options {
             witness_attempts: 8,
             max_labels: 6,
             max_conflicts: 1000,
+            scope: Scope::All,
         }
     }
 }
