@@ -1,5 +1,6 @@
-//! `verdict card`: a Decision Card → a bundle (YAML on standard output, or by OUT's extension);
-//! and the card loading `verdict eval` shares.
+//! `verdict card`: a Decision Card → a bundle (YAML on standard output, or by OUT's extension:
+//! `.yaml`/`.yml`, `.json`, `.verdict`, or a compiled `.vdc` artifact); and the card loading
+//! `verdict eval` and `verdict compile` share.
 //!
 //! Exit codes: 0 converted, 1 refused (shape, attestation, trust), 2 unreadable input (I/O, not
 //! UTF-8, not JSON, bad flags).
@@ -113,6 +114,8 @@ enum Form {
     Yaml,
     Json,
     Verdict,
+    /// A compiled `.vdc` artifact.
+    Artifact,
 }
 
 fn output_form(output: Option<&Path>) -> Result<Form, u8> {
@@ -127,10 +130,9 @@ fn output_form(output: Option<&Path>) -> Result<Form, u8> {
     } else if name.ends_with(".verdict") {
         Ok(Form::Verdict)
     } else if name.ends_with(".vdc") {
-        eprintln!("error: artifacts (.vdc) are not available yet; write .yaml, .yml, .json or .verdict");
-        Err(2)
+        Ok(Form::Artifact)
     } else {
-        eprintln!("error: cannot tell the output form of {}: use .yaml, .yml, .json or .verdict", out.display());
+        eprintln!("error: cannot tell the output form of {}: use .yaml, .yml, .json, .verdict or .vdc", out.display());
         Err(2)
     }
 }
@@ -152,6 +154,7 @@ pub fn run(path: &Path, trust: &TrustArgs, output: Option<&Path>) -> u8 {
         Form::Yaml => emit::yaml(&emit::to_json(&bundle)),
         Form::Json => serde_json::to_string_pretty(&emit::to_json(&bundle)).unwrap_or_default() + "\n",
         Form::Verdict => emit::to_dsl(&bundle),
+        Form::Artifact => return crate::compile::write(&bundle, output, crate::Emit::Artifact),
     };
     match output {
         None => match render::stdout_line(text.trim_end_matches('\n')) {

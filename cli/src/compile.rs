@@ -1,21 +1,37 @@
-//! `verdict compile`: a bundle to a `.vdc` artifact, or its disassembly.
+//! `verdict compile`: a bundle (any source form, or a Decision Card with the trust flags) to a
+//! `.vdc` artifact, or its disassembly.
 
-use crate::Emit;
 use crate::render;
+use crate::{Emit, card};
 use std::path::Path;
+use verdict_compiler::ir;
 use verdict_runtime::artifact;
 
-pub fn run(source: &Path, output: Option<&Path>, emit: Emit) -> u8 {
+pub fn run(source: &Path, trust: &card::TrustArgs, output: Option<&Path>, emit: Emit) -> u8 {
     let file = match render::read(source) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let compiled = verdict_compiler::compile(&file);
-    render::eprint_all(&file, &compiled.diagnostics);
-    let Some(bundle) = compiled.bundle else {
-        return 1;
+    let bundle = if card::is_card(&file, trust) {
+        match card::load(&file, trust, jiff::Timestamp::now()) {
+            Ok(b) => b,
+            Err(code) => return code,
+        }
+    } else {
+        let compiled = verdict_compiler::compile(&file);
+        render::eprint_all(&file, &compiled.diagnostics);
+        match compiled.bundle {
+            Some(b) => b,
+            None => return 1,
+        }
     };
-    let program = verdict_compiler::codegen::program(&bundle);
+    write(&bundle, output, emit)
+}
+
+/// Compiles a checked bundle to bytecode and writes the artifact (or its disassembly) to
+/// `output`; the disassembly may go to standard output.
+pub fn write(bundle: &ir::Bundle, output: Option<&Path>, emit: Emit) -> u8 {
+    let program = verdict_compiler::codegen::program(bundle);
     let bytes = match emit {
         Emit::Artifact => artifact::write(&program),
         Emit::Asm => artifact::disassemble(&program).into_bytes(),

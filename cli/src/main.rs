@@ -95,13 +95,16 @@ enum Command {
         card: PathBuf,
         #[command(flatten)]
         trust: card::TrustArgs,
-        /// Where to write the bundle (.yaml, .yml, .json or .verdict).
+        /// Where to write the bundle (.yaml, .yml, .json, .verdict, or .vdc for an artifact).
         #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
     },
-    /// Compile a bundle ahead of time to a `.vdc` artifact (or print its disassembly).
+    /// Compile a bundle ahead of time to a `.vdc` artifact (or print its disassembly). A
+    /// Decision Card is compiled too, verified with the trust flags.
     Compile {
         source: PathBuf,
+        #[command(flatten)]
+        trust: card::TrustArgs,
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// What to write: the artifact, or its disassembly.
@@ -150,7 +153,7 @@ fn main() -> ExitCode {
         Command::Eval { source, context, contexts, trace, backend, now, trust } => {
             eval::run(&source, context.as_deref(), contexts.as_deref(), trace, backend, now.as_deref(), &trust)
         }
-        Command::Compile { source, output, emit } => compile::run(&source, output.as_deref(), emit),
+        Command::Compile { source, trust, output, emit } => compile::run(&source, &trust, output.as_deref(), emit),
         Command::Card { card, trust, output } => card::run(&card, &trust, output.as_deref()),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),

@@ -175,13 +175,51 @@ fn unreadable_input_exits_2() {
             "abc",
         ],
         vec!["card", arg(&card), "--trusted-key-url", KEY_URL],
-        vec!["card", arg(&card), "-o", "out.vdc"],
         vec!["card", arg(&card), "-o", "out.txt"],
     ];
     for args in cases {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     }
+}
+
+#[test]
+fn a_card_compiles_to_an_artifact() {
+    let (card, att, _) = corpus(6);
+    let att = att.unwrap();
+    let allow =
+        scratch("vdc-use.json", r#"{"subject": {"id": "u-1"}, "action": "use", "resource": {"vendor_id": "v-1"}}"#);
+    let deny =
+        scratch("vdc-train.json", r#"{"subject": {"id": "u-1"}, "action": "train", "resource": {"vendor_id": "v-1"}}"#);
+    // `verdict card -o X.vdc` and `verdict compile CARD` write the same artifact.
+    let by_card = scratch_dir().join("card.vdc");
+    let by_compile = scratch_dir().join("compiled-card.vdc");
+    let mut args = vec!["card", arg(&card), "-o", arg(&by_card)];
+    with_trust(&mut args, &att);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut args = vec!["compile", arg(&card), "-o", arg(&by_compile)];
+    with_trust(&mut args, &att);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(fs::read(&by_card).unwrap(), fs::read(&by_compile).unwrap());
+    // The artifact decides as the card does, on every backend.
+    for backend in ["jit", "vm"] {
+        for (ctx, code, kind) in [(&allow, 0, "allow"), (&deny, 1, "deny")] {
+            let out = run(&["eval", arg(&by_card), arg(ctx), "--backend", backend]);
+            assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["decision"]["kind"], kind, "{v:#}");
+            assert_eq!(v["bundle_id"], "decision-card-dc-562");
+        }
+    }
+    // Without the trust flags the approved card is refused, and nothing is written.
+    let refused = scratch_dir().join("refused-card.vdc");
+    let _ = fs::remove_file(&refused);
+    let out = run(&["compile", arg(&card), "-o", arg(&refused)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("trusted buyer key"), "{}", stderr(&out));
+    assert!(!refused.exists());
 }
 
 #[test]

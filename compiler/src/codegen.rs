@@ -229,10 +229,11 @@ pub fn program(b: &Bundle) -> Program {
         combine_first: b.combine == ir::Combine::First,
         effective_from: instant(&b.effective_from),
         effective_until: instant(&b.effective_until),
-        card_scope: b
-            .card_scope
-            .as_ref()
-            .map(|s| CardScope { vendor_id: s.vendor_id.clone(), allowed_actions: s.allowed_actions.clone() }),
+        card_scope: b.card_scope.as_ref().map(|s| CardScope {
+            vendor_id: s.vendor_id.clone(),
+            allowed_actions: s.allowed_actions.clone(),
+            condition_ids: s.condition_ids.clone(),
+        }),
         paths: b.paths.clone(),
         path_texts: b.paths.iter().map(|p| path_of(p.iter().map(String::as_str))).collect(),
         consts: b.consts.clone(),

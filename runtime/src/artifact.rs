@@ -13,6 +13,9 @@
 //! bounds-checked reads (no length is trusted beyond the bytes present), then verifies the
 //! program ([`Program::verify`]) before an engine exists. Any failure is an [`ArtifactError`]:
 //! never a panic, never a decision.
+//!
+//! Format versions: 1, the first; 2, the card scope carries the card's condition ids (so a
+//! service that loads an artifact knows which conditions it must supply from assertions).
 
 use crate::atom::AtomOp;
 use crate::program::{Arg, AtomDef, CardScope, Dispatch, Instant, PolicyCode, Program, RuleCode, Site};
@@ -21,7 +24,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"\x7fVERDICT";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The version of this toolchain, written into every artifact.
 pub const TOOLCHAIN_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -164,6 +167,7 @@ fn write_body(w: &mut Writer, p: &Program) {
             w.u8(1);
             w.str(&s.vendor_id);
             w.strs(&s.allowed_actions);
+            w.strs(&s.condition_ids);
         }
     }
     w.len(p.paths.len());
@@ -355,7 +359,11 @@ fn read_body(r: &mut Reader<'_>) -> Result<Program, ArtifactError> {
     let combine_first = r.flag()?;
     let effective_from = r.instant()?;
     let effective_until = r.instant()?;
-    let card_scope = if r.flag()? { Some(CardScope { vendor_id: r.str()?, allowed_actions: r.strs()? }) } else { None };
+    let card_scope = if r.flag()? {
+        Some(CardScope { vendor_id: r.str()?, allowed_actions: r.strs()?, condition_ids: r.strs()? })
+    } else {
+        None
+    };
     let n = r.count(4)?;
     let paths = (0..n).map(|_| r.strs()).collect::<Result<Vec<_>, _>>()?;
     let path_texts = r.strs()?;

@@ -34,6 +34,9 @@ pub struct Site {
 pub struct CardScope {
     pub vendor_id: String,
     pub allowed_actions: Vec<String>,
+    /// The card's condition ids: a service fills `data.conditions_satisfied` with these from
+    /// operator assertions, never from the caller.
+    pub condition_ids: Vec<String>,
 }
 
 /// A point in time, as written and in nanoseconds since the Unix epoch.

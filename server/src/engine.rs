@@ -10,7 +10,7 @@ use verdict_compiler::interp::Interpreter;
 use verdict_compiler::ir;
 use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::request::Request;
-use verdict_runtime::vm;
+use verdict_runtime::{artifact, vm};
 
 self_cell::self_cell!(
     /// A bundle and the interpreter that borrows it, owned together so the pair can live in an
@@ -26,9 +26,9 @@ self_cell::self_cell!(
 /// A bundle ready to evaluate, by backend.
 #[derive(Debug)]
 pub enum Engine {
-    /// The runtime's engine (JIT, or VM fallback) and the IR it was compiled from (kept for
-    /// `GET /bundles/{id}` and card conditions).
-    Native { bundle: Box<ir::Bundle>, engine: Box<vm::Engine> },
+    /// The runtime's engine (JIT, or VM fallback), and the IR it was compiled from when the
+    /// bundle came as source (`None` for a `.vdc` artifact, which carries the program only).
+    Native { bundle: Option<Box<ir::Bundle>>, engine: Box<vm::Engine> },
     /// The reference interpreter over the IR (`verdict_compiler::interp`).
     Interp(InterpCell),
 }
@@ -41,13 +41,24 @@ impl Engine {
                 if let Some(reason) = engine.jit_fallback() {
                     tracing::warn!(bundle = %bundle.id, "{reason}; evaluating on the VM");
                 }
-                Ok(Engine::Native { bundle: Box::new(bundle), engine: Box::new(engine) })
+                Ok(Engine::Native { bundle: Some(Box::new(bundle)), engine: Box::new(engine) })
             }
             Err(e) => {
                 tracing::error!(bundle = %bundle.id, "the runtime refused the compiled program ({e}); using the interpreter");
                 InterpCell::try_new(bundle, |b| Interpreter::new(b)).map(Engine::Interp).map_err(|e| e.0)
             }
         }
+    }
+
+    /// Loads a `.vdc` artifact: header, checksum and program verification first (a refusal says
+    /// why), then the fastest backend.
+    pub fn from_artifact(bytes: &[u8]) -> Result<Engine, String> {
+        let program = artifact::read(bytes).map_err(|e| e.to_string())?;
+        let engine = vm::Engine::new(program).map_err(|e| e.to_string())?;
+        if let Some(reason) = engine.jit_fallback() {
+            tracing::warn!(bundle = %engine.program().bundle_id, "{reason}; evaluating on the VM");
+        }
+        Ok(Engine::Native { bundle: None, engine: Box::new(engine) })
     }
 
     /// The backend's name, as `GET /version` reports it.
@@ -61,10 +72,41 @@ impl Engine {
         }
     }
 
-    pub fn bundle(&self) -> &ir::Bundle {
+    /// The bundle's IR, when it came as source.
+    pub fn source(&self) -> Option<&ir::Bundle> {
         match self {
-            Engine::Native { bundle, .. } => bundle,
-            Engine::Interp(c) => c.borrow_owner(),
+            Engine::Native { bundle, .. } => bundle.as_deref(),
+            Engine::Interp(c) => Some(c.borrow_owner()),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Engine::Native { engine, .. } => &engine.program().bundle_id,
+            Engine::Interp(c) => &c.borrow_owner().id,
+        }
+    }
+
+    pub fn version(&self) -> &str {
+        match self {
+            Engine::Native { engine, .. } => &engine.program().version,
+            Engine::Interp(c) => &c.borrow_owner().version,
+        }
+    }
+
+    pub fn policy_count(&self) -> usize {
+        match self {
+            Engine::Native { engine, .. } => engine.program().policies.len(),
+            Engine::Interp(c) => c.borrow_owner().policies.len(),
+        }
+    }
+
+    /// For a Decision Card's bundle, the card's condition ids (which only operator assertions
+    /// may satisfy); `None` for other bundles.
+    pub fn card_conditions(&self) -> Option<&[String]> {
+        match self {
+            Engine::Native { engine, .. } => engine.program().card_scope.as_ref().map(|s| s.condition_ids.as_slice()),
+            Engine::Interp(c) => c.borrow_owner().card_scope.as_ref().map(|s| s.condition_ids.as_slice()),
         }
     }
 
@@ -73,6 +115,43 @@ impl Engine {
             Engine::Native { engine, .. } => &engine.program().fingerprint,
             Engine::Interp(c) => c.borrow_dependent().fingerprint(),
         }
+    }
+
+    /// What `GET /bundles/{id}` shows: the bundle in the reference JSON format when it came as
+    /// source; for an artifact, which has no source, its metadata (id, version, fingerprint,
+    /// effects, and each policy's default and rules with their effects, reasons and codes).
+    pub fn describe(&self) -> serde_json::Value {
+        if let Some(b) = self.source() {
+            return verdict_compiler::emit::to_json(b);
+        }
+        let Engine::Native { engine, .. } = self else { return serde_json::Value::Null };
+        let p = engine.program();
+        let effect = |e: u32| p.effects.get(e as usize).cloned().unwrap_or_default();
+        let policies: Vec<serde_json::Value> = p
+            .policies
+            .iter()
+            .map(|pol| {
+                let rules: Vec<serde_json::Value> = pol
+                    .order
+                    .iter()
+                    .filter_map(|&i| pol.rules.get(i as usize))
+                    .map(|r| serde_json::json!({"id": r.id, "effect": effect(r.effect), "reason": r.reason, "codes": r.codes}))
+                    .collect();
+                serde_json::json!({
+                    "id": pol.id,
+                    "default": pol.default.map_or_else(|| "none".to_owned(), effect),
+                    "rules": rules,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "bundle_id": p.bundle_id,
+            "version": p.version,
+            "fingerprint": p.fingerprint,
+            "source": "artifact",
+            "effects": p.effects,
+            "policies": policies,
+        })
     }
 
     /// Evaluates one request at `now`; with `trace`, records every step.

@@ -199,6 +199,15 @@ fn trace_asked(uri: &Uri) -> bool {
     uri.query().is_some_and(|q| q.split('&').any(|p| matches!(p, "trace" | "trace=true" | "trace=1")))
 }
 
+/// Whether a bundle body is declared a compiled artifact by its content type.
+fn artifact_declared(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|t| matches!(t.as_str(), "application/octet-stream" | "application/vnd.verdict.artifact"))
+}
+
 /// The source form of a bundle body, by content type.
 fn source_kind(headers: &HeaderMap, text: &str) -> Result<SourceKind, ApiError> {
     let ct = headers
@@ -212,12 +221,11 @@ fn source_kind(headers: &HeaderMap, text: &str) -> Result<SourceKind, ApiError> 
         Some("application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml") => Ok(SourceKind::Yaml),
         Some("text/x-verdict" | "application/x-verdict" | "application/vnd.verdict") => Ok(SourceKind::Verdict),
         Some("text/plain") => Ok(SourceKind::detect("", text)),
-        Some("application/octet-stream" | "application/vnd.verdict.artifact") => {
-            Err(ApiError::new(415, "compiled artifacts (.vdc) are not supported yet; send the bundle source"))
-        }
         Some(other) => Err(ApiError::new(
             415,
-            format!("unsupported content type `{other}`: use application/json, application/yaml or text/x-verdict"),
+            format!(
+                "unsupported content type `{other}`: use application/json, application/yaml, text/x-verdict or application/vnd.verdict.artifact"
+            ),
         )),
     }
 }
@@ -243,7 +251,7 @@ async fn compile(name: &str, text: String, kind: SourceKind, origin: Origin) -> 
         match compiled.bundle {
             Some(b) if !compiled.has_errors() => {
                 let engine = Engine::new(b).map_err(ApiError::invalid_request)?;
-                let json = verdict_compiler::emit::to_json(engine.bundle());
+                let json = engine.describe();
                 Ok(Loaded { engine, json, origin })
             }
             _ => Err(ApiError::invalid_request(crate::reload::describe_errors(&file, &compiled.diagnostics))
@@ -253,9 +261,25 @@ async fn compile(name: &str, text: String, kind: SourceKind, origin: Origin) -> 
     job.await.map_err(|_| ApiError::new(500, "compilation failed"))?
 }
 
-/// Reads, parses and compiles a bundle body.
+/// Loads a `.vdc` artifact body on a blocking thread (the JIT compiles there); 422 with the
+/// loader's reason when it is refused (corrupt, tampered, truncated, another format version).
+async fn load_artifact(bytes: Bytes, origin: Origin) -> Result<Loaded, ApiError> {
+    let job = tokio::task::spawn_blocking(move || {
+        let engine = Engine::from_artifact(&bytes)
+            .map_err(|e| ApiError::invalid_request(format!("the artifact is refused: {e}")))?;
+        let json = engine.describe();
+        Ok(Loaded { engine, json, origin })
+    });
+    job.await.map_err(|_| ApiError::new(500, "loading the artifact failed"))?
+}
+
+/// Reads, parses and compiles a bundle body: a compiled artifact (by content type or by its
+/// header), or a source in the form its content type names.
 async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Loaded, ApiError> {
     let bytes = read_body(st, headers, body).await?;
+    if artifact_declared(headers) || verdict_runtime::artifact::is_artifact(&bytes) {
+        return load_artifact(bytes, Origin::Api).await;
+    }
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_json("the body is not UTF-8"))?;
     let kind = source_kind(headers, &text)?;
     if kind == SourceKind::Json {
@@ -295,7 +319,7 @@ impl Summary {
             id: l.id().to_owned(),
             version: l.version().to_owned(),
             fingerprint: l.engine.fingerprint().to_owned(),
-            policies: l.engine.bundle().policies.len(),
+            policies: l.engine.policy_count(),
             origin: l.origin.describe(),
         }
     }
@@ -466,7 +490,7 @@ async fn assert_condition(
         _ => return Err(ApiError::invalid_request("`valid_until` must be an RFC 3339 date-time with an offset")),
     };
     let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
-    let known = loaded.engine.bundle().card_scope.as_ref().is_some_and(|s| s.condition_ids.contains(&cid));
+    let known = loaded.engine.card_conditions().is_some_and(|ids| ids.contains(&cid));
     if !known {
         return Err(ApiError::new(404, "unknown card condition"));
     }
@@ -506,16 +530,15 @@ async fn decide(
 ) -> Result<Vec<u8>, ApiError> {
     let started = Instant::now();
     let now = jiff::Timestamp::now();
-    let b = engine.bundle();
-    if let Some(scope) = &b.card_scope {
+    if let Some(condition_ids) = engine.card_conditions() {
         if req.data.contains_key("conditions_satisfied") {
             return Err(ApiError::new(
                 400,
                 "Decision Card conditions must come from admin assertions, not evaluation input",
             ));
         }
-        if !scope.condition_ids.is_empty() {
-            let satisfied = st.store.condition_snapshot(&b.id, &scope.condition_ids, now);
+        if !condition_ids.is_empty() {
+            let satisfied = st.store.condition_snapshot(engine.id(), condition_ids, now);
             req.data.insert("conditions_satisfied".into(), Value::Object(satisfied));
         }
     }

@@ -19,7 +19,7 @@ use verdict_compiler::diagnostic::Severity;
 use verdict_compiler::source::SourceFile;
 
 /// The extensions of bundle files in a watched directory.
-pub const EXTENSIONS: [&str; 4] = ["verdict", "yaml", "yml", "json"];
+pub const EXTENSIONS: [&str; 5] = ["verdict", "yaml", "yml", "json", "vdc"];
 
 #[derive(Debug, Default)]
 pub(crate) struct Files {
@@ -53,8 +53,14 @@ impl Files {
     }
 }
 
-/// Compiles a bundle file into a [`Loaded`]; the error lists the diagnostics with positions.
+/// Compiles a bundle file (or loads a `.vdc` artifact, recognised by its header) into a
+/// [`Loaded`]; the error lists the diagnostics with positions, or says why an artifact is refused.
 pub fn compile_file(path: &Path, bytes: Vec<u8>) -> Result<Loaded, String> {
+    if verdict_runtime::artifact::is_artifact(&bytes) {
+        let engine = Engine::from_artifact(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let json = engine.describe();
+        return Ok(Loaded { engine, json, origin: Origin::File(path.to_owned()) });
+    }
     let text =
         String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
     let file = SourceFile::new(path.display().to_string(), text);
@@ -64,7 +70,7 @@ pub fn compile_file(path: &Path, bytes: Vec<u8>) -> Result<Loaded, String> {
         _ => return Err(describe_errors(&file, &compiled.diagnostics)),
     };
     let engine = Engine::new(bundle)?;
-    let json = verdict_compiler::emit::to_json(engine.bundle());
+    let json = engine.describe();
     Ok(Loaded { engine, json, origin: Origin::File(path.to_owned()) })
 }
 

@@ -48,11 +48,11 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn id(&self) -> &str {
-        &self.engine.bundle().id
+        self.engine.id()
     }
 
     pub fn version(&self) -> &str {
-        &self.engine.bundle().version
+        self.engine.version()
     }
 }
 

@@ -72,6 +72,17 @@ impl Harness {
         body: Option<String>,
         ctype: &str,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call_bytes(method, path, token, body.map(String::into_bytes), ctype).await
+    }
+
+    async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        ctype: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -744,6 +755,73 @@ async fn card_scoped_bundles_refuse_caller_conditions() {
     h.finish().await;
 }
 
+/// A bundle (reference JSON) compiled ahead of time, as `verdict compile` writes it.
+fn artifact_of(bundle: &Value) -> Vec<u8> {
+    let file = verdict_compiler::source::SourceFile::new("b.json", bundle.to_string());
+    let compiled = verdict_compiler::compile_as(&file, verdict_compiler::SourceKind::Json);
+    let program = verdict_compiler::codegen::program(&compiled.bundle.unwrap());
+    verdict_runtime::artifact::write(&program)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_artifacts_register_and_decide() {
+    let h = harness("artifacts").await;
+    let mut qs = quickstart_json();
+    qs["bundle_id"] = json!("from-vdc");
+    let bytes = artifact_of(&qs);
+    let vdc = "application/vnd.verdict.artifact";
+    let (s, _, v) = h.call_bytes(Method::POST, "/bundles", Some(ADMIN), Some(bytes.clone()), vdc).await;
+    assert_eq!(
+        (s, v["bundle_id"].clone(), v["status"].clone()),
+        (StatusCode::CREATED, json!("from-vdc"), json!("registered")),
+        "{v}"
+    );
+    let fingerprint = v["fingerprint"].clone();
+    // The same bytes again (as a generic binary body): the id exists.
+    let (s, _, _) =
+        h.call_bytes(Method::POST, "/bundles", Some(ADMIN), Some(bytes.clone()), "application/octet-stream").await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // It decides every quickstart case as the source does.
+    assert_eq!(h.post("/bundles", Some(ADMIN), &quickstart_json()).await.0, 201);
+    for case in quickstart_cases() {
+        let (_, from_vdc) = h.post("/bundles/from-vdc/evaluate", Some(EVAL), &case["context"]).await;
+        let (_, from_source) = h.post("/bundles/edu-gate/evaluate", Some(EVAL), &case["context"]).await;
+        assert_eq!(from_vdc["decision"], from_source["decision"], "{case}");
+        assert_eq!(from_vdc["fingerprint"], fingerprint);
+    }
+    // An artifact has no source: `GET` describes what it carries.
+    let (s, v) = h.get("/bundles/from-vdc", Some(ADMIN)).await;
+    assert_eq!((s, v["source"].clone(), v["fingerprint"].clone()), (StatusCode::OK, json!("artifact"), fingerprint));
+    assert_eq!(v["policies"].as_array().unwrap().len(), qs["policies"].as_array().unwrap().len(), "{v}");
+    // Tampered, truncated or foreign bytes are refused (422 with the reason); nothing registered.
+    let mut other = quickstart_json();
+    other["bundle_id"] = json!("tampered");
+    let mut tampered = artifact_of(&other);
+    let mid = tampered.len() / 2;
+    tampered[mid] ^= 0x40;
+    let truncated = artifact_of(&other)[..100].to_vec();
+    for (body, why) in [(tampered, "checksum"), (truncated, "truncated"), (b"not an artifact".to_vec(), "artifact")] {
+        let (s, _, v) = h.call_bytes(Method::POST, "/bundles", Some(ADMIN), Some(body), vdc).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(v["reason"].as_str().unwrap().contains(why), "{why}: {v}");
+    }
+    assert_eq!(h.get("/bundles", Some(ADMIN)).await.1["bundle_ids"].as_array().unwrap().len(), 2);
+    // A card-scoped bundle keeps its condition ids through the artifact: callers may not supply
+    // them, admins may assert them.
+    let mut scoped = quickstart_json();
+    scoped["bundle_id"] = json!("scoped-vdc");
+    scoped["card_scope"] = json!({"vendor_id": "v-1", "allowed_actions": ["use"], "condition_ids": ["c"]});
+    let (s, _, v) = h.call_bytes(Method::POST, "/bundles", Some(ADMIN), Some(artifact_of(&scoped)), vdc).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let ctx = json!({"action": "use", "resource": {"vendor_id": "v-1"}, "data": {"conditions_satisfied": {}}});
+    assert_eq!(h.post("/bundles/scoped-vdc/evaluate", Some(EVAL), &ctx).await.0, 400);
+    let assert_c = json!({"satisfied": true, "valid_until": in_a_day()});
+    assert_eq!(h.put("/bundles/scoped-vdc/conditions/c", Some(ADMIN), &assert_c).await.0, 200);
+    assert_eq!(h.put("/bundles/scoped-vdc/conditions/nope", Some(ADMIN), &assert_c).await.0, 404);
+    let lines = h.finish().await;
+    assert_eq!(lines.iter().filter(|l| l["event"] == "bundle_registered").count(), 3);
+}
+
 // --- Files, reloads, shutdown ------------------------------------------------------------------------
 
 fn write_atomic(path: &Path, text: &str) {
@@ -757,6 +835,23 @@ fn watched_yaml(version: &str) -> String {
         .unwrap()
         .replace("bundle_id: edu-gate", "bundle_id: watched")
         .replace("version: \"1.2.0\"", &format!("version: \"{version}\""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_artifacts_load_at_start() {
+    let dir = scratch("watch-vdc");
+    let mut qs = quickstart_json();
+    qs["bundle_id"] = json!("watched-vdc");
+    std::fs::write(dir.join("gate.vdc"), artifact_of(&qs)).unwrap();
+    let mut broken = artifact_of(&quickstart_json());
+    broken.truncate(broken.len() - 1);
+    std::fs::write(dir.join("broken.vdc"), broken).unwrap();
+    let watch = dir.clone();
+    let h = start_with("watch-vdc", |c| c.watch = Some(watch)).await;
+    assert_eq!(h.get("/bundles", Some(ADMIN)).await.1, json!({"bundle_ids": ["watched-vdc"]}));
+    let (s, d) = h.post("/bundles/watched-vdc/evaluate", Some(EVAL), &admin_ctx()).await;
+    assert_eq!((s, d["bundle_id"].clone()), (StatusCode::OK, json!("watched-vdc")), "{d}");
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
