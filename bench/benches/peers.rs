@@ -84,6 +84,13 @@ fn workload(c: &mut Criterion, name: &str, source: &str, p: &mut Peer, requests:
         group.bench_function(format!("jit-json/{label}"), |b| {
             b.iter(|| black_box(jit.decide_json(black_box(json.as_bytes()), now, &mut scratch).map(|o| o.bundle)))
         });
+        // The full result (reasons, policy decisions) without and with the trace.
+        group.bench_function(format!("jit-full/{label}"), |b| {
+            b.iter(|| black_box(jit.evaluate(black_box(&req), now, false)))
+        });
+        group.bench_function(format!("jit-trace/{label}"), |b| {
+            b.iter(|| black_box(jit.evaluate(black_box(&req), now, true)))
+        });
         group.bench_function(format!("vm-prepared/{label}"), |b| {
             b.iter(|| black_box(vm.decide_prepared(black_box(&prepared), now, &mut scratch).bundle))
         });
@@ -125,11 +132,31 @@ fn workload(c: &mut Criterion, name: &str, source: &str, p: &mut Peer, requests:
     group.finish();
 }
 
+/// What a service pays once per bundle: reading and verifying the artifact, and compiling it
+/// with Cranelift (or only preparing the VM).
+fn load(c: &mut Criterion, name: &str, source: &str) {
+    let bytes = verdict_runtime::artifact::write(&verdict_compiler::codegen::program(&compile(name, source)));
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10);
+    for backend in [Backend::Jit, Backend::Vm] {
+        let label = if backend == Backend::Jit { "load-jit" } else { "load-vm" };
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                let program =
+                    verdict_runtime::artifact::read(black_box(&bytes)).unwrap_or_else(|e| unreachable!("{e}"));
+                black_box(Engine::with_backend(program, backend).map(|e| e.backend()))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let mut w52 = peer(&w52_cedar(), &w52_rego(), "data.w52.allow");
     workload(c, "peers-w52", &w52_source(), &mut w52, &w52_requests(), true);
     let mut big = peer(&rules_10k_cedar(), &rules_10k_rego(), "data.big.allow");
     workload(c, "peers-rules10k", &rules_10k_source(), &mut big, &rules_10k_requests(), false);
+    load(c, "peers-rules10k", &rules_10k_source());
 }
 
 criterion_group! {
