@@ -20,10 +20,12 @@ struct Peer {
     entry: String,
 }
 
-fn peer(cedar_src: &str, rego_src: &str, entry: &str) -> Peer {
+fn peer(cedar_src: &str, rego_files: &[String], entry: &str) -> Peer {
     let cedar: cedar_policy::PolicySet = cedar_src.parse().unwrap_or_else(|e| unreachable!("cedar: {e}"));
     let mut rego = regorus::Engine::new();
-    rego.add_policy("policy.rego".into(), rego_src.into()).unwrap_or_else(|e| unreachable!("rego: {e}"));
+    for (i, file) in rego_files.iter().enumerate() {
+        rego.add_policy(format!("policy{i}.rego"), file.clone()).unwrap_or_else(|e| unreachable!("rego: {e}"));
+    }
     let compiled = rego.compile_with_entrypoint(&entry.into()).unwrap_or_else(|e| unreachable!("rego compile: {e}"));
     let rvm = regorus::languages::rego::compiler::Compiler::compile_from_policy(&compiled, &[entry])
         .unwrap_or_else(|e| unreachable!("rvm compile: {e}"));
@@ -152,7 +154,7 @@ fn load(c: &mut Criterion, name: &str, source: &str) {
 }
 
 fn benches(c: &mut Criterion) {
-    let mut w52 = peer(&w52_cedar(), &w52_rego(), "data.w52.allow");
+    let mut w52 = peer(&w52_cedar(), &[w52_rego()], "data.w52.allow");
     workload(c, "peers-w52", &w52_source(), &mut w52, &w52_requests(), true);
     let mut big = peer(&rules_10k_cedar(), &rules_10k_rego(), "data.big.allow");
     workload(c, "peers-rules10k", &rules_10k_source(), &mut big, &rules_10k_requests(), false);

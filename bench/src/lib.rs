@@ -127,11 +127,16 @@ pub fn rules_10k_cedar() -> String {
     s
 }
 
-/// The 10,000-rule bundle in Rego (`data.big.allow`).
-pub fn rules_10k_rego() -> String {
+/// The 10,000-rule bundle in Rego (`data.big.allow`), as files of one package: regorus refuses a
+/// policy file over 1 MiB, so every 100 actions (1,000 rules) start a new file.
+pub fn rules_10k_rego() -> Vec<String> {
     let roles = ["admin", "editor", "viewer", "auditor", "guest"];
+    let mut files = Vec::new();
     let mut s = String::from("package big\nimport rego.v1\ndefault allow := false\n");
     for a in 0..1000 {
+        if a > 0 && a % 100 == 0 {
+            files.push(std::mem::replace(&mut s, String::from("package big\nimport rego.v1\n")));
+        }
         for r in 0..10 {
             let role = roles.get((a + r) % roles.len()).copied().unwrap_or("guest");
             let _ = writeln!(
@@ -141,7 +146,8 @@ pub fn rules_10k_rego() -> String {
         }
     }
     s.push_str("locked if \"locked\" in input.resource.tags\nallow if {\n  main\n  not locked\n}\n");
-    s
+    files.push(s);
+    files
 }
 
 /// The Cedar context of a request context (the merged fields the policies read).
