@@ -4,8 +4,8 @@
 # the goals of issue 7: >= MIN_RPS decisions/s, p99 <= MAX_P99_MS, 0 errors, and at least one
 # audit line per completed request (at most one more per connection in flight at the end).
 #
-#   scripts/load.sh                      # 10 s, 64 connections, 2 wrk threads
-#   DURATION=30s CONNECTIONS=128 scripts/load.sh
+#   scripts/load.sh                      # 10 s, 32 connections, 2 wrk threads
+#   DURATION=30s CONNECTIONS=64 scripts/load.sh
 #   RELOAD=1 scripts/load.sh             # rewrite the bundle (good and bad versions) during the run
 #   REPORT_ONLY=1 scripts/load.sh        # exit 0 even when a goal is missed
 #
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-64}
+CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 PORT=${PORT:-18089}
 MIN_RPS=${MIN_RPS:-50000}
