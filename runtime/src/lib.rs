@@ -17,5 +17,6 @@ pub mod program;
 pub mod project;
 pub mod pyrepr;
 pub mod request;
+pub mod symbols;
 pub mod value;
 pub mod vm;

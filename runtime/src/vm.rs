@@ -92,19 +92,34 @@ fn set_contains(set: &ConstSet, v: &Value) -> bool {
 }
 
 /// The per-thread state of evaluations: atom and definition caches (stamped by generation, so
-/// nothing is cleared between requests) and the policy results of the last decision.
+/// nothing is cleared between requests), the request's symbol table (for the JIT's native
+/// atoms), and the policy results of the last decision.
 #[derive(Debug, Default)]
 pub struct Scratch {
+    cache: Cache,
+    syms: Vec<u32>,
+    results: Vec<PolicyResult>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
     generation: u32,
     atom_stamp: Vec<u32>,
     atom_value: Vec<bool>,
     def_stamp: Vec<u32>,
     def_value: Vec<bool>,
-    results: Vec<PolicyResult>,
 }
 
 impl Scratch {
     fn begin(&mut self, atoms: usize, defs: usize, policies: usize) {
+        self.cache.begin(atoms, defs);
+        self.results.clear();
+        self.results.reserve(policies);
+    }
+}
+
+impl Cache {
+    fn begin(&mut self, atoms: usize, defs: usize) {
         if self.atom_stamp.len() != atoms || self.def_stamp.len() != defs {
             self.atom_stamp = vec![0; atoms];
             self.atom_value = vec![false; atoms];
@@ -118,8 +133,6 @@ impl Scratch {
             self.def_stamp.iter_mut().for_each(|s| *s = 0);
             self.generation = 1;
         }
-        self.results.clear();
-        self.results.reserve(policies);
     }
 }
 
@@ -148,10 +161,12 @@ pub struct Outcome<'s> {
     pub policies: &'s [PolicyResult],
 }
 
-/// A request whose paths are already resolved, for services that hold the values.
+/// A request whose paths are already resolved (and symbolized for the JIT's native atoms),
+/// for services that hold the values.
 #[derive(Debug, Clone, Default)]
 pub struct PreparedRequest {
     values: Vec<Option<Value>>,
+    syms: Vec<u32>,
     action: Option<Value>,
     resource_vendor: Option<Value>,
 }
@@ -161,6 +176,10 @@ impl PreparedRequest {
     pub fn set(&mut self, path: u32, value: Option<Value>) {
         if let Some(slot) = self.values.get_mut(path as usize) {
             *slot = value;
+        }
+        // Resolved again on first use.
+        if let Some(slot) = self.syms.get_mut(path as usize) {
+            *slot = crate::symbols::UNRESOLVED;
         }
     }
 
@@ -176,6 +195,11 @@ trait Input<'r> {
     fn lookup(&mut self, path: u32) -> Option<&'r Value>;
     fn action(&self) -> Option<&'r Value>;
     fn resource_vendor(&self) -> Option<&'r Value>;
+    /// Fills the symbol table for a new request: what is already known, the rest unresolved.
+    fn init_syms(&self, syms: &mut Vec<u32>, paths: usize) {
+        syms.clear();
+        syms.resize(paths, crate::symbols::UNRESOLVED);
+    }
 }
 
 /// Paths up to this many are cached on the stack; more use one allocation.
@@ -233,6 +257,15 @@ impl<'r> Input<'r> for PreparedInput<'r> {
     fn resource_vendor(&self) -> Option<&'r Value> {
         self.0.resource_vendor.as_ref()
     }
+
+    fn init_syms(&self, syms: &mut Vec<u32>, paths: usize) {
+        syms.clear();
+        if self.0.syms.len() == paths {
+            syms.extend_from_slice(&self.0.syms);
+        } else {
+            syms.resize(paths, crate::symbols::UNRESOLVED);
+        }
+    }
 }
 
 /// A verified program ready to decide: regexes compiled, constant sets and dispatch tables built.
@@ -242,6 +275,8 @@ pub struct Engine {
     regexes: Vec<Option<regex::Regex>>,
     sets: Vec<Option<ConstSet>>,
     dispatch: Vec<Option<HashMap<String, usize>>>,
+    /// The program's string constants, interned: request values become symbols with them.
+    symbols: crate::symbols::Symbols,
     from: Option<jiff::Timestamp>,
     until: Option<jiff::Timestamp>,
     trie: crate::project::PathTrie,
@@ -249,6 +284,30 @@ pub struct Engine {
     jit: Option<crate::jit::JitCode>,
     /// Why the JIT was not used, when it was asked for and could not be.
     jit_fallback: Option<crate::jit::JitError>,
+}
+
+/// The engine seen from native code during one rule: atoms it does not compile go to the shared
+/// evaluation (caches, traces), and symbols are resolved from the request's values.
+struct JitHost<'e, 'i, 'c, 't, I> {
+    engine: &'e Engine,
+    input: &'i mut I,
+    cache: &'c mut Cache,
+    trace: Option<&'t mut Vec<AtomTrace>>,
+}
+
+impl<'r, I: Input<'r>> crate::jit::Host for JitHost<'_, '_, '_, '_, I> {
+    fn atom(&mut self, atom: u32, site: u32) -> bool {
+        self.engine.atom(atom, site, self.input, self.cache, self.trace.as_deref_mut())
+    }
+
+    fn sym(&mut self, path: u32, atom: u32, site: u32) -> (u32, bool) {
+        // A traced evaluation records the atom as the VM does (its result is the one native code
+        // computes from the symbol) and keeps nothing, so the next atom on the path comes here too.
+        if self.trace.is_some() {
+            self.engine.atom(atom, site, self.input, self.cache, self.trace.as_deref_mut());
+        }
+        (self.engine.symbols.of(self.input.lookup(path)), self.trace.is_none())
+    }
 }
 
 /// Which backend runs an engine's conditions.
@@ -274,6 +333,11 @@ impl Engine {
     /// The backend conditions run on.
     pub fn backend(&self) -> Backend {
         if self.jit.is_some() { Backend::Jit } else { Backend::Vm }
+    }
+
+    /// How many of the program's atoms the JIT decides natively (0 on the VM).
+    pub fn native_atoms(&self) -> usize {
+        self.jit.as_ref().map_or(0, crate::jit::JitCode::native_atoms)
     }
 
     /// Why the JIT was asked for and not used (the engine runs on the VM then).
@@ -316,14 +380,15 @@ impl Engine {
         let from = time(&program.effective_from)?;
         let until = time(&program.effective_until)?;
         let trie = crate::project::PathTrie::new(program.paths.iter().map(Vec::as_slice));
+        let symbols = crate::symbols::Symbols::new(&program);
         let (jit, jit_fallback) = match backend {
             Backend::Vm => (None, None),
-            Backend::Jit => match crate::jit::JitCode::compile(&program) {
+            Backend::Jit => match crate::jit::JitCode::compile(&program, &symbols) {
                 Ok(code) => (Some(code), None),
                 Err(e) => (None, Some(e)),
             },
         };
-        Ok(Engine { program, regexes, sets, dispatch, from, until, trie, jit, jit_fallback })
+        Ok(Engine { program, regexes, sets, dispatch, symbols, from, until, trie, jit, jit_fallback })
     }
 
     pub fn program(&self) -> &Program {
@@ -339,10 +404,12 @@ impl Engine {
             .and_then(|i| u32::try_from(i).ok())
     }
 
-    /// Resolves every path of the bundle from a request, once.
+    /// Resolves every path of the bundle from a request, once (and its symbol, once).
     pub fn prepare(&self, req: &Request) -> PreparedRequest {
+        let values: Vec<Option<Value>> = self.program.paths.iter().map(|p| req.lookup(p).cloned()).collect();
         PreparedRequest {
-            values: self.program.paths.iter().map(|p| req.lookup(p).cloned()).collect(),
+            syms: values.iter().map(|v| self.symbols.of(v.as_ref())).collect(),
+            values,
             action: req.action.clone(),
             resource_vendor: req.resource.as_ref().and_then(|r| r.get("vendor_id")).cloned(),
         }
@@ -429,6 +496,9 @@ impl Engine {
     ) -> Outcome<'s> {
         let p = &self.program;
         scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
+        if self.jit.is_some() {
+            input.init_syms(&mut scratch.syms, p.paths.len());
+        }
         if let (Some(g), _, _) = self.gate(input, now) {
             return Outcome { bundle: BundleResult::Gate(g), policies: &scratch.results };
         }
@@ -473,14 +543,15 @@ impl Engine {
         ri: u32,
         input: &mut I,
         scratch: &mut Scratch,
-        mut trace: Option<&mut Vec<AtomTrace>>,
+        trace: Option<&mut Vec<AtomTrace>>,
     ) -> bool {
+        let Scratch { cache, syms, .. } = scratch;
         if let Some(jit) = &self.jit {
-            let mut atom = |a: u32, site: u32| self.atom(a, site, input, scratch, trace.as_deref_mut());
-            return jit.holds(pi, ri as usize, &mut atom).unwrap_or(false);
+            let mut host = JitHost { engine: self, input, cache, trace };
+            return jit.holds(pi, ri as usize, &mut host, syms).unwrap_or(false);
         }
         match pol.rules.get(ri as usize) {
-            Some(r) => self.run(r.entry, input, scratch, trace),
+            Some(r) => self.run(r.entry, input, cache, trace),
             None => false,
         }
     }
@@ -508,7 +579,7 @@ impl Engine {
         &self,
         entry: u32,
         input: &mut I,
-        s: &mut Scratch,
+        s: &mut Cache,
         mut trace: Option<&mut Vec<AtomTrace>>,
     ) -> bool {
         let code = &self.program.code;
@@ -577,7 +648,7 @@ impl Engine {
         atom: u32,
         site: u32,
         input: &mut I,
-        s: &mut Scratch,
+        s: &mut Cache,
         trace: Option<&mut Vec<AtomTrace>>,
     ) -> bool {
         let a = atom as usize;
@@ -630,6 +701,9 @@ impl Engine {
         let p = &self.program;
         let mut scratch = Scratch::default();
         scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
+        if self.jit.is_some() {
+            input.init_syms(&mut scratch.syms, p.paths.len());
+        }
         let mut entries = Vec::new();
         let (gate, window, scope) = self.gate(input, now);
         if let Some(passed) = window {

@@ -7,7 +7,7 @@ use verdict_compiler::SourceKind;
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::request::Request;
-use verdict_runtime::vm::{Backend, Engine};
+use verdict_runtime::vm::{Backend, Engine, Scratch};
 use verdict_tests::generate::{Rng, bundle, request};
 
 const REQUESTS_PER_BUNDLE: usize = 20;
@@ -31,6 +31,10 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
     let jit = Engine::with_backend(program, Backend::Jit).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(jit.backend(), Backend::Jit, "{:?}", jit.jit_fallback());
     let now = "2026-06-01T00:00:00Z".parse().map_err(|_| TestCaseError::fail("time"))?;
+    let mut scratch = Scratch::default();
+    // A prepared request that is reused: each request's values are `set` into it (the symbols
+    // of changed paths are resolved again by the JIT).
+    let mut reused = jit.prepare(&Request::default());
     for i in 0..REQUESTS_PER_BUNDLE {
         let ctx = request(&mut rng);
         let req = Request::from_value(ctx.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -40,6 +44,28 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
         prop_assert_eq!(&got, &want, "seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
         let native = jit.evaluate(&req, now, trace).to_json();
         prop_assert_eq!(&native, &want, "JIT: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
+        // The JIT's other entry points: a prepared request (symbols computed once), and one
+        // updated path by path.
+        let untraced = if trace { interp.evaluate(&req, now, false).to_json() } else { want.clone() };
+        let prepared = jit.prepare(&req);
+        let outcome = jit.decide_prepared(&prepared, now, &mut scratch);
+        let native = jit.result(&outcome, None).to_json();
+        prop_assert_eq!(&native, &untraced, "JIT prepared: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
+        for (p, segments) in jit.program().paths.iter().enumerate() {
+            reused.set(p as u32, req.lookup(segments).cloned());
+        }
+        reused.set_scope(req.action.clone(), req.resource.as_ref().and_then(|r| r.get("vendor_id")).cloned());
+        let outcome = jit.decide_prepared(&reused, now, &mut scratch);
+        let native = jit.result(&outcome, None).to_json();
+        prop_assert_eq!(
+            &native,
+            &untraced,
+            "JIT reused prepared: seed {} request {}\nbundle {}\ncontext {}",
+            seed,
+            i,
+            b,
+            ctx
+        );
         // From JSON bytes through the projection parser, with noise the bundle never reads.
         let mut noisy = ctx.clone();
         if let Some(data) = noisy.get_mut("data").and_then(|d| d.as_object_mut()) {
@@ -54,6 +80,16 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
             .map_err(|e| TestCaseError::fail(e.to_string()))?
             .to_json();
         prop_assert_eq!(&projected, &want, "projection: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, noisy);
+        let native = jit.evaluate_json(bytes.as_bytes(), now, trace).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(
+            &native.to_json(),
+            &want,
+            "JIT projection: seed {} request {}\nbundle {}\ncontext {}",
+            seed,
+            i,
+            b,
+            noisy
+        );
     }
     Ok(true)
 }
@@ -102,4 +138,22 @@ proptest! {
 fn most_generated_bundles_compile() {
     let compiled = (0..500u64).filter(|s| matches!(check(*s), Ok(true))).count();
     assert!(compiled > 400, "only {compiled} of 500 generated bundles compiled");
+}
+
+/// The generated bundles exercise both kinds of JIT atoms: native (symbol compares) and
+/// called back.
+#[test]
+fn generated_bundles_have_native_and_called_back_atoms() {
+    let (mut native, mut all) = (0usize, 0usize);
+    for seed in 0..300u64 {
+        let b = bundle(&mut Rng::new(seed));
+        let Some(ir) = verdict_compiler::compile_as(&SourceFile::new("g.json", b.to_string()), SourceKind::Json).bundle
+        else {
+            continue;
+        };
+        let Ok(jit) = Engine::with_backend(verdict_compiler::codegen::program(&ir), Backend::Jit) else { continue };
+        native += jit.native_atoms();
+        all += jit.program().atoms.len();
+    }
+    assert!(native * 10 > all && native * 10 < all * 9, "{native} native of {all} atoms");
 }
