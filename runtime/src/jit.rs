@@ -5,27 +5,24 @@
 //! `not`, definition calls) is native. Atoms that compare a path with strings, booleans or null
 //! (`==`, `!=`, `in`, `not in`, `exists`, `missing`: [`crate::symbols::fast_atom`]) are native
 //! too: integer compares on the path's *symbol*, read from the request's symbol table `syms`
-//! (one `u32` per path; a path not resolved yet is resolved by the host helper [`h_sym`], which
-//! stores it unless the host asks otherwise, as a traced evaluation does so that it sees every
-//! atom). Every other atom goes through [`h_atom`], which calls back into the engine's shared
-//! atom evaluation (caches, constant sets, regexes, traces). The differential tests hold the
-//! JIT to the interpreter, traces included.
-//!
+//! (one `u32` per path, filled by the engine before the call for every path in
+//! [`JitCode::native_paths`]). Every other atom goes through the host helper [`h_atom`], which
+//! calls back into the engine's shared atom evaluation (caches, constant sets, regexes). Traced
+//! evaluations do not run native code: they run the same program's bytecode on the VM, which
+//! records every atom. The differential tests hold the JIT to the interpreter.
+
 //! # Safety
 //! This is the only module with `unsafe` code. Its invariants:
 //! - Native code is generated only from programs that passed [`Program::verify`]: every jump is
 //!   forward and in range, definition calls are acyclic, so every call returns.
-//! - The only functions native code calls (besides other functions of the same module) are
-//!   [`h_atom`] and [`h_sym`], through address constants with the exact signatures they were
-//!   declared with.
+//! - The only function native code calls (besides other functions of the same module) is
+//!   [`h_atom`], through an address constant with the exact signature it was declared with.
 //! - `env` is a pointer to a `&mut dyn Host` that [`JitCode::holds`] creates on its stack and
 //!   that outlives the native call; native code passes it through untouched.
-//! - `syms` points at a `&mut [u32]` that [`JitCode::holds`] borrows for the whole call and whose
-//!   length it checks to be the program's path count; native code reads and [`h_sym`] writes
-//!   only at path ids below that count (checked when compiling), and nothing else touches the
-//!   slice during the call.
-//! - [`h_atom`] and [`h_sym`] never unwind: a panic in the host is caught and read as `false`
-//!   (an atom) or [`crate::symbols::OTHER`] (a symbol, which no constant equals).
+//! - `syms` points at a `&[u32]` that [`JitCode::holds`] borrows for the whole call and whose
+//!   length it checks to be the program's path count; native code only reads it, at path ids
+//!   below that count (checked when compiling).
+//! - [`h_atom`] never unwinds: a panic in the host is caught and read as `false`.
 //! - The module's memory is freed only when the [`JitCode`] drops, and no function pointer
 //!   escapes it (they are private and only called through `&self`).
 
@@ -35,7 +32,7 @@ use crate::bytecode::Op;
 use crate::program::Program;
 use crate::symbols::{self, Symbols, Test};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{AbiParam, BlockArg, InstBuilder, MemFlagsData, UserFuncName, types};
+use cranelift_codegen::ir::{AbiParam, InstBuilder, MemFlagsData, UserFuncName, Value, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -48,13 +45,9 @@ use std::panic::AssertUnwindSafe;
 pub trait Host {
     /// Evaluates an atom that is not compiled natively: `(atom, site) -> holds`.
     fn atom(&mut self, atom: u32, site: u32) -> bool;
-    /// The symbol of a path's value, for the natively compiled `atom` (at `site`) about to read
-    /// it, and whether to keep it for the rest of the request (a traced evaluation says no, so
-    /// that every atom evaluation reaches it).
-    fn sym(&mut self, path: u32, atom: u32, site: u32) -> (u32, bool);
 }
 
-type CondFn = unsafe extern "C" fn(*mut c_void, *mut u32) -> u8;
+type CondFn = unsafe extern "C" fn(*mut c_void, *const u32) -> u8;
 
 /// The host helper for atoms. Never unwinds.
 extern "C" fn h_atom(env: *mut c_void, atom: u32, site: u32) -> u8 {
@@ -65,28 +58,6 @@ extern "C" fn h_atom(env: *mut c_void, atom: u32, site: u32) -> u8 {
         host.atom(atom, site)
     }));
     u8::from(matches!(result, Ok(true)))
-}
-
-/// The host helper for symbols: resolves a path's symbol and stores it in `syms` when the host
-/// keeps it. Never unwinds.
-extern "C" fn h_sym(env: *mut c_void, syms: *mut u32, path: u32, atom: u32, site: u32) -> u32 {
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: as in `h_atom`.
-        let host = unsafe { &mut *env.cast::<&mut dyn Host>() };
-        host.sym(path, atom, site)
-    }));
-    match result {
-        Ok((s, keep)) => {
-            if keep {
-                // SAFETY: `syms` is the slice `JitCode::holds` lent to this call, and `path` is
-                // below its length: the compiler emits `h_sym` calls only for path ids below the
-                // program's path count, which `holds` checked the slice to have.
-                unsafe { syms.add(path as usize).write(s) };
-            }
-            s
-        }
-        Err(_) => symbols::OTHER,
-    }
 }
 
 /// Owns the JIT module and frees its memory on drop.
@@ -116,6 +87,8 @@ pub struct JitCode {
     paths: usize,
     /// Atoms compiled natively, out of all the program's atoms.
     native_atoms: usize,
+    /// The paths native atoms read (sorted, distinct): their symbols must be resolved.
+    native_paths: Vec<u32>,
     _code: Code,
 }
 
@@ -157,6 +130,40 @@ fn segment(code: &[u32], entry: u32) -> Result<Vec<(usize, Op)>, JitError> {
     }
 }
 
+/// Native code for an atom that symbols decide: the path's symbol from the table, compared.
+fn native_test(b: &mut FunctionBuilder<'_>, syms: Value, path: u32, test: &Test) -> Value {
+    let slot = b.ins().iadd_imm_u(syms, i64::from(path) * 4);
+    let s = b.ins().load(types::I32, MemFlagsData::trusted(), slot, 0);
+    let eq = |b: &mut FunctionBuilder<'_>, k: u32| b.ins().icmp_imm_u(IntCC::Equal, s, i64::from(k));
+    let ne = |b: &mut FunctionBuilder<'_>, k: u32| b.ins().icmp_imm_u(IntCC::NotEqual, s, i64::from(k));
+    match test {
+        Test::Eq(k) => eq(b, *k),
+        Test::Ne(k) => {
+            let present = ne(b, symbols::MISSING);
+            let other = ne(b, *k);
+            b.ins().band(present, other)
+        }
+        Test::In(ks) => {
+            let mut acc = b.ins().iconst(types::I8, 0);
+            for k in ks {
+                let hit = eq(b, *k);
+                acc = b.ins().bor(acc, hit);
+            }
+            acc
+        }
+        Test::NotIn(ks) => {
+            let mut acc = ne(b, symbols::MISSING);
+            for k in ks {
+                let miss = ne(b, *k);
+                acc = b.ins().band(acc, miss);
+            }
+            acc
+        }
+        Test::Exists => ne(b, symbols::MISSING),
+        Test::Missing => eq(b, symbols::MISSING),
+    }
+}
+
 impl JitCode {
     /// Compiles every rule and definition of a verified program; `symbols` are the program's
     /// (the same table the engine resolves request values with).
@@ -167,6 +174,8 @@ impl JitCode {
             .map(|a| symbols::fast_atom(a, p, symbols).filter(|(path, _)| (*path as usize) < p.paths.len()))
             .collect();
         let native_atoms = fast.iter().filter(|f| f.is_some()).count();
+        let native_paths: Vec<u32> =
+            fast.iter().flatten().map(|(path, _)| *path).collect::<BTreeSet<u32>>().into_iter().collect();
         let mut flags = settings::builder();
         flags.set("use_colocated_libcalls", "false").map_err(err)?;
         flags.set("is_pic", "false").map_err(err)?;
@@ -180,11 +189,6 @@ impl JitCode {
         cond_sig.params.push(AbiParam::new(ptr));
         cond_sig.params.push(AbiParam::new(ptr));
         cond_sig.returns.push(AbiParam::new(types::I8));
-        let mut sym_sig = cranelift_codegen::ir::Signature::new(call_conv);
-        for t in [ptr, ptr, types::I32, types::I32, types::I32] {
-            sym_sig.params.push(AbiParam::new(t));
-        }
-        sym_sig.returns.push(AbiParam::new(types::I32));
         let mut helper_sig = cranelift_codegen::ir::Signature::new(call_conv);
         helper_sig.params.push(AbiParam::new(ptr));
         helper_sig.params.push(AbiParam::new(types::I32));
@@ -214,7 +218,6 @@ impl JitCode {
             {
                 let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
                 let helper_ref = b.import_signature(helper_sig.clone());
-                let sym_ref = b.import_signature(sym_sig.clone());
                 let f = b.declare_var(types::I8);
                 let start = b.create_block();
                 b.append_block_params_for_function_params(start);
@@ -252,64 +255,17 @@ impl JitCode {
                     }
                     let next_pc = ops.get(i + 1).map(|(n, _)| *n);
                     match *op {
-                        Op::Atom { atom, site } if matches!(fast.get(atom as usize), Some(Some(_))) => {
-                            let Some(Some((path, test))) = fast.get(atom as usize) else { continue };
-                            // The path's symbol: from the table, or resolved by the host.
-                            let slot = b.ins().iadd_imm_u(syms, i64::from(*path) * 4);
-                            let known = b.ins().load(types::I32, MemFlagsData::trusted(), slot, 0);
-                            let unresolved = b.ins().icmp_imm_u(IntCC::Equal, known, i64::from(symbols::UNRESOLVED));
-                            let resolve = b.create_block();
-                            let decide = b.create_block();
-                            let s = b.append_block_param(decide, types::I32);
-                            b.ins().brif(unresolved, resolve, &[], decide, &[BlockArg::from(known)]);
-                            b.switch_to_block(resolve);
-                            let addr = b.ins().iconst(ptr, h_sym as *const () as usize as i64);
-                            let path_v = b.ins().iconst(types::I32, i64::from(*path));
-                            let a = b.ins().iconst(types::I32, i64::from(atom));
-                            let st = b.ins().iconst(types::I32, i64::from(site));
-                            let call = b.ins().call_indirect(sym_ref, addr, &[env, syms, path_v, a, st]);
-                            let got = *b.inst_results(call).first().ok_or_else(|| err("helper returns nothing"))?;
-                            b.ins().jump(decide, &[BlockArg::from(got)]);
-                            b.switch_to_block(decide);
-                            let eq =
-                                |b: &mut FunctionBuilder<'_>, k: u32| b.ins().icmp_imm_u(IntCC::Equal, s, i64::from(k));
-                            let ne = |b: &mut FunctionBuilder<'_>, k: u32| {
-                                b.ins().icmp_imm_u(IntCC::NotEqual, s, i64::from(k))
-                            };
-                            let v = match test {
-                                Test::Eq(k) => eq(&mut b, *k),
-                                Test::Ne(k) => {
-                                    let present = ne(&mut b, symbols::MISSING);
-                                    let other = ne(&mut b, *k);
-                                    b.ins().band(present, other)
-                                }
-                                Test::In(ks) => {
-                                    let mut acc = b.ins().iconst(types::I8, 0);
-                                    for k in ks {
-                                        let hit = eq(&mut b, *k);
-                                        acc = b.ins().bor(acc, hit);
-                                    }
-                                    acc
-                                }
-                                Test::NotIn(ks) => {
-                                    let mut acc = ne(&mut b, symbols::MISSING);
-                                    for k in ks {
-                                        let miss = ne(&mut b, *k);
-                                        acc = b.ins().band(acc, miss);
-                                    }
-                                    acc
-                                }
-                                Test::Exists => ne(&mut b, symbols::MISSING),
-                                Test::Missing => eq(&mut b, symbols::MISSING),
-                            };
-                            b.def_var(f, v);
-                        }
                         Op::Atom { atom, site } => {
-                            let addr = b.ins().iconst(ptr, h_atom as *const () as usize as i64);
-                            let a = b.ins().iconst(types::I32, i64::from(atom));
-                            let s = b.ins().iconst(types::I32, i64::from(site));
-                            let call = b.ins().call_indirect(helper_ref, addr, &[env, a, s]);
-                            let v = *b.inst_results(call).first().ok_or_else(|| err("helper returns nothing"))?;
+                            let v = match fast.get(atom as usize) {
+                                Some(Some((path, test))) => native_test(&mut b, syms, *path, test),
+                                _ => {
+                                    let addr = b.ins().iconst(ptr, h_atom as *const () as usize as i64);
+                                    let a = b.ins().iconst(types::I32, i64::from(atom));
+                                    let s = b.ins().iconst(types::I32, i64::from(site));
+                                    let call = b.ins().call_indirect(helper_ref, addr, &[env, a, s]);
+                                    *b.inst_results(call).first().ok_or_else(|| err("helper returns nothing"))?
+                                }
+                            };
                             b.def_var(f, v);
                         }
                         Op::True {} => {
@@ -378,14 +334,14 @@ impl JitCode {
                     .map(|id| {
                         let ptr = module.get_finalized_function(*id);
                         // SAFETY: the function was defined with `cond_sig`, which is
-                        // `extern "C" fn(*mut c_void, *mut u32) -> u8` in the platform's default
+                        // `extern "C" fn(*mut c_void, *const u32) -> u8` in the platform's default
                         // convention.
                         unsafe { std::mem::transmute::<*const u8, CondFn>(ptr) }
                     })
                     .collect()
             })
             .collect();
-        Ok(JitCode { rules, paths: p.paths.len(), native_atoms, _code: Code(Some(module)) })
+        Ok(JitCode { rules, paths: p.paths.len(), native_atoms, native_paths, _code: Code(Some(module)) })
     }
 
     /// How many of the program's atoms run as native code (the rest call back into the host).
@@ -393,11 +349,16 @@ impl JitCode {
         self.native_atoms
     }
 
+    /// The paths whose symbols native code reads.
+    pub fn native_paths(&self) -> &[u32] {
+        &self.native_paths
+    }
+
     /// Runs a rule's native condition with the request's symbol table `syms` (one entry per
-    /// path; [`symbols::UNRESOLVED`] where not looked up yet), calling `host` for every atom
-    /// it does not decide natively and for every symbol it needs resolved. `None` when the rule
-    /// does not exist or `syms` has the wrong length.
-    pub fn holds(&self, policy: usize, rule: usize, host: &mut dyn Host, syms: &mut [u32]) -> Option<bool> {
+    /// path, resolved at least for [`JitCode::native_paths`]), calling `host` for every atom it
+    /// does not decide natively. `None` when the rule does not exist or `syms` has the wrong
+    /// length.
+    pub fn holds(&self, policy: usize, rule: usize, host: &mut dyn Host, syms: &[u32]) -> Option<bool> {
         let f = *self.rules.get(policy)?.get(rule)?;
         if syms.len() != self.paths {
             return None;
@@ -406,7 +367,7 @@ impl JitCode {
         let env = (&raw mut host).cast::<c_void>();
         // SAFETY: `f` was compiled by `compile` from a verified program and its module lives as
         // long as `self`; `env` points at `host`, alive for the whole call; `syms` is borrowed
-        // mutably for the whole call and has the length every native access was checked against.
-        Some(unsafe { f(env, syms.as_mut_ptr()) } != 0)
+        // for the whole call and has the length every native read was checked against.
+        Some(unsafe { f(env, syms.as_ptr()) } != 0)
     }
 }

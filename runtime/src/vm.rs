@@ -195,7 +195,7 @@ trait Input<'r> {
     fn lookup(&mut self, path: u32) -> Option<&'r Value>;
     fn action(&self) -> Option<&'r Value>;
     fn resource_vendor(&self) -> Option<&'r Value>;
-    /// Fills the symbol table for a new request: what is already known, the rest unresolved.
+    /// Starts the symbol table of a new request: what is already known, the rest unresolved.
     fn init_syms(&self, syms: &mut Vec<u32>, paths: usize) {
         syms.clear();
         syms.resize(paths, crate::symbols::UNRESOLVED);
@@ -287,26 +287,16 @@ pub struct Engine {
 }
 
 /// The engine seen from native code during one rule: atoms it does not compile go to the shared
-/// evaluation (caches, traces), and symbols are resolved from the request's values.
-struct JitHost<'e, 'i, 'c, 't, I> {
+/// evaluation (and its per-request cache).
+struct JitHost<'e, 'i, 'c, I> {
     engine: &'e Engine,
     input: &'i mut I,
     cache: &'c mut Cache,
-    trace: Option<&'t mut Vec<AtomTrace>>,
 }
 
-impl<'r, I: Input<'r>> crate::jit::Host for JitHost<'_, '_, '_, '_, I> {
+impl<'r, I: Input<'r>> crate::jit::Host for JitHost<'_, '_, '_, I> {
     fn atom(&mut self, atom: u32, site: u32) -> bool {
-        self.engine.atom(atom, site, self.input, self.cache, self.trace.as_deref_mut())
-    }
-
-    fn sym(&mut self, path: u32, atom: u32, site: u32) -> (u32, bool) {
-        // A traced evaluation records the atom as the VM does (its result is the one native code
-        // computes from the symbol) and keeps nothing, so the next atom on the path comes here too.
-        if self.trace.is_some() {
-            self.engine.atom(atom, site, self.input, self.cache, self.trace.as_deref_mut());
-        }
-        (self.engine.symbols.of(self.input.lookup(path)), self.trace.is_none())
+        self.engine.atom(atom, site, self.input, self.cache, None)
     }
 }
 
@@ -496,8 +486,15 @@ impl Engine {
     ) -> Outcome<'s> {
         let p = &self.program;
         scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
-        if self.jit.is_some() {
+        if let Some(jit) = &self.jit {
             input.init_syms(&mut scratch.syms, p.paths.len());
+            for &path in jit.native_paths() {
+                if let Some(slot) = scratch.syms.get_mut(path as usize)
+                    && *slot == crate::symbols::UNRESOLVED
+                {
+                    *slot = self.symbols.of(input.lookup(path));
+                }
+            }
         }
         if let (Some(g), _, _) = self.gate(input, now) {
             return Outcome { bundle: BundleResult::Gate(g), policies: &scratch.results };
@@ -546,8 +543,10 @@ impl Engine {
         trace: Option<&mut Vec<AtomTrace>>,
     ) -> bool {
         let Scratch { cache, syms, .. } = scratch;
-        if let Some(jit) = &self.jit {
-            let mut host = JitHost { engine: self, input, cache, trace };
+        // Native code for untraced decisions; a trace runs the same program's bytecode, which
+        // records every atom (the two are held equal by the differential tests).
+        if let (Some(jit), None) = (&self.jit, &trace) {
+            let mut host = JitHost { engine: self, input, cache };
             return jit.holds(pi, ri as usize, &mut host, syms).unwrap_or(false);
         }
         match pol.rules.get(ri as usize) {
@@ -701,9 +700,6 @@ impl Engine {
         let p = &self.program;
         let mut scratch = Scratch::default();
         scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
-        if self.jit.is_some() {
-            input.init_syms(&mut scratch.syms, p.paths.len());
-        }
         let mut entries = Vec::new();
         let (gate, window, scope) = self.gate(input, now);
         if let Some(passed) = window {
