@@ -275,6 +275,8 @@ pub struct Engine {
     regexes: Vec<Option<regex::Regex>>,
     sets: Vec<Option<ConstSet>>,
     dispatch: Vec<Option<HashMap<String, usize>>>,
+    /// The same tables by symbol (where every key is an interned constant), for the JIT.
+    dispatch_syms: Vec<Option<HashMap<u32, usize>>>,
     /// The program's string constants, interned: request values become symbols with them.
     symbols: crate::symbols::Symbols,
     from: Option<jiff::Timestamp>,
@@ -371,6 +373,22 @@ impl Engine {
         let until = time(&program.effective_until)?;
         let trie = crate::project::PathTrie::new(program.paths.iter().map(Vec::as_slice));
         let symbols = crate::symbols::Symbols::new(&program);
+        let dispatch_syms = program
+            .policies
+            .iter()
+            .map(|p| {
+                let d = p.dispatch.as_ref()?;
+                let mut map = HashMap::default();
+                for (i, (k, _)) in d.keys.iter().enumerate() {
+                    let sym = symbols.of(Some(&Value::String(k.clone())));
+                    if sym >= crate::symbols::NULL {
+                        return None; // not an interned constant: dispatch by string
+                    }
+                    map.insert(sym, i);
+                }
+                Some(map)
+            })
+            .collect();
         let (jit, jit_fallback) = match backend {
             Backend::Vm => (None, None),
             Backend::Jit => match crate::jit::JitCode::compile(&program, &symbols) {
@@ -378,7 +396,7 @@ impl Engine {
                 Err(e) => (None, Some(e)),
             },
         };
-        Ok(Engine { program, regexes, sets, dispatch, symbols, from, until, trie, jit, jit_fallback })
+        Ok(Engine { program, regexes, sets, dispatch, dispatch_syms, symbols, from, until, trie, jit, jit_fallback })
     }
 
     pub fn program(&self) -> &Program {
@@ -500,7 +518,25 @@ impl Engine {
             return Outcome { bundle: BundleResult::Gate(g), policies: &scratch.results };
         }
         for (pi, pol) in p.policies.iter().enumerate() {
+            let by_symbol = if self.jit.is_some() { self.dispatch_syms.get(pi).and_then(Option::as_ref) } else { None };
             let candidates: &[u32] = match (&pol.dispatch, self.dispatch.get(pi).and_then(Option::as_ref)) {
+                // On the JIT the request's symbols are at hand: dispatch on the path's symbol.
+                (Some(d), Some(_)) if let Some(map) = by_symbol => {
+                    let known = scratch.syms.get(d.path as usize).copied().unwrap_or(crate::symbols::UNRESOLVED);
+                    let sym = if known == crate::symbols::UNRESOLVED {
+                        let s = self.symbols.of(input.lookup(d.path));
+                        if let Some(slot) = scratch.syms.get_mut(d.path as usize) {
+                            *slot = s;
+                        }
+                        s
+                    } else {
+                        known
+                    };
+                    match map.get(&sym).and_then(|i| d.keys.get(*i)) {
+                        Some((_, list)) => list,
+                        None => &d.other,
+                    }
+                }
                 (Some(d), Some(map)) => match input.lookup(d.path) {
                     Some(Value::String(s)) => match map.get(s.as_str()).and_then(|i| d.keys.get(*i)) {
                         Some((_, list)) => list,
