@@ -24,7 +24,10 @@ def fmt(ns):
 
 
 def ratio(a, b):
-    return f"{a / b:,.1f}×" if a is not None and b else "—"
+    if a is None or not b:
+        return "—"
+    r = a / b
+    return f"{r:.2f}×" if r < 1 else f"{r:,.1f}×"
 
 
 def table(title, engines, base):
