@@ -104,6 +104,8 @@ pub struct Scratch {
 
 #[derive(Debug, Default)]
 struct Cache {
+    /// The return stack of definition calls (empty between runs).
+    stack: Vec<(u32, u32)>,
     generation: u32,
     atom_stamp: Vec<u32>,
     atom_value: Vec<bool>,
@@ -644,8 +646,9 @@ impl Engine {
         }
     }
 
-    /// Runs a condition segment. Definition calls use a fixed return stack (depth bounded by the
-    /// verifier); jumps only go forward, so every run ends.
+    /// Runs a condition segment. Definition calls use the scratch's return stack (depth bounded
+    /// by the verifier, so it never grows past `MAX_CALL_DEPTH` entries and, once warm, never
+    /// allocates); jumps only go forward, so every run ends.
     fn run<'r, I: Input<'r>>(
         &self,
         entry: u32,
@@ -654,8 +657,7 @@ impl Engine {
         mut trace: Option<&mut Vec<AtomTrace>>,
     ) -> bool {
         let code = &self.program.code;
-        let mut stack = [(0u32, 0u32); MAX_CALL_DEPTH + 1];
-        let mut sp = 0usize;
+        let base = s.stack.len();
         let mut pc = entry as usize;
         let mut f = false;
         while let Some((op, next)) = Op::decode(code, pc) {
@@ -679,20 +681,21 @@ impl Engine {
                     let d = def as usize;
                     if trace.is_none() && s.def_stamp.get(d) == Some(&s.generation) {
                         f = s.def_value.get(d).copied().unwrap_or(false);
-                    } else if let (Some(slot), Some(&target)) = (stack.get_mut(sp), self.program.defs.get(d)) {
-                        *slot = (u32::try_from(pc).unwrap_or(u32::MAX), def);
-                        sp += 1;
+                    } else if let (true, Some(&target)) =
+                        (s.stack.len() - base <= MAX_CALL_DEPTH, self.program.defs.get(d))
+                    {
+                        s.stack.push((u32::try_from(pc).unwrap_or(u32::MAX), def));
                         pc = target as usize;
                     } else {
+                        s.stack.truncate(base);
                         return false;
                     }
                 }
                 Op::Ret {} => {
-                    if sp == 0 {
+                    if s.stack.len() <= base {
                         return f;
                     }
-                    sp -= 1;
-                    let Some(&(ret, def)) = stack.get(sp) else { return false };
+                    let Some((ret, def)) = s.stack.pop() else { return false };
                     if let (Some(st), Some(v)) = (s.def_stamp.get_mut(def as usize), s.def_value.get_mut(def as usize))
                     {
                         *st = s.generation;
@@ -702,6 +705,7 @@ impl Engine {
                 }
             }
         }
+        s.stack.truncate(base);
         false
     }
 
