@@ -7,7 +7,6 @@
 
 use crate::ir::*;
 use serde_json::{Map, Value};
-use std::sync::Arc;
 use verdict_grammar::printer::path_of;
 use verdict_runtime::atom;
 use verdict_runtime::decision::{
@@ -113,7 +112,7 @@ impl<'b> Interpreter<'b> {
             let mut atoms = trace.as_ref().map(|_| Vec::new());
             let held = self.cond(r.cond, req, atoms.as_mut());
             if let (Some(t), Some(atoms)) = (trace.as_deref_mut(), atoms) {
-                t.push(RuleTrace { rule: Arc::from(r.id.as_str()), held, atoms });
+                t.push(RuleTrace { rule: r.id.clone(), held, atoms });
             }
             if held {
                 return Decision {
@@ -160,18 +159,18 @@ impl<'b> Interpreter<'b> {
                 };
                 let result = atom::eval(a.op, l, r, re);
                 if let Some(t) = trace {
-                    let mut read = verdict_runtime::decision::Reads::new();
+                    let mut read = Vec::new();
                     for (o, v) in [(a.lhs, l), (a.rhs, r)] {
                         if let Operand::Path(p) = o {
                             read.push(ReadTrace {
-                                path: Arc::from(path_of(self.bundle.path(p).iter().map(String::as_str))),
+                                path: path_of(self.bundle.path(p).iter().map(String::as_str)),
                                 value: v.cloned(),
                                 missing: v.is_none(),
                             });
                         }
                     }
                     t.push(AtomTrace {
-                        atom: Arc::from(a.text.as_str()),
+                        atom: a.text.clone(),
                         span: [node.span.start, node.span.end],
                         line: a.line,
                         column: a.column,

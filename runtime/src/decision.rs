@@ -2,8 +2,6 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use smallvec::SmallVec;
-use std::sync::Arc;
 
 /// The kind of a decision that no policy made.
 pub const NOT_APPLICABLE: &str = "not_applicable";
@@ -73,8 +71,7 @@ pub struct PolicyTrace {
 /// A rule tried: whether its condition held, and every atom evaluated, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleTrace {
-    /// Shared with the engine's tables: a trace entry costs no copy of the id.
-    pub rule: Arc<str>,
+    pub rule: String,
     pub held: bool,
     pub atoms: Vec<AtomTrace>,
 }
@@ -82,24 +79,20 @@ pub struct RuleTrace {
 /// An atom evaluated: its text, where it is written, what it read, and its result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AtomTrace {
-    /// Shared with the engine's tables, like every text of a trace.
-    pub atom: Arc<str>,
+    pub atom: String,
     /// Byte range in the source file.
     pub span: [u32; 2],
     /// 1-based line and column (in characters) of the span's start.
     pub line: u32,
     pub column: u32,
-    pub read: Reads,
+    pub read: Vec<ReadTrace>,
     pub result: bool,
 }
-
-/// The paths an atom read: at most two (an atom has two operands), kept inline; a JSON list.
-pub type Reads = SmallVec<[ReadTrace; 2]>;
 
 /// A path an atom read, and its value (absent when the path is missing).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReadTrace {
-    pub path: Arc<str>,
+    pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

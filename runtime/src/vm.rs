@@ -19,7 +19,6 @@ use crate::program::{Arg, MAX_CALL_DEPTH, Program, VerifyError};
 use crate::request::Request;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::{Map, Value};
-use std::sync::Arc;
 
 /// A constant list as a hash set of its scalar elements (exact, as deep equality), plus the
 /// elements that are lists or objects, compared one by one.
@@ -282,8 +281,6 @@ pub struct Engine {
     dispatch_syms: Vec<Option<HashMap<u32, usize>>>,
     /// The program's string constants, interned: request values become symbols with them.
     symbols: crate::symbols::Symbols,
-    /// The texts traces repeat, shared so that a trace entry copies none of them.
-    texts: TraceTexts,
     from: Option<jiff::Timestamp>,
     until: Option<jiff::Timestamp>,
     trie: crate::project::PathTrie,
@@ -304,25 +301,6 @@ struct JitHost<'e, 'i, 'c, I> {
 impl<'r, I: Input<'r>> crate::jit::Host for JitHost<'_, '_, '_, I> {
     fn atom(&mut self, atom: u32, site: u32) -> bool {
         self.engine.atom(atom, site, self.input, self.cache, None)
-    }
-}
-
-/// Rule ids, atom texts and path texts as shared strings, for traces.
-#[derive(Debug, Default)]
-struct TraceTexts {
-    /// `rules[policy][rule]`
-    rules: Vec<Vec<Arc<str>>>,
-    sites: Vec<Arc<str>>,
-    paths: Vec<Arc<str>>,
-}
-
-impl TraceTexts {
-    fn new(p: &Program) -> TraceTexts {
-        TraceTexts {
-            rules: p.policies.iter().map(|pol| pol.rules.iter().map(|r| Arc::from(r.id.as_str())).collect()).collect(),
-            sites: p.sites.iter().map(|s| Arc::from(s.text.as_str())).collect(),
-            paths: p.path_texts.iter().map(|t| Arc::from(t.as_str())).collect(),
-        }
     }
 }
 
@@ -420,21 +398,7 @@ impl Engine {
                 Err(e) => (None, Some(e)),
             },
         };
-        let texts = TraceTexts::new(&program);
-        Ok(Engine {
-            program,
-            regexes,
-            sets,
-            dispatch,
-            dispatch_syms,
-            symbols,
-            texts,
-            from,
-            until,
-            trie,
-            jit,
-            jit_fallback,
-        })
+        Ok(Engine { program, regexes, sets, dispatch, dispatch_syms, symbols, from, until, trie, jit, jit_fallback })
     }
 
     pub fn program(&self) -> &Program {
@@ -747,21 +711,19 @@ impl Engine {
                 *st = s.generation;
                 *val = v;
             }
-            if let (Some(t), Some(site), Some(text)) =
-                (trace, self.program.sites.get(site as usize), self.texts.sites.get(site as usize))
-            {
-                let mut read = crate::decision::Reads::new();
+            if let (Some(t), Some(site)) = (trace, self.program.sites.get(site as usize)) {
+                let mut read = Vec::new();
                 for (arg, v) in [(def.lhs, l), (def.rhs, r)] {
                     if let Arg::Path(p) = arg {
                         read.push(ReadTrace {
-                            path: self.texts.paths.get(p as usize).cloned().unwrap_or_else(|| Arc::from("")),
+                            path: self.program.path_texts.get(p as usize).cloned().unwrap_or_default(),
                             value: v.cloned(),
                             missing: v.is_none(),
                         });
                     }
                 }
                 t.push(AtomTrace {
-                    atom: text.clone(),
+                    atom: site.text.clone(),
                     span: site.span,
                     line: site.line,
                     column: site.column,
@@ -798,13 +760,7 @@ impl Engine {
                 let mut atoms = Vec::new();
                 let held = self.rule_holds(pi, pol, ri, input, &mut scratch, Some(&mut atoms));
                 rules.push(RuleTrace {
-                    rule: self
-                        .texts
-                        .rules
-                        .get(pi)
-                        .and_then(|ids| ids.get(ri as usize))
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from("")),
+                    rule: pol.rules.get(ri as usize).map(|r| r.id.clone()).unwrap_or_default(),
                     held,
                     atoms,
                 });
