@@ -54,8 +54,23 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
                     if let Some(w) = &r.when {
                         re.push((key("when", w.span), cond_node(w, Some((&p.name.text, &r.name.text)), diags)));
                     }
+                    // The parser keeps a second `when` as an error prop: say what it is.
+                    let (extra_whens, rest): (Vec<&Prop>, Vec<&Prop>) =
+                        r.props.iter().partition(|p| p.key.text == "when" && matches!(p.value.kind, LitKind::Error));
+                    for extra in extra_whens {
+                        let mut d = Diagnostic::error(
+                            Code::DuplicateId,
+                            extra.span,
+                            "a rule has one `when`: join the conditions with `and` (or `or`)",
+                        );
+                        if let Some(w) = &r.when {
+                            d = d.with_label(w.span, "the rule's condition");
+                        }
+                        diags.push(d.in_rule(Some(&p.name.text), Some(&r.name.text)));
+                    }
+                    let rest: Vec<Prop> = rest.into_iter().cloned().collect();
                     re.extend(props(
-                        &r.props,
+                        &rest,
                         |k| match k {
                             "reason" => "description".to_owned(),
                             other => other.to_owned(),

@@ -317,8 +317,11 @@ pub fn walk_depths<'a>(
     }
 }
 
-/// The deepest nesting of conditions or literals in the file, measured without recursion.
-pub fn max_depth(file: &File) -> usize {
+/// Nodes to visit with their depth: conditions and literals.
+type Work<'a> = (Vec<(&'a Expr, usize)>, Vec<(&'a Lit, usize)>);
+
+/// The roots of the file's conditions and literals, at depth 1.
+fn roots(file: &File) -> Work<'_> {
     let mut exprs: Vec<(&Expr, usize)> = Vec::new();
     let mut lits: Vec<(&Lit, usize)> = Vec::new();
     for item in &file.items {
@@ -335,10 +338,51 @@ pub fn max_depth(file: &File) -> usize {
             Item::Error(_) => {}
         }
     }
+    (exprs, lits)
+}
+
+/// The deepest nesting of conditions or literals in the file, measured without recursion.
+pub fn max_depth(file: &File) -> usize {
+    let (exprs, lits) = roots(file);
     let mut deepest = 0;
     walk_depths(exprs, lits, |_, d, _| {
         deepest = deepest.max(d);
         true
     });
     deepest
+}
+
+/// The first node the parser kept as an error (a skipped item, an unreadable condition or
+/// value, a second `when` in a rule), if any: such a tree has no faithful printed form.
+pub fn first_error_node(file: &File) -> Option<Span> {
+    if let Some(Item::Error(span)) = file.items.iter().find(|i| matches!(i, Item::Error(_))) {
+        return Some(*span);
+    }
+    let (mut exprs, mut lits) = roots(file);
+    loop {
+        if let Some((e, _)) = exprs.pop() {
+            match &e.kind {
+                ExprKind::Error => return Some(e.span),
+                ExprKind::Or(v) | ExprKind::And(v) => exprs.extend(v.iter().map(|c| (c, 0))),
+                ExprKind::Not(c) | ExprKind::Paren(c) => exprs.push((c, 0)),
+                ExprKind::Cmp { lhs, rhs, .. } => {
+                    lits.extend([lhs, rhs].into_iter().filter_map(|o| match o {
+                        Operand::Lit(l) => Some((l, 0)),
+                        Operand::Path(_) => None,
+                    }));
+                }
+                ExprKind::Bool(_) | ExprKind::Exists(_) | ExprKind::Missing(_) | ExprKind::Name(_) => {}
+            }
+        } else if let Some((l, _)) = lits.pop() {
+            match &l.kind {
+                LitKind::Error => return Some(l.span),
+                LitKind::List(v) => lits.extend(v.iter().map(|c| (c, 0))),
+                LitKind::Object(v) => lits.extend(v.iter().map(|(_, c)| (c, 0))),
+                LitKind::Apply(_, c) => lits.push((c, 0)),
+                LitKind::Null | LitKind::Bool(_) | LitKind::Number(_) | LitKind::Str(_) | LitKind::Ident(_) => {}
+            }
+        } else {
+            return None;
+        }
+    }
 }
