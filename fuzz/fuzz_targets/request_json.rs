@@ -7,10 +7,11 @@ use verdict_runtime::project::PathTrie;
 use verdict_runtime::request::Request;
 
 fuzz_target!(|data: &[u8]| {
-    let paths: Vec<Vec<String>> = [&["subject", "role"][..], &["action"], &["resource", "tags"], &["region"], &["a", "0"]]
-        .iter()
-        .map(|p| p.iter().map(|s| (*s).to_owned()).collect())
-        .collect();
+    let paths: Vec<Vec<String>> =
+        [&["subject", "role"][..], &["action"], &["resource", "tags"], &["region"], &["a", "0"]]
+            .iter()
+            .map(|p| p.iter().map(|s| (*s).to_owned()).collect())
+            .collect();
     let trie = PathTrie::new(paths.iter().map(Vec::as_slice));
     let full = Request::from_json(data);
     let projected = trie.parse(data);
