@@ -57,12 +57,17 @@ impl Symbols {
         Symbols { strings }
     }
 
+    /// The id of a string constant of the program.
+    pub fn string(&self, s: &str) -> Option<u32> {
+        self.strings.get(s).copied()
+    }
+
     /// The symbol of a request value (`None`: missing).
     #[inline]
     pub fn of(&self, v: Option<&Value>) -> u32 {
         match v {
             None => MISSING,
-            Some(Value::String(s)) => self.strings.get(s.as_str()).copied().unwrap_or(OTHER),
+            Some(Value::String(s)) => self.string(s).unwrap_or(OTHER),
             Some(Value::Bool(true)) => TRUE,
             Some(Value::Bool(false)) => FALSE,
             Some(Value::Null) => NULL,
@@ -73,7 +78,7 @@ impl Symbols {
     /// The symbol of a constant, when equality with it is decided by symbols alone.
     fn constant(&self, v: &Value) -> Option<u32> {
         match v {
-            Value::String(s) => self.strings.get(s.as_str()).copied(),
+            Value::String(s) => self.string(s),
             Value::Bool(true) => Some(TRUE),
             Value::Bool(false) => Some(FALSE),
             Value::Null => Some(NULL),

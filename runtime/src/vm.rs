@@ -379,16 +379,9 @@ impl Engine {
             .policies
             .iter()
             .map(|p| {
+                // `None` when a key is not an interned constant: that policy dispatches by string.
                 let d = p.dispatch.as_ref()?;
-                let mut map = HashMap::default();
-                for (i, (k, _)) in d.keys.iter().enumerate() {
-                    let sym = symbols.of(Some(&Value::String(k.clone())));
-                    if sym >= crate::symbols::NULL {
-                        return None; // not an interned constant: dispatch by string
-                    }
-                    map.insert(sym, i);
-                }
-                Some(map)
+                d.keys.iter().enumerate().map(|(i, (k, _))| Some((symbols.string(k)?, i))).collect()
             })
             .collect();
         let (jit, jit_fallback) = match backend {
@@ -509,11 +502,7 @@ impl Engine {
         if let Some(jit) = &self.jit {
             input.init_syms(&mut scratch.syms, p.paths.len());
             for &path in jit.native_paths() {
-                if let Some(slot) = scratch.syms.get_mut(path as usize)
-                    && *slot == crate::symbols::UNRESOLVED
-                {
-                    *slot = self.symbols.of(input.lookup(path));
-                }
+                self.sym(&mut scratch.syms, input, path);
             }
         }
         if let (Some(g), _, _) = self.gate(input, now) {
@@ -524,16 +513,7 @@ impl Engine {
             let candidates: &[u32] = match (&pol.dispatch, self.dispatch.get(pi).and_then(Option::as_ref)) {
                 // On the JIT the request's symbols are at hand: dispatch on the path's symbol.
                 (Some(d), Some(_)) if let Some(map) = by_symbol => {
-                    let known = scratch.syms.get(d.path as usize).copied().unwrap_or(crate::symbols::UNRESOLVED);
-                    let sym = if known == crate::symbols::UNRESOLVED {
-                        let s = self.symbols.of(input.lookup(d.path));
-                        if let Some(slot) = scratch.syms.get_mut(d.path as usize) {
-                            *slot = s;
-                        }
-                        s
-                    } else {
-                        known
-                    };
+                    let sym = self.sym(&mut scratch.syms, input, d.path);
                     match map.get(&sym).and_then(|i| d.keys.get(*i)) {
                         Some((_, list)) => list,
                         None => &d.other,
@@ -569,6 +549,18 @@ impl Engine {
         }
         let bundle = self.combine(&scratch.results);
         Outcome { bundle, policies: &scratch.results }
+    }
+
+    /// A path's symbol in this request's table, resolved (and kept) on first use.
+    fn sym<'r, I: Input<'r>>(&self, syms: &mut [u32], input: &mut I, path: u32) -> u32 {
+        match syms.get_mut(path as usize) {
+            Some(slot) if *slot == crate::symbols::UNRESOLVED => {
+                *slot = self.symbols.of(input.lookup(path));
+                *slot
+            }
+            Some(slot) => *slot,
+            None => self.symbols.of(input.lookup(path)),
+        }
     }
 
     fn rule_holds<'r, I: Input<'r>>(
