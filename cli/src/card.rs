@@ -42,6 +42,21 @@ pub fn is_card(file: &SourceFile, trust: &TrustArgs) -> bool {
     serde_json::from_str::<serde_json::Value>(&file.text).is_ok_and(|v| card::looks_like_card(&v))
 }
 
+/// The bundle of a source file, or of a Decision Card (trust flags given, or JSON that looks like
+/// a card) checked at `now`. Diagnostics and refusals are reported on standard error; the error is
+/// the exit code: 1 refused or does not compile, 2 unreadable.
+pub fn bundle_of(file: &SourceFile, trust: &TrustArgs, now: jiff::Timestamp) -> Result<ir::Bundle, u8> {
+    if is_card(file, trust) {
+        return load(file, trust, now);
+    }
+    let compiled = verdict_compiler::compile(file);
+    render::eprint_all(file, &compiled.diagnostics);
+    compiled.bundle.ok_or_else(|| {
+        eprintln!("error: {} does not compile", file.name);
+        1
+    })
+}
+
 /// Reads a JSON file strictly; a syntax error is reported with its position (exit 2).
 fn read_json(file: &SourceFile) -> Result<serde_json::Value, u8> {
     card::parse_strict_json(&file.text).map_err(|e| {

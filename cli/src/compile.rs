@@ -12,18 +12,9 @@ pub fn run(source: &Path, trust: &card::TrustArgs, output: Option<&Path>, emit: 
         Ok(f) => f,
         Err(code) => return code,
     };
-    let bundle = if card::is_card(&file, trust) {
-        match card::load(&file, trust, jiff::Timestamp::now()) {
-            Ok(b) => b,
-            Err(code) => return code,
-        }
-    } else {
-        let compiled = verdict_compiler::compile(&file);
-        render::eprint_all(&file, &compiled.diagnostics);
-        match compiled.bundle {
-            Some(b) => b,
-            None => return 1,
-        }
+    let bundle = match card::bundle_of(&file, trust, jiff::Timestamp::now()) {
+        Ok(b) => b,
+        Err(code) => return code,
     };
     write(&bundle, output, emit)
 }

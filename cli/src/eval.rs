@@ -60,20 +60,10 @@ pub fn run(
         Ok(f) => f,
         Err(code) => return code,
     };
-    let bundle = if card::is_card(&file, trust) {
-        match card::load(&file, trust, now) {
-            Ok(b) => b,
-            // A refused card is bad input for `eval`.
-            Err(_) => return 2,
-        }
-    } else {
-        let compiled = verdict_compiler::compile(&file);
-        render::eprint_all(&file, &compiled.diagnostics);
-        let Some(bundle) = compiled.bundle else {
-            eprintln!("error: {} does not compile", file.name);
-            return 2;
-        };
-        bundle
+    let bundle = match card::bundle_of(&file, trust, now) {
+        Ok(b) => b,
+        // A refused card or a bundle that does not compile is bad input for `eval`.
+        Err(_) => return 2,
     };
     match backend {
         Backend::Interp => match Interpreter::new(&bundle) {

@@ -10,7 +10,7 @@
 //! calls back into the engine's shared atom evaluation (caches, constant sets, regexes). Traced
 //! evaluations do not run native code: they run the same program's bytecode on the VM, which
 //! records every atom. The differential tests hold the JIT to the interpreter.
-
+//!
 //! # Safety
 //! This is the only module with `unsafe` code. Its invariants:
 //! - Native code is generated only from programs that passed [`Program::verify`]: every jump is

@@ -41,16 +41,16 @@ impl Symbols {
     /// constant lists).
     pub fn new(p: &Program) -> Symbols {
         let mut strings: FxHashMap<String, u32> = FxHashMap::default();
-        let mut add = |s: &String| {
+        let mut add = |s: &str| {
             let next = u32::try_from(strings.len()).unwrap_or(FIRST_RESERVED).min(FIRST_RESERVED);
             if next < FIRST_RESERVED && !strings.contains_key(s) {
-                strings.insert(s.clone(), next);
+                strings.insert(s.to_owned(), next);
             }
         };
         for c in &p.consts {
             match c {
                 Value::String(s) => add(s),
-                Value::Array(items) => items.iter().filter_map(Value::as_str).for_each(|s| add(&s.to_owned())),
+                Value::Array(items) => items.iter().filter_map(Value::as_str).for_each(&mut add),
                 _ => {}
             }
         }
@@ -105,7 +105,8 @@ pub enum Test {
 }
 
 impl Test {
-    /// The result for a symbol (what native code computes; used by tests and the VM's checks).
+    /// The result for a symbol: what the native code [`crate::jit`] emits for the test computes
+    /// (the tests hold this to `atom::eval`).
     pub fn holds(&self, s: u32) -> bool {
         match self {
             Test::Eq(k) => s == *k,

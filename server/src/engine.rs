@@ -38,9 +38,7 @@ impl Engine {
     pub fn new(bundle: ir::Bundle) -> Result<Engine, String> {
         match vm::Engine::new(verdict_compiler::codegen::program(&bundle)) {
             Ok(engine) => {
-                if let Some(reason) = engine.jit_fallback() {
-                    tracing::warn!(bundle = %bundle.id, "{reason}; evaluating on the VM");
-                }
+                warn_fallback(&engine);
                 Ok(Engine::Native { bundle: Some(Box::new(bundle)), engine: Box::new(engine) })
             }
             Err(e) => {
@@ -55,9 +53,7 @@ impl Engine {
     pub fn from_artifact(bytes: &[u8]) -> Result<Engine, String> {
         let program = artifact::read(bytes).map_err(|e| e.to_string())?;
         let engine = vm::Engine::new(program).map_err(|e| e.to_string())?;
-        if let Some(reason) = engine.jit_fallback() {
-            tracing::warn!(bundle = %engine.program().bundle_id, "{reason}; evaluating on the VM");
-        }
+        warn_fallback(&engine);
         Ok(Engine::Native { bundle: None, engine: Box::new(engine) })
     }
 
@@ -160,6 +156,13 @@ impl Engine {
             Engine::Native { engine, .. } => engine.evaluate(req, now, trace),
             Engine::Interp(c) => c.borrow_dependent().evaluate(req, now, trace),
         }
+    }
+}
+
+/// Says so in the log when an engine runs on the VM because the JIT is unavailable.
+fn warn_fallback(engine: &vm::Engine) {
+    if let Some(reason) = engine.jit_fallback() {
+        tracing::warn!(bundle = %engine.program().bundle_id, "{reason}; evaluating on the VM");
     }
 }
 

@@ -201,20 +201,21 @@ fn trace_asked(uri: &Uri) -> bool {
 
 /// Whether a bundle body is declared a compiled artifact by its content type.
 fn artifact_declared(headers: &HeaderMap) -> bool {
+    content_type(headers)
+        .is_some_and(|t| matches!(t.as_str(), "application/octet-stream" | "application/vnd.verdict.artifact"))
+}
+
+/// The media type of the body (lowercase, without parameters).
+fn content_type(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .is_some_and(|t| matches!(t.as_str(), "application/octet-stream" | "application/vnd.verdict.artifact"))
 }
 
 /// The source form of a bundle body, by content type.
 fn source_kind(headers: &HeaderMap, text: &str) -> Result<SourceKind, ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-    match ct.as_deref() {
+    match content_type(headers).as_deref() {
         None | Some("") => Ok(SourceKind::detect("", text)),
         Some("application/json") => Ok(SourceKind::Json),
         Some(t) if t.ends_with("+json") => Ok(SourceKind::Json),
