@@ -46,14 +46,13 @@ pub fn run(
             );
             return 2;
         }
-        let engine =
-            match artifact::read(&bytes).and_then(|p| engine(p, backend).map_err(|e| ArtifactError::Invalid(e.0))) {
-                Ok(e) => e,
-                Err(e) => {
-                    eprintln!("error: {}: {e}", source.display());
-                    return 2;
-                }
-            };
+        let engine = match artifact::read(&bytes).and_then(|p| engine(p, backend).map_err(ArtifactError::Invalid)) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: {}: {e}", source.display());
+                return 2;
+            }
+        };
         return dispatch(&|r, n, t| engine.evaluate(r, n, t), context, contexts, trace, now);
     }
     let file = match render::read(source) {
@@ -69,7 +68,7 @@ pub fn run(
         Backend::Interp => match Interpreter::new(&bundle) {
             Ok(i) => dispatch(&|r, n, t| i.evaluate(r, n, t), context, contexts, trace, now),
             Err(e) => {
-                eprintln!("error: {}", e.0);
+                eprintln!("error: {e}");
                 2
             }
         },
