@@ -12,6 +12,7 @@ pub mod atom;
 pub mod bytecode;
 pub mod decision;
 pub mod jit;
+pub mod json;
 pub mod policy;
 pub mod program;
 pub mod project;

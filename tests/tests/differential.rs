@@ -117,11 +117,23 @@ proptest! {
             }
         };
         let engine = Engine::new(verdict_compiler::codegen::program(&ir)).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let mut text = request(&mut rng).to_string().into_bytes();
-        match seed % 4 {
+        let req = request(&mut rng);
+        let mut text = req.to_string().into_bytes();
+        match seed % 6 {
             0 => text.truncate(cut.min(text.len())),
             1 => { let at = cut % text.len().max(1); if let Some(b) = text.get_mut(at) { *b = junk; } }
             2 => text = format!("{{\"extra\": 1, \"data\": {}}}", String::from_utf8_lossy(&text)).into_bytes(),
+            // A key repeated at the top level, or inside one of the context's objects (read by
+            // the bundle or skipped): both readers must refuse it.
+            3 | 4 => {
+                let target = if seed % 6 == 3 { Some(&req) } else { req.as_object().and_then(|o| o.values().find(|v| v.as_object().is_some_and(|m| !m.is_empty()))) };
+                if let Some(key) = target.and_then(|t| t.as_object()).and_then(|o| o.keys().nth(cut % o.len().max(1))) {
+                    let inner = target.map(ToString::to_string).unwrap_or_default();
+                    let doubled = format!("{}, {}: {}}}", inner.strip_suffix('}').unwrap_or(&inner), serde_json::Value::from(key.as_str()), junk);
+                    text = String::from_utf8_lossy(&text).replacen(&inner, &doubled, 1).into_bytes();
+                    prop_assert!(Request::from_json(&text).is_err(), "duplicate `{}` accepted in {}", key, String::from_utf8_lossy(&text));
+                }
+            }
             _ => {}
         }
         let full = Request::from_json(&text);
