@@ -248,7 +248,7 @@ async fn compile(name: &str, text: String, kind: SourceKind, origin: Origin) -> 
     let name = name.to_owned();
     let job = tokio::task::spawn_blocking(move || {
         let file = SourceFile::new(name, text);
-        let compiled = verdict_compiler::compile_as(&file, kind);
+        let compiled = verdict_compiler::compile_for_use_as(&file, kind);
         match compiled.bundle {
             Some(b) if !compiled.has_errors() => {
                 let engine = Engine::new(b).map_err(ApiError::invalid_request)?;
