@@ -5,10 +5,11 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use verdict_bench::{compile, rules_10k_requests, rules_10k_source, w52_requests, w52_source};
+use verdict_bench::compile;
 use verdict_compiler::interp::Interpreter;
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{Engine, Scratch};
+use verdict_tests::workloads::{rules_10k_requests, rules_10k_source, w52_requests, w52_source};
 
 fn workload(c: &mut Criterion, name: &str, source: &str, requests: &[(&str, &str)]) {
     let bundle = compile(name, source);

@@ -12,6 +12,7 @@ use verdict_bench::*;
 use verdict_compiler::interp::Interpreter;
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{Backend, Engine, Scratch};
+use verdict_tests::workloads::*;
 
 struct Peer {
     cedar: cedar_policy::PolicySet,

@@ -3,6 +3,7 @@
 use verdict_bench::*;
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::Engine;
+use verdict_tests::workloads::*;
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);

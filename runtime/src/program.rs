@@ -52,6 +52,13 @@ impl Instant {
     }
 }
 
+/// A `let` definition: its name (for traces) and the code offset of its segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefCode {
+    pub name: String,
+    pub entry: u32,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleCode {
     pub id: String,
@@ -105,8 +112,8 @@ pub struct Program {
     pub atoms: Vec<AtomDef>,
     pub sites: Vec<Site>,
     pub code: Vec<u32>,
-    /// Code offset of each definition's segment.
-    pub defs: Vec<u32>,
+    /// The `let` definitions: each a subroutine segment.
+    pub defs: Vec<DefCode>,
     pub policies: Vec<PolicyCode>,
 }
 
@@ -254,7 +261,8 @@ impl Program {
         }
         // Every entry starts a segment; segments are disjoint (so verifying, compiling and running
         // them is linear in the code); the calls of a definition are those of its segment.
-        let mut entries: Vec<(u32, Option<usize>)> = self.defs.iter().enumerate().map(|(i, e)| (*e, Some(i))).collect();
+        let mut entries: Vec<(u32, Option<usize>)> =
+            self.defs.iter().enumerate().map(|(i, d)| (d.entry, Some(i))).collect();
         entries.extend(self.policies.iter().flat_map(|p| p.rules.iter().map(|r| (r.entry, None))));
         entries.sort_unstable();
         let mut calls: Vec<Vec<usize>> = vec![Vec::new(); self.defs.len()];
