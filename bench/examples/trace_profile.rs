@@ -1,6 +1,7 @@
 //! A traced W52 evaluation in a loop, for profilers (`valgrind --tool=callgrind`): where a trace's
 //! time goes. `cargo run --release -p verdict-bench --example trace_profile -- [N]`
 use verdict_bench::*;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::Engine;
 use verdict_tests::workloads::*;
@@ -14,7 +15,7 @@ fn main() {
     let now = jiff::Timestamp::UNIX_EPOCH;
     let mut rules = 0;
     for _ in 0..n {
-        let r = engine.evaluate(std::hint::black_box(&req), now, true);
+        let r = engine.evaluate(std::hint::black_box(&req), &Env::at(now), Mode::TRACE);
         rules += r.trace.map_or(0, |t| t.len());
     }
     println!("{rules}");

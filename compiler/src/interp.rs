@@ -13,6 +13,7 @@ use verdict_runtime::decision::{
     AtomTrace, Decision, EvaluationResult, GateTrace, LetTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace, RuleTrace,
     TraceEntry, TraceStep,
 };
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::policy::{self, Truth};
 use verdict_runtime::request::Request;
 
@@ -58,10 +59,11 @@ impl<'b> Interpreter<'b> {
         &self.fingerprint
     }
 
-    /// Evaluates one request at time `now`; with `trace`, records every step.
-    pub fn evaluate(&self, req: &Request, now: jiff::Timestamp, trace: bool) -> EvaluationResult {
+    /// Evaluates one request in its environment; with a trace when the mode asks.
+    pub fn evaluate(&self, req: &Request, env: &Env<'_>, mode: Mode) -> EvaluationResult {
         let b = self.bundle;
-        let mut entries: Option<Vec<TraceEntry>> = trace.then(Vec::new);
+        let now = env.now;
+        let mut entries: Option<Vec<TraceEntry>> = mode.trace.then(Vec::new);
         let gate = |reason: &str, entries: Option<Vec<TraceEntry>>| EvaluationResult {
             bundle_id: b.id.clone(),
             bundle_version: b.version.clone(),

@@ -17,11 +17,11 @@
 //! Format versions: 1, the first; 2, the card scope carries the card's condition ids (so a
 //! service that loads an artifact knows which conditions it must supply from assertions).
 
-use crate::atom::AtomOp;
 use crate::program::{Arg, AtomDef, CardScope, DefCode, Dispatch, Instant, PolicyCode, Program, RuleCode, Site};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use verdict_vocab::AtomOp;
 
 pub const MAGIC: [u8; 8] = *b"\x7fVERDICT";
 pub const FORMAT_VERSION: u32 = 3;
@@ -181,7 +181,7 @@ fn write_body(w: &mut Writer, p: &Program) {
     }
     w.len(p.atoms.len());
     for a in &p.atoms {
-        w.u8(AtomOp::ALL.iter().position(|o| *o == a.op).and_then(|i| u8::try_from(i).ok()).unwrap_or(u8::MAX));
+        w.u8(a.op.code());
         w.arg(a.lhs);
         w.arg(a.rhs);
     }
@@ -377,7 +377,7 @@ fn read_body(r: &mut Reader<'_>) -> Result<Program, ArtifactError> {
     let mut atoms = Vec::with_capacity(n);
     for _ in 0..n {
         let op = r.u8()?;
-        let op = AtomOp::ALL.get(op as usize).copied().ok_or_else(|| r.malformed(format!("unknown atom kind {op}")))?;
+        let op = AtomOp::from_code(op).ok_or_else(|| r.malformed(format!("unknown atom kind {op}")))?;
         atoms.push(AtomDef { op, lhs: r.arg()?, rhs: r.arg()? });
     }
     let n = r.count(20)?;

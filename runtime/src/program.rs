@@ -1,9 +1,9 @@
 //! A compiled bundle as the runtime sees it: tables plus condition bytecode. The compiler emits
 //! it, the artifact format stores it, and [`Program::verify`] checks it before anything runs.
 
-use crate::atom::AtomOp;
 use crate::bytecode::{Op, Operand, decode_all};
 use serde_json::{Map, Value};
+use verdict_vocab::AtomOp;
 
 /// An atom's operand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -226,8 +226,8 @@ impl Program {
                 return shape("no left operand");
             }
             match a.op {
-                AtomOp::Exists | AtomOp::Missing if a.rhs != Arg::None => return shape("takes one operand"),
-                AtomOp::Exists | AtomOp::Missing => {}
+                op if op.is_unary() && a.rhs != Arg::None => return shape("takes one operand"),
+                AtomOp::Exists | AtomOp::Missing | AtomOp::Holds => {}
                 AtomOp::Matches => match a.rhs {
                     Arg::Const(c) => match self.consts.get(c as usize) {
                         Some(Value::String(p)) if regex::Regex::new(p).is_ok() => {}

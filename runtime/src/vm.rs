@@ -9,17 +9,19 @@
 //! Engines are `Send + Sync` and evaluate through `&self`. No recursion on input: definition
 //! calls use a fixed-size return stack, bounded by the verifier.
 
-use crate::atom::{self, AtomOp};
+use crate::atom;
 use crate::bytecode::Op;
 use crate::decision::{
     AtomTrace, Decision, EvaluationResult, GateTrace, LetTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace, RuleTrace,
     TraceEntry, TraceStep,
 };
+use crate::env::{Env, Mode};
 use crate::policy::{self, Gate, Truth};
 use crate::program::{Arg, MAX_CALL_DEPTH, Program, VerifyError};
 use crate::request::Request;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::{Map, Value};
+use verdict_vocab::AtomOp;
 
 /// A constant list as a hash set of its scalar elements (exact, as deep equality), plus the
 /// elements that are lists or objects, compared one by one.
@@ -488,9 +490,9 @@ impl Engine {
     }
 
     /// Decides a request without allocating (once `scratch` is warm) and without a trace.
-    pub fn decide<'s>(&self, req: &Request, now: jiff::Timestamp, scratch: &'s mut Scratch) -> Outcome<'s> {
+    pub fn decide<'s>(&self, req: &Request, env: &Env<'_>, scratch: &'s mut Scratch) -> Outcome<'s> {
         let mut input = RequestInput::new(req, &self.program.paths);
-        self.decide_input(&mut input, now, scratch)
+        self.decide_input(&mut input, env, scratch)
     }
 
     /// Parses a request context from JSON bytes — keeping only what the bundle's paths reach
@@ -498,11 +500,11 @@ impl Engine {
     pub fn decide_json<'s>(
         &self,
         json: &[u8],
-        now: jiff::Timestamp,
+        env: &Env<'_>,
         scratch: &'s mut Scratch,
     ) -> Result<Outcome<'s>, crate::request::RequestError> {
         let req = self.trie.parse(json)?;
-        Ok(self.decide(&req, now, scratch))
+        Ok(self.decide(&req, env, scratch))
     }
 
     /// Parses a request context from JSON bytes (projected as in [`Engine::decide_json`]) and
@@ -510,36 +512,31 @@ impl Engine {
     pub fn evaluate_json(
         &self,
         json: &[u8],
-        now: jiff::Timestamp,
-        trace: bool,
+        env: &Env<'_>,
+        mode: Mode,
     ) -> Result<EvaluationResult, crate::request::RequestError> {
         let req = self.trie.parse(json)?;
-        Ok(self.evaluate(&req, now, trace))
+        Ok(self.evaluate(&req, env, mode))
     }
 
     /// Decides a prepared request without allocating (once `scratch` is warm).
-    pub fn decide_prepared<'s>(
-        &self,
-        req: &PreparedRequest,
-        now: jiff::Timestamp,
-        scratch: &'s mut Scratch,
-    ) -> Outcome<'s> {
-        self.decide_input(&mut PreparedInput(req), now, scratch)
+    pub fn decide_prepared<'s>(&self, req: &PreparedRequest, env: &Env<'_>, scratch: &'s mut Scratch) -> Outcome<'s> {
+        self.decide_input(&mut PreparedInput(req), env, scratch)
     }
 
     /// Decides and builds the full result (with the trace when asked), like the interpreter.
-    pub fn evaluate(&self, req: &Request, now: jiff::Timestamp, trace: bool) -> EvaluationResult {
-        if trace {
-            return self.evaluate_traced(&mut RequestInput::new(req, &self.program.paths), now);
+    pub fn evaluate(&self, req: &Request, env: &Env<'_>, mode: Mode) -> EvaluationResult {
+        if mode.trace {
+            return self.evaluate_traced(&mut RequestInput::new(req, &self.program.paths), env);
         }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => {
-                let outcome = self.decide(req, now, &mut scratch);
+                let outcome = self.decide(req, env, &mut scratch);
                 self.result(&outcome, None)
             }
             Err(_) => {
                 let mut scratch = Scratch::default();
-                let outcome = self.decide(req, now, &mut scratch);
+                let outcome = self.decide(req, env, &mut scratch);
                 self.result(&outcome, None)
             }
         })
@@ -563,7 +560,7 @@ impl Engine {
     fn decide_input<'r, 's, I: Input<'r>>(
         &self,
         input: &mut I,
-        now: jiff::Timestamp,
+        env: &Env<'_>,
         scratch: &'s mut Scratch,
     ) -> Outcome<'s> {
         let p = &self.program;
@@ -575,7 +572,7 @@ impl Engine {
                 self.sym(&mut scratch.syms, input, path);
             }
         }
-        if let (Some(g), _, _) = self.gate(input, now) {
+        if let (Some(g), _, _) = self.gate(input, env.now) {
             return Outcome { bundle: BundleResult::Gate(g), policies: &scratch.results, faults: &scratch.faults };
         }
         for (pi, pol) in p.policies.iter().enumerate() {
@@ -811,12 +808,12 @@ impl Engine {
     }
 
     /// Evaluates with a trace: every rule of every policy in order, no dispatch shortcuts.
-    fn evaluate_traced<'r, I: Input<'r>>(&self, input: &mut I, now: jiff::Timestamp) -> EvaluationResult {
+    fn evaluate_traced<'r, I: Input<'r>>(&self, input: &mut I, env: &Env<'_>) -> EvaluationResult {
         let p = &self.program;
         let mut scratch = Scratch::default();
         scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
         let mut entries = Vec::new();
-        let (gate, window, scope) = self.gate(input, now);
+        let (gate, window, scope) = self.gate(input, env.now);
         if let Some(passed) = window {
             entries.push(TraceEntry::Gate(GateTrace { gate: "effective_window".into(), passed }));
         }

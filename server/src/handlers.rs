@@ -23,6 +23,7 @@ use std::time::Instant;
 use verdict_compiler::SourceKind;
 use verdict_compiler::card::{self, CardOptions, POSITIVE_STATUSES};
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request as Context;
 
 type St = State<Arc<AppState>>;
@@ -543,7 +544,7 @@ async fn decide(
             req.data.insert("conditions_satisfied".into(), Value::Object(satisfied));
         }
     }
-    let result = engine.evaluate(&req, now, trace);
+    let result = engine.evaluate(&req, &Env::at(now), Mode::traced(trace));
     let out = serde_json::to_vec(&result).map_err(|_| ApiError::new(500, "cannot serialize the decision"))?;
     st.metrics.observe(&result.decision.kind, started.elapsed());
     let d = &result.decision;

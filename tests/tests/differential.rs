@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use verdict_compiler::SourceKind;
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{Backend, Engine, Scratch};
 use verdict_tests::generate::{Rng, bundle, request};
@@ -39,23 +40,23 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
         let ctx = request(&mut rng);
         let req = Request::from_value(ctx.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let trace = i % 4 == 0;
-        let want = interp.evaluate(&req, now, trace).to_json();
-        let got = engine.evaluate(&req, now, trace).to_json();
+        let want = interp.evaluate(&req, &Env::at(now), Mode::traced(trace)).to_json();
+        let got = engine.evaluate(&req, &Env::at(now), Mode::traced(trace)).to_json();
         prop_assert_eq!(&got, &want, "seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
-        let native = jit.evaluate(&req, now, trace).to_json();
+        let native = jit.evaluate(&req, &Env::at(now), Mode::traced(trace)).to_json();
         prop_assert_eq!(&native, &want, "JIT: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
         // The JIT's other entry points: a prepared request (symbols computed once), and one
         // updated path by path.
-        let untraced = if trace { interp.evaluate(&req, now, false).to_json() } else { want.clone() };
+        let untraced = if trace { interp.evaluate(&req, &Env::at(now), Mode::PLAIN).to_json() } else { want.clone() };
         let prepared = jit.prepare(&req);
-        let outcome = jit.decide_prepared(&prepared, now, &mut scratch);
+        let outcome = jit.decide_prepared(&prepared, &Env::at(now), &mut scratch);
         let native = jit.result(&outcome, None).to_json();
         prop_assert_eq!(&native, &untraced, "JIT prepared: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
         for (p, segments) in jit.program().paths.iter().enumerate() {
             reused.set(p as u32, req.lookup(segments).cloned());
         }
         reused.set_scope(req.action.clone(), req.resource.as_ref().and_then(|r| r.get("vendor_id")).cloned());
-        let outcome = jit.decide_prepared(&reused, now, &mut scratch);
+        let outcome = jit.decide_prepared(&reused, &Env::at(now), &mut scratch);
         let native = jit.result(&outcome, None).to_json();
         prop_assert_eq!(
             &native,
@@ -76,11 +77,13 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
         }
         let bytes = noisy.to_string();
         let projected = engine
-            .evaluate_json(bytes.as_bytes(), now, trace)
+            .evaluate_json(bytes.as_bytes(), &Env::at(now), Mode::traced(trace))
             .map_err(|e| TestCaseError::fail(e.to_string()))?
             .to_json();
         prop_assert_eq!(&projected, &want, "projection: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, noisy);
-        let native = jit.evaluate_json(bytes.as_bytes(), now, trace).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let native = jit
+            .evaluate_json(bytes.as_bytes(), &Env::at(now), Mode::traced(trace))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(
             &native.to_json(),
             &want,
@@ -138,10 +141,10 @@ proptest! {
         }
         let full = Request::from_json(&text);
         let now = jiff::Timestamp::now();
-        let projected = engine.evaluate_json(&text, now, false);
+        let projected = engine.evaluate_json(&text, &Env::at(now), Mode::PLAIN);
         prop_assert_eq!(full.is_ok(), projected.is_ok(), "{:?} vs {:?} on {}", full.as_ref().err(), projected.as_ref().err(), String::from_utf8_lossy(&text));
         if let (Ok(req), Ok(p)) = (full, projected) {
-            prop_assert_eq!(engine.evaluate(&req, now, false).to_json(), p.to_json());
+            prop_assert_eq!(engine.evaluate(&req, &Env::at(now), Mode::PLAIN).to_json(), p.to_json());
         }
     }
 }

@@ -15,6 +15,7 @@ use verdict_compiler::diagnostic::Code;
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::decision::{TraceEntry, TraceStep};
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::jit::{Host, JitCode};
 use verdict_runtime::policy::Truth;
 use verdict_runtime::request::Request;
@@ -67,13 +68,17 @@ fn shared_definitions_decide_in_linear_time_everywhere() {
 
     let expected = {
         let (b, r) = (bundle.clone(), req.clone());
-        within_guard("interpreter", move || Interpreter::new(&b).unwrap().evaluate(&r, now, false).to_json())
+        within_guard("interpreter", move || {
+            Interpreter::new(&b).unwrap().evaluate(&r, &Env::at(now), Mode::PLAIN).to_json()
+        })
     };
     assert_eq!(expected["decision"]["kind"], "allow");
     assert_eq!(expected["decision"]["matched_rule_id"], "r3");
     let traced = {
         let (b, r) = (bundle.clone(), req.clone());
-        within_guard("interpreter trace", move || Interpreter::new(&b).unwrap().evaluate(&r, now, true))
+        within_guard("interpreter trace", move || {
+            Interpreter::new(&b).unwrap().evaluate(&r, &Env::at(now), Mode::TRACE)
+        })
     };
     // The trace is linear too: one atom, then each definition reused once.
     let steps: usize = traced
@@ -93,19 +98,20 @@ fn shared_definitions_decide_in_linear_time_everywhere() {
         assert_eq!(engine.backend(), backend);
         let engine = std::sync::Arc::new(engine);
         let (e, r) = (engine.clone(), req.clone());
-        let got = within_guard("evaluate", move || e.evaluate(&r, now, false).to_json());
+        let got = within_guard("evaluate", move || e.evaluate(&r, &Env::at(now), Mode::PLAIN).to_json());
         assert_eq!(got, expected, "{backend:?}");
         let (e, r) = (engine.clone(), req.clone());
-        let got = within_guard("evaluate traced", move || e.evaluate(&r, now, true).to_json());
+        let got = within_guard("evaluate traced", move || e.evaluate(&r, &Env::at(now), Mode::TRACE).to_json());
         assert_eq!(got, traced, "{backend:?} trace");
         let e = engine.clone();
-        let got =
-            within_guard("evaluate_json", move || e.evaluate_json(CONTEXT.as_bytes(), now, false).unwrap().to_json());
+        let got = within_guard("evaluate_json", move || {
+            e.evaluate_json(CONTEXT.as_bytes(), &Env::at(now), Mode::PLAIN).unwrap().to_json()
+        });
         assert_eq!(got, expected, "{backend:?} from JSON");
         let (e, r) = (engine.clone(), req.clone());
         let kind = within_guard("decide", move || {
             let mut scratch = Scratch::default();
-            let outcome = e.decide(&r, now, &mut scratch);
+            let outcome = e.decide(&r, &Env::at(now), &mut scratch);
             e.decision_ref(&outcome).kind.to_owned()
         });
         assert_eq!(kind, "allow", "{backend:?}");
@@ -157,12 +163,12 @@ fn trace_steps_name_reused_definitions() {
     let bundle = compile(text);
     let req = Request::from_json(br#"{"subject": {"role": "admin"}, "action": "b"}"#).unwrap();
     let now = jiff::Timestamp::now();
-    let result = Interpreter::new(&bundle).unwrap().evaluate(&req, now, true);
+    let result = Interpreter::new(&bundle).unwrap().evaluate(&req, &Env::at(now), Mode::TRACE);
     let Some(TraceEntry::Policy(p)) = result.trace.as_ref().and_then(|t| t.first()) else { panic!("no trace") };
     assert!(matches!(p.rules[0].atoms[0], TraceStep::Atom(_)));
     assert!(matches!(&p.rules[1].atoms[..], [TraceStep::Let(l)] if l.name == "admin" && l.result));
     let vm = Engine::with_backend(verdict_compiler::codegen::program(&bundle), Backend::Vm).unwrap();
-    assert_eq!(vm.evaluate(&req, now, true).to_json(), result.to_json());
+    assert_eq!(vm.evaluate(&req, &Env::at(now), Mode::TRACE).to_json(), result.to_json());
 }
 
 /// A rule of 40,000 atoms: too large for one native function (Cranelift's compile time grows
@@ -183,7 +189,11 @@ fn huge_conditions_stay_on_the_bytecode() {
     let now = jiff::Timestamp::now();
     for ctx in [r#"{"data": {"x": 39999}}"#, r#"{"data": {"x": -1}}"#, r#"{"action": "read"}"#] {
         let req = Request::from_json(ctx.as_bytes()).unwrap();
-        assert_eq!(engine.evaluate(&req, now, false), interp.evaluate(&req, now, false), "{ctx}");
+        assert_eq!(
+            engine.evaluate(&req, &Env::at(now), Mode::PLAIN),
+            interp.evaluate(&req, &Env::at(now), Mode::PLAIN),
+            "{ctx}"
+        );
     }
 }
 
@@ -196,7 +206,7 @@ fn tiered_engines_switch_to_the_jit() {
     let engine = Engine::tiered(verdict_compiler::codegen::program(&bundle)).unwrap();
     let req = Request::from_json(CONTEXT.as_bytes()).unwrap();
     let now = jiff::Timestamp::now();
-    let first = engine.evaluate(&req, now, false);
+    let first = engine.evaluate(&req, &Env::at(now), Mode::PLAIN);
     let mut switched = false;
     for _ in 0..600 {
         if engine.backend() == Backend::Jit {
@@ -206,5 +216,5 @@ fn tiered_engines_switch_to_the_jit() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(switched, "the JIT was not installed within the guard");
-    assert_eq!(engine.evaluate(&req, now, false), first);
+    assert_eq!(engine.evaluate(&req, &Env::at(now), Mode::PLAIN), first);
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::indexing_slicing, reason = "indexing a serde_json::Value returns Null when absent")]
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::env::Env;
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{Backend, Engine, Scratch};
 use verdict_tests::workloads;
@@ -29,15 +30,15 @@ fn blocks_allocated(what: &str, text: &str, contexts: &[String]) -> u64 {
         let prepared: Vec<_> = requests.iter().map(|r| engine.prepare(r)).collect();
         let mut scratch = Scratch::default();
         for (r, p) in requests.iter().zip(&prepared) {
-            let _ = engine.decide(r, now, &mut scratch);
-            let _ = engine.decide_prepared(p, now, &mut scratch);
+            let _ = engine.decide(r, &Env::at(now), &mut scratch);
+            let _ = engine.decide_prepared(p, &Env::at(now), &mut scratch);
         }
         let before = dhat::HeapStats::get();
         let mut effects = 0usize;
         for _ in 0..10 {
             for (r, p) in requests.iter().zip(&prepared) {
-                effects += engine.decide(r, now, &mut scratch).policies.len();
-                effects += engine.decide_prepared(p, now, &mut scratch).policies.len();
+                effects += engine.decide(r, &Env::at(now), &mut scratch).policies.len();
+                effects += engine.decide_prepared(p, &Env::at(now), &mut scratch).policies.len();
             }
         }
         let after = dhat::HeapStats::get();

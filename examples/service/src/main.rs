@@ -15,6 +15,7 @@ use serde_json::json;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use verdict_runtime::artifact;
+use verdict_runtime::env::Env;
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{Engine, Scratch};
 
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
         let answer = match Request::from_json(line.as_bytes()) {
             Err(e) => json!({"line": n + 1, "error": e.to_string()}),
             Ok(req) => {
-                let outcome = engine.decide(&req, jiff::Timestamp::now(), &mut scratch);
+                let outcome = engine.decide(&req, &Env::at(jiff::Timestamp::now()), &mut scratch);
                 let d = engine.decision_ref(&outcome);
                 let (kind, policy, rule, reason) = (d.kind, d.policy_id, d.rule_id, d.reason);
                 json!({"line": n + 1, "decision": kind, "policy": policy, "rule": rule, "reason": reason})
