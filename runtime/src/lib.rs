@@ -23,5 +23,6 @@ pub mod pyrepr;
 pub mod request;
 pub mod state;
 pub mod symbols;
+pub mod term;
 pub mod value;
 pub mod vm;
