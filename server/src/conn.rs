@@ -34,6 +34,10 @@ use tokio::sync::{Semaphore, oneshot};
 pub const FD_RESERVE: usize = 64;
 /// The largest default connection limit, however high the open-file limit.
 pub const MAX_DEFAULT_CONNECTIONS: usize = 16_384;
+/// A connection's read buffer (headers, body chunks in flight) grows at most this far: with the
+/// connection limit, it bounds the memory clients can make the service hold (hyper's default is
+/// about 400 KiB).
+pub const READ_BUFFER_LIMIT: usize = 64 * 1024;
 /// The header timeout on the overflow lane (or the main header timeout if shorter).
 pub const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -201,10 +205,11 @@ pub(crate) async fn accept_loop(
 ) -> io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(READ_BUFFER_LIMIT);
     let mut lane_http = hyper::server::conn::http1::Builder::new();
     lane_http
         .timer(TokioTimer::new())
+        .max_buf_size(READ_BUFFER_LIMIT)
         .header_read_timeout(limits.header_timeout.min(OVERFLOW_HEADER_TIMEOUT))
         .keep_alive(false);
     let slots = Arc::new(Semaphore::new(limits.max));
