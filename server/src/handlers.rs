@@ -15,6 +15,7 @@ use crate::audit::{AuditError, EvaluationLine};
 use crate::auth::{Caller, Role};
 use crate::engine::Engine;
 use crate::error::ApiError;
+use crate::pool::INLINE_INPUT;
 use crate::store::{Loaded, Origin, Outcome, Put, PutError};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -304,7 +305,7 @@ async fn compile(
             Some(b) if !compiled.has_errors() => {
                 let engine = Engine::new(b).map_err(|e| ApiError::invalid_request(e.to_string()))?;
                 let json = engine.describe();
-                Ok(Loaded { engine, json, origin })
+                Ok(Loaded::new(engine, json, origin))
             }
             _ => Err(ApiError::invalid_request(
                 crate::reload::CompileErrors::of(&file, &compiled.diagnostics).to_string(),
@@ -322,7 +323,7 @@ async fn load_artifact(st: &AppState, bytes: Bytes, origin: Origin) -> Result<Lo
         let engine = Engine::from_artifact(&bytes)
             .map_err(|e| ApiError::invalid_request(format!("the artifact is refused: {e}")))?;
         let json = engine.describe();
-        Ok(Loaded { engine, json, origin })
+        Ok(Loaded::new(engine, json, origin))
     })
     .await
 }
@@ -516,7 +517,7 @@ async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<
     };
     let out = card::compile(card_value, &opts).map_err(|e| refused(e.message))?;
     let engine = Engine::new(out.bundle).map_err(|e| refused(e.to_string()))?;
-    let loaded = Loaded { engine, json: out.json.clone(), origin: Origin::Card };
+    let loaded = Loaded::new(engine, out.json.clone(), Origin::Card);
     let s = Summary::of(&loaded);
     let digest = card::card_digest(card_value).unwrap_or_default();
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
@@ -589,6 +590,7 @@ async fn assert_condition(
 async fn decide(
     st: &Arc<AppState>,
     loaded: Arc<Loaded>,
+    input_len: usize,
     mut req: Context,
     correlation: &str,
     caller: Caller,
@@ -607,8 +609,15 @@ async fn decide(
             req.data.insert("conditions_satisfied".into(), Value::Object(satisfied));
         }
     }
-    let (answer, answered) = oneshot::channel();
     let job = Decision { st: st.clone(), loaded, req, now, correlation: correlation.to_owned(), caller, trace };
+    if !trace && input_len <= INLINE_INPUT && job.loaded.cost.cheap() {
+        let (out, line) = job.evaluate()?;
+        return match st.audit.write(line).await {
+            Ok(()) => Ok(out),
+            Err(e) => Err(audit_failed(st, &e)),
+        };
+    }
+    let (answer, answered) = oneshot::channel();
     // If the pool has stopped, the job (and `answer`) is dropped: answered 500 below.
     st.pool.run(move || job.run(answer));
     match answered.await {
@@ -638,15 +647,15 @@ struct Decision {
 }
 
 impl Decision {
-    /// Evaluates, serializes the answer and the audit line, and queues the line; `answer`
-    /// receives the answer once the line is written (or why there is none).
-    fn run(self, answer: oneshot::Sender<Result<Vec<u8>, Failure>>) {
+    /// Evaluates (recording the bundle's cost) and serializes the answer and the audit line.
+    fn evaluate(&self) -> Result<(Vec<u8>, String), ApiError> {
         let started = Instant::now();
         let result = self.loaded.engine.evaluate(&self.req, self.now, self.trace);
-        let Ok(out) = serde_json::to_vec(&result) else {
-            let _ = answer.send(Err(Failure::Api(ApiError::new(500, "cannot serialize the decision"))));
-            return;
-        };
+        let took = started.elapsed();
+        if !self.trace {
+            self.loaded.cost.observe(took);
+        }
+        let out = serde_json::to_vec(&result).map_err(|_| ApiError::new(500, "cannot serialize the decision"))?;
         self.st.metrics.observe(&result.decision.kind, started.elapsed());
         let d = &result.decision;
         let line = EvaluationLine {
@@ -663,12 +672,22 @@ impl Decision {
             reason: &d.reason,
             codes: &d.codes,
         };
-        let Ok(text) = serde_json::to_string(&line) else {
-            let _ = answer.send(Err(Failure::Api(ApiError::new(500, "cannot serialize the audit line"))));
-            return;
+        let text = serde_json::to_string(&line).map_err(|_| ApiError::new(500, "cannot serialize the audit line"))?;
+        Ok((out, text))
+    }
+
+    /// [`Decision::evaluate`] on an evaluation thread, then queues the line; `answer` receives
+    /// the answer once the line is written (or why there is none).
+    fn run(self, answer: oneshot::Sender<Result<Vec<u8>, Failure>>) {
+        let (out, line) = match self.evaluate() {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = answer.send(Err(Failure::Api(e)));
+                return;
+            }
         };
         self.st.audit.submit_blocking(
-            text,
+            line,
             Box::new(move |written| {
                 let _ = answer.send(written.map(|()| out).map_err(Failure::Audit));
             }),
@@ -696,7 +715,7 @@ async fn evaluate_registered(
     let bytes = read_body(&st, &headers, body).await?;
     let req = context(json_body(&bytes)?)?;
     let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
-    let out = decide(&st, loaded, req, &correlation, caller, trace_asked(&uri)).await?;
+    let out = decide(&st, loaded, bytes.len(), req, &correlation, caller, trace_asked(&uri)).await?;
     Ok(decision_response(out, &correlation))
 }
 
@@ -717,6 +736,6 @@ async fn evaluate_oneshot(State(st): St, uri: Uri, headers: HeaderMap, body: Bod
         _ => return Err(ApiError::invalid_request("`bundle` must be a bundle object (or a YAML/.verdict text)")),
     };
     let loaded = compile(&st, "bundle", text, kind, Origin::Api).await?;
-    let out = decide(&st, Arc::new(loaded), req, &correlation, caller, trace_asked(&uri)).await?;
+    let out = decide(&st, Arc::new(loaded), bytes.len(), req, &correlation, caller, trace_asked(&uri)).await?;
     Ok(decision_response(out, &correlation))
 }

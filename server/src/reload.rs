@@ -176,7 +176,7 @@ pub fn compile_file(path: &Path, bytes: Vec<u8>) -> Result<Loaded, LoadError> {
     if verdict_runtime::artifact::is_artifact(&bytes) {
         let engine = Engine::from_artifact(&bytes).map_err(engine_failed)?;
         let json = engine.describe();
-        return Ok(Loaded { engine, json, origin: Origin::File(path.to_owned()) });
+        return Ok(Loaded::new(engine, json, Origin::File(path.to_owned())));
     }
     let text = String::from_utf8(bytes)
         .map_err(|e| LoadError::NotUtf8(NotUtf8 { path: path.to_owned(), at: e.utf8_error().valid_up_to() }))?;
@@ -188,7 +188,7 @@ pub fn compile_file(path: &Path, bytes: Vec<u8>) -> Result<Loaded, LoadError> {
     };
     let engine = Engine::new(bundle).map_err(engine_failed)?;
     let json = engine.describe();
-    Ok(Loaded { engine, json, origin: Origin::File(path.to_owned()) })
+    Ok(Loaded::new(engine, json, Origin::File(path.to_owned())))
 }
 
 fn content_hash(bytes: &[u8]) -> u64 {
