@@ -6,9 +6,9 @@
 //!
 //! An answer that reports something the audit log records (a decision, a registration, a
 //! condition assertion) leaves only after its audit line is written; if the line cannot be
-//! written, the answer is 503 instead. Decisions are evaluated on the evaluation threads
-//! ([`decide`]), compilations on blocking threads a bounded number at once, so no bundle can hold
-//! up the async workers.
+//! written, the answer is 503 instead. Decisions are evaluated on the evaluation threads unless
+//! they are known to be cheap ([`decide`]), compilations (sources, artifacts, cards) on blocking
+//! threads a bounded number at once, so no bundle can hold up the async workers.
 
 use crate::AppState;
 use crate::audit::{AuditError, EvaluationLine};
@@ -509,21 +509,26 @@ async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<
         trust = Some(t);
         buyer_id = Some(buyer.to_owned());
     }
-    let opts = CardOptions {
-        attestation,
-        trust: trust.as_ref(),
-        allowed_actions: allowed.as_deref(),
-        now: jiff::Timestamp::now(),
-    };
-    let out = card::compile(card_value, &opts).map_err(|e| refused(e.message))?;
-    let engine = Engine::new(out.bundle).map_err(|e| refused(e.to_string()))?;
-    let loaded = Loaded::new(engine, out.json.clone(), Origin::Card);
-    let s = Summary::of(&loaded);
     let digest = card::card_digest(card_value).unwrap_or_default();
+    // Verifying the card and compiling its bundle (the JIT too) run on a blocking thread.
+    let (card_value, attestation) = (card_value.clone(), attestation.cloned());
+    let (loaded, json) = compile_job(&st, move || {
+        let opts = CardOptions {
+            attestation: attestation.as_ref(),
+            trust: trust.as_ref(),
+            allowed_actions: allowed.as_deref(),
+            now: jiff::Timestamp::now(),
+        };
+        let out = card::compile(&card_value, &opts).map_err(|e| refused(e.message))?;
+        let engine = Engine::new(out.bundle).map_err(|e| refused(e.to_string()))?;
+        Ok((Loaded::new(engine, out.json.clone(), Origin::Card), out.json))
+    })
+    .await?;
+    let s = Summary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
     audit_registration(&st, &s, caller, outcome, vec![("card_hash", json!(digest)), ("buyer_id", json!(buyer_id))])
         .await?;
-    Ok((StatusCode::CREATED, Json(out.json)).into_response())
+    Ok((StatusCode::CREATED, Json(json)).into_response())
 }
 
 async fn assert_condition(
