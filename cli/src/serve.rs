@@ -22,13 +22,13 @@ pub struct ServeArgs {
     /// Append the audit log (one JSON line per event) to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
-    /// Sync the audit log to disk (fdatasync) before the answers of each batch of lines leave (needs --audit FILE).
+    /// Sync the audit log to disk (fdatasync) before the answers of each batch of lines leave (needs a file: --audit FILE, or standard output redirected to one).
     #[arg(long)]
     pub audit_fsync: bool,
     /// Connections served at once [default: a little below the open-file limit]. Beyond it, health and metrics are still answered; other requests get 503.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
-    /// Evaluations running at once, on their own threads [default: one per core].
+    /// Threads that evaluate decisions beside the async workers (traced, slow or large ones; cheap ones run inline) [default: one per core].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub eval_threads: Option<u16>,
     /// How often bundle files are checked for changes, in milliseconds (SIGHUP reloads at once).

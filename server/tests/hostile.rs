@@ -231,7 +231,7 @@ fn slow_bundle(rules: usize) -> String {
 async fn slow_evaluations_leave_health_answering() {
     let dir = scratch("slow");
     let bundle = dir.join("slow.verdict");
-    std::fs::write(&bundle, slow_bundle(400)).unwrap();
+    std::fs::write(&bundle, slow_bundle(600)).unwrap();
     let mut c = config(&dir);
     c.bundles = vec![bundle];
     c.eval_threads = Some(2);
@@ -240,7 +240,7 @@ async fn slow_evaluations_leave_health_answering() {
     let ctx = json!({"action": "read", "resource": {"text": "ab".repeat(15_000)}}).to_string();
     let finished = std::sync::Arc::new(AtomicUsize::new(0));
     let mut slow = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..4 {
         let (ctx, finished) = (ctx.clone(), finished.clone());
         slow.push(tokio::spawn(async move {
             let resp = request(addr, "POST", "/bundles/slow/evaluate?trace=true", Some(EVAL), &ctx).await;
@@ -248,8 +248,9 @@ async fn slow_evaluations_leave_health_answering() {
             resp
         }));
     }
-    // Let the slow requests reach the server and start evaluating.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let the slow requests reach the server and start evaluating (each takes over a second in a
+    // debug build; on main the health requests then wait for them).
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut answered = 0;
     for path in ["/healthz", "/metrics", "/healthz", "/version"] {
         let resp = request(addr, "GET", path, None, "").await;
