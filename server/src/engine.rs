@@ -5,13 +5,66 @@
 //! picks the fastest backend available: the runtime's engine on the Cranelift JIT, or on the VM
 //! where the JIT is unavailable (logged once per bundle); the reference interpreter remains as the
 //! last resort if the runtime refuses a program (which would be a compiler bug, also logged).
+//!
+//! Every call into the runtime's engine API is in this file, so a change of that API (an
+//! environment parameter, say) changes one place of the service.
 
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::ir;
 use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::env::{Env, Mode};
+use verdict_runtime::program::VerifyError;
 use verdict_runtime::request::Request;
 use verdict_runtime::{artifact, vm};
+
+/// Why a bundle cannot be made ready to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// A `.vdc` artifact refused by its loader (header, checksum, format, verifier).
+    Artifact(ArtifactRefused),
+    /// A compiled bundle that neither the runtime nor the interpreter accepts (a compiler bug).
+    Unpreparable(Unpreparable),
+}
+
+/// A `.vdc` artifact refused by [`artifact::read`] or by the runtime's verifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRefused {
+    pub source: ArtifactCause,
+}
+
+/// What refused an artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactCause {
+    Read(artifact::ArtifactError),
+    Verify(VerifyError),
+}
+
+/// A compiled bundle that the runtime refused and the interpreter could not prepare either.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpreparable {
+    pub bundle_id: String,
+    pub runtime: VerifyError,
+    /// Why the interpreter could not prepare it.
+    pub interpreter: String,
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Artifact(e) => match &e.source {
+                ArtifactCause::Read(r) => write!(f, "{r}"),
+                ArtifactCause::Verify(v) => write!(f, "the runtime refuses the artifact's program: {v}"),
+            },
+            EngineError::Unpreparable(e) => write!(
+                f,
+                "bundle `{}` cannot be prepared: the runtime refuses it ({}) and so does the interpreter ({})",
+                e.bundle_id, e.runtime, e.interpreter
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
 
 self_cell::self_cell!(
     /// A bundle and the interpreter that borrows it, owned together so the pair can live in an
@@ -36,24 +89,28 @@ pub enum Engine {
 
 impl Engine {
     /// Prepares a compiled bundle with the fastest backend available.
-    pub fn new(bundle: ir::Bundle) -> Result<Engine, String> {
+    pub fn new(bundle: ir::Bundle) -> Result<Engine, EngineError> {
         match vm::Engine::new(verdict_compiler::codegen::program(&bundle)) {
             Ok(engine) => {
                 warn_fallback(&engine);
                 Ok(Engine::Native { bundle: Some(Box::new(bundle)), engine: Box::new(engine) })
             }
-            Err(e) => {
-                tracing::error!(bundle = %bundle.id, "the runtime refused the compiled program ({e}); using the interpreter");
-                InterpCell::try_new(bundle, |b| Interpreter::new(b)).map(Engine::Interp).map_err(|e| e.to_string())
+            Err(runtime) => {
+                tracing::error!(bundle = %bundle.id, "the runtime refused the compiled program ({runtime}); using the interpreter");
+                let bundle_id = bundle.id.clone();
+                InterpCell::try_new(bundle, |b| Interpreter::new(b))
+                    .map(Engine::Interp)
+                    .map_err(|e| EngineError::Unpreparable(Unpreparable { bundle_id, runtime, interpreter: e.to_string() }))
             }
         }
     }
 
     /// Loads a `.vdc` artifact: header, checksum and program verification first (a refusal says
     /// why), then the fastest backend.
-    pub fn from_artifact(bytes: &[u8]) -> Result<Engine, String> {
-        let program = artifact::read(bytes).map_err(|e| e.to_string())?;
-        let engine = vm::Engine::new(program).map_err(|e| e.to_string())?;
+    pub fn from_artifact(bytes: &[u8]) -> Result<Engine, EngineError> {
+        let refused = |source| EngineError::Artifact(ArtifactRefused { source });
+        let program = artifact::read(bytes).map_err(|e| refused(ArtifactCause::Read(e)))?;
+        let engine = vm::Engine::new(program).map_err(|e| refused(ArtifactCause::Verify(e)))?;
         warn_fallback(&engine);
         Ok(Engine::Native { bundle: None, engine: Box::new(engine) })
     }

@@ -44,9 +44,15 @@ pub struct Loaded {
     /// The bundle in the reference JSON format (what `GET /bundles/{id}` returns).
     pub json: Value,
     pub origin: Origin,
+    /// What its evaluations have been costing (see [`crate::pool::Cost`]).
+    pub cost: crate::pool::Cost,
 }
 
 impl Loaded {
+    pub fn new(engine: Engine, json: Value, origin: Origin) -> Loaded {
+        Loaded { engine, json, origin, cost: crate::pool::Cost::default() }
+    }
+
     pub fn id(&self) -> &str {
         self.engine.id()
     }
