@@ -628,9 +628,7 @@ impl Lower<'_> {
         let mut rules = Vec::new();
         if let Some(rn) = rules_node {
             match &rn.kind {
-                NodeKind::Seq(items) if items.is_empty() => {
-                    self.error(Code::BadValue, rn.span, "a policy needs at least one rule")
-                }
+                // A policy without rules decides its default: a bundle-level default.
                 NodeKind::Seq(items) => {
                     let mut seen: HashMap<String, Span> = HashMap::new();
                     for item in items {
