@@ -25,7 +25,20 @@ pub enum Form {
 
 /// Lowers a bundle tree. Returns the bundle when no error was reported.
 pub fn lower(root: &Node, file: &SourceFile, form: Form, diags: &mut Vec<Diagnostic>) -> Option<Bundle> {
+    lower_with(root, file, form, diags, &|| {})
+}
+
+/// [`lower`], calling `checkpoint` before each policy, rule and definition (see
+/// [`crate::compile_with`]).
+pub fn lower_with(
+    root: &Node,
+    file: &SourceFile,
+    form: Form,
+    diags: &mut Vec<Diagnostic>,
+    checkpoint: &dyn Fn(),
+) -> Option<Bundle> {
     let mut cx = Lower {
+        checkpoint,
         file,
         form,
         diags,
@@ -50,6 +63,8 @@ pub fn lower(root: &Node, file: &SourceFile, form: Form, diags: &mut Vec<Diagnos
 }
 
 struct Lower<'a> {
+    /// Called before each policy, rule and definition: it may unwind to abandon the work.
+    checkpoint: &'a dyn Fn(),
     file: &'a SourceFile,
     form: Form,
     diags: &'a mut Vec<Diagnostic>,
@@ -170,10 +185,15 @@ impl Lower<'_> {
         }
     }
 
-    /// A name: a string, or a bare word in the DSL.
+    /// An id (of the bundle, a policy, a rule, a vendor): a string, or a bare word in the DSL; not
+    /// empty, and free of characters that would let it rewrite the lines it is printed on (logs,
+    /// audit lines, traces): see [`forbidden_in_id`].
     fn name(&mut self, node: &Node, what: &str) -> Option<String> {
         match node.as_text() {
-            Some(s) if !s.is_empty() => Some(s.to_owned()),
+            Some(s) if !s.is_empty() => {
+                self.id_chars(s, node.span, what)?;
+                Some(s.to_owned())
+            }
             Some(_) => {
                 self.error(Code::BadValue, node.span, format!("{what} must not be empty"));
                 None
@@ -187,6 +207,24 @@ impl Lower<'_> {
                 None
             }
         }
+    }
+
+    /// Refuses an id with a character [`forbidden_in_id`] names (V108).
+    fn id_chars(&mut self, text: &str, span: Span, what: &str) -> Option<()> {
+        let Some(c) = text.chars().find(|c| forbidden_in_id(*c)) else {
+            return Some(());
+        };
+        self.diags.push(
+            Diagnostic::error(
+                Code::BadValue,
+                span,
+                format!("{what} `{}` contains the character U+{:04X}", text.escape_debug(), u32::from(c)),
+            )
+            .with_help(
+                "ids may not contain control characters, line separators or bidirectional formatting characters",
+            ),
+        );
+        None
     }
 
     fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<String>> {
@@ -404,12 +442,14 @@ impl Lower<'_> {
             self.error(Code::BadValue, n.span, "`effects` needs at least one effect");
             return None;
         }
-        for (i, e) in list.iter().enumerate() {
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::with_capacity(list.len());
+        for e in &list {
             if e.is_empty() || e == "none" || e == "not_applicable" {
                 self.error(Code::BadValue, n.span, format!("`{e}` cannot be an effect name"));
                 return None;
             }
-            if list.iter().take(i).any(|x| x == e) {
+            self.id_chars(e, n.span, "the effect")?;
+            if !seen.insert(e) {
                 self.error(Code::DuplicateId, n.span, format!("effect `{e}` is listed twice"));
                 return None;
             }
@@ -486,6 +526,7 @@ impl Lower<'_> {
             bodies.push((id, v));
         }
         for (id, body) in bodies {
+            (self.checkpoint)();
             self.current_def = Some(id);
             let cond = self.condition(body, 1);
             self.current_def = None;
@@ -585,6 +626,7 @@ impl Lower<'_> {
     }
 
     fn policy(&mut self, n: &Node, effects: &[String]) -> Option<Policy> {
+        (self.checkpoint)();
         let mut f = self.fields(n, "a policy")?;
         let id = self.required(&mut f, "id").and_then(|n| self.name(n, "the policy id"));
         let description = f.take_opt("description").and_then(|n| self.string(n, "the description"));
@@ -678,6 +720,7 @@ impl Lower<'_> {
     }
 
     fn rule(&mut self, n: &Node, effects: &[String], policy: Option<&str>) -> Option<Rule> {
+        (self.checkpoint)();
         // Every finding inside the rule (keys, effect, priority, condition) names the rule.
         let before = self.diags.len();
         let mut f = self.fields(n, "a rule")?;
@@ -1032,13 +1075,12 @@ impl Lower<'_> {
                 Some(Operand::Path(self.intern_path(p.segments.iter().map(|s| s.text.clone()).collect())))
             }
             ast::Operand::Lit(l) => {
-                let Some(node) = crate::dsl::lit_node(l, base, depth) else {
-                    self.error(
-                        Code::TooDeep,
-                        l.span.shift(base),
-                        format!("value nested deeper than {MAX_DEPTH} levels"),
-                    );
-                    return None;
+                let node = match crate::dsl::lit_node(l, base, depth) {
+                    Ok(node) => node,
+                    Err(d) => {
+                        self.diags.push(d);
+                        return None;
+                    }
                 };
                 match node.to_json() {
                     Ok(v) => Some(Operand::Const(self.intern_const(v))),
@@ -1290,19 +1332,37 @@ fn normalize<'e>(
     (op, lhs, rhs)
 }
 
-/// Parses `string`, `number`, `bool`, `object`, `any`, `list<T>`.
+/// Parses `string`, `number`, `bool`, `object`, `any`, `list<T>`, with `list<` nested at most
+/// [`MAX_DEPTH`] times (without recursion).
 pub fn parse_type(text: &str) -> Option<Type> {
-    let t = text.trim();
-    match t {
-        "string" => Some(Type::String),
-        "number" => Some(Type::Number),
-        "bool" | "boolean" => Some(Type::Bool),
-        "object" => Some(Type::Object),
-        "any" => Some(Type::Any),
-        "list" => Some(Type::List(Box::new(Type::Any))),
-        _ => {
-            let inner = t.strip_prefix("list<")?.strip_suffix('>')?;
-            Some(Type::List(Box::new(parse_type(inner)?)))
+    let mut t = text.trim();
+    let mut lists = 0usize;
+    while let Some(inner) = t.strip_prefix("list<").and_then(|r| r.strip_suffix('>')) {
+        lists += 1;
+        if lists > MAX_DEPTH {
+            return None;
         }
+        t = inner.trim();
     }
+    let mut ty = match t {
+        "string" => Type::String,
+        "number" => Type::Number,
+        "bool" | "boolean" => Type::Bool,
+        "object" => Type::Object,
+        "any" => Type::Any,
+        "list" => Type::List(Box::new(Type::Any)),
+        _ => return None,
+    };
+    for _ in 0..lists {
+        ty = Type::List(Box::new(ty));
+    }
+    Some(ty)
+}
+
+/// Characters an id may not contain: control characters (C0, DEL, C1), the line and paragraph
+/// separators, and the bidirectional formatting characters (which can make a printed id read as
+/// another: "Trojan Source").
+pub fn forbidden_in_id(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
