@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
 
 /// The capabilities announced in the `initialize` response.
 pub fn capabilities() -> lsp::ServerCapabilities {
@@ -60,6 +61,11 @@ struct OpenDoc {
 
 /// How many times a request cancelled by edits is run again before `ContentModified`.
 pub const RETRIES: u8 = 3;
+
+/// How long a document must stay unchanged before its diagnostics are computed: a burst of edits
+/// (typing, an editor replaying changes) starts one diagnostics run at its end instead of one per
+/// edit, each of which the next edit would have to wait to cancel.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// Work that finished on a worker and needs the main loop.
 enum Task {
@@ -124,6 +130,8 @@ struct Server {
     open: HashMap<lsp::Uri, OpenDoc>,
     pool: Pool,
     tasks: (Sender<Task>, Receiver<Task>),
+    /// Documents whose diagnostics are due, and when (see [`DEBOUNCE`]).
+    due: HashMap<lsp::Uri, Instant>,
 }
 
 /// Serves until `exit` (or the end of input). Returns the process exit code: 0 when `shutdown`
@@ -138,6 +146,7 @@ pub fn serve(incoming: Receiver<Incoming>, out: Sender<Outgoing>) -> u8 {
         open: HashMap::new(),
         pool: Pool::new(workers),
         tasks: crossbeam_channel::unbounded(),
+        due: HashMap::new(),
     };
     let code = server.run(&incoming);
     // Cancel what is still running, then let the workers drain their queue and stop.
@@ -151,7 +160,14 @@ impl Server {
     fn run(&mut self, incoming: &Receiver<Incoming>) -> u8 {
         let tasks = self.tasks.1.clone();
         loop {
+            self.start_due_diagnostics();
+            // Wake up when the next debounced diagnostics run is due, if any.
+            let wake = match self.due.values().min() {
+                Some(at) => crossbeam_channel::at(*at),
+                None => crossbeam_channel::never(),
+            };
             crossbeam_channel::select! {
+                recv(wake) -> _ => {}
                 recv(incoming) -> msg => {
                     let Ok(msg) = msg else {
                         // End of input without `exit`.
@@ -170,6 +186,16 @@ impl Server {
                     }
                 }
             }
+        }
+    }
+
+    /// Starts the diagnostics runs whose debounce delay is over.
+    fn start_due_diagnostics(&mut self) {
+        let now = Instant::now();
+        let ready: Vec<lsp::Uri> = self.due.iter().filter(|(_, at)| **at <= now).map(|(u, _)| u.clone()).collect();
+        for uri in ready {
+            self.due.remove(&uri);
+            self.schedule_diagnostics(uri);
         }
     }
 
@@ -387,11 +413,12 @@ impl Server {
             apply_change(&mut text, change);
         }
         file.set_text(&mut self.db).to(text);
-        self.schedule_diagnostics(uri);
+        self.due.insert(uri, Instant::now() + DEBOUNCE);
     }
 
     fn did_close(&mut self, p: lsp::DidCloseTextDocumentParams) {
         let uri = p.text_document.uri;
+        self.due.remove(&uri);
         if let Some(doc) = self.open.remove(&uri) {
             // Free the text; the input itself stays (salsa inputs cannot be removed).
             doc.file.set_text(&mut self.db).to(String::new());
@@ -445,13 +472,32 @@ pub fn apply_change(text: &mut String, change: lsp::TextDocumentContentChangeEve
         *text = change.text;
         return;
     };
-    let lines = verdict_compiler::source::LineIndex::new(text);
-    let doc = Doc { text, lines: &lines };
-    let (a, b) = (doc.offset(range.start) as usize, doc.offset(range.end) as usize);
+    let (a, b) = (offset_of(text, range.start), offset_of(text, range.end));
     let (start, end) = (a.min(b), a.max(b));
     if text.is_char_boundary(start) && text.is_char_boundary(end) && end <= text.len() {
         text.replace_range(start..end, &change.text);
     }
+}
+
+/// The byte offset of a position (clamped as [`verdict_compiler::source::LineIndex::offset_utf16`]
+/// clamps), found by scanning to its line: an edit needs two positions, and a line index would
+/// read the whole text on every keystroke.
+fn offset_of(text: &str, p: lsp::Position) -> usize {
+    let mut start = 0usize;
+    for _ in 0..p.line {
+        match text.get(start..).and_then(|rest| rest.find('\n')) {
+            Some(i) => start += i + 1,
+            None => return text.len(),
+        }
+    }
+    let mut units = 0u32;
+    for (i, c) in text.get(start..).unwrap_or("").char_indices() {
+        if units >= p.character || c == '\n' {
+            return start + i;
+        }
+        units = units.saturating_add(u32::try_from(c.len_utf16()).unwrap_or(1));
+    }
+    text.len()
 }
 
 /// The diagnostics notification of a document.
@@ -596,6 +642,7 @@ mod tests {
             open: HashMap::new(),
             pool: Pool::new(1),
             tasks: crossbeam_channel::unbounded(),
+            due: HashMap::new(),
         };
         (server, rx)
     }
@@ -608,6 +655,20 @@ mod tests {
             let v = serde_json::to_value(m).unwrap();
             if v["id"] == json!(id) {
                 return v;
+            }
+        }
+    }
+
+    /// Edits find their positions by scanning, without a line index: the same offsets as the
+    /// index gives, clamping included.
+    #[test]
+    fn edit_positions_agree_with_the_line_index() {
+        let text = "ab😀c\n\né\r\nlast 😀😀\nx";
+        let lines = verdict_compiler::source::LineIndex::new(text);
+        for line in 0..7 {
+            for character in 0..12 {
+                let p = lsp::Position { line, character };
+                assert_eq!(offset_of(text, p), lines.offset_utf16(text, line, character) as usize, "{p:?}");
             }
         }
     }
