@@ -121,6 +121,16 @@ fn deeply_nested_literals_are_refused_in_every_form() {
     block.push_str(&" ".repeat(2_010));
     block.push_str("b: 1\n");
     cases.push(("block.yaml".into(), SourceKind::Yaml, block));
+    // Within the loader's limit: the tree is 1,000 deep, the lowering refuses the value, and the
+    // tree drops on a small stack.
+    let mut within = format!("{YAML_HEAD}        obligations:\n");
+    for i in 0..1_000 {
+        within.push_str(&" ".repeat(10 + i));
+        within.push_str("a:\n");
+    }
+    within.push_str(&" ".repeat(1_010));
+    within.push_str("b: 1\n");
+    cases.push(("within.yaml".into(), SourceKind::Yaml, within));
     for (name, kind, text) in cases {
         let (file, c) = compile(&name, kind, text.clone());
         let d = the_error(&name, &file, &c);
