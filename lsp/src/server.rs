@@ -5,6 +5,11 @@
 //! answer `ContentModified` for edits they have in hand), up to [`RETRIES`] times, then answered
 //! with `ContentModified`; a cancelled diagnostics run is scheduled again.
 //!
+//! Work per document is bounded: the compiles inside queries stop at the compiler's checkpoints
+//! when an edit is pending, so an edit waits milliseconds, not a whole compile; diagnostics start
+//! once a document has been unchanged for [`DEBOUNCE`]; edits that queue up while the loop is
+//! busy are applied to one copy of the text and written to the database once.
+//!
 //! No message can stop the server: malformed frames and invalid requests get error responses,
 //! unknown methods `MethodNotFound`, bad parameters `InvalidParams`, positions out of range are
 //! clamped, documents that are not bundles get empty results, and every handler runs under
@@ -57,6 +62,9 @@ enum State {
 struct OpenDoc {
     file: SourceInput,
     version: i32,
+    /// The text with edits not yet given to the database: edits that queue up (a burst, while the
+    /// main loop was busy) are applied here and written once, so each does not copy the text.
+    pending: Option<String>,
 }
 
 /// How many times a request cancelled by edits is run again before `ContentModified`.
@@ -160,6 +168,10 @@ impl Server {
     fn run(&mut self, incoming: &Receiver<Incoming>) -> u8 {
         let tasks = self.tasks.1.clone();
         loop {
+            // Edits reach the database (and cancel the work on the old text) once no message waits.
+            if incoming.is_empty() {
+                self.flush_edits();
+            }
             self.start_due_diagnostics();
             // Wake up when the next debounced diagnostics run is due, if any.
             let wake = match self.due.values().min() {
@@ -321,6 +333,7 @@ impl Server {
             return;
         };
         let file = doc.file;
+        self.flush_edits();
         let snapshot = self.db.clone();
         let out = self.out.clone();
         let tasks = self.tasks.0.clone();
@@ -396,7 +409,7 @@ impl Server {
                 f
             }
         };
-        self.open.insert(doc.uri.clone(), OpenDoc { file, version: doc.version });
+        self.open.insert(doc.uri.clone(), OpenDoc { file, version: doc.version, pending: None });
         self.schedule_diagnostics(doc.uri);
     }
 
@@ -408,12 +421,20 @@ impl Server {
         };
         doc.version = p.text_document.version;
         let file = doc.file;
-        let mut text = file.text(&self.db).clone();
+        let text = doc.pending.get_or_insert_with(|| file.text(&self.db).clone());
         for change in p.content_changes {
-            apply_change(&mut text, change);
+            apply_change(text, change);
         }
-        file.set_text(&mut self.db).to(text);
         self.due.insert(uri, Instant::now() + DEBOUNCE);
+    }
+
+    /// Writes the pending edits of every document to the database.
+    fn flush_edits(&mut self) {
+        for doc in self.open.values_mut() {
+            if let Some(text) = doc.pending.take() {
+                doc.file.set_text(&mut self.db).to(text);
+            }
+        }
     }
 
     fn did_close(&mut self, p: lsp::DidCloseTextDocumentParams) {
@@ -442,6 +463,7 @@ impl Server {
     /// after the notification is queued, so diagnostics of an older text are never sent after
     /// those of a newer one (the next edit waits for the snapshot).
     fn schedule_diagnostics(&mut self, uri: lsp::Uri) {
+        self.flush_edits();
         let Some(doc) = self.open.get(&uri) else { return };
         let (file, version) = (doc.file, doc.version);
         let snapshot = self.db.clone();
