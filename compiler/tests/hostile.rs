@@ -368,3 +368,24 @@ fn ids_with_control_characters_are_refused() {
     let (_, c) = compile("ok.verdict", SourceKind::Verdict, ok.into());
     assert!(c.bundle.is_some(), "{:?}", c.diagnostics);
 }
+
+/// A schema of 100,000 paths and a condition over each of them: every atom is typed against the
+/// schema without scanning it (a scan per atom took 9.7 s for 40,000 of each, release).
+#[test]
+fn schema_typing_is_linear_in_the_schema() {
+    const N: usize = 100_000;
+    let schema: Vec<String> = (0..N).map(|i| format!("x{i}: number")).collect();
+    let atoms: Vec<String> = (0..N).map(|i| format!("x{i} > 1")).collect();
+    let text = format!(
+        "bundle b {{\n  schema {{ {}, y: list<object> }}\n}}\npolicy p {{\n  rule r allow {{\n    when {} or y.0.z == 1\n  }}\n}}\n",
+        schema.join(", "),
+        atoms.join(" or ")
+    );
+    let (_, c) = compile("schema.verdict", SourceKind::Verdict, text);
+    assert!(c.bundle.is_some(), "{:?}", c.diagnostics.first());
+    // An unknown path is still found.
+    let text =
+        "bundle b { schema { x: number, y: list<string> } }\npolicy p { rule r allow { when y.0.z == \"a\" } }\n";
+    let (_, c) = compile("unknown.verdict", SourceKind::Verdict, text.into());
+    assert_eq!(errors(&c).first().map(|d| d.code), Some(Code::UnknownPath), "{:?}", c.diagnostics);
+}
