@@ -1,6 +1,6 @@
 //! What a new user tries first (issue 10, item 9): the README's commands work from the repository
-//! root, `compile -o -` prints instead of writing a file named `-`, and `serve --help` names every
-//! form the watched directory loads.
+//! root, `compile -o -` prints instead of writing a file named `-`, `serve --help` names every
+//! form the watched directory loads, and a policy without rules decides its default.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::path::PathBuf;
@@ -83,5 +83,36 @@ fn serve_help_names_every_watched_form() {
     let help = String::from_utf8_lossy(&out.stdout);
     for ext in verdict_server::reload::EXTENSIONS {
         assert!(help.contains(&format!(".{ext}")), "`serve --help` does not mention .{ext}:\n{help}");
+    }
+}
+
+/// A policy without rules decides its default on every backend, traced or not, in the DSL and
+/// in YAML (it was refused, V108, and the catch-all rule written instead drew V009 and V003).
+#[test]
+fn a_policy_without_rules_decides_its_default_on_every_backend() {
+    let dir = scratch("rule-less");
+    std::fs::write(dir.join("b.verdict"), "bundle b {}\n\npolicy baseline {\n  default deny\n}\n\npolicy reads {\n  default none\n\n  rule read allow {\n    when action == \"read\"\n  }\n}\n").unwrap();
+    std::fs::write(dir.join("b.yaml"), "bundle_id: b\npolicies:\n  - {id: baseline, default_effect: deny, rules: []}\n  - id: reads\n    default_effect: none\n    rules: [{id: read, effect: allow, when: {kind: eq, field: action, value: read}}]\n").unwrap();
+    std::fs::write(dir.join("ctx.json"), r#"{"action": "read"}"#).unwrap();
+    for bundle in ["b.verdict", "b.yaml"] {
+        let check = verdict(&dir, &["check", bundle, "--deny", "warnings"]);
+        assert_eq!(check.status.code(), Some(0), "{bundle}: {}", String::from_utf8_lossy(&check.stderr));
+        for trace in [false, true] {
+            let mut results = Vec::new();
+            for backend in ["interp", "vm", "jit"] {
+                let mut args = vec!["eval", bundle, "ctx.json", "--backend", backend, "--now", "2026-01-01T00:00:00Z"];
+                if trace {
+                    args.push("--trace");
+                }
+                let out = verdict(&dir, &args);
+                assert_eq!(out.status.code(), Some(1), "{bundle} {backend}: {}", String::from_utf8_lossy(&out.stderr));
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(v["decision"]["kind"], "deny", "{bundle} {backend}: {v}");
+                assert_eq!(v["decision"]["matched_policy_id"], "baseline", "{bundle} {backend}: {v}");
+                assert_eq!(v["decision"]["matched_rule_id"], serde_json::Value::Null, "{bundle} {backend}: {v}");
+                results.push(v);
+            }
+            assert!(results.windows(2).all(|w| w[0] == w[1]), "{bundle}: the backends differ: {results:#?}");
+        }
     }
 }
