@@ -16,7 +16,7 @@ pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8089")]
     pub bind: SocketAddr,
-    /// A directory of bundle files (.verdict, .yaml, .yml, .json, or .vdc artifacts) loaded, reloaded and unloaded as they change.
+    /// A directory of bundle files (.verdict, .yaml, .yml, .json, and .vdc artifacts) loaded, reloaded and unloaded as they change.
     #[arg(long, value_name = "DIR")]
     pub watch: Option<PathBuf>,
     /// Append the audit log (one JSON line per event) to this file instead of standard output.
