@@ -20,7 +20,8 @@ pub fn run(source: &Path, trust: &card::TrustArgs, output: Option<&Path>, emit: 
 }
 
 /// Compiles a checked bundle to bytecode and writes the artifact (or its disassembly) to
-/// `output`; the disassembly may go to standard output.
+/// `output`. Standard output takes the disassembly without `-o`, and either with `-o -` (an
+/// artifact only when standard output is not a terminal: it is binary).
 pub fn write(bundle: &ir::Bundle, output: Option<&Path>, emit: Emit) -> u8 {
     let program = verdict_compiler::codegen::program(bundle);
     let bytes = match emit {
@@ -28,6 +29,22 @@ pub fn write(bundle: &ir::Bundle, output: Option<&Path>, emit: Emit) -> u8 {
         Emit::Asm => artifact::disassemble(&program).into_bytes(),
     };
     match output {
+        Some(out) if out == Path::new("-") && emit == Emit::Artifact => {
+            use std::io::{IsTerminal, Write};
+            let mut stdout = std::io::stdout().lock();
+            if stdout.is_terminal() {
+                eprintln!("error: an artifact is binary: redirect standard output, or give `-o OUT.vdc`");
+                return 2;
+            }
+            match stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
+                Ok(()) => 0,
+                Err(_) => 2,
+            }
+        }
+        Some(out) if out == Path::new("-") => match render::stdout_line(String::from_utf8_lossy(&bytes).trim_end()) {
+            Ok(()) => 0,
+            Err(code) => code,
+        },
         Some(out) => match std::fs::write(out, bytes) {
             Ok(()) => 0,
             Err(e) => {

@@ -31,15 +31,24 @@ pub fn run(
             }
         },
     };
-    let bytes = match std::fs::read(source) {
-        Ok(b) => b,
+    // An artifact is recognised by its header, not its name; a source is read (within the size
+    // limit) by `render::read` below.
+    let mut head = [0u8; 8];
+    let head_len = match std::fs::File::open(source).and_then(|mut f| read_prefix(&mut f, &mut head)) {
+        Ok(n) => n,
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", source.display());
             return 2;
         }
     };
-    // An artifact is recognised by its header, not its name.
-    if artifact::is_artifact(&bytes) {
+    if artifact::is_artifact(head.get(..head_len).unwrap_or_default()) {
+        let bytes = match std::fs::read(source) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", source.display());
+                return 2;
+            }
+        };
         if backend == Backend::Interp {
             eprintln!(
                 "error: {} is a compiled artifact; the interpreter needs the bundle's source (use `--backend jit` or `vm`)",
@@ -85,6 +94,18 @@ pub fn run(
     }
 }
 
+/// Fills `buf` from the start of a file, or as much of it as the file holds; returns the count.
+fn read_prefix(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while let Some(rest) = buf.get_mut(n..).filter(|r| !r.is_empty()) {
+        match std::io::Read::read(f, rest)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
 /// An engine on the chosen backend; a JIT that is unavailable falls back to the VM, said on stderr.
 fn engine(
     program: verdict_runtime::program::Program,
@@ -124,7 +145,14 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, u8> {
     } else {
         std::fs::read(path)
     };
-    r.map_err(|e| {
+    // A leading byte-order mark is skipped, as in every source text the toolchain reads.
+    r.map(|mut bytes| {
+        if bytes.starts_with(verdict_compiler::source::BOM.as_bytes()) {
+            bytes.drain(..verdict_compiler::source::BOM.len());
+        }
+        bytes
+    })
+    .map_err(|e| {
         eprintln!("error: cannot read {}: {e}", path.display());
         2
     })

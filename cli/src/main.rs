@@ -105,6 +105,7 @@ enum Command {
         source: PathBuf,
         #[command(flatten)]
         trust: card::TrustArgs,
+        /// Where to write (`-` for standard output; without it the disassembly goes there).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// What to write: the artifact, or its disassembly.

@@ -269,12 +269,17 @@ impl fmt::Display for JsonError {
 
 /// Reads JSON text strictly: syntax errors, duplicate object keys and non-finite numbers
 /// (`1e400`) are refused, so a signed document has one meaning. Nesting is limited by
-/// serde_json (128 levels).
+/// serde_json (128 levels), the size by [`crate::source::MAX_SOURCE_BYTES`] (checked before
+/// parsing); a leading byte-order mark is skipped, as in every source text.
 pub fn parse_strict_json(text: &str) -> Result<Value, JsonError> {
-    let mut de = serde_json::Deserializer::from_str(text);
+    if let Some(d) = crate::source::too_large(text.len()) {
+        return Err(JsonError { message: d.message, offset: 0 });
+    }
+    let (body, bom) = crate::source::strip_bom(text);
+    let mut de = serde_json::Deserializer::from_str(body);
     let result = Strict::deserialize(&mut de).and_then(|Strict(v)| de.end().map(|()| v));
     result.map_err(|e| {
-        let offset = crate::yaml::offset_of(text, e.line(), e.column());
+        let offset = bom + crate::yaml::offset_of(body, e.line(), e.column());
         let msg = e.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
         JsonError { message: format!("invalid JSON: {msg}"), offset }
@@ -489,7 +494,7 @@ fn check_shape(card: &Value) -> Result<(), CardError> {
         Some(Value::Array(c)) => c,
         Some(_) => return Err(card_err(&["conditions"], "`conditions` must be a list")),
     };
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (i, c) in conditions.iter().enumerate() {
         let index = i.to_string();
         let c = as_object(c, &["conditions", &index], "each condition")?;
@@ -497,10 +502,9 @@ fn check_shape(card: &Value) -> Result<(), CardError> {
         let Some(id) = non_blank_str(c.get("id")) else {
             return Err(card_err(&["conditions", &index], "each condition must carry a non-empty string `id`"));
         };
-        if seen.contains(&id) {
+        if !seen.insert(id) {
             return Err(card_err(&["conditions", &index, "id"], format!("duplicate condition id `{id}`")));
         }
-        seen.push(id);
     }
     Ok(())
 }

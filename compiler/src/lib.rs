@@ -48,7 +48,7 @@ impl SourceKind {
         if lower.ends_with(".json") {
             return SourceKind::Json;
         }
-        let t = text.trim_start();
+        let t = source::strip_bom(text).0.trim_start();
         if t.starts_with('{') {
             SourceKind::Json
         } else if t.starts_with("//")
@@ -117,18 +117,33 @@ fn may_be_ambiguous(b: &ir::Bundle) -> bool {
 
 /// Compiles one source file of a given form.
 pub fn compile_as(file: &SourceFile, kind: SourceKind) -> Compiled {
+    compile_with(file, kind, &|| {})
+}
+
+/// [`compile_as`], calling `checkpoint` now and then (every few thousand tokens, YAML events or
+/// rules): a caller that must be able to abandon a long compile (the language server, on an
+/// edit) unwinds from it. Nothing is shared between compiles, so abandoning one leaves nothing
+/// behind.
+pub fn compile_with(file: &SourceFile, kind: SourceKind, checkpoint: &dyn Fn()) -> Compiled {
+    // Refused before any parsing: the cost of what follows grows with the size.
+    if let Some(d) = source::too_large(file.text.len()) {
+        return Compiled { bundle: None, diagnostics: vec![d] };
+    }
     let mut diagnostics = Vec::new();
     let (tree, form) = match kind {
         SourceKind::Verdict => {
-            let parsed = verdict_grammar::parse_file(&file.text);
+            let parsed = verdict_grammar::parse::parse_file_with(&file.text, checkpoint);
             for e in &parsed.errors {
                 diagnostics.push(Diagnostic::error(Code::Syntax, e.span, e.message.clone()));
             }
             (Some(dsl::file_to_tree(&parsed.tree, &mut diagnostics)), lower::Form::Dsl)
         }
         SourceKind::Yaml | SourceKind::Json => {
-            let loaded =
-                if kind == SourceKind::Json { yaml::load_json(&file.text) } else { yaml::load_yaml(&file.text) };
+            let loaded = if kind == SourceKind::Json {
+                yaml::load_json_with(&file.text, checkpoint)
+            } else {
+                yaml::load_yaml_with(&file.text, checkpoint)
+            };
             match loaded {
                 Ok(t) => (Some(t), lower::Form::Yaml),
                 Err(d) => {
@@ -139,6 +154,6 @@ pub fn compile_as(file: &SourceFile, kind: SourceKind) -> Compiled {
         }
     };
     let syntax_ok = !diagnostics.iter().any(|d| d.severity == Severity::Error);
-    let bundle = tree.and_then(|t| lower::lower(&t, file, form, &mut diagnostics));
+    let bundle = tree.and_then(|t| lower::lower_with(&t, file, form, &mut diagnostics, checkpoint));
     Compiled { bundle: bundle.filter(|_| syntax_ok), diagnostics }
 }

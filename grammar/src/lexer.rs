@@ -226,11 +226,19 @@ pub struct Comment {
 /// A token with its byte span, in the triple form lalrpop expects.
 pub type Spanned = (usize, Tok, usize);
 
+/// The UTF-8 byte-order mark, skipped at the start of a text (and only there).
+const BOM: char = '\u{feff}';
+
 /// Splits `src` into parser tokens and comments. Never fails: bad input becomes [`Tok::Error`].
+/// A leading byte-order mark is skipped (spans still count its three bytes).
 pub fn lex(src: &str) -> (Vec<Spanned>, Vec<Comment>) {
     let mut tokens = Vec::new();
     let mut comments = Vec::new();
     let mut lexer = Raw::lexer(src);
+    if src.starts_with(BOM) {
+        // INVARIANT: the text starts with the mark, so its length is a character boundary in it.
+        lexer.bump(BOM.len_utf8());
+    }
     while let Some(raw) = lexer.next() {
         let span = lexer.span();
         let text = lexer.slice();
@@ -407,6 +415,15 @@ mod tests {
             ]
         );
         assert_eq!(comments.len(), 1);
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        let (toks, _) = lex("\u{feff}let a");
+        assert_eq!(toks, vec![(3, Tok::Let, 6), (7, Tok::Ident("a".into()), 8)]);
+        // Anywhere else it is an unexpected character.
+        let (toks, _) = lex("let \u{feff}a");
+        assert_eq!(toks.get(1).map(|t| t.1.clone()), Some(Tok::Error(LexError::UnexpectedChar('\u{feff}'))));
     }
 
     #[test]

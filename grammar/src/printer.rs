@@ -6,7 +6,7 @@
 //! conditions on one line unless longer than [`WIDTH`], then split at the top-level `and`/`or`.
 //! Comments are kept: each is printed on its own line before the element that follows it.
 //!
-//! The printer recurses over conditions and literals; callers print only trees whose
+//! Literals print with an explicit stack; conditions recurse, so callers print only trees whose
 //! [`crate::ast::max_depth`] is within [`crate::ast::MAX_DEPTH`].
 
 use crate::ast::*;
@@ -248,37 +248,85 @@ fn segment(seg: &str) -> String {
 
 /// A literal in expression spelling (JSON-like).
 pub fn literal(l: &Lit) -> String {
-    match &l.kind {
-        LitKind::Null => "null".into(),
-        LitKind::Bool(b) => b.to_string(),
-        LitKind::Number(n) => n.clone(),
-        LitKind::Str(s) => quote(s),
-        LitKind::List(v) => format!("[{}]", v.iter().map(literal).collect::<Vec<_>>().join(", ")),
-        LitKind::Object(v) if v.is_empty() => "{}".into(),
-        LitKind::Object(v) => {
-            let entries: Vec<String> = v.iter().map(|(k, l)| format!("{}: {}", quote(&k.text), literal(l))).collect();
-            format!("{{{}}}", entries.join(", "))
-        }
-        LitKind::Ident(s) => s.clone(),
-        LitKind::Apply(f, a) => format!("{}<{}>", f.text, literal(a)),
-        LitKind::Error => "<error>".into(),
-    }
+    print_lit(l, Spelling::Expression)
 }
 
 /// A settings value: like [`literal`], with names bare where they can be and dotted object keys
 /// (schema paths) unquoted.
 fn setting(l: &Lit) -> String {
-    match &l.kind {
-        LitKind::Ident(s) => name(s),
-        LitKind::List(v) => format!("[{}]", v.iter().map(setting).collect::<Vec<_>>().join(", ")),
-        LitKind::Object(v) if v.is_empty() => "{}".into(),
-        LitKind::Object(v) => {
-            let entries: Vec<String> = v.iter().map(|(k, l)| format!("{}: {}", key(&k.text), setting(l))).collect();
-            format!("{{ {} }}", entries.join(", "))
-        }
-        LitKind::Apply(f, a) => format!("{}<{}>", f.text, setting(a)),
-        _ => literal(l),
+    print_lit(l, Spelling::Setting)
+}
+
+/// Where a literal is printed: in a condition, or as a setting's value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spelling {
+    Expression,
+    Setting,
+}
+
+/// Prints a literal with an explicit stack of what is left to write: no recursion, so any
+/// nesting prints (callers still bound it with [`crate::ast::MAX_DEPTH`]).
+fn print_lit(l: &Lit, spelling: Spelling) -> String {
+    enum Work<'a> {
+        Lit(&'a Lit),
+        Text(&'static str),
+        Key(&'a str),
     }
+    let setting = spelling == Spelling::Setting;
+    let mut out = String::new();
+    let mut work: Vec<Work<'_>> = vec![Work::Lit(l)];
+    while let Some(w) = work.pop() {
+        let l = match w {
+            Work::Text(t) => {
+                out.push_str(t);
+                continue;
+            }
+            Work::Key(k) => {
+                out.push_str(&if setting { key(k) } else { quote(k) });
+                out.push_str(": ");
+                continue;
+            }
+            Work::Lit(l) => l,
+        };
+        match &l.kind {
+            LitKind::Null => out.push_str("null"),
+            LitKind::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            LitKind::Number(n) => out.push_str(n),
+            LitKind::Str(s) => out.push_str(&quote(s)),
+            LitKind::Ident(s) if setting => out.push_str(&name(s)),
+            LitKind::Ident(s) => out.push_str(s),
+            LitKind::Error => out.push_str("<error>"),
+            LitKind::List(v) => {
+                out.push('[');
+                work.push(Work::Text("]"));
+                for (i, item) in v.iter().enumerate().rev() {
+                    work.push(Work::Lit(item));
+                    if i > 0 {
+                        work.push(Work::Text(", "));
+                    }
+                }
+            }
+            LitKind::Object(v) if v.is_empty() => out.push_str("{}"),
+            LitKind::Object(v) => {
+                out.push_str(if setting { "{ " } else { "{" });
+                work.push(Work::Text(if setting { " }" } else { "}" }));
+                for (i, (k, item)) in v.iter().enumerate().rev() {
+                    work.push(Work::Lit(item));
+                    work.push(Work::Key(&k.text));
+                    if i > 0 {
+                        work.push(Work::Text(", "));
+                    }
+                }
+            }
+            LitKind::Apply(f, a) => {
+                out.push_str(&f.text);
+                out.push('<');
+                work.push(Work::Text(">"));
+                work.push(Work::Lit(a));
+            }
+        }
+    }
+    out
 }
 
 /// An object key in settings: bare when it is a dotted run of identifiers, quoted otherwise.

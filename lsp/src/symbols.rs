@@ -8,7 +8,7 @@
 use crate::db::{Db, SourceInput, bundle_kind, parse};
 use verdict_compiler::SourceKind;
 use verdict_compiler::tree::{Node, NodeKind};
-use verdict_grammar::ast::{Expr, ExprKind, Item, Lit, LitKind, Operand, Path, Span};
+use verdict_grammar::ast::{Expr, ExprKind, Item, Lit, LitKind, MAX_DEPTH, Operand, Path, Span};
 
 /// A name with where it is written, and the extent of what it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,9 +87,10 @@ impl Symbols {
     /// Every path the bundle knows: the schema's, then those used, without repeats.
     pub fn known_paths(&self) -> Vec<Vec<String>> {
         let mut out: Vec<Vec<String>> = Vec::new();
+        let mut seen: std::collections::HashSet<&[String]> = std::collections::HashSet::new();
         let declared = self.schema.iter().flatten().map(|s| &s.segments);
         for p in declared.chain(self.paths.iter().map(|u| &u.segments)) {
-            if !out.contains(p) {
+            if seen.insert(p) {
                 out.push(p.clone());
             }
         }
@@ -102,10 +103,14 @@ impl Symbols {
 pub fn symbols(db: &dyn Db, file: SourceInput) -> Symbols {
     match bundle_kind(db, file) {
         Some(SourceKind::Verdict) => dsl_symbols(&parse(db, file).0.tree.items),
-        Some(SourceKind::Yaml) => verdict_compiler::yaml::load_yaml(file.text(db))
-            .map_or_else(|_| Symbols::default(), |n| tree_symbols(&n, file.text(db))),
-        Some(SourceKind::Json) => verdict_compiler::yaml::load_json(file.text(db))
-            .map_or_else(|_| Symbols::default(), |n| tree_symbols(&n, file.text(db))),
+        Some(SourceKind::Yaml) => {
+            verdict_compiler::yaml::load_yaml_with(file.text(db), &|| db.unwind_if_revision_cancelled())
+                .map_or_else(|_| Symbols::default(), |n| tree_symbols(&n, file.text(db)))
+        }
+        Some(SourceKind::Json) => {
+            verdict_compiler::yaml::load_json_with(file.text(db), &|| db.unwind_if_revision_cancelled())
+                .map_or_else(|_| Symbols::default(), |n| tree_symbols(&n, file.text(db)))
+        }
         None => Symbols::default(),
     }
 }
@@ -116,12 +121,27 @@ fn named(n: &verdict_grammar::ast::Name, span: Span) -> Named {
     Named { name: n.text.clone(), name_span: n.span, span }
 }
 
+/// The text of a name or type literal (`deny`, `"deny"`, `list<string>`). Type applications are
+/// unwound with a loop, not recursion, and nest at most [`MAX_DEPTH`] deep (the compiler refuses
+/// deeper ones).
 fn lit_text(l: &Lit) -> Option<String> {
-    match &l.kind {
-        LitKind::Ident(s) | LitKind::Str(s) => Some(s.clone()),
-        LitKind::Apply(f, a) => Some(format!("{}<{}>", f.text, lit_text(a)?)),
-        _ => None,
+    let mut heads: Vec<&str> = Vec::new();
+    let mut l = l;
+    while let LitKind::Apply(f, a) = &l.kind {
+        if heads.len() >= MAX_DEPTH {
+            return None;
+        }
+        heads.push(&f.text);
+        l = a;
     }
+    let mut text = match &l.kind {
+        LitKind::Ident(s) | LitKind::Str(s) => s.clone(),
+        _ => return None,
+    };
+    for head in heads.into_iter().rev() {
+        text = format!("{head}<{text}>");
+    }
+    Some(text)
 }
 
 fn dsl_symbols(items: &[Item]) -> Symbols {

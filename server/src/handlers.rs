@@ -455,11 +455,17 @@ async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<
     let v = json_body(&bytes)?;
     // The whole body must have a canonical form, as the reference checks (no integer beyond ±2^53).
     card::canonical_json(&v).map_err(ApiError::bad_json)?;
+    let bare_card = card::looks_like_card(&v);
     let Value::Object(m) = v else {
         return Err(ApiError::invalid_request("the body must be an object"));
     };
     if let Some(k) = m.keys().find(|k| !["card", "attestation", "allowed_actions"].contains(&k.as_str())) {
-        return Err(ApiError::invalid_request(format!("unknown key `{k}`")));
+        let shape = "the body is `{card, attestation, allowed_actions}`";
+        return Err(ApiError::invalid_request(if bare_card {
+            format!("unknown key `{k}`: {shape}, with the Decision Card under `card`")
+        } else {
+            format!("unknown key `{k}`: {shape}")
+        }));
     }
     let card_value = match m.get("card") {
         Some(c @ Value::Object(_)) => c,
