@@ -41,7 +41,7 @@ pub enum DenyLevel {
     Warnings,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// Cranelift-compiled native code (falls back to the VM where unavailable, and says so).
     Jit,
@@ -77,9 +77,24 @@ enum Command {
         /// A JSON Lines file of request contexts: one result per line.
         #[arg(long, conflicts_with = "context")]
         contexts: Option<PathBuf>,
+        /// A stateful run: a JSON Lines file of `{"now", "context", "then"}` events, each decided
+        /// at its time against the store, then its holds committed (default), released or left.
+        #[arg(long, conflicts_with_all = ["context", "contexts"])]
+        events: Option<PathBuf>,
+        /// The state store of a stateful run: `memory` (the default: empty at the start).
+        #[arg(long, value_name = "STORE")]
+        store: Option<String>,
+        /// Bind externs to mocks: a JSON file of `{"name": RESULT}` or `{"name": {"error": "msg"}}`;
+        /// unbound externs fail closed.
+        #[arg(long, value_name = "FILE.json")]
+        externs: Option<PathBuf>,
         /// Include the evaluation trace.
         #[arg(long)]
         trace: bool,
+        /// Also list every rule whose condition holds (`matches`) and count the rule conditions
+        /// evaluated (`rules_evaluated`).
+        #[arg(long)]
+        exhaustive: bool,
         #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         /// Evaluate as of this RFC 3339 time instead of now (a card's attestation is checked
@@ -151,8 +166,19 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check { paths, format, deny } => check::run(&paths, format, deny.is_some()),
-        Command::Eval { source, context, contexts, trace, backend, now, trust } => {
-            eval::run(&source, context.as_deref(), contexts.as_deref(), trace, backend, now.as_deref(), &trust)
+        Command::Eval { source, context, contexts, events, store, externs, trace, exhaustive, backend, now, trust } => {
+            let opts = eval::Options {
+                context: context.as_deref(),
+                contexts: contexts.as_deref(),
+                events: events.as_deref(),
+                store: store.as_deref(),
+                externs: externs.as_deref(),
+                trace,
+                exhaustive,
+                backend,
+                now: now.as_deref(),
+            };
+            eval::run(&source, &opts, &trust)
         }
         Command::Compile { source, trust, output, emit } => compile::run(&source, &trust, output.as_deref(), emit),
         Command::Card { card, trust, output } => card::run(&card, &trust, output.as_deref()),

@@ -12,6 +12,8 @@ use verdict_grammar::ast::{Expr, ExprKind, File, Item, Lit, LitKind, MAX_DEPTH, 
 pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
     let mut top: Vec<(Key, Node)> = Vec::new();
     let mut defs: Vec<(Key, Node)> = Vec::new();
+    let mut states: Vec<(Key, Node)> = Vec::new();
+    let mut externs: Vec<(Key, Node)> = Vec::new();
     let mut policies: Vec<Node> = Vec::new();
     let mut bundle_span: Option<Span> = None;
     // The items' extent (not from offset 0, so that it starts at the first item, not a comment).
@@ -34,6 +36,46 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
             Item::Let(l) => {
                 whole = Some(whole.map_or(l.span, |w| w.cover(l.span)));
                 defs.push((Key { text: l.name.text.clone(), span: l.name.span }, cond_node(&l.expr, None, diags)));
+            }
+            Item::State(st) => {
+                whole = Some(whole.map_or(st.span, |w| w.cover(st.span)));
+                let mut entries = Vec::new();
+                let mut seen: HashMap<&str, Span> = HashMap::new();
+                for (k, v) in &st.members {
+                    if let Some(first) = seen.insert(&k.text, k.span) {
+                        diags.push(
+                            Diagnostic::error(Code::DuplicateId, k.span, format!("`{}` is set twice", k.text))
+                                .with_label(first, "first set here"),
+                        );
+                        continue;
+                    }
+                    // `add` is a term; the other members are names, paths and lists of them.
+                    let node = if k.text == "add" { cond_node(v, None, diags) } else { value_node(v, diags) };
+                    entries.push((key(&k.text, k.span), node));
+                }
+                states.push((
+                    Key { text: st.name.text.clone(), span: st.name.span },
+                    Node::new(NodeKind::Map(entries), st.span),
+                ));
+            }
+            Item::Extern(x) => {
+                whole = Some(whole.map_or(x.span, |w| w.cover(x.span)));
+                let mut params = Vec::new();
+                for t in &x.params {
+                    match lit_node(t, 0, 1) {
+                        Ok(n) => params.push(n),
+                        Err(d) => diags.push(d),
+                    }
+                }
+                let mut entries = vec![(key("params", x.name.span), Node::new(NodeKind::Seq(params), x.span))];
+                match lit_node(&x.returns, 0, 1) {
+                    Ok(n) => entries.push((key("returns", x.returns.span), n)),
+                    Err(d) => diags.push(d),
+                }
+                externs.push((
+                    Key { text: x.name.text.clone(), span: x.name.span },
+                    Node::new(NodeKind::Map(entries), x.span),
+                ));
             }
             Item::Policy(p) => {
                 whole = Some(whole.map_or(p.span, |w| w.cover(p.span)));
@@ -70,6 +112,10 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
                         diags.push(d.in_rule(Some(&p.name.text), Some(&r.name.text)));
                     }
                     let before = diags.len();
+                    // `reason f"…"` is a template; `reason "…"` the description.
+                    let (templates, rest): (Vec<&Prop>, Vec<&Prop>) = rest
+                        .into_iter()
+                        .partition(|p| p.key.text == "reason" && matches!(p.value.kind, LitKind::Template(_)));
                     re.extend(props(
                         rest,
                         |k| match k {
@@ -78,6 +124,7 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
                         },
                         diags,
                     ));
+                    re.extend(props(templates, |_| "reason_template".to_owned(), diags));
                     for d in diags.iter_mut().skip(before) {
                         d.policy = Some(p.name.text.clone());
                         d.rule = Some(r.name.text.clone());
@@ -91,6 +138,12 @@ pub fn file_to_tree(file: &File, diags: &mut Vec<Diagnostic>) -> Node {
         }
     }
     let whole = whole.unwrap_or_default();
+    if !externs.is_empty() {
+        top.push((key("externs", whole), Node::new(NodeKind::Map(externs), whole)));
+    }
+    if !states.is_empty() {
+        top.push((key("state", whole), Node::new(NodeKind::Map(states), whole)));
+    }
     if !defs.is_empty() {
         top.push((key("definitions", whole), Node::new(NodeKind::Map(defs), whole)));
     }
@@ -132,6 +185,28 @@ fn too_deep(e: &Expr) -> Option<(Span, &'static str)> {
         true
     });
     found
+}
+
+/// A `state` member's value as a tree node: a literal as itself, a path or name as a word (the
+/// reference format's field spelling), a list of those as a list; anything else as an
+/// expression, which the lowering refuses where it expects a name.
+fn value_node(e: &Expr, diags: &mut Vec<Diagnostic>) -> Node {
+    if too_deep(e).is_some() {
+        // Reported, and replaced by an error node, where conditions are.
+        return cond_node(e, None, diags);
+    }
+    match &e.kind {
+        ExprKind::Lit(l) => match lit_node(l, 0, 1) {
+            Ok(n) => n,
+            Err(d) => {
+                diags.push(d);
+                Node::new(NodeKind::Null, e.span)
+            }
+        },
+        ExprKind::Name(p) => Node::new(NodeKind::Word(verdict_grammar::ast::field_text(p)), e.span),
+        ExprKind::List(items) => Node::new(NodeKind::Seq(items.iter().map(|i| value_node(i, diags)).collect()), e.span),
+        _ => cond_node(e, None, diags),
+    }
 }
 
 fn key(text: &str, span: Span) -> Key {
@@ -221,6 +296,7 @@ pub fn lit_node(l: &Lit, base: u32, depth: usize) -> Result<Node, Diagnostic> {
                 LitKind::Number(n) => Some(number(n).ok_or_else(|| bad_number(n, span))?),
                 LitKind::Str(s) => Some(NodeKind::Str(s.clone())),
                 LitKind::Ident(s) => Some(NodeKind::Word(s.clone())),
+                LitKind::Template(t) => Some(NodeKind::Str(t.clone())),
                 LitKind::List(items) => {
                     stack.push(Open::List { span, items: Vec::with_capacity(items.len()), rest: items.iter() });
                     None

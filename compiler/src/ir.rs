@@ -153,7 +153,7 @@ pub struct TermNode {
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Term {
     /// `lhs op rhs`; unary minus has `Operand::None` on the right.
     Arith(Arith, Operand, Operand),

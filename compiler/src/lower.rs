@@ -13,7 +13,7 @@ use crate::tree::{Key, Node, NodeKind};
 use petgraph::graph::DiGraph;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use verdict_grammar::ast::{self, CmpOp, Expr, ExprKind, MAX_DEPTH, Span};
+use verdict_grammar::ast::{self, Expr, ExprKind, MAX_DEPTH, Span};
 use verdict_runtime::request::split_field;
 
 /// Which source form the tree came from: it only changes the names used in messages.
@@ -55,6 +55,12 @@ pub fn lower_with(
         schema_index: None,
         after_syntax_error: false,
         last_position: None,
+        terms: Vec::new(),
+        term_ids: HashMap::new(),
+        externs: Vec::new(),
+        extern_ids: HashMap::new(),
+        states: Vec::new(),
+        state_ids: HashMap::new(),
     };
     cx.after_syntax_error = form == Form::Dsl && cx.diags.iter().any(|d| d.code == Code::Syntax);
     let errors_before = cx.diags.iter().filter(|d| d.severity == Severity::Error).count();
@@ -86,6 +92,12 @@ struct Lower<'a> {
     after_syntax_error: bool,
     /// The byte offset, line and column of the last atom placed, see [`Lower::line_col`].
     last_position: Option<(u32, u32, u32)>,
+    terms: Vec<TermNode>,
+    term_ids: HashMap<Term, TermId>,
+    externs: Vec<ExternDecl>,
+    extern_ids: HashMap<String, ExternId>,
+    states: Vec<StateDecl>,
+    state_ids: HashMap<String, StateId>,
 }
 
 /// The declared type of a path, `Some(None)` when known but untyped, `None` when unknown.
@@ -462,6 +474,21 @@ impl Lower<'_> {
             self.schema = self.schema_decl(n);
             self.schema_index = self.schema.as_ref().map(|s| SchemaIndex::new(s, &self.paths));
         }
+        let timezone = f.take_opt("timezone").and_then(|n| {
+            let name = self.string(n, "`timezone`")?;
+            if jiff::tz::TimeZone::get(&name).is_err() {
+                self.diags.push(
+                    Diagnostic::error(Code::BadValue, n.span, format!("unknown timezone `{name}`"))
+                        .with_help("timezones are IANA names such as `UTC` or `Europe/Berlin`"),
+                );
+                return None;
+            }
+            Some(name)
+        });
+        let hold_ttl = f.take_opt("hold_ttl").and_then(|n| self.duration(n, "`hold_ttl`"));
+        let required_node = f.take_opt("required");
+        let externs_node = f.take_opt("externs");
+        let state_node = f.take_opt("state");
         // Definitions are declared before policies are lowered, so order does not matter.
         let defs_node = f.take_opt("definitions");
         let policies_node = self.required(&mut f, "policies");
@@ -478,11 +505,23 @@ impl Lower<'_> {
                 "effective_until",
                 "card_scope",
                 "schema",
+                "required",
+                "timezone",
+                "hold_ttl",
+                "externs",
+                "state",
                 "definitions",
                 "policies",
             ],
         );
         let effects = effects.unwrap_or_default();
+        let required = required_node.map(|n| self.required_paths(n)).unwrap_or_default();
+        if let Some(n) = externs_node {
+            self.externs_decl(n);
+        }
+        if let Some(n) = state_node {
+            self.states_decl(n, &effects);
+        }
         if let Some(n) = defs_node {
             self.definitions(n);
         }
@@ -531,12 +570,12 @@ impl Lower<'_> {
             conds: std::mem::take(&mut self.conds),
             defs: std::mem::take(&mut self.defs),
             policies,
-            terms: Vec::new(),
-            externs: Vec::new(),
-            states: Vec::new(),
-            timezone: None,
-            hold_ttl: None,
-            required: Vec::new(),
+            terms: std::mem::take(&mut self.terms),
+            externs: std::mem::take(&mut self.externs),
+            states: std::mem::take(&mut self.states),
+            timezone,
+            hold_ttl,
+            required,
         })
     }
 
@@ -837,7 +876,16 @@ impl Lower<'_> {
             }
         });
         let when = self.required(&mut f, "when");
-        let description = f.take_opt("description").and_then(|n| self.string(n, "the description"));
+        let description_node = f.take_opt("description");
+        let template_node = f.take_opt("reason_template");
+        if let (Some(_), Some(t)) = (description_node, template_node) {
+            self.error(Code::BadValue, t.span, "a rule has a `description` or a `reason_template`, not both");
+        }
+        let description = description_node.and_then(|n| self.string(n, "the description"));
+        let template = template_node.and_then(|n| {
+            let text = self.string(n, "the reason template")?;
+            self.template(&text, n.span)
+        });
         let tags = f.take_opt("tags").and_then(|n| self.string_list(n, "`tags`"));
         let codes = match f.take_opt("codes") {
             Some(n) => self.string_list(n, "`codes`").unwrap_or_default(),
@@ -873,7 +921,10 @@ impl Lower<'_> {
                 0
             }
         };
-        self.finish(f, &["id", "effect", "when", "description", "tags", "codes", "obligations", "priority"]);
+        self.finish(
+            f,
+            &["id", "effect", "when", "description", "reason_template", "tags", "codes", "obligations", "priority"],
+        );
         let cond = when.and_then(|w| self.condition(w, 1));
         for d in self.diags.iter_mut().skip(before) {
             if d.rule.is_none() {
@@ -891,7 +942,7 @@ impl Lower<'_> {
             obligations,
             priority,
             tags,
-            template: None,
+            template,
         })
     }
 
@@ -1062,7 +1113,8 @@ impl Lower<'_> {
         }
     }
 
-    /// Lowers a DSL expression. `base` is added to its spans (for expressions inside YAML strings).
+    /// Lowers a DSL expression in condition position. `base` is added to its spans (for
+    /// expressions inside YAML strings).
     fn expr(&mut self, e: &Expr, base: u32, depth: usize) -> Option<CondId> {
         if depth > MAX_DEPTH {
             self.error(Code::TooDeep, e.span.shift(base), format!("condition nested deeper than {MAX_DEPTH} levels"));
@@ -1091,13 +1143,8 @@ impl Lower<'_> {
                 let cond = if matches!(e.kind, ExprKind::And(_)) { Cond::All(children) } else { Cond::Any(children) };
                 Some(self.push(cond, span))
             }
-            ExprKind::Exists(p) | ExprKind::Missing(p) => {
-                let op = if matches!(e.kind, ExprKind::Exists(_)) { AtomOp::Exists } else { AtomOp::Missing };
-                let path = self.intern_path(p.segments.iter().map(|s| s.text.clone()).collect());
-                self.atom(op, Operand::Path(path), Operand::None, span)
-            }
             ExprKind::Name(p) => {
-                let single = p.segments.len() == 1;
+                let single = p.segments.len() == 1 && !p.input;
                 let name = p.segments.first().map(|s| s.text.as_str()).unwrap_or("");
                 match self.def_ids.get(name) {
                     Some(d) if single => {
@@ -1117,73 +1164,102 @@ impl Lower<'_> {
                     }
                 }
             }
+            ExprKind::Call { callee, args } => {
+                let name = callee.segments.first().map(|s| s.text.as_str()).unwrap_or("");
+                if callee.segments.len() == 1 && !callee.input {
+                    if let Some(op) = AtomOp::from_presence(name) {
+                        let [arg] = args.as_slice() else {
+                            self.error(Code::BadValue, span, format!("`{name}` takes one path"));
+                            return None;
+                        };
+                        let ExprKind::Name(p) = &arg.kind else {
+                            self.error(Code::WrongType, arg.span.shift(base), format!("`{name}` takes a path"));
+                            return None;
+                        };
+                        let path = self.intern_path(p.segments.iter().map(|s| s.text.clone()).collect());
+                        return self.atom(op, Operand::Path(path), Operand::None, span);
+                    }
+                    if let Some(&x) = self.extern_ids.get(name) {
+                        let returns = self.externs.get(x.index()).map(|d| d.returns.clone());
+                        if returns != Some(Type::Bool) {
+                            let shown = returns.map_or_else(String::new, |t| t.name());
+                            self.diags.push(
+                                Diagnostic::error(
+                                    Code::WrongType,
+                                    span,
+                                    format!("`{name}` returns {shown}, not bool: it is a value, not a condition"),
+                                )
+                                .with_help(format!("compare it, e.g. `{name}(…) > 0.5`")),
+                            );
+                            return None;
+                        }
+                        let t = self.term(e, base, depth + 1)?;
+                        return self.atom(AtomOp::Holds, t, Operand::None, span);
+                    }
+                }
+                self.not_a_condition(e, base);
+                None
+            }
             ExprKind::Cmp { op, lhs, rhs } => {
                 let (op, lhs, rhs) = normalize(*op, lhs, rhs);
-                let l = self.operand(lhs, base, depth + 1)?;
-                let r = self.operand(rhs, base, depth + 1)?;
-                let atom_op = match op {
-                    CmpOp::Eq => AtomOp::Eq,
-                    CmpOp::Ne => AtomOp::Ne,
-                    CmpOp::Lt => AtomOp::Lt,
-                    CmpOp::Le => AtomOp::Le,
-                    CmpOp::Gt => AtomOp::Gt,
-                    CmpOp::Ge => AtomOp::Ge,
-                    CmpOp::In => AtomOp::In,
-                    CmpOp::NotIn => AtomOp::NotIn,
-                    CmpOp::Contains => AtomOp::Contains,
-                    CmpOp::Matches => AtomOp::Matches,
-                    CmpOp::StartsWith => AtomOp::StartsWith,
-                    CmpOp::EndsWith => AtomOp::EndsWith,
-                };
-                if atom_op == AtomOp::Matches {
+                let l = self.term(lhs, base, depth + 1)?;
+                let r = self.term(rhs, base, depth + 1)?;
+                let rhs_span = rhs.span.shift(base);
+                if op == AtomOp::Matches {
                     match r {
                         Operand::Const(c) => {
                             let pattern = self.consts.get(c.index()).cloned();
                             match pattern {
-                                Some(Value::String(p)) => self.check_regex(&p, rhs.span().shift(base))?,
+                                Some(Value::String(p)) => self.check_regex(&p, rhs_span)?,
                                 _ => {
-                                    self.error(
-                                        Code::WrongType,
-                                        rhs.span().shift(base),
-                                        "`matches` needs a string pattern",
-                                    );
+                                    self.error(Code::WrongType, rhs_span, "`matches` needs a string pattern");
                                     return None;
                                 }
                             }
                         }
                         _ => {
-                            self.error(
-                                Code::WrongType,
-                                rhs.span().shift(base),
-                                "`matches` needs a literal pattern, not a path",
-                            );
+                            self.error(Code::WrongType, rhs_span, "`matches` needs a literal pattern, not a path");
                             return None;
                         }
                     }
                 }
-                if matches!(atom_op, AtomOp::In | AtomOp::NotIn)
+                if matches!(op, AtomOp::In | AtomOp::NotIn)
                     && let Operand::Const(c) = r
                     && !self.consts.get(c.index()).is_some_and(Value::is_array)
                 {
-                    self.error(
-                        Code::WrongType,
-                        rhs.span().shift(base),
-                        format!("`{}` needs a list on its right", op.text()),
-                    );
+                    self.error(Code::WrongType, rhs_span, format!("`{}` needs a list on its right", op.name()));
                     return None;
                 }
-                self.atom(atom_op, l, r, span)
+                self.atom(op, l, r, span)
+            }
+            ExprKind::Lit(_) | ExprKind::List(_) | ExprKind::Arith { .. } | ExprKind::Neg(_) => {
+                self.not_a_condition(e, base);
+                None
             }
             ExprKind::Error => None,
         }
     }
 
-    fn operand(&mut self, o: &ast::Operand, base: u32, depth: usize) -> Option<Operand> {
-        match o {
-            ast::Operand::Path(p) => {
-                Some(Operand::Path(self.intern_path(p.segments.iter().map(|s| s.text.clone()).collect())))
-            }
-            ast::Operand::Lit(l) => {
+    fn not_a_condition(&mut self, e: &Expr, base: u32) {
+        let shown = verdict_grammar::printer::print_expr(e);
+        self.diags.push(
+            Diagnostic::error(Code::WrongType, e.span.shift(base), format!("`{shown}` is a value, not a condition"))
+                .with_help(format!("compare it, e.g. `{shown} == true` or `{shown} > 0`")),
+        );
+    }
+
+    /// Lowers an expression in term position: a path, a literal, or a term (arithmetic, a
+    /// function, an extern call, a state read, a time field).
+    fn term(&mut self, e: &Expr, base: u32, depth: usize) -> Option<Operand> {
+        if depth > MAX_DEPTH {
+            self.error(Code::TooDeep, e.span.shift(base), format!("term nested deeper than {MAX_DEPTH} levels"));
+            return None;
+        }
+        let span = e.span.shift(base);
+        match &e.kind {
+            ExprKind::Paren(inner) => self.term(inner, base, depth + 1),
+            ExprKind::Bool(b) => Some(Operand::Const(self.intern_const(Value::Bool(*b)))),
+            ExprKind::Lit(l) => {
                 let node = match crate::dsl::lit_node(l, base, depth) {
                     Ok(node) => node,
                     Err(d) => {
@@ -1199,15 +1275,472 @@ impl Lower<'_> {
                     }
                 }
             }
+            ExprKind::Name(p) => self.name_term(p, span),
+            ExprKind::Arith { op, lhs, rhs } => {
+                let l = self.term(lhs, base, depth + 1);
+                let r = self.term(rhs, base, depth + 1);
+                Some(self.intern_term(Term::Arith(*op, l?, r?), span))
+            }
+            ExprKind::Neg(inner) => {
+                let x = self.term(inner, base, depth + 1)?;
+                Some(self.intern_term(Term::Arith(verdict_vocab::Arith::Neg, x, Operand::None), span))
+            }
+            ExprKind::Call { callee, args } => self.call_term(callee, args, span, base, depth),
+            ExprKind::List(_) => {
+                self.error(Code::WrongType, span, "a list in a condition holds only literals");
+                None
+            }
+            ExprKind::Cmp { .. } | ExprKind::And(_) | ExprKind::Or(_) | ExprKind::Not(_) => {
+                let shown = verdict_grammar::printer::print_expr(e);
+                self.error(Code::WrongType, span, format!("`{shown}` is a condition, not a value"));
+                None
+            }
+            ExprKind::Error => None,
+        }
+    }
+
+    /// A bare name in term position: `now.FIELD`, a state read `STATE.WINDOW`, or a request path
+    /// (`input.` forces a request path).
+    fn name_term(&mut self, p: &ast::Path, span: Span) -> Option<Operand> {
+        let segs: Vec<&str> = p.segments.iter().map(|s| s.text.as_str()).collect();
+        let root = segs.first().copied().unwrap_or("");
+        if !p.input {
+            if root == verdict_vocab::NOW {
+                let field = match segs.as_slice() {
+                    [_, f] => verdict_vocab::NowField::from_name(f),
+                    _ => None,
+                };
+                let Some(field) = field else {
+                    let fields: Vec<String> =
+                        verdict_vocab::NowField::ALL.iter().map(|f| format!("`now.{}`", f.name())).collect();
+                    self.diags.push(
+                        Diagnostic::error(Code::UnknownName, span, format!("`{}` is not a time field", segs.join(".")))
+                            .with_help(format!(
+                                "the time fields are {}; `input.now` reaches a request path",
+                                fields.join(", ")
+                            )),
+                    );
+                    return None;
+                };
+                return Some(self.intern_term(Term::Now(field), span));
+            }
+            if let Some(&state) = self.state_ids.get(root) {
+                let window = match segs.as_slice() {
+                    [_, w] => verdict_vocab::Window::from_name(w).filter(|w| !w.info().takes_duration),
+                    _ => None,
+                };
+                let Some(window) = window else {
+                    self.diags.push(
+                        Diagnostic::error(Code::UnknownName, span, format!("`{}` is not a state read", segs.join(".")))
+                            .with_help(format!(
+                                "read a window of `{root}`: `{root}.hour`, `.day`, `.week`, `.month`, `.year`, `.total` or `.last(\"90m\")`; `input.{root}` reaches a request path"
+                            )),
+                    );
+                    return None;
+                };
+                return Some(self.intern_term(Term::State { state, window, seconds: 0 }, span));
+            }
+            if segs.len() == 1 && self.def_ids.contains_key(root) {
+                self.error(Code::WrongType, span, format!("`{root}` is a condition (a `let`), not a value"));
+                return None;
+            }
+        }
+        Some(Operand::Path(self.intern_path(segs.iter().map(|s| (*s).to_owned()).collect())))
+    }
+
+    /// A call in term position: a function, an extern, or a sliding state window.
+    fn call_term(&mut self, callee: &ast::Path, args: &[Expr], span: Span, base: u32, depth: usize) -> Option<Operand> {
+        let segs: Vec<&str> = callee.segments.iter().map(|s| s.text.as_str()).collect();
+        match segs.as_slice() {
+            [name] if !callee.input => {
+                if let Some(f) = verdict_vocab::Func::from_name(name) {
+                    let [arg] = args else {
+                        self.diags.push(
+                            Diagnostic::error(Code::BadValue, span, format!("`{name}` takes one argument"))
+                                .with_help(f.info().signature),
+                        );
+                        return None;
+                    };
+                    let a = self.term(arg, base, depth + 1)?;
+                    return Some(self.intern_term(Term::Func(f, a), span));
+                }
+                if let Some(&x) = self.extern_ids.get(*name) {
+                    let arity = self.externs.get(x.index()).map_or(0, |d| d.params.len());
+                    if args.len() != arity {
+                        self.error(
+                            Code::BadValue,
+                            span,
+                            format!(
+                                "`{name}` takes {arity} argument{}, not {}",
+                                if arity == 1 { "" } else { "s" },
+                                args.len()
+                            ),
+                        );
+                        return None;
+                    }
+                    let mut ops = Vec::with_capacity(args.len());
+                    for a in args {
+                        ops.push(self.term(a, base, depth + 1));
+                    }
+                    let ops: Vec<Operand> = ops.into_iter().collect::<Option<_>>()?;
+                    return Some(self.intern_term(Term::Extern(x, ops), span));
+                }
+                if AtomOp::from_presence(name).is_some() {
+                    self.error(Code::WrongType, span, format!("`{name}(…)` is a condition, not a value"));
+                    return None;
+                }
+            }
+            [state, w] if !callee.input && self.state_ids.contains_key(*state) => {
+                let window = verdict_vocab::Window::from_name(w).filter(|w| w.info().takes_duration);
+                let (Some(window), Some(&id)) = (window, self.state_ids.get(*state)) else {
+                    self.error(Code::UnknownName, span, format!("`{state}.{w}` takes no argument"));
+                    return None;
+                };
+                let seconds = match args {
+                    [Expr { kind: ExprKind::Lit(ast::Lit { kind: ast::LitKind::Str(d), .. }), .. }] => {
+                        crate::emit::parse_duration(d)
+                            .filter(|s| (1..=u64::from(verdict_runtime::program::MAX_WINDOW_SECONDS)).contains(s))
+                    }
+                    _ => None,
+                };
+                let Some(seconds) = seconds.and_then(|s| u32::try_from(s).ok()) else {
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::BadValue,
+                            span,
+                            format!("`{state}.last` needs a duration from 1s to 400d"),
+                        )
+                        .with_help("write `Ns`, `Nm`, `Nh` or `Nd`, e.g. `spend.last(\"90m\")`"),
+                    );
+                    return None;
+                };
+                return Some(self.intern_term(Term::State { state: id, window, seconds }, span));
+            }
+            _ => {}
+        }
+        let shown = verdict_grammar::printer::path(callee);
+        let functions: Vec<&str> = verdict_vocab::Func::ALL.iter().map(|f| f.name()).collect();
+        self.diags.push(Diagnostic::error(Code::UnknownName, span, format!("unknown function `{shown}`")).with_help(
+            format!("the functions are {}; host functions are declared with `extern`", functions.join(", ")),
+        ));
+        None
+    }
+
+    /// Interns a term (equal terms share one id) with its canonical text.
+    fn intern_term(&mut self, term: Term, span: Span) -> Operand {
+        if let Some(id) = self.term_ids.get(&term) {
+            return Operand::Term(*id);
+        }
+        let id = TermId(u32::try_from(self.terms.len()).unwrap_or(u32::MAX));
+        self.terms.push(TermNode { term: term.clone(), span, text: String::new() });
+        let text = self.names().term_text(id);
+        if let Some(node) = self.terms.get_mut(id.index()) {
+            node.text = text;
+        }
+        self.term_ids.insert(term, id);
+        Operand::Term(id)
+    }
+
+    /// What printing needs, from the tables built so far.
+    fn names(&self) -> crate::emit::Names<'_> {
+        crate::emit::Names {
+            paths: &self.paths,
+            consts: &self.consts,
+            terms: &self.terms,
+            defs: &self.defs,
+            states: &self.states,
+            externs: &self.externs,
         }
     }
 
     /// Builds an atom node, with its canonical text, position and type checks.
     fn atom(&mut self, op: AtomOp, lhs: Operand, rhs: Operand, span: Span) -> Option<CondId> {
-        let text = crate::emit::atom_text(op, lhs, rhs, &self.paths, &self.consts);
+        let text = self.names().atom_text(op, lhs, rhs);
         self.type_check(op, lhs, rhs, span, &text);
         let (line, column) = self.line_col(span.start);
         Some(self.push(Cond::Atom(Atom { op, lhs, rhs, text, line, column }), span))
+    }
+
+    // ---- declarations of §5 ----------------------------------------------------------------
+
+    /// A duration setting (`"10m"`): seconds.
+    fn duration(&mut self, n: &Node, what: &str) -> Option<u64> {
+        let text = self.string(n, what)?;
+        match crate::emit::parse_duration(&text).filter(|s| *s > 0) {
+            Some(s) => Some(s),
+            None => {
+                self.diags.push(
+                    Diagnostic::error(Code::BadValue, n.span, format!("{what} `{text}` is not a duration"))
+                        .with_help("write `Ns`, `Nm`, `Nh` or `Nd`, e.g. `10m`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `required`: a list of paths in the reference format's field spelling.
+    fn required_paths(&mut self, n: &Node) -> Vec<(PathId, Span)> {
+        let NodeKind::Seq(items) = &n.kind else {
+            self.error(
+                Code::WrongType,
+                n.span,
+                format!("expected `required` (a list of paths), found {}", n.describe()),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(text) = item.as_text().filter(|t| !t.is_empty()) else {
+                self.error(Code::WrongType, item.span, format!("expected a path, found {}", item.describe()));
+                continue;
+            };
+            out.push((self.intern_path(split_field(text)), item.span));
+        }
+        out
+    }
+
+    /// `externs: {name: {params: [types], returns: type}}`.
+    fn externs_decl(&mut self, n: &Node) {
+        let NodeKind::Map(entries) = &n.kind else {
+            self.error(Code::WrongType, n.span, format!("expected `externs` (a mapping), found {}", n.describe()));
+            return;
+        };
+        for (k, v) in entries {
+            if !verdict_grammar::lexer::is_bare_ident(&k.text) || k.text == verdict_vocab::NOW {
+                self.error(Code::BadValue, k.span, format!("`{}` is not a valid extern name", k.text));
+                continue;
+            }
+            if verdict_vocab::Func::from_name(&k.text).is_some() || AtomOp::from_presence(&k.text).is_some() {
+                self.error(Code::DuplicateId, k.span, format!("`{}` is a built-in function", k.text));
+                continue;
+            }
+            if self.extern_ids.contains_key(&k.text) {
+                self.error(Code::DuplicateId, k.span, format!("extern `{}` is declared twice", k.text));
+                continue;
+            }
+            let Some(mut f) = self.fields(v, "an extern") else { continue };
+            let params_node = self.required(&mut f, "params");
+            let returns_node = self.required(&mut f, "returns");
+            self.finish(f, &["params", "returns"]);
+            let ty = |cx: &mut Self, n: &Node| -> Option<Type> {
+                let text = cx.name_or_string(n, "a type")?;
+                let t = parse_type(&text);
+                if t.is_none() {
+                    cx.error(Code::BadValue, n.span, format!("unknown type `{text}`"));
+                }
+                t
+            };
+            let params: Option<Vec<Type>> = match params_node.map(|n| &n.kind) {
+                Some(NodeKind::Seq(items)) => items.iter().map(|i| ty(self, i)).collect(),
+                Some(_) => {
+                    if let Some(n) = params_node {
+                        self.error(Code::WrongType, n.span, "expected `params` (a list of types)");
+                    }
+                    None
+                }
+                None => None,
+            };
+            let returns = returns_node.and_then(|n| ty(self, n));
+            if let (Some(params), Some(returns)) = (params, returns) {
+                let id = ExternId(u32::try_from(self.externs.len()).unwrap_or(u32::MAX));
+                self.externs.push(ExternDecl { name: k.text.clone(), params, returns, span: k.span });
+                self.extern_ids.insert(k.text.clone(), id);
+            }
+        }
+    }
+
+    /// `state: {name: {add, key, on, apply}}` (LANGUAGE.md §5.2). Names are declared first, so a
+    /// series' `add` may read any of them.
+    fn states_decl(&mut self, n: &Node, effects: &[String]) {
+        let NodeKind::Map(entries) = &n.kind else {
+            self.error(Code::WrongType, n.span, format!("expected `state` (a mapping), found {}", n.describe()));
+            return;
+        };
+        let mut bodies = Vec::new();
+        for (k, v) in entries {
+            if !verdict_grammar::lexer::is_bare_ident(&k.text) || k.text == verdict_vocab::NOW {
+                self.error(Code::BadValue, k.span, format!("`{}` is not a valid state name", k.text));
+                continue;
+            }
+            if self.state_ids.contains_key(&k.text) || self.extern_ids.contains_key(&k.text) {
+                self.error(Code::DuplicateId, k.span, format!("`{}` is declared twice", k.text));
+                continue;
+            }
+            let id = StateId(u32::try_from(self.states.len()).unwrap_or(u32::MAX));
+            self.states.push(StateDecl {
+                name: k.text.clone(),
+                add: Operand::None,
+                key: Vec::new(),
+                on: Vec::new(),
+                apply: Apply::Commit,
+                span: k.span,
+            });
+            self.state_ids.insert(k.text.clone(), id);
+            bodies.push((id, v));
+        }
+        for (id, v) in bodies {
+            let Some(mut f) = self.fields(v, "a state series") else { continue };
+            let add_node = self.required(&mut f, "add");
+            let key_node = f.take_opt("key");
+            let on_node = f.take_opt("on");
+            let apply_node = f.take_opt("apply");
+            self.finish(f, &["add", "key", "on", "apply"]);
+            let add = add_node.and_then(|n| match &n.kind {
+                NodeKind::Int(_) | NodeKind::UInt(_) | NodeKind::Float(_) => {
+                    n.to_json().ok().map(|v| Operand::Const(self.intern_const(v)))
+                }
+                NodeKind::Cond(e) => self.term(e, 0, 1),
+                NodeKind::Str(text) | NodeKind::Word(text) => {
+                    let parsed = verdict_grammar::parse_expr(text);
+                    let raw = self.file.slice(n.span);
+                    let base = if raw.get(1..).is_some_and(|r| r.starts_with(text.as_str())) {
+                        n.span.start + 1
+                    } else {
+                        n.span.start
+                    };
+                    for err in &parsed.errors {
+                        self.diags.push(Diagnostic::error(
+                            Code::Syntax,
+                            err.span.shift(base),
+                            format!("in `add`: {}", err.message),
+                        ));
+                    }
+                    if parsed.errors.is_empty() { parsed.tree.and_then(|e| self.term(&e, base, 1)) } else { None }
+                }
+                _ => {
+                    self.error(Code::WrongType, n.span, format!("expected `add` (a term), found {}", n.describe()));
+                    None
+                }
+            });
+            let key = match key_node {
+                None => Vec::new(),
+                Some(n) => self.required_paths(n).into_iter().map(|(p, _)| p).collect(),
+            };
+            let on = match on_node {
+                // The least severe effect: what a budget counts.
+                None => {
+                    effects.len().checked_sub(1).and_then(|i| u32::try_from(i).ok()).map(EffectId).into_iter().collect()
+                }
+                Some(n) => {
+                    let names = self.string_list(n, "`on`").unwrap_or_default();
+                    names.iter().filter_map(|e| self.effect_id(e, n.span, effects)).collect()
+                }
+            };
+            let apply = match apply_node.map(|n| (n, n.as_text())) {
+                None => Apply::Commit,
+                Some((_, Some("commit"))) => Apply::Commit,
+                Some((_, Some("decision"))) => Apply::Decision,
+                Some((n, _)) => {
+                    self.error(Code::BadValue, n.span, "`apply` must be `commit` or `decision`");
+                    Apply::Commit
+                }
+            };
+            if let (Some(add), Some(decl)) = (add, self.states.get_mut(id.index())) {
+                decl.add = add;
+                decl.key = key;
+                decl.on = on;
+                decl.apply = apply;
+            }
+        }
+    }
+
+    /// A reason template (LANGUAGE.md §5.5): text with `{term}` and `{term:.Nf}` pieces, `{{`
+    /// and `}}` for braces.
+    fn template(&mut self, text: &str, span: Span) -> Option<Template> {
+        let raw = self.file.slice(span);
+        // Positions map into the file when the text appears verbatim after its quote.
+        let base = if raw.get(1..).is_some_and(|r| r.starts_with(text)) {
+            Some(span.start + 1)
+        } else if raw.get(2..).is_some_and(|r| r.starts_with(text)) {
+            Some(span.start + 2)
+        } else {
+            None
+        };
+        let at = |i: usize| base.map_or(span, |b| Span::new(b as usize + i, b as usize + i + 1));
+        let mut pieces = Vec::new();
+        let mut literal = String::new();
+        let mut chars = text.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '{' if chars.peek().map(|(_, c)| *c) == Some('{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek().map(|(_, c)| *c) == Some('}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '}' => {
+                    self.error(Code::BadValue, at(i), "a single `}` in a reason template: write `}}`");
+                    return None;
+                }
+                '{' => {
+                    let rest = text.get(i + 1..).unwrap_or("");
+                    let Some(close) = rest.find('}') else {
+                        self.error(
+                            Code::BadValue,
+                            at(i),
+                            "a `{` in a reason template is not closed: write `{{` for a brace",
+                        );
+                        return None;
+                    };
+                    let inner = rest.get(..close).unwrap_or("");
+                    let (expr_text, spec) = match inner.rfind(':') {
+                        Some(colon) => (inner.get(..colon).unwrap_or(""), Some(inner.get(colon + 1..).unwrap_or(""))),
+                        None => (inner, None),
+                    };
+                    let decimals = match spec {
+                        None => None,
+                        Some(spec) => {
+                            let n = spec
+                                .strip_prefix('.')
+                                .and_then(|s| s.strip_suffix('f'))
+                                .and_then(|d| d.parse::<u8>().ok());
+                            match n.filter(|d| *d <= 17) {
+                                Some(d) => Some(d),
+                                None => {
+                                    self.diags.push(
+                                        Diagnostic::error(
+                                            Code::BadValue,
+                                            at(i),
+                                            format!("unknown format `{spec}` in a reason template"),
+                                        )
+                                        .with_help("write `{term}` or `{term:.2f}` (0 to 17 decimals)"),
+                                    );
+                                    return None;
+                                }
+                            }
+                        }
+                    };
+                    let expr_base = base.map_or(span.start, |b| b + u32::try_from(i + 1).unwrap_or(0));
+                    let parsed = verdict_grammar::parse_expr(expr_text);
+                    for err in &parsed.errors {
+                        let s = if base.is_some() { err.span.shift(expr_base) } else { span };
+                        self.diags.push(Diagnostic::error(
+                            Code::Syntax,
+                            s,
+                            format!("in a reason template: {}", err.message),
+                        ));
+                    }
+                    if !parsed.errors.is_empty() {
+                        return None;
+                    }
+                    let operand = parsed.tree.and_then(|e| self.term(&e, expr_base, 1))?;
+                    if !literal.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut literal)));
+                    }
+                    pieces.push(Piece::Term { operand, decimals });
+                    for _ in 0..=close {
+                        chars.next();
+                    }
+                }
+                other => literal.push(other),
+            }
+        }
+        if !literal.is_empty() {
+            pieces.push(Piece::Text(literal));
+        }
+        Some(Template { text: text.to_owned(), pieces })
     }
 
     // ---- types ---------------------------------------------------------------------------
@@ -1244,7 +1777,15 @@ impl Lower<'_> {
                         _ => None,
                     }
                 }
-                Operand::Term(_) | Operand::None => None,
+                Operand::Term(t) => match &cx.terms.get(t.index())?.term {
+                    Term::Arith(..) | Term::Now(_) | Term::State { .. } => Some(Kind::Number),
+                    Term::Func(f, _) => Some(match f {
+                        verdict_vocab::Func::Lower | verdict_vocab::Func::Upper => Kind::String,
+                        verdict_vocab::Func::Len | verdict_vocab::Func::Abs => Kind::Number,
+                    }),
+                    Term::Extern(x, _) => cx.externs.get(x.index()).and_then(|d| kind_of_type(&d.returns)),
+                },
+                Operand::None => None,
             }
         };
         let (l, r) = (ty_of(self, lhs), ty_of(self, rhs));
@@ -1387,19 +1928,16 @@ fn matcher_kinds() -> Vec<&'static str> {
 
 /// Puts the path first in symmetric and ordering comparisons written literal-first
 /// (`"admin" == subject.role`, `3 < x`), so equal atoms intern alike.
-fn normalize<'e>(
-    op: CmpOp,
-    lhs: &'e ast::Operand,
-    rhs: &'e ast::Operand,
-) -> (CmpOp, &'e ast::Operand, &'e ast::Operand) {
-    if matches!(lhs, ast::Operand::Lit(_)) && matches!(rhs, ast::Operand::Path(_)) {
+fn normalize<'e>(op: AtomOp, lhs: &'e Expr, rhs: &'e Expr) -> (AtomOp, &'e Expr, &'e Expr) {
+    let literal = |e: &Expr| matches!(e.kind, ExprKind::Lit(_) | ExprKind::Bool(_));
+    if literal(lhs) && !literal(rhs) {
         let flipped = match op {
-            CmpOp::Eq => Some(CmpOp::Eq),
-            CmpOp::Ne => Some(CmpOp::Ne),
-            CmpOp::Lt => Some(CmpOp::Gt),
-            CmpOp::Le => Some(CmpOp::Ge),
-            CmpOp::Gt => Some(CmpOp::Lt),
-            CmpOp::Ge => Some(CmpOp::Le),
+            AtomOp::Eq => Some(AtomOp::Eq),
+            AtomOp::Ne => Some(AtomOp::Ne),
+            AtomOp::Lt => Some(AtomOp::Gt),
+            AtomOp::Le => Some(AtomOp::Ge),
+            AtomOp::Gt => Some(AtomOp::Lt),
+            AtomOp::Ge => Some(AtomOp::Le),
             _ => None,
         };
         if let Some(f) = flipped {

@@ -284,6 +284,9 @@ fn context_pieces(db: &dyn Db, file: SourceInput) -> (String, Vec<ContextPiece>)
         let span = match item {
             Item::Bundle(b) => b.span,
             Item::Let(l) => l.span,
+            // Declarations every policy's terms may name.
+            Item::State(st) => st.span,
+            Item::Extern(x) => x.span,
             Item::Policy(_) | Item::Error(_) => continue,
         };
         if !out.is_empty() {
@@ -392,6 +395,8 @@ fn verdict_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
                 b.span
             }
             Item::Let(l) => l.span,
+            Item::State(st) => st.span,
+            Item::Extern(x) => x.span,
             Item::Policy(p) => {
                 has_policy = true;
                 if let Some(first) = policy_ids.get(p.name.text.as_str()) {

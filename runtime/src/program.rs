@@ -201,6 +201,11 @@ pub struct Program {
     pub required: Vec<u32>,
 }
 
+/// How deeply [`Program::necessary`] follows nested blocks.
+fn max_block_depth() -> usize {
+    MAX_TERM_DEPTH + 2
+}
+
 /// The default of `hold_ttl`: ten minutes.
 pub const DEFAULT_HOLD_TTL: u64 = 600;
 /// The longest sliding window: 400 days.
@@ -436,9 +441,151 @@ impl Program {
                         return policy("dispatch list out of range or out of order");
                     }
                 }
+                self.verify_dispatch(p, d)?;
+            }
+        }
+        if !self.timezone.is_empty() && jiff::tz::TimeZone::get(&self.timezone).is_err() {
+            return Err(VerifyError::TimeZone(self.timezone.clone()));
+        }
+        Ok(())
+    }
+
+    /// A dispatch table leaves a rule out of a key's list only where the code proves the rule
+    /// cannot hold for that value: the rule's condition starts with conjuncts one of which is an
+    /// atom `path == "s"` or `path in [..strings..]` that the value fails. (Leading conjuncts run
+    /// first, so a rule left out makes no call and meets no fault either.) A table that skips a
+    /// rule the code does not rule out is refused: every backend, traced or not, then decides
+    /// alike whatever an artifact claims.
+    fn verify_dispatch(&self, p: &PolicyCode, d: &Dispatch) -> Result<(), VerifyError> {
+        let mut memo: std::collections::HashMap<u32, Option<Vec<String>>> = std::collections::HashMap::new();
+        let lying = || {
+            Err(VerifyError::Policy {
+                policy: p.id.clone(),
+                problem: "dispatch table skips a rule the code does not rule out",
+            })
+        };
+        for (pos, &ri) in p.order.iter().enumerate() {
+            let pos = u32::try_from(pos).unwrap_or(u32::MAX);
+            let Some(rule) = p.rules.get(ri as usize) else { continue };
+            let allowed = self.allowed_values(rule.entry, d.path, &mut memo, 0);
+            for (key, list) in &d.keys {
+                let needed = allowed.as_ref().is_none_or(|a| a.contains(key));
+                if needed && list.binary_search(&pos).is_err() {
+                    return lying();
+                }
+            }
+            // Any other value, or a missing path: needed unless every allowed value is a key.
+            let needed = allowed.as_ref().is_none_or(|a| a.iter().any(|s| !d.keys.iter().any(|(k, _)| k == s)));
+            if needed && d.other.binary_search(&pos).is_err() {
+                return lying();
             }
         }
         Ok(())
+    }
+
+    /// The strings the value at `path` must be one of for the segment at `entry` to hold, as
+    /// its code proves it (see [`Program::necessary`]), or `None` when the code does not say.
+    fn allowed_values(
+        &self,
+        entry: u32,
+        path: u32,
+        memo: &mut std::collections::HashMap<u32, Option<Vec<String>>>,
+        depth: usize,
+    ) -> Option<Vec<String>> {
+        if let Some(known) = memo.get(&entry) {
+            return known.clone();
+        }
+        if depth > MAX_CALL_DEPTH {
+            return None;
+        }
+        let ops = segment(&self.code, entry).ok()?;
+        let end = ops.last().map(|(pc, _)| *pc)?;
+        let mut necessary = Vec::new();
+        self.necessary(&ops, 0, ops.len().saturating_sub(1), &mut vec![end], &mut necessary);
+        let mut allowed: Option<Vec<String>> = None;
+        for op in necessary {
+            let set = match op {
+                Op::Atom { atom, .. } => self.atom_strings(atom, path),
+                Op::Call { def } => {
+                    let inner = self.defs.get(def as usize).map(|d| d.entry);
+                    inner.and_then(|e| self.allowed_values(e, path, memo, depth + 1))
+                }
+                _ => None,
+            };
+            if let Some(set) = set {
+                allowed = Some(match allowed.take() {
+                    None => set,
+                    Some(prev) => prev.into_iter().filter(|s| set.contains(s)).collect(),
+                });
+            }
+        }
+        memo.insert(entry, allowed.clone());
+        allowed
+    }
+
+    /// Collects the atoms and calls of `ops[lo..hi]` that must be true for the code to reach the
+    /// end of that range with `F` true: the conjuncts of `and` chains as codegen lays them out. A
+    /// conjunct is closed by arriving at a *fail point* — a position where `F` false means the
+    /// whole segment is false (the final `Ret`, or a `JumpIfFalse` to a fail point) — by falling
+    /// through or by a `JumpIfFalse`. A nested block is entered only when every jump in it stays
+    /// inside it (so it is left only through its closing fail point); anything else ends the scan
+    /// (the result is then smaller, never wrong).
+    fn necessary(&self, ops: &[(usize, Op)], lo: usize, hi: usize, fails: &mut Vec<usize>, out: &mut Vec<Op>) {
+        let pc_at = |i: usize| ops.get(i).map_or(usize::MAX, |(pc, _)| *pc);
+        let is_fail_jump = |i: usize, fails: &[usize]| matches!(ops.get(i), Some((_, Op::JumpIfFalse { target })) if fails.contains(&(*target as usize)));
+        // Codegen nests blocks as deep as conditions (at most 128); deeper nesting in a crafted
+        // program just ends the scan.
+        if fails.len() > max_block_depth() {
+            return;
+        }
+        let mut i = lo;
+        while i < hi {
+            let Some((_, op)) = ops.get(i) else { return };
+            // A single atom or call closed at once.
+            if matches!(op, Op::Atom { .. } | Op::Call { .. }) {
+                if fails.contains(&pc_at(i + 1)) {
+                    out.push(*op);
+                    i += 1;
+                    continue;
+                }
+                if is_fail_jump(i + 1, fails) {
+                    out.push(*op);
+                    i += 2;
+                    continue;
+                }
+            }
+            // A block closed by the next `JumpIfFalse` to a fail point at `m`.
+            let Some(m) = (i + 1..hi).find(|&m| is_fail_jump(m, fails)) else { return };
+            let contained = ops.get(i..m).is_some_and(|block| {
+                block.iter().all(|(_, op)| match op {
+                    Op::JumpIfFalse { target } | Op::JumpIfTrue { target } => {
+                        (*target as usize) > pc_at(i) && (*target as usize) <= pc_at(m)
+                    }
+                    _ => true,
+                })
+            });
+            if !contained {
+                return;
+            }
+            fails.push(pc_at(m));
+            self.necessary(ops, i, m, fails, out);
+            fails.pop();
+            i = m + 1;
+        }
+    }
+
+    /// The strings an atom `path == "s"` or `path in [strings]` allows, if it is one.
+    fn atom_strings(&self, atom: u32, path: u32) -> Option<Vec<String>> {
+        let a = self.atoms.get(atom as usize)?;
+        let (Arg::Path(p), Arg::Const(c)) = (a.lhs, a.rhs) else { return None };
+        if p != path {
+            return None;
+        }
+        match (a.op, self.consts.get(c as usize)?) {
+            (AtomOp::Eq, Value::String(s)) => Some(vec![s.clone()]),
+            (AtomOp::In, Value::Array(items)) => items.iter().map(|v| v.as_str().map(str::to_owned)).collect(),
+            _ => None,
+        }
     }
 
     /// What is wrong with an operand that may refer to the first `terms` terms, if anything.

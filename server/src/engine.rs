@@ -98,9 +98,9 @@ impl Engine {
             Err(runtime) => {
                 tracing::error!(bundle = %bundle.id, "the runtime refused the compiled program ({runtime}); using the interpreter");
                 let bundle_id = bundle.id.clone();
-                InterpCell::try_new(bundle, |b| Interpreter::new(b))
-                    .map(Engine::Interp)
-                    .map_err(|e| EngineError::Unpreparable(Unpreparable { bundle_id, runtime, interpreter: e.to_string() }))
+                InterpCell::try_new(bundle, |b| Interpreter::new(b)).map(Engine::Interp).map_err(|e| {
+                    EngineError::Unpreparable(Unpreparable { bundle_id, runtime, interpreter: e.to_string() })
+                })
             }
         }
     }
