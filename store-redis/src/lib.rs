@@ -17,7 +17,7 @@
 //!
 //! Redis unreachable, slow or failing gives [`StoreError::Unavailable`] within the connect and
 //! command timeouts; the next operation connects afresh, so the store recovers by itself.
-//! The key layout is in [`keys`]; the connection pool in [`pool`].
+//! The key layout is in `keys.rs`, the connection pool in `pool.rs`.
 //!
 //! Architecture invariant: this crate links `verdict-runtime` and no other Verdict crate (no
 //! compiler, no HTTP stack).

@@ -41,7 +41,11 @@ impl RedisServer {
             if std::env::var_os("CI").is_some() {
                 return Err("redis-server is not on PATH (apt-get install -y redis-server)".into());
             }
-            eprintln!("redis-server is not on PATH: this test did not run (apt-get install -y redis-server)");
+            // Straight to stderr (the test harness captures `eprintln!`): the developer sees it.
+            let _ = writeln!(
+                std::io::stderr(),
+                "redis-server is not on PATH: this test did not run (apt-get install -y redis-server)"
+            );
             return Ok(None);
         };
         let mut last = String::new();
