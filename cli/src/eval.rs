@@ -1,15 +1,21 @@
 //! `verdict eval`: one decision, or one per line of a JSON Lines file.
 
 use crate::Backend;
-use crate::{card, render};
+use crate::{card, keys, render};
 use serde_json::json;
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use verdict_compiler::interp::Interpreter;
-use verdict_runtime::artifact::{self, ArtifactError};
+use verdict_runtime::artifact;
 use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{self, Engine};
+
+/// What `eval` trusts: the card trust flags, and the artifact signers' public key files.
+pub struct Trust<'a> {
+    pub card: &'a card::TrustArgs,
+    pub trusted_keys: &'a [PathBuf],
+}
 
 pub fn run(
     source: &Path,
@@ -18,8 +24,15 @@ pub fn run(
     trace: bool,
     backend: Backend,
     now: Option<&str>,
-    trust: &card::TrustArgs,
+    trust: Trust<'_>,
 ) -> u8 {
+    let keys = match keys::trusted_keys(trust.trusted_keys) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let now = match now {
         None => jiff::Timestamp::now(),
         Some(t) => match t.parse::<jiff::Timestamp>() {
@@ -46,21 +59,31 @@ pub fn run(
             );
             return 2;
         }
-        let engine =
-            match artifact::read(&bytes).and_then(|p| engine(p, backend).map_err(|e| ArtifactError::Invalid(e.0))) {
-                Ok(e) => e,
-                Err(e) => {
-                    eprintln!("error: {}: {e}", source.display());
-                    return 2;
-                }
-            };
+        let engine = match artifact::read_trusted(&bytes, &keys) {
+            Ok(trusted) => engine(trusted.program, backend).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let engine = match engine {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: {}: {e}", source.display());
+                return 2;
+            }
+        };
         return dispatch(&|r, n, t| engine.evaluate(r, n, t), context, contexts, trace, now);
+    }
+    if !keys.is_empty() {
+        eprintln!(
+            "error: {}: not a signed artifact: with trusted keys only artifacts signed by one of them are evaluated (compile with `verdict compile --sign KEY`)",
+            source.display()
+        );
+        return 2;
     }
     let file = match render::read(source) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let bundle = match card::bundle_of(&file, trust, now) {
+    let bundle = match card::bundle_of(&file, trust.card, now) {
         Ok(b) => b,
         // A refused card or a bundle that does not compile is bad input for `eval`.
         Err(_) => return 2,

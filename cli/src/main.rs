@@ -11,6 +11,7 @@ mod convert;
 mod diff;
 mod eval;
 mod fmt;
+mod keys;
 mod render;
 mod serve;
 
@@ -89,6 +90,10 @@ enum Command {
         /// With these, SOURCE may be a Decision Card.
         #[command(flatten)]
         trust: card::TrustArgs,
+        /// Accept only artifacts signed by this Ed25519 public key (a PEM `PUBLIC KEY` or base64
+        /// file; repeatable; also `VERDICT_TRUSTED_KEYS`). Source bundles are refused then.
+        #[arg(long = "trusted-key", value_name = "PUBKEY")]
+        trusted_keys: Vec<PathBuf>,
     },
     /// Convert a Decision Card to a bundle: YAML on standard output, or OUT by its extension.
     Card {
@@ -110,6 +115,10 @@ enum Command {
         /// What to write: the artifact, or its disassembly.
         #[arg(long, value_enum, default_value = "artifact")]
         emit: Emit,
+        /// Sign the artifact with this Ed25519 key (PKCS#8 PEM, as `openssl genpkey -algorithm
+        /// ed25519` writes, or a base64 32-byte seed).
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
     },
     /// Convert a bundle between forms, by the output's extension (.verdict, .yaml/.yml, .json).
     Convert {
@@ -150,10 +159,18 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check { paths, format, deny } => check::run(&paths, format, deny.is_some()),
-        Command::Eval { source, context, contexts, trace, backend, now, trust } => {
-            eval::run(&source, context.as_deref(), contexts.as_deref(), trace, backend, now.as_deref(), &trust)
+        Command::Eval { source, context, contexts, trace, backend, now, trust, trusted_keys } => eval::run(
+            &source,
+            context.as_deref(),
+            contexts.as_deref(),
+            trace,
+            backend,
+            now.as_deref(),
+            eval::Trust { card: &trust, trusted_keys: &trusted_keys },
+        ),
+        Command::Compile { source, trust, output, emit, sign } => {
+            compile::run(&source, &trust, output.as_deref(), emit, sign.as_deref())
         }
-        Command::Compile { source, trust, output, emit } => compile::run(&source, &trust, output.as_deref(), emit),
         Command::Card { card, trust, output } => card::run(&card, &trust, output.as_deref()),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),

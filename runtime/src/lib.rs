@@ -17,6 +17,7 @@ pub mod program;
 pub mod project;
 pub mod pyrepr;
 pub mod request;
+pub mod signature;
 pub mod symbols;
 pub mod value;
 pub mod vm;

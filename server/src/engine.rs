@@ -10,6 +10,7 @@ use verdict_compiler::interp::Interpreter;
 use verdict_compiler::ir;
 use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::request::Request;
+use verdict_runtime::signature::{Signer, TrustedKeys};
 use verdict_runtime::{artifact, vm};
 
 self_cell::self_cell!(
@@ -48,13 +49,13 @@ impl Engine {
         }
     }
 
-    /// Loads a `.vdc` artifact: header, checksum and program verification first (a refusal says
-    /// why), then the fastest backend.
-    pub fn from_artifact(bytes: &[u8]) -> Result<Engine, String> {
-        let program = artifact::read(bytes).map_err(|e| e.to_string())?;
-        let engine = vm::Engine::new(program).map_err(|e| e.to_string())?;
+    /// Loads a `.vdc` artifact: its signature under the trusted keys, header, checksum and program
+    /// verification first (a refusal says why), then the fastest backend. Also says who signed it.
+    pub fn from_artifact(bytes: &[u8], keys: &TrustedKeys) -> Result<(Engine, Signer), String> {
+        let trusted = artifact::read_trusted(bytes, keys).map_err(|e| e.to_string())?;
+        let engine = vm::Engine::new(trusted.program).map_err(|e| e.to_string())?;
         warn_fallback(&engine);
-        Ok(Engine::Native { bundle: None, engine: Box::new(engine) })
+        Ok((Engine::Native { bundle: None, engine: Box::new(engine) }, trusted.signer))
     }
 
     /// The backend's name, as `GET /version` reports it.
@@ -157,6 +158,20 @@ impl Engine {
             Engine::Interp(c) => c.borrow_dependent().evaluate(req, now, trace),
         }
     }
+}
+
+/// Why a source bundle is refused where trusted keys are configured.
+pub const SOURCE_UNTRUSTED: &str = "not a signed artifact: trusted keys are configured, so only artifacts signed by one of them load (compile with `verdict compile --sign KEY`)";
+
+/// What `GET /bundles/{id}` shows for an artifact: [`Engine::describe`] with the digest of the
+/// bytes loaded and the trusted key that signed them (or `null`).
+pub fn describe_artifact(engine: &Engine, digest: &str, signer: Signer) -> serde_json::Value {
+    let mut json = engine.describe();
+    if let serde_json::Value::Object(m) = &mut json {
+        m.insert("digest".into(), digest.into());
+        m.insert("signed_by".into(), signer.verified().map(|k| k.to_string()).into());
+    }
+    json
 }
 
 /// Says so in the log when an engine runs on the VM because the JIT is unavailable.

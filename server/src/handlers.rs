@@ -24,6 +24,7 @@ use verdict_compiler::SourceKind;
 use verdict_compiler::card::{self, CardOptions, POSITIVE_STATUSES};
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::request::Request as Context;
+use verdict_runtime::signature::{self, TrustedKeys};
 
 type St = State<Arc<AppState>>;
 
@@ -248,12 +249,13 @@ async fn compile(name: &str, text: String, kind: SourceKind, origin: Origin) -> 
     let name = name.to_owned();
     let job = tokio::task::spawn_blocking(move || {
         let file = SourceFile::new(name, text);
+        let digest = signature::digest(file.text.as_bytes());
         let compiled = verdict_compiler::compile_as(&file, kind);
         match compiled.bundle {
             Some(b) if !compiled.has_errors() => {
                 let engine = Engine::new(b).map_err(ApiError::invalid_request)?;
                 let json = engine.describe();
-                Ok(Loaded { engine, json, origin })
+                Ok(Loaded { engine, json, origin, digest, signer: None })
             }
             _ => Err(ApiError::invalid_request(crate::reload::describe_errors(&file, &compiled.diagnostics))
                 .with("errors", diagnostics_json(&file, &compiled.diagnostics))),
@@ -263,13 +265,15 @@ async fn compile(name: &str, text: String, kind: SourceKind, origin: Origin) -> 
 }
 
 /// Loads a `.vdc` artifact body on a blocking thread (the JIT compiles there); 422 with the
-/// loader's reason when it is refused (corrupt, tampered, truncated, another format version).
-async fn load_artifact(bytes: Bytes, origin: Origin) -> Result<Loaded, ApiError> {
+/// loader's reason when it is refused (unsigned or badly signed under trusted keys, corrupt,
+/// tampered, truncated, another format version).
+async fn load_artifact(bytes: Bytes, keys: TrustedKeys, origin: Origin) -> Result<Loaded, ApiError> {
     let job = tokio::task::spawn_blocking(move || {
-        let engine = Engine::from_artifact(&bytes)
+        let (engine, signer) = Engine::from_artifact(&bytes, &keys)
             .map_err(|e| ApiError::invalid_request(format!("the artifact is refused: {e}")))?;
-        let json = engine.describe();
-        Ok(Loaded { engine, json, origin })
+        let digest = signature::digest(&bytes);
+        let json = crate::engine::describe_artifact(&engine, &digest, signer);
+        Ok(Loaded { engine, json, origin, digest, signer: signer.verified() })
     });
     job.await.map_err(|_| ApiError::new(500, "loading the artifact failed"))?
 }
@@ -279,7 +283,10 @@ async fn load_artifact(bytes: Bytes, origin: Origin) -> Result<Loaded, ApiError>
 async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Loaded, ApiError> {
     let bytes = read_body(st, headers, body).await?;
     if artifact_declared(headers) || verdict_runtime::artifact::is_artifact(&bytes) {
-        return load_artifact(bytes, Origin::Api).await;
+        return load_artifact(bytes, st.trusted_keys.clone(), Origin::Api).await;
+    }
+    if !st.trusted_keys.is_empty() {
+        return Err(ApiError::invalid_request(crate::engine::SOURCE_UNTRUSTED));
     }
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_json("the body is not UTF-8"))?;
     let kind = source_kind(headers, &text)?;
@@ -310,6 +317,8 @@ struct Summary {
     id: String,
     version: String,
     fingerprint: String,
+    digest: String,
+    signed_by: Option<String>,
     policies: usize,
     origin: String,
 }
@@ -320,6 +329,8 @@ impl Summary {
             id: l.id().to_owned(),
             version: l.version().to_owned(),
             fingerprint: l.engine.fingerprint().to_owned(),
+            digest: l.digest.clone(),
+            signed_by: l.signer.map(|k| k.to_string()),
             policies: l.engine.policy_count(),
             origin: l.origin.describe(),
         }
@@ -333,6 +344,8 @@ async fn audit_registration(st: &AppState, s: &Summary, caller: Caller, outcome:
         ("bundle_id", json!(s.id)),
         ("bundle_version", json!(s.version)),
         ("fingerprint", json!(s.fingerprint)),
+        ("bundle_digest", json!(s.digest)),
+        ("signed_by", json!(s.signed_by)),
         ("policy_count", json!(s.policies)),
         ("origin", json!(s.origin)),
         ("caller", json!(caller.as_str())),
@@ -354,7 +367,7 @@ async fn register_bundle(State(st): St, headers: HeaderMap, body: Body) -> Resul
     let s = Summary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
     audit_registration(&st, &s, caller, outcome, Vec::new()).await;
-    let body = json!({"bundle_id": s.id, "status": "registered", "version": s.version, "fingerprint": s.fingerprint});
+    let body = json!({"bundle_id": s.id, "status": "registered", "version": s.version, "fingerprint": s.fingerprint, "digest": s.digest});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -376,15 +389,24 @@ async fn put_bundle(
         Outcome::Created => (StatusCode::CREATED, "registered"),
         Outcome::Replaced => (StatusCode::OK, "replaced"),
     };
-    Ok((status, Json(json!({"bundle_id": id, "status": word, "version": s.version, "fingerprint": s.fingerprint})))
-        .into_response())
+    let body = json!({"bundle_id": id, "status": word, "version": s.version, "fingerprint": s.fingerprint, "digest": s.digest});
+    Ok((status, Json(body)).into_response())
 }
 
-async fn get_bundle(State(st): St, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// The bundle (its reference JSON, or an artifact's metadata), with the digest of the bytes it
+/// was loaded from in `Verdict-Bundle-Digest` (a header, so the JSON still registers as it is).
+async fn get_bundle(State(st): St, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     st.auth.check(&headers, Role::Admin)?;
     let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
-    Ok(Json(loaded.json.clone()))
+    let mut resp = Json(loaded.json.clone()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&loaded.digest) {
+        resp.headers_mut().insert(DIGEST_HEADER, v);
+    }
+    Ok(resp)
 }
+
+/// The response header of `GET /bundles/{id}` with the digest of the bytes loaded.
+const DIGEST_HEADER: &str = "verdict-bundle-digest";
 
 // --- Decision Cards ---------------------------------------------------------------------------
 
@@ -457,7 +479,13 @@ async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<
     };
     let out = card::compile(card_value, &opts).map_err(|e| refused(e.message))?;
     let engine = Engine::new(out.bundle).map_err(refused)?;
-    let loaded = Loaded { engine, json: out.json.clone(), origin: Origin::Card };
+    let loaded = Loaded {
+        engine,
+        json: out.json.clone(),
+        origin: Origin::Card,
+        digest: signature::digest(&bytes),
+        signer: None,
+    };
     let s = Summary::of(&loaded);
     let digest = card::card_digest(card_value).unwrap_or_default();
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
@@ -523,7 +551,7 @@ async fn assert_condition(
 /// audit line out.
 async fn decide(
     st: &AppState,
-    engine: &Engine,
+    loaded: &Loaded,
     mut req: Context,
     correlation: &str,
     caller: Caller,
@@ -531,6 +559,7 @@ async fn decide(
 ) -> Result<Vec<u8>, ApiError> {
     let started = Instant::now();
     let now = jiff::Timestamp::now();
+    let engine = &loaded.engine;
     if let Some(condition_ids) = engine.card_conditions() {
         if req.data.contains_key("conditions_satisfied") {
             return Err(ApiError::new(
@@ -555,6 +584,7 @@ async fn decide(
         bundle_id: &result.bundle_id,
         bundle_version: &result.bundle_version,
         fingerprint: &result.fingerprint,
+        bundle_digest: &loaded.digest,
         decision: &d.kind,
         matched_policy_id: d.matched_policy_id.as_deref(),
         matched_rule_id: d.matched_rule_id.as_deref(),
@@ -577,6 +607,8 @@ struct EvaluationLine<'a> {
     bundle_id: &'a str,
     bundle_version: &'a str,
     fingerprint: &'a str,
+    /// `sha256:` of the bytes the bundle was loaded from (the fingerprint is the bundle's claim).
+    bundle_digest: &'a str,
     decision: &'a str,
     matched_policy_id: Option<&'a str>,
     matched_rule_id: Option<&'a str>,
@@ -604,7 +636,7 @@ async fn evaluate_registered(
     let bytes = read_body(&st, &headers, body).await?;
     let req = context(json_body(&bytes)?)?;
     let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
-    let out = decide(&st, &loaded.engine, req, &correlation, caller, trace_asked(&uri)).await?;
+    let out = decide(&st, &loaded, req, &correlation, caller, trace_asked(&uri)).await?;
     Ok(decision_response(out, &correlation))
 }
 
@@ -624,7 +656,10 @@ async fn evaluate_oneshot(State(st): St, uri: Uri, headers: HeaderMap, body: Bod
         }
         _ => return Err(ApiError::invalid_request("`bundle` must be a bundle object (or a YAML/.verdict text)")),
     };
+    if !st.trusted_keys.is_empty() {
+        return Err(ApiError::invalid_request(crate::engine::SOURCE_UNTRUSTED));
+    }
     let loaded = compile("bundle", text, kind, Origin::Api).await?;
-    let out = decide(&st, &loaded.engine, req, &correlation, caller, trace_asked(&uri)).await?;
+    let out = decide(&st, &loaded, req, &correlation, caller, trace_asked(&uri)).await?;
     Ok(decision_response(out, &correlation))
 }

@@ -30,6 +30,7 @@ use std::time::Duration;
 use store::Store;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use verdict_runtime::signature::TrustedKeys;
 
 /// Request bodies are capped at 128 KiB.
 pub const BODY_LIMIT: usize = 128 * 1024;
@@ -61,6 +62,10 @@ pub struct Config {
     /// Time allowed for a request's headers, and for an idle keep-alive connection.
     pub header_timeout: Duration,
     pub max_bundles: usize,
+    /// Public keys of artifact signers. When any is given, only artifacts signed by one of them
+    /// load (from the command line, the watched directory and the API); source bundles are
+    /// refused. Empty: artifacts load on their checksum, signed or not.
+    pub trusted_keys: TrustedKeys,
 }
 
 impl Config {
@@ -79,6 +84,7 @@ impl Config {
             read_timeout: READ_TIMEOUT,
             header_timeout: HEADER_TIMEOUT,
             max_bundles: 256,
+            trusted_keys: TrustedKeys::none(),
         }
     }
 
@@ -101,6 +107,7 @@ pub(crate) struct AppState {
     pub body_limit: usize,
     pub read_timeout: Duration,
     pub files: Mutex<reload::Files>,
+    pub trusted_keys: TrustedKeys,
 }
 
 /// A running server.
@@ -136,6 +143,10 @@ pub async fn start(config: Config) -> Result<Server, String> {
         }
         Auth::Tokens { .. } => tracing::info!("bearer-token authorization on"),
     }
+    if !config.trusted_keys.is_empty() {
+        let ids: Vec<String> = config.trusted_keys.ids().map(|k| k.to_string()).collect();
+        tracing::info!(keys = %ids.join(","), "only artifacts signed by a trusted key load");
+    }
     if let Some(why) = config.buyer_keys.problem() {
         tracing::warn!("{why}: positive Decision Cards will be answered 503");
     }
@@ -149,6 +160,7 @@ pub async fn start(config: Config) -> Result<Server, String> {
         body_limit: config.body_limit,
         read_timeout: config.read_timeout,
         files: Mutex::new(reload::Files::new(config.bundles.clone(), config.watch.clone())),
+        trusted_keys: config.trusted_keys.clone(),
     });
     let report = reload_now(&state, true).await;
     let explicit_failures: Vec<String> =

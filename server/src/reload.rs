@@ -17,6 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use verdict_compiler::diagnostic::Severity;
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::signature::{self, TrustedKeys};
 
 /// The extensions of bundle files in a watched directory.
 pub const EXTENSIONS: [&str; 5] = ["verdict", "yaml", "yml", "json", "vdc"];
@@ -55,11 +56,16 @@ impl Files {
 
 /// Compiles a bundle file (or loads a `.vdc` artifact, recognised by its header) into a
 /// [`Loaded`]; the error lists the diagnostics with positions, or says why an artifact is refused.
-pub fn compile_file(path: &Path, bytes: Vec<u8>) -> Result<Loaded, String> {
+/// With trusted keys, only artifacts one of them signed load.
+pub fn compile_file(path: &Path, bytes: Vec<u8>, keys: &TrustedKeys) -> Result<Loaded, String> {
+    let digest = signature::digest(&bytes);
     if verdict_runtime::artifact::is_artifact(&bytes) {
-        let engine = Engine::from_artifact(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        let json = engine.describe();
-        return Ok(Loaded { engine, json, origin: Origin::File(path.to_owned()) });
+        let (engine, signer) = Engine::from_artifact(&bytes, keys).map_err(|e| format!("{}: {e}", path.display()))?;
+        let json = crate::engine::describe_artifact(&engine, &digest, signer);
+        return Ok(Loaded { engine, json, origin: Origin::File(path.to_owned()), digest, signer: signer.verified() });
+    }
+    if !keys.is_empty() {
+        return Err(format!("{}: {}", path.display(), crate::engine::SOURCE_UNTRUSTED));
     }
     let text =
         String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
@@ -71,7 +77,7 @@ pub fn compile_file(path: &Path, bytes: Vec<u8>) -> Result<Loaded, String> {
     };
     let engine = Engine::new(bundle)?;
     let json = engine.describe();
-    Ok(Loaded { engine, json, origin: Origin::File(path.to_owned()) })
+    Ok(Loaded { engine, json, origin: Origin::File(path.to_owned()), digest, signer: None })
 }
 
 /// The errors of a compilation as `file:line:column: CODE message` lines (at most five).
@@ -149,7 +155,7 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
         }
         seen.hash = Some(hash);
         let file = path.display().to_string();
-        let loaded = match compile_file(path, bytes) {
+        let loaded = match compile_file(path, bytes, &st.trusted_keys) {
             Ok(l) => l,
             Err(why) => {
                 st.metrics.reload_failed();
@@ -161,6 +167,7 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
         };
         let (id, version, fingerprint) =
             (loaded.id().to_owned(), loaded.version().to_owned(), loaded.engine.fingerprint().to_owned());
+        let (digest, signer) = (loaded.digest.clone(), loaded.signer.map(|k| k.to_string()));
         match st.store.put(loaded, Put::File) {
             Ok(outcome) => {
                 if let Some(old) = seen.id.replace(id.clone())
@@ -176,6 +183,8 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
                         ("bundle_id", json!(id)),
                         ("bundle_version", json!(version)),
                         ("fingerprint", json!(fingerprint)),
+                        ("bundle_digest", json!(digest)),
+                        ("signed_by", json!(signer)),
                         ("origin", json!(format!("file:{file}"))),
                     ]),
                 );
