@@ -92,7 +92,7 @@ pub fn run(
         Backend::Interp => match Interpreter::new(&bundle) {
             Ok(i) => dispatch(&|r, n, t| i.evaluate(r, n, t), context, contexts, trace, now),
             Err(e) => {
-                eprintln!("error: {}", e.0);
+                eprintln!("error: {e}");
                 2
             }
         },

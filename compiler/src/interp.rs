@@ -27,8 +27,12 @@ pub struct Interpreter<'b> {
 }
 
 /// Why a bundle cannot be prepared for evaluation (a broken IR invariant).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrepareError(pub String);
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrepareError {
+    /// A `matches` pattern does not compile (lowering checks patterns, so the IR was not lowered).
+    #[error("the pattern `{pattern}` does not compile: {message}")]
+    Regex { pattern: String, message: String },
+}
 
 impl<'b> Interpreter<'b> {
     pub fn new(bundle: &'b Bundle) -> Result<Interpreter<'b>, PrepareError> {
@@ -39,7 +43,10 @@ impl<'b> Interpreter<'b> {
                 && let Some(slot) = regexes.get_mut(c.index())
                 && slot.is_none()
             {
-                *slot = Some(regex::Regex::new(p).map_err(|e| PrepareError(e.to_string()))?);
+                *slot = Some(
+                    regex::Regex::new(p)
+                        .map_err(|e| PrepareError::Regex { pattern: p.clone(), message: e.to_string() })?,
+                );
             }
         }
         let orders = bundle.policies.iter().map(|p| rule_order(bundle, p)).collect();

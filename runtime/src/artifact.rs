@@ -36,7 +36,7 @@ pub enum ArtifactError {
     Truncated { at: usize },
     ChecksumMismatch,
     Malformed { at: usize, what: String },
-    Invalid(String),
+    Invalid(crate::program::VerifyError),
 }
 
 impl fmt::Display for ArtifactError {
@@ -347,7 +347,7 @@ pub fn read(bytes: &[u8]) -> Result<Program, ArtifactError> {
     if b.pos != body.len() {
         return Err(b.malformed("unread bytes at the end of the body"));
     }
-    program.verify().map_err(|e| ArtifactError::Invalid(e.0))?;
+    program.verify().map_err(ArtifactError::Invalid)?;
     Ok(program)
 }
 

@@ -99,35 +99,25 @@ impl std::fmt::Debug for JitCode {
 }
 
 /// Why a program was not compiled to native code (the engine falls back to the VM).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JitError(pub String);
-
-impl std::fmt::Display for JitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "JIT unavailable: {}", self.0)
-    }
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JitError {
+    /// Cranelift does not support this host (or its settings were refused).
+    #[error("JIT unavailable: unsupported host: {message}")]
+    Host { message: String },
+    /// A condition segment could not be taken from the code.
+    #[error("JIT unavailable: {0}")]
+    Segment(#[from] crate::program::VerifyError),
+    /// Code generation or linking failed.
+    #[error("JIT unavailable: code generation failed: {message}")]
+    Codegen { message: String },
 }
 
 fn err(e: impl std::fmt::Display) -> JitError {
-    JitError(e.to_string())
+    JitError::Codegen { message: e.to_string() }
 }
 
-/// The instructions of the segment starting at `entry`: up to the `Ret` that ends it (the first
-/// `Ret` at or after every jump target seen so far).
-fn segment(code: &[u32], entry: u32) -> Result<Vec<(usize, Op)>, JitError> {
-    let mut out = Vec::new();
-    let mut pc = entry as usize;
-    let mut furthest = pc;
-    loop {
-        let (op, next) = Op::decode(code, pc).ok_or_else(|| err(format!("undecodable instruction at {pc}")))?;
-        out.push((pc, op));
-        match op {
-            Op::JumpIfFalse { target } | Op::JumpIfTrue { target } => furthest = furthest.max(target as usize),
-            Op::Ret {} if pc >= furthest => return Ok(out),
-            _ => {}
-        }
-        pc = next;
-    }
+fn host_err(e: impl std::fmt::Display) -> JitError {
+    JitError::Host { message: e.to_string() }
 }
 
 /// Native code for an atom that symbols decide: the path's symbol from the table, compared.
@@ -177,10 +167,11 @@ impl JitCode {
         let native_paths: Vec<u32> =
             fast.iter().flatten().map(|(path, _)| *path).collect::<BTreeSet<u32>>().into_iter().collect();
         let mut flags = settings::builder();
-        flags.set("use_colocated_libcalls", "false").map_err(err)?;
-        flags.set("is_pic", "false").map_err(err)?;
-        flags.set("opt_level", "speed").map_err(err)?;
-        let isa = cranelift_native::builder().map_err(err)?.finish(settings::Flags::new(flags)).map_err(err)?;
+        flags.set("use_colocated_libcalls", "false").map_err(host_err)?;
+        flags.set("is_pic", "false").map_err(host_err)?;
+        flags.set("opt_level", "speed").map_err(host_err)?;
+        let isa =
+            cranelift_native::builder().map_err(host_err)?.finish(settings::Flags::new(flags)).map_err(host_err)?;
         let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
         let ptr = module.target_config().pointer_type();
         let call_conv = module.isa().default_call_conv();
@@ -212,7 +203,7 @@ impl JitCode {
         let mut fctx = FunctionBuilderContext::new();
         let frontend_config = module.target_config();
         let mut define = |module: &mut JITModule, id: FuncId, entry: u32| -> Result<(), JitError> {
-            let ops = segment(&p.code, entry)?;
+            let ops = crate::program::segment(&p.code, entry)?;
             ctx.func.signature = cond_sig.clone();
             ctx.func.name = UserFuncName::user(0, id.as_u32());
             {

@@ -113,134 +113,201 @@ pub struct Program {
 /// The deepest chain of definition calls a verified program may have.
 pub const MAX_CALL_DEPTH: usize = 256;
 
-/// Why a program is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyError(pub String);
+/// Why a program is refused: what broke which invariant, where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("no effects")]
+    NoEffects,
+    #[error("path texts do not match the path table")]
+    PathTexts,
+    #[error("atom {atom}: {what} {index} out of range")]
+    AtomOperand { atom: usize, what: &'static str, index: u32 },
+    #[error("atom {atom}: {problem}")]
+    AtomShape { atom: usize, problem: &'static str },
+    #[error("undecodable instruction at {pc}")]
+    Undecodable { pc: usize },
+    #[error("code does not end with `Ret`")]
+    NoFinalRet,
+    #[error("{what} entry {entry} is not an instruction start")]
+    BadEntry { what: &'static str, entry: u32 },
+    #[error("at {pc}: {what} {index} out of range")]
+    OperandOutOfRange { pc: usize, what: &'static str, index: u32 },
+    #[error("at {pc}: jump target {target} is not a later instruction of its segment")]
+    BadJump { pc: usize, target: u32 },
+    #[error("the segment at {entry} runs past the end of the code")]
+    UnendedSegment { entry: u32 },
+    #[error("the segment at {entry} overlaps another entry's segment")]
+    OverlappingSegments { entry: u32 },
+    #[error("definitions call each other in a cycle")]
+    CallCycle,
+    #[error("definitions nest too deeply")]
+    CallsTooDeep,
+    #[error("policy `{policy}`: {problem}")]
+    Policy { policy: String, problem: &'static str },
+    #[error("rule `{rule}`: {problem}")]
+    Rule { rule: String, problem: &'static str },
+    #[error("regex of atom {atom}: {message}")]
+    Regex { atom: usize, message: String },
+    #[error("effective time out of range")]
+    TimeOutOfRange,
+}
 
-impl std::fmt::Display for VerifyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid program: {}", self.0)
+/// The instructions of the condition segment that starts at `entry`: from `entry` on, up to and
+/// including the first `Ret` at or after every jump target seen so far. Every instruction a run
+/// from `entry` can reach lies inside it (jumps only go forward, and the verifier checks they
+/// stay inside). The verifier, the VM and the JIT all take a segment's extent from here.
+pub fn segment(code: &[u32], entry: u32) -> Result<Vec<(usize, Op)>, VerifyError> {
+    let mut out = Vec::new();
+    let mut pc = entry as usize;
+    let mut furthest = pc;
+    loop {
+        let Some((op, next)) = Op::decode(code, pc) else {
+            return Err(if pc >= code.len() {
+                VerifyError::UnendedSegment { entry }
+            } else {
+                VerifyError::Undecodable { pc }
+            });
+        };
+        out.push((pc, op));
+        match op {
+            Op::JumpIfFalse { target } | Op::JumpIfTrue { target } => {
+                if target as usize <= pc {
+                    return Err(VerifyError::BadJump { pc, target });
+                }
+                furthest = furthest.max(target as usize);
+            }
+            Op::Ret {} if pc >= furthest => return Ok(out),
+            _ => {}
+        }
+        pc = next;
     }
 }
 
-fn bad(msg: impl Into<String>) -> VerifyError {
-    VerifyError(msg.into())
-}
-
 impl Program {
-    /// Checks every structural invariant the VM relies on:
+    /// Checks every structural invariant the VM and the JIT rely on:
     /// - every table index (effect, path, constant, atom, site, definition, rule) is in range;
-    /// - the code decodes completely, ends with `Ret`, and every entry point is an instruction start;
-    /// - jumps go forward to an instruction start (so every run ends), calls form no cycle and
-    ///   nest at most [`MAX_CALL_DEPTH`] deep;
+    /// - the code decodes completely and ends with `Ret`; every entry point (rule or definition)
+    ///   starts a [`segment`] whose jumps go forward to instruction starts inside it (so every
+    ///   run ends, and the JIT compiles exactly what the VM can run);
+    /// - definition calls, taken over whole segments, form no cycle and nest at most
+    ///   [`MAX_CALL_DEPTH`] deep;
     /// - atoms have the operands their kind needs (a constant string pattern that compiles for
     ///   `matches`, no right operand for `exists`/`missing`);
     /// - rule orders are permutations and dispatch lists point at rules.
     pub fn verify(&self) -> Result<(), VerifyError> {
         if self.effects.is_empty() {
-            return Err(bad("no effects"));
+            return Err(VerifyError::NoEffects);
         }
         if self.path_texts.len() != self.paths.len() {
-            return Err(bad("path texts do not match the path table"));
+            return Err(VerifyError::PathTexts);
         }
         let n_effects = self.effects.len();
         for (i, a) in self.atoms.iter().enumerate() {
             for arg in [a.lhs, a.rhs] {
                 match arg {
                     Arg::Path(p) if p as usize >= self.paths.len() => {
-                        return Err(bad(format!("atom {i}: path {p} out of range")));
+                        return Err(VerifyError::AtomOperand { atom: i, what: "path", index: p });
                     }
                     Arg::Const(c) if c as usize >= self.consts.len() => {
-                        return Err(bad(format!("atom {i}: constant {c} out of range")));
+                        return Err(VerifyError::AtomOperand { atom: i, what: "constant", index: c });
                     }
                     _ => {}
                 }
             }
+            let shape = |problem| Err(VerifyError::AtomShape { atom: i, problem });
             if a.lhs == Arg::None {
-                return Err(bad(format!("atom {i}: no left operand")));
+                return shape("no left operand");
             }
             match a.op {
-                AtomOp::Exists | AtomOp::Missing if a.rhs != Arg::None => {
-                    return Err(bad(format!("atom {i}: `{}` takes one operand", a.op.yaml_kind())));
-                }
+                AtomOp::Exists | AtomOp::Missing if a.rhs != Arg::None => return shape("takes one operand"),
                 AtomOp::Exists | AtomOp::Missing => {}
                 AtomOp::Matches => match a.rhs {
                     Arg::Const(c) => match self.consts.get(c as usize) {
                         Some(Value::String(p)) if regex::Regex::new(p).is_ok() => {}
-                        _ => return Err(bad(format!("atom {i}: `matches` needs a valid pattern"))),
+                        _ => return shape("`matches` needs a valid pattern"),
                     },
-                    _ => return Err(bad(format!("atom {i}: `matches` needs a constant pattern"))),
+                    _ => return shape("`matches` needs a constant pattern"),
                 },
-                _ if a.rhs == Arg::None => {
-                    return Err(bad(format!("atom {i}: `{}` takes two operands", a.op.yaml_kind())));
-                }
+                _ if a.rhs == Arg::None => return shape("takes two operands"),
                 _ => {}
             }
         }
-        let decoded = decode_all(&self.code).map_err(|pc| bad(format!("undecodable instruction at {pc}")))?;
+        let decoded = decode_all(&self.code).map_err(|pc| VerifyError::Undecodable { pc })?;
         if !matches!(decoded.last(), Some((_, Op::Ret {}))) {
-            return Err(bad("code does not end with `Ret`"));
+            return Err(VerifyError::NoFinalRet);
         }
         let starts: std::collections::HashSet<usize> = decoded.iter().map(|(pc, _)| *pc).collect();
         let is_start = |pc: u32| starts.contains(&(pc as usize));
-        for e in &self.defs {
-            if !is_start(*e) {
-                return Err(bad(format!("definition entry {e} is not an instruction start")));
-            }
-        }
         for (pc, op) in &decoded {
             for (_, operand) in op.operands() {
+                let out_of_range = |what, index| Err(VerifyError::OperandOutOfRange { pc: *pc, what, index });
                 match operand {
-                    Operand::atom(a) if a as usize >= self.atoms.len() => {
-                        return Err(bad(format!("at {pc}: atom {a} out of range")));
-                    }
-                    Operand::site(s) if s as usize >= self.sites.len() => {
-                        return Err(bad(format!("at {pc}: site {s} out of range")));
-                    }
-                    Operand::def(d) if d as usize >= self.defs.len() => {
-                        return Err(bad(format!("at {pc}: definition {d} out of range")));
-                    }
+                    Operand::atom(a) if a as usize >= self.atoms.len() => return out_of_range("atom", a),
+                    Operand::site(s) if s as usize >= self.sites.len() => return out_of_range("site", s),
+                    Operand::def(d) if d as usize >= self.defs.len() => return out_of_range("definition", d),
                     Operand::target(t) if t as usize <= *pc || !is_start(t) => {
-                        return Err(bad(format!("at {pc}: jump target {t} is not a later instruction")));
+                        return Err(VerifyError::BadJump { pc: *pc, target: t });
                     }
                     _ => {}
                 }
             }
         }
-        self.verify_calls(&decoded)?;
+        // Every entry starts a segment; segments are disjoint (so verifying, compiling and running
+        // them is linear in the code); the calls of a definition are those of its segment.
+        let mut entries: Vec<(u32, Option<usize>)> = self.defs.iter().enumerate().map(|(i, e)| (*e, Some(i))).collect();
+        entries.extend(self.policies.iter().flat_map(|p| p.rules.iter().map(|r| (r.entry, None))));
+        entries.sort_unstable();
+        let mut calls: Vec<Vec<usize>> = vec![Vec::new(); self.defs.len()];
+        let mut free_from = 0usize;
+        for &(entry, def) in &entries {
+            let what = if def.is_some() { "definition" } else { "rule" };
+            if !is_start(entry) {
+                return Err(VerifyError::BadEntry { what, entry });
+            }
+            if (entry as usize) < free_from {
+                return Err(VerifyError::OverlappingSegments { entry });
+            }
+            let ops = segment(&self.code, entry)?;
+            free_from = ops.last().map_or(free_from, |(pc, _)| pc + 1);
+            if let Some(slot) = def.and_then(|d| calls.get_mut(d)) {
+                slot.extend(ops.iter().filter_map(|(_, op)| match op {
+                    Op::Call { def } => Some(*def as usize),
+                    _ => None,
+                }));
+            }
+        }
+        self.verify_calls(&calls)?;
         for p in &self.policies {
+            let policy = |problem| Err(VerifyError::Policy { policy: p.id.clone(), problem });
             if let Some(d) = p.default
                 && d as usize >= n_effects
             {
-                return Err(bad(format!("policy `{}`: default effect {d} out of range", p.id)));
+                return policy("default effect out of range");
             }
             let mut seen = vec![false; p.rules.len()];
             if p.order.len() != p.rules.len() {
-                return Err(bad(format!("policy `{}`: rule order has the wrong length", p.id)));
+                return policy("rule order has the wrong length");
             }
             for &i in &p.order {
                 match seen.get_mut(i as usize) {
                     Some(s) if !*s => *s = true,
-                    _ => return Err(bad(format!("policy `{}`: rule order is not a permutation", p.id))),
+                    _ => return policy("rule order is not a permutation"),
                 }
             }
             for r in &p.rules {
                 if r.effect as usize >= n_effects {
-                    return Err(bad(format!("rule `{}`: effect out of range", r.id)));
-                }
-                if !is_start(r.entry) {
-                    return Err(bad(format!("rule `{}`: entry {} is not an instruction start", r.id, r.entry)));
+                    return Err(VerifyError::Rule { rule: r.id.clone(), problem: "effect out of range" });
                 }
             }
             if let Some(d) = &p.dispatch {
                 if d.path as usize >= self.paths.len() {
-                    return Err(bad(format!("policy `{}`: dispatch path out of range", p.id)));
+                    return policy("dispatch path out of range");
                 }
                 for list in d.keys.iter().map(|(_, l)| l).chain(std::iter::once(&d.other)) {
                     if list.iter().any(|&i| i as usize >= p.order.len())
                         || list.windows(2).any(|w| w.first() >= w.get(1))
                     {
-                        return Err(bad(format!("policy `{}`: dispatch list out of range or out of order", p.id)));
+                        return policy("dispatch list out of range or out of order");
                     }
                 }
             }
@@ -249,24 +316,8 @@ impl Program {
     }
 
     /// Definitions call each other without cycles and nest at most [`MAX_CALL_DEPTH`] deep.
-    fn verify_calls(&self, decoded: &[(usize, Op)]) -> Result<(), VerifyError> {
-        // The calls inside each definition's segment (from its entry to the next `Ret`).
-        let index: std::collections::HashMap<usize, usize> =
-            decoded.iter().enumerate().map(|(i, (pc, _))| (*pc, i)).collect();
-        let mut calls: Vec<Vec<usize>> = Vec::with_capacity(self.defs.len());
-        for e in &self.defs {
-            let mut out = Vec::new();
-            let mut i = index.get(&(*e as usize)).copied().unwrap_or(usize::MAX);
-            while let Some((_, op)) = decoded.get(i) {
-                match op {
-                    Op::Ret {} => break,
-                    Op::Call { def } => out.push(*def as usize),
-                    _ => {}
-                }
-                i += 1;
-            }
-            calls.push(out);
-        }
+    /// `calls[d]` lists the definitions the segment of definition `d` calls.
+    fn verify_calls(&self, calls: &[Vec<usize>]) -> Result<(), VerifyError> {
         // Longest call chain by iterative DFS with colours; a grey node reached again is a cycle.
         let n = self.defs.len();
         let mut depth: Vec<Option<usize>> = vec![None; n];
@@ -285,7 +336,7 @@ impl Program {
                     Some(c) => {
                         stack.push((node, child + 1));
                         match state.get(c) {
-                            Some(1) => return Err(bad("definitions call each other in a cycle")),
+                            Some(1) => return Err(VerifyError::CallCycle),
                             Some(0) => stack.push((c, 0)),
                             _ => {}
                         }
@@ -296,7 +347,7 @@ impl Program {
                             .map(|cs| cs.iter().filter_map(|c| depth.get(*c).copied().flatten()).max().unwrap_or(0))
                             .unwrap_or(0);
                         if d > MAX_CALL_DEPTH {
-                            return Err(bad("definitions nest too deeply"));
+                            return Err(VerifyError::CallsTooDeep);
                         }
                         if let Some(slot) = depth.get_mut(node) {
                             *slot = Some(d);

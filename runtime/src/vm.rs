@@ -350,9 +350,10 @@ impl Engine {
                 _ => None,
             };
             regexes.push(match (a.op, constant(a.rhs)) {
-                (AtomOp::Matches, Some(Value::String(p))) => {
-                    Some(regex::Regex::new(p).map_err(|e| VerifyError(format!("regex: {e}")))?)
-                }
+                (AtomOp::Matches, Some(Value::String(p))) => Some(
+                    regex::Regex::new(p)
+                        .map_err(|e| VerifyError::Regex { atom: regexes.len(), message: e.to_string() })?,
+                ),
                 _ => None,
             });
             sets.push(match (a.op, constant(a.rhs)) {
@@ -368,7 +369,7 @@ impl Engine {
         let time = |i: &Option<crate::program::Instant>| -> Result<Option<jiff::Timestamp>, VerifyError> {
             match i {
                 None => Ok(None),
-                Some(i) => i.timestamp().map(Some).ok_or_else(|| VerifyError("effective time out of range".into())),
+                Some(i) => i.timestamp().map(Some).ok_or(VerifyError::TimeOutOfRange),
             }
         };
         let from = time(&program.effective_from)?;

@@ -44,7 +44,7 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(bundle = %bundle.id, "the runtime refused the compiled program ({e}); using the interpreter");
-                InterpCell::try_new(bundle, |b| Interpreter::new(b)).map(Engine::Interp).map_err(|e| e.0)
+                InterpCell::try_new(bundle, |b| Interpreter::new(b)).map(Engine::Interp).map_err(|e| e.to_string())
             }
         }
     }

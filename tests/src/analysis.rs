@@ -31,7 +31,7 @@ pub fn inside_window(b: &Bundle) -> jiff::Timestamp {
 
 /// Evaluates a request context on a bundle inside its window.
 pub fn eval(b: &Bundle, req: &Value) -> Result<EvaluationResult, String> {
-    let interp = Interpreter::new(b).map_err(|e| e.0)?;
+    let interp = Interpreter::new(b).map_err(|e| e.to_string())?;
     let r = Request::from_value(req.clone()).map_err(|e| format!("witness is not a valid request: {e}"))?;
     Ok(interp.evaluate(&r, inside_window(b), false))
 }
@@ -393,11 +393,11 @@ pub fn check_universal(b: &Bundle, diags: &[Diagnostic], n: usize, seed: u64) ->
         return Ok(0);
     }
     let now = inside_window(b);
-    let interp = Interpreter::new(b).map_err(|e| e.0)?;
+    let interp = Interpreter::new(b).map_err(|e| e.to_string())?;
     let mut others: Vec<Option<Interpreter<'_>>> = Vec::new();
     for (_, c) in &claims {
         others.push(match c {
-            Claim::Redundant(_, _, w) | Claim::NeverHolds(w) => Some(Interpreter::new(w).map_err(|e| e.0)?),
+            Claim::Redundant(_, _, w) | Claim::NeverHolds(w) => Some(Interpreter::new(w).map_err(|e| e.to_string())?),
             _ => None,
         });
     }
@@ -449,7 +449,8 @@ pub fn verify_diff(old: &Bundle, new: &Bundle, report: &DiffReport) -> Result<()
 /// Checks an "equivalent" verdict by random search: no request (aimed at either bundle's
 /// constants) gets different decision kinds.
 pub fn check_equivalent(old: &Bundle, new: &Bundle, n: usize, seed: u64) -> Result<(), String> {
-    let (io, in_) = (Interpreter::new(old).map_err(|e| e.0)?, Interpreter::new(new).map_err(|e| e.0)?);
+    let (io, in_) =
+        (Interpreter::new(old).map_err(|e| e.to_string())?, Interpreter::new(new).map_err(|e| e.to_string())?);
     let (to, tn) = (inside_window(old), inside_window(new));
     let mut reqs = random_requests(old, n / 2, seed);
     reqs.extend(random_requests(new, n - n / 2, seed ^ 0x5555));

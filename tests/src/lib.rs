@@ -71,7 +71,7 @@ pub fn eval_source(name: &str, text: &str, kind: SourceKind, context: &Value) ->
     let Some(bundle) = compiled.bundle else {
         return Err(format!("compile failed: {:?}", compiled.diagnostics));
     };
-    let interp = verdict_compiler::interp::Interpreter::new(&bundle).map_err(|e| e.0)?;
+    let interp = verdict_compiler::interp::Interpreter::new(&bundle).map_err(|e| e.to_string())?;
     let req = Request::from_value(context.clone()).map_err(|e| e.to_string())?;
     Ok(interp.evaluate(&req, jiff::Timestamp::now(), false).to_json())
 }

@@ -173,7 +173,7 @@ fn examples_give_their_expected_decisions() {
             .filter_map(|(n, b)| match Interpreter::new(b) {
                 Ok(i) => Some((n.as_str(), i)),
                 Err(e) => {
-                    failures.push(format!("{}/{n}: cannot prepare: {}", ex.name, e.0));
+                    failures.push(format!("{}/{n}: cannot prepare: {e}", ex.name));
                     None
                 }
             })
