@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod families;
 pub mod generate;
+pub mod hostile;
 
 use serde_json::Value;
 use verdict_compiler::source::SourceFile;
