@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use verdict_compiler::interp::Interpreter;
 use verdict_runtime::artifact;
 use verdict_runtime::decision::EvaluationResult;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{self, Engine};
 
@@ -70,7 +71,7 @@ pub fn run(
                 return 2;
             }
         };
-        return dispatch(&|r, n, t| engine.evaluate(r, n, t), context, contexts, trace, now);
+        return dispatch(&|r, n, t| engine.evaluate(r, &Env::at(n), Mode::traced(t)), context, contexts, trace, now);
     }
     if !keys.is_empty() {
         eprintln!(
@@ -90,14 +91,16 @@ pub fn run(
     };
     match backend {
         Backend::Interp => match Interpreter::new(&bundle) {
-            Ok(i) => dispatch(&|r, n, t| i.evaluate(r, n, t), context, contexts, trace, now),
+            Ok(i) => dispatch(&|r, n, t| i.evaluate(r, &Env::at(n), Mode::traced(t)), context, contexts, trace, now),
             Err(e) => {
                 eprintln!("error: {e}");
                 2
             }
         },
         Backend::Vm | Backend::Jit => match engine(verdict_compiler::codegen::program(&bundle), backend) {
-            Ok(engine) => dispatch(&|r, n, t| engine.evaluate(r, n, t), context, contexts, trace, now),
+            Ok(engine) => {
+                dispatch(&|r, n, t| engine.evaluate(r, &Env::at(n), Mode::traced(t)), context, contexts, trace, now)
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 2

@@ -189,3 +189,49 @@ fn without_tokens_protected_routes_answer_503() {
     signal(&serve.child, "TERM");
     assert_eq!(serve.child.wait().unwrap().code(), Some(0));
 }
+
+/// A bundle (reference JSON) whose `match priority` policy has two rules of one priority and
+/// different effects that hold together: ambiguous (V005), an error wherever it is compiled.
+fn ambiguous(id: &str) -> String {
+    format!(
+        r#"{{"bundle_id": "{id}", "version": "9.9.9", "policies": [{{"id": "p", "match": "priority", "rules": [
+            {{"id": "a", "effect": "allow", "priority": 1, "when": "subject.role == 'admin'"}},
+            {{"id": "d", "effect": "deny", "priority": 1, "when": "action == 'update'"}}]}}]}}"#
+    )
+}
+
+#[test]
+fn ambiguous_bundles_are_refused_wherever_they_load() {
+    let dir = scratch("ambiguous");
+    let file = dir.join("amb.json");
+    std::fs::write(&file, ambiguous("amb")).unwrap();
+    // On the command line, the service does not start.
+    let err = spawn(&["--bind", "127.0.0.1:0", file.to_str().unwrap()], true).err().unwrap();
+    assert_eq!(err.0, 2, "{}", err.1);
+    assert!(err.1.contains("V005"), "{}", err.1);
+    // A watched directory with a good bundle; then every way of bringing the ambiguous one in.
+    let watch = dir.join("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    std::fs::write(watch.join("edu.yaml"), yaml("1.0.0")).unwrap();
+    let mut serve = spawn(
+        &["--bind", "127.0.0.1:0", "--audit", "/dev/null", "--poll-ms", "50", "--watch", watch.to_str().unwrap()],
+        true,
+    )
+    .unwrap();
+    let (status, v) = http(serve.addr, "POST", "/bundles", Some(ADMIN), &ambiguous("amb"));
+    assert_eq!(status, 422, "{v}");
+    assert!(v.to_string().contains("V005"), "{v}");
+    let (status, v) = http(serve.addr, "PUT", "/bundles/edu-gate", Some(ADMIN), &ambiguous("edu-gate"));
+    assert_eq!(status, 422, "{v}");
+    std::fs::write(watch.join("amb.json"), ambiguous("amb-watched")).unwrap();
+    // The watched file itself is replaced (atomically) by an ambiguous version (JSON is YAML).
+    std::fs::write(dir.join("edu.yaml.tmp"), ambiguous("edu-gate")).unwrap();
+    std::fs::rename(dir.join("edu.yaml.tmp"), watch.join("edu.yaml")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, list) = http(serve.addr, "GET", "/bundles", Some(ADMIN), "");
+    assert!(!list.to_string().contains("amb"), "{list}");
+    let (status, v) = http(serve.addr, "POST", "/bundles/edu-gate/evaluate", Some(EVAL), &ctx());
+    assert_eq!((status, v["bundle_version"].clone()), (200, Value::from("1.0.0")), "the old version serves on: {v}");
+    signal(&serve.child, "TERM");
+    assert_eq!(serve.child.wait().unwrap().code(), Some(0));
+}

@@ -13,7 +13,24 @@ use std::collections::{BTreeSet, HashMap};
 use verdict_grammar::printer::path_of;
 use verdict_runtime::bytecode::Op;
 use verdict_runtime::policy;
-use verdict_runtime::program::{Arg, AtomDef, CardScope, Dispatch, Instant, PolicyCode, Program, RuleCode, Site};
+use verdict_runtime::program::{
+    Arg, AtomDef, CardScope, DefCode, Dispatch, Instant, PolicyCode, Program, RuleCode, Site,
+};
+
+/// Paths a condition forces to be one of some strings (path → allowed strings).
+type Constraints = HashMap<u32, BTreeSet<String>>;
+
+/// Adds `more` to `acc`: a path constrained in both keeps the strings both allow.
+fn intersect_into(acc: &mut Constraints, more: &Constraints) {
+    for (path, set) in more {
+        match acc.get_mut(path) {
+            Some(existing) => *existing = existing.intersection(set).cloned().collect(),
+            None => {
+                acc.insert(*path, set.clone());
+            }
+        }
+    }
+}
 
 /// Dispatch lists may hold at most this many entries per rule (else no dispatch is built).
 const DISPATCH_BUDGET_PER_RULE: usize = 8;
@@ -104,15 +121,18 @@ impl Gen<'_> {
         entry
     }
 
-    /// The string sets a condition forces paths into (necessary conditions only).
-    fn constraints(&self, id: CondId, out: &mut Vec<(u32, BTreeSet<String>)>, depth: usize) {
+    /// The string sets a condition forces paths into (necessary conditions only), intersected
+    /// per path. Definitions are walked once each (their constraints are kept in `defs`), so
+    /// definitions that share sub-definitions cost linear time.
+    fn constraints(&self, id: CondId, defs: &mut Vec<Option<Constraints>>, depth: usize) -> Constraints {
+        let mut out = Constraints::new();
         if depth > verdict_grammar::ast::MAX_DEPTH + 1 {
-            return;
+            return out;
         }
-        let Some(node) = self.b.cond(id) else { return };
+        let Some(node) = self.b.cond(id) else { return out };
         match &node.cond {
             Cond::Atom(a) => {
-                let (ir::Operand::Path(p), ir::Operand::Const(c)) = (a.lhs, a.rhs) else { return };
+                let (ir::Operand::Path(p), ir::Operand::Const(c)) = (a.lhs, a.rhs) else { return out };
                 let strings: Option<BTreeSet<String>> = match (a.op, self.b.constant(c)) {
                     (ir::AtomOp::Eq, Some(Value::String(s))) => Some(std::iter::once(s.clone()).collect()),
                     (ir::AtomOp::In, Some(Value::Array(items))) => {
@@ -121,21 +141,29 @@ impl Gen<'_> {
                     _ => None,
                 };
                 if let Some(s) = strings {
-                    out.push((p.0, s));
+                    out.insert(p.0, s);
                 }
             }
             Cond::All(children) => {
                 for c in children {
-                    self.constraints(*c, out, depth + 1);
+                    let inner = self.constraints(*c, defs, depth + 1);
+                    intersect_into(&mut out, &inner);
                 }
             }
             Cond::Ref(d) => {
+                if let Some(known) = defs.get(d.index()).cloned().flatten() {
+                    return known;
+                }
                 if let Some(def) = self.b.defs.get(d.index()) {
-                    self.constraints(def.cond, out, depth + 1);
+                    out = self.constraints(def.cond, defs, depth + 1);
+                    if let Some(slot) = defs.get_mut(d.index()) {
+                        *slot = Some(out.clone());
+                    }
                 }
             }
             _ => {}
         }
+        out
     }
 
     fn dispatch(&self, p: &ir::Policy, order: &[usize]) -> Option<Dispatch> {
@@ -143,22 +171,14 @@ impl Gen<'_> {
             return None;
         }
         // Per rule in evaluation order: path → allowed strings (intersected).
-        let mut per_rule: Vec<HashMap<u32, BTreeSet<String>>> = Vec::with_capacity(order.len());
+        let mut per_rule: Vec<Constraints> = Vec::with_capacity(order.len());
         let mut counts: HashMap<u32, usize> = HashMap::new();
+        let mut defs = vec![None; self.b.defs.len()];
         for &ri in order {
-            let mut cs = Vec::new();
-            if let Some(r) = p.rules.get(ri) {
-                self.constraints(r.cond, &mut cs, 0);
-            }
-            let mut m: HashMap<u32, BTreeSet<String>> = HashMap::new();
-            for (path, set) in cs {
-                match m.get_mut(&path) {
-                    Some(existing) => *existing = existing.intersection(&set).cloned().collect(),
-                    None => {
-                        m.insert(path, set);
-                    }
-                }
-            }
+            let m = match p.rules.get(ri) {
+                Some(r) => self.constraints(r.cond, &mut defs, 0),
+                None => Constraints::new(),
+            };
             for path in m.keys() {
                 *counts.entry(*path).or_insert(0) += 1;
             }
@@ -193,7 +213,8 @@ impl Gen<'_> {
 /// Compiles a bundle to a program for the VM.
 pub fn program(b: &Bundle) -> Program {
     let mut g = Gen { b, atoms: Vec::new(), atom_ids: HashMap::new(), sites: Vec::new(), code: Vec::new() };
-    let defs: Vec<u32> = b.defs.iter().map(|d| g.segment(d.cond)).collect();
+    let defs: Vec<DefCode> =
+        b.defs.iter().map(|d| DefCode { name: d.name.clone(), entry: g.segment(d.cond) }).collect();
     let mut policies = Vec::with_capacity(b.policies.len());
     for p in &b.policies {
         let order = rule_order(b, p);

@@ -10,9 +10,11 @@ use serde_json::{Map, Value};
 use verdict_grammar::printer::path_of;
 use verdict_runtime::atom;
 use verdict_runtime::decision::{
-    AtomTrace, Decision, EvaluationResult, GateTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace, RuleTrace, TraceEntry,
+    AtomTrace, Decision, EvaluationResult, GateTrace, LetTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace, RuleTrace,
+    TraceEntry, TraceStep,
 };
-use verdict_runtime::policy;
+use verdict_runtime::env::{Env, Mode};
+use verdict_runtime::policy::{self, Truth};
 use verdict_runtime::request::Request;
 
 /// A bundle ready to evaluate: the IR, its compiled regexes and its fingerprint.
@@ -57,10 +59,11 @@ impl<'b> Interpreter<'b> {
         &self.fingerprint
     }
 
-    /// Evaluates one request at time `now`; with `trace`, records every step.
-    pub fn evaluate(&self, req: &Request, now: jiff::Timestamp, trace: bool) -> EvaluationResult {
+    /// Evaluates one request in its environment; with a trace when the mode asks.
+    pub fn evaluate(&self, req: &Request, env: &Env<'_>, mode: Mode) -> EvaluationResult {
         let b = self.bundle;
-        let mut entries: Option<Vec<TraceEntry>> = trace.then(Vec::new);
+        let now = env.now;
+        let mut entries: Option<Vec<TraceEntry>> = mode.trace.then(Vec::new);
         let gate = |reason: &str, entries: Option<Vec<TraceEntry>>| EvaluationResult {
             bundle_id: b.id.clone(),
             bundle_version: b.version.clone(),
@@ -92,10 +95,11 @@ impl<'b> Interpreter<'b> {
                 return gate(policy::Gate::OutOfScope.reason(), entries);
             }
         }
+        let mut eval = Eval { it: self, req, defs: vec![None; b.defs.len()], fault: None };
         let mut decisions = Vec::with_capacity(b.policies.len());
         for (p, order) in b.policies.iter().zip(&self.orders) {
             let mut rules_trace = entries.as_ref().map(|_| Vec::new());
-            let d = self.policy(p, order, req, rules_trace.as_mut());
+            let d = eval.policy(p, order, rules_trace.as_mut());
             if let (Some(e), Some(rules)) = (entries.as_mut(), rules_trace) {
                 e.push(TraceEntry::Policy(PolicyTrace { policy: p.id.clone(), rules, decision: d.kind.clone() }));
             }
@@ -111,25 +115,52 @@ impl<'b> Interpreter<'b> {
             trace: entries,
         }
     }
+}
 
-    fn policy(&self, p: &Policy, order: &[usize], req: &Request, mut trace: Option<&mut Vec<RuleTrace>>) -> Decision {
-        let b = self.bundle;
+/// One evaluation: the request, and what it has decided so far.
+struct Eval<'i, 'b, 'r> {
+    it: &'i Interpreter<'b>,
+    req: &'r Request,
+    /// Definitions already evaluated for this request: each is evaluated once, where it is
+    /// first referenced, so shared definitions cost linear time (and traces stay linear).
+    defs: Vec<Option<Truth>>,
+    /// What failed, when a condition evaluated to a fault.
+    fault: Option<String>,
+}
+
+impl Eval<'_, '_, '_> {
+    fn policy(&mut self, p: &Policy, order: &[usize], mut trace: Option<&mut Vec<RuleTrace>>) -> Decision {
+        let b = self.it.bundle;
         for &i in order {
             let Some(r) = p.rules.get(i) else { continue };
-            let mut atoms = trace.as_ref().map(|_| Vec::new());
-            let held = self.cond(r.cond, req, atoms.as_mut());
-            if let (Some(t), Some(atoms)) = (trace.as_deref_mut(), atoms) {
-                t.push(RuleTrace { rule: r.id.clone(), held, atoms });
+            let mut steps = trace.as_ref().map(|_| Vec::new());
+            let held = self.cond(r.cond, steps.as_mut());
+            let error = (held == Truth::Fault).then(|| self.fault.clone().unwrap_or_default());
+            if let (Some(t), Some(steps)) = (trace.as_deref_mut(), steps) {
+                t.push(RuleTrace { rule: r.id.clone(), held: held == Truth::True, error: error.clone(), atoms: steps });
             }
-            if held {
-                return Decision {
-                    kind: b.effect(r.effect).to_owned(),
-                    matched_policy_id: Some(p.id.clone()),
-                    matched_rule_id: Some(r.id.clone()),
-                    reason: policy::rule_reason(&r.id, r.description.as_deref()),
-                    codes: r.codes.clone(),
-                    obligations: r.obligations.clone(),
-                };
+            match held {
+                Truth::False => {}
+                Truth::True => {
+                    return Decision {
+                        kind: b.effect(r.effect).to_owned(),
+                        matched_policy_id: Some(p.id.clone()),
+                        matched_rule_id: Some(r.id.clone()),
+                        reason: policy::rule_reason(&r.id, r.description.as_deref()),
+                        codes: r.codes.clone(),
+                        obligations: r.obligations.clone(),
+                    };
+                }
+                Truth::Fault => {
+                    return Decision {
+                        kind: b.most_severe().to_owned(),
+                        matched_policy_id: Some(p.id.clone()),
+                        matched_rule_id: Some(r.id.clone()),
+                        reason: error.unwrap_or_default(),
+                        codes: Vec::new(),
+                        obligations: Map::new(),
+                    };
+                }
             }
         }
         let effect = p.default.map(|e| b.effect(e));
@@ -144,24 +175,53 @@ impl<'b> Interpreter<'b> {
     }
 
     /// Evaluates a condition. Recursion is bounded by the IR's depth invariant.
-    fn cond(&self, id: CondId, req: &Request, mut trace: Option<&mut Vec<AtomTrace>>) -> bool {
-        let Some(node) = self.bundle.cond(id) else {
-            return false;
+    fn cond(&mut self, id: CondId, mut trace: Option<&mut Vec<TraceStep>>) -> Truth {
+        let b = self.it.bundle;
+        let Some(node) = b.cond(id) else {
+            return Truth::False;
         };
         match &node.cond {
-            Cond::Const(v) => *v,
-            Cond::Not(c) => !self.cond(*c, req, trace),
-            Cond::All(v) => v.iter().all(|c| self.cond(*c, req, trace.as_deref_mut())),
-            Cond::Any(v) => v.iter().any(|c| self.cond(*c, req, trace.as_deref_mut())),
-            Cond::Ref(d) => match self.bundle.defs.get(d.index()) {
-                Some(def) => self.cond(def.cond, req, trace),
-                None => false,
-            },
+            Cond::Const(v) => Truth::of(*v),
+            Cond::Not(c) => !self.cond(*c, trace),
+            Cond::All(v) => {
+                for c in v {
+                    match self.cond(*c, trace.as_deref_mut()) {
+                        Truth::True => {}
+                        other => return other,
+                    }
+                }
+                Truth::True
+            }
+            Cond::Any(v) => {
+                for c in v {
+                    match self.cond(*c, trace.as_deref_mut()) {
+                        Truth::False => {}
+                        other => return other,
+                    }
+                }
+                Truth::False
+            }
+            Cond::Ref(d) => {
+                let Some(def) = b.defs.get(d.index()) else { return Truth::False };
+                if let Some(known) = self.defs.get(d.index()).copied().flatten() {
+                    if let Some(t) = trace {
+                        t.push(TraceStep::Let(LetTrace { name: def.name.clone(), result: known == Truth::True }));
+                    }
+                    return known;
+                }
+                let v = self.cond(def.cond, trace);
+                if v != Truth::Fault
+                    && let Some(slot) = self.defs.get_mut(d.index())
+                {
+                    *slot = Some(v);
+                }
+                v
+            }
             Cond::Atom(a) => {
-                let l = self.operand(a.lhs, req);
-                let r = self.operand(a.rhs, req);
+                let l = self.it.operand(a.lhs, self.req);
+                let r = self.it.operand(a.rhs, self.req);
                 let re = match (a.op, a.rhs) {
-                    (AtomOp::Matches, Operand::Const(c)) => self.regexes.get(c.index()).and_then(Option::as_ref),
+                    (AtomOp::Matches, Operand::Const(c)) => self.it.regexes.get(c.index()).and_then(Option::as_ref),
                     _ => None,
                 };
                 let result = atom::eval(a.op, l, r, re);
@@ -170,26 +230,28 @@ impl<'b> Interpreter<'b> {
                     for (o, v) in [(a.lhs, l), (a.rhs, r)] {
                         if let Operand::Path(p) = o {
                             read.push(ReadTrace {
-                                path: path_of(self.bundle.path(p).iter().map(String::as_str)),
+                                path: path_of(b.path(p).iter().map(String::as_str)),
                                 value: v.cloned(),
                                 missing: v.is_none(),
                             });
                         }
                     }
-                    t.push(AtomTrace {
+                    t.push(TraceStep::Atom(AtomTrace {
                         atom: a.text.clone(),
                         span: [node.span.start, node.span.end],
                         line: a.line,
                         column: a.column,
                         read,
                         result,
-                    });
+                    }));
                 }
-                result
+                Truth::of(result)
             }
         }
     }
+}
 
+impl<'b> Interpreter<'b> {
     fn operand<'r>(&'r self, o: Operand, req: &'r Request) -> Option<&'r Value> {
         match o {
             Operand::Path(p) => req.lookup(self.bundle.path(p)),

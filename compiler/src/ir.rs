@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 use verdict_grammar::ast::Span;
-pub use verdict_runtime::atom::AtomOp;
+pub use verdict_vocab::AtomOp;
 
 macro_rules! id {
     ($name:ident) => {

@@ -81,6 +81,40 @@ pub fn compile(file: &SourceFile) -> Compiled {
     compile_as(file, SourceKind::detect(&file.name, &file.text))
 }
 
+/// Compiles one source file for use — to evaluate, to write an artifact, to serve: [`compile`]
+/// plus what a bundle must pass before it decides anything, that no two rules of one priority
+/// and different effects can hold together (V005, an error by LANGUAGE.md §3). `verdict check`
+/// finds the same with the rest of the analysis; this runs only the ambiguity check, and only on
+/// `match priority` policies that have such a level, so other bundles pay nothing for it.
+pub fn compile_for_use(file: &SourceFile) -> Compiled {
+    compile_for_use_as(file, SourceKind::detect(&file.name, &file.text))
+}
+
+/// [`compile_for_use`] of a source of a given form.
+pub fn compile_for_use_as(file: &SourceFile, kind: SourceKind) -> Compiled {
+    let mut compiled = compile_as(file, kind);
+    if let Some(b) = &compiled.bundle
+        && may_be_ambiguous(b)
+    {
+        let options = analysis::Options { scope: analysis::Scope::Ambiguity, ..analysis::Options::default() };
+        let found = analysis::analyze_with(b, &options).diagnostics;
+        let ambiguous = found.iter().any(|d| d.code == Code::Ambiguity);
+        compiled.diagnostics.extend(found.into_iter().filter(|d| d.code == Code::Ambiguity));
+        if ambiguous {
+            compiled.bundle = None;
+        }
+    }
+    compiled
+}
+
+/// Whether some `match priority` policy has a priority level with rules of different effects.
+fn may_be_ambiguous(b: &ir::Bundle) -> bool {
+    b.policies.iter().filter(|p| p.match_mode == ir::MatchMode::Priority).any(|p| {
+        let mut levels: std::collections::HashMap<i64, ir::EffectId> = std::collections::HashMap::new();
+        p.rules.iter().any(|r| *levels.entry(r.priority).or_insert(r.effect) != r.effect)
+    })
+}
+
 /// Compiles one source file of a given form.
 pub fn compile_as(file: &SourceFile, kind: SourceKind) -> Compiled {
     let mut diagnostics = Vec::new();

@@ -846,10 +846,14 @@ impl Lower<'_> {
                 Some(self.push(Cond::Not(c), n.span))
             }
             other => {
-                let Some(op) = verdict_runtime::atom::AtomOp::from_yaml_kind(other) else {
+                let Some(op) = AtomOp::from_yaml_kind(other) else {
                     self.diags.push(
-                        Diagnostic::error(Code::BadValue, kind_node.map_or(n.span, |k| k.span), format!("unknown matcher kind `{other}`"))
-                            .with_help("matcher kinds are eq, ne, gt, gte, lt, lte, in, not_in, contains, regex, starts_with, ends_with, exists, missing, always, all_of, any_of, not"),
+                        Diagnostic::error(
+                            Code::BadValue,
+                            kind_node.map_or(n.span, |k| k.span),
+                            format!("unknown matcher kind `{other}`"),
+                        )
+                        .with_help(format!("matcher kinds are {}", matcher_kinds().join(", "))),
                     );
                     return None;
                 };
@@ -1127,7 +1131,7 @@ impl Lower<'_> {
                     if !matches!(k, K::Number | K::String) {
                         problems.push(format!(
                             "`{}` orders only numbers and strings, and this operand is {}",
-                            op_word(op),
+                            op.name(),
                             k.name()
                         ));
                     }
@@ -1151,11 +1155,7 @@ impl Lower<'_> {
             AtomOp::StartsWith | AtomOp::EndsWith | AtomOp::Matches => {
                 for k in [l, r].into_iter().flatten() {
                     if k != K::String {
-                        problems.push(format!(
-                            "`{}` applies to strings, and this operand is {}",
-                            op_word(op),
-                            k.name()
-                        ));
+                        problems.push(format!("`{}` applies to strings, and this operand is {}", op.name(), k.name()));
                     }
                 }
             }
@@ -1186,7 +1186,7 @@ impl Lower<'_> {
                     problems.push(format!("`in` needs a list on its right, and it is {}", b.name()));
                 }
             }
-            AtomOp::Exists | AtomOp::Missing => {}
+            AtomOp::Exists | AtomOp::Missing | AtomOp::Holds => {}
         }
         if let Some(p) = problems.into_iter().next() {
             let msg = format!("`{text}` is always false: {p}");
@@ -1255,17 +1255,10 @@ fn kind_of_type(t: &Type) -> Option<Kind> {
     }
 }
 
-fn op_word(op: AtomOp) -> &'static str {
-    match op {
-        AtomOp::Lt => "<",
-        AtomOp::Le => "<=",
-        AtomOp::Gt => ">",
-        AtomOp::Ge => ">=",
-        AtomOp::Matches => "matches",
-        AtomOp::StartsWith => "starts_with",
-        AtomOp::EndsWith => "ends_with",
-        _ => op.yaml_kind(),
-    }
+/// The matcher kinds of the reference format: every atom the matcher form can write (from the
+/// vocabulary), then the structural kinds.
+fn matcher_kinds() -> Vec<&'static str> {
+    AtomOp::ALL.iter().filter_map(|a| a.info().yaml).chain(["always", "all_of", "any_of", "not"]).collect()
 }
 
 /// Puts the path first in symmetric and ordering comparisons written literal-first

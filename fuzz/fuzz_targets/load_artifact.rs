@@ -6,6 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use verdict_runtime::artifact;
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{Backend, Engine};
+use verdict_runtime::env::{Env, Mode};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(program) = artifact::read(data) else { return };
@@ -13,5 +14,5 @@ fuzz_target!(|data: &[u8]| {
     let Ok(jit) = Engine::with_backend(program, Backend::Jit) else { return };
     let req = Request::default();
     let now = jiff::Timestamp::UNIX_EPOCH;
-    assert_eq!(vm.evaluate(&req, now, true), jit.evaluate(&req, now, true));
+    assert_eq!(vm.evaluate(&req, &Env::at(now), Mode::TRACE), jit.evaluate(&req, &Env::at(now), Mode::TRACE));
 });

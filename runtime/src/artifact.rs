@@ -17,14 +17,14 @@
 //! Format versions: 1, the first; 2, the card scope carries the card's condition ids (so a
 //! service that loads an artifact knows which conditions it must supply from assertions).
 
-use crate::atom::AtomOp;
-use crate::program::{Arg, AtomDef, CardScope, Dispatch, Instant, PolicyCode, Program, RuleCode, Site};
+use crate::program::{Arg, AtomDef, CardScope, DefCode, Dispatch, Instant, PolicyCode, Program, RuleCode, Site};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use verdict_vocab::AtomOp;
 
 pub const MAGIC: [u8; 8] = *b"\x7fVERDICT";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The version of this toolchain, written into every artifact.
 pub const TOOLCHAIN_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -181,7 +181,7 @@ fn write_body(w: &mut Writer, p: &Program) {
     }
     w.len(p.atoms.len());
     for a in &p.atoms {
-        w.u8(AtomOp::ALL.iter().position(|o| *o == a.op).and_then(|i| u8::try_from(i).ok()).unwrap_or(u8::MAX));
+        w.u8(a.op.code());
         w.arg(a.lhs);
         w.arg(a.rhs);
     }
@@ -194,7 +194,11 @@ fn write_body(w: &mut Writer, p: &Program) {
         w.u32(s.column);
     }
     w.u32s(&p.code);
-    w.u32s(&p.defs);
+    w.len(p.defs.len());
+    for d in &p.defs {
+        w.str(&d.name);
+        w.u32(d.entry);
+    }
     w.len(p.policies.len());
     for pol in &p.policies {
         w.str(&pol.id);
@@ -373,7 +377,7 @@ fn read_body(r: &mut Reader<'_>) -> Result<Program, ArtifactError> {
     let mut atoms = Vec::with_capacity(n);
     for _ in 0..n {
         let op = r.u8()?;
-        let op = AtomOp::ALL.get(op as usize).copied().ok_or_else(|| r.malformed(format!("unknown atom kind {op}")))?;
+        let op = AtomOp::from_code(op).ok_or_else(|| r.malformed(format!("unknown atom kind {op}")))?;
         atoms.push(AtomDef { op, lhs: r.arg()?, rhs: r.arg()? });
     }
     let n = r.count(20)?;
@@ -383,7 +387,11 @@ fn read_body(r: &mut Reader<'_>) -> Result<Program, ArtifactError> {
         sites.push(Site { text, span: [r.u32()?, r.u32()?], line: r.u32()?, column: r.u32()? });
     }
     let code = r.u32s()?;
-    let defs = r.u32s()?;
+    let n = r.count(8)?;
+    let mut defs = Vec::with_capacity(n);
+    for _ in 0..n {
+        defs.push(DefCode { name: r.str()?, entry: r.u32()? });
+    }
     let n = r.count(8)?;
     let mut policies = Vec::with_capacity(n);
     for _ in 0..n {
@@ -458,8 +466,8 @@ pub fn disassemble(p: &Program) -> String {
     for (i, a) in p.atoms.iter().enumerate() {
         let _ = writeln!(out, "atom a{i} = {} {} {}", a.op.yaml_kind(), arg(a.lhs), arg(a.rhs));
     }
-    for (i, e) in p.defs.iter().enumerate() {
-        let _ = writeln!(out, "def d{i} @{e}");
+    for (i, d) in p.defs.iter().enumerate() {
+        let _ = writeln!(out, "def d{i} {:?} @{}", d.name, d.entry);
     }
     for pol in &p.policies {
         let default = pol.default.and_then(|d| p.effects.get(d as usize)).map_or("none", String::as_str);

@@ -68,12 +68,34 @@ pub struct PolicyTrace {
     pub decision: String,
 }
 
-/// A rule tried: whether its condition held, and every atom evaluated, in order.
+/// A rule tried: whether its condition held, and every step of its evaluation, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleTrace {
     pub rule: String,
     pub held: bool,
-    pub atoms: Vec<AtomTrace>,
+    /// What failed when the condition could not be decided (the policy then decides its most
+    /// severe effect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub atoms: Vec<TraceStep>,
+}
+
+/// One step of a rule's evaluation: an atom evaluated, or a definition reused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum TraceStep {
+    Atom(AtomTrace),
+    Let(LetTrace),
+}
+
+/// A `let` definition referenced again in the same request: it is not evaluated again (its
+/// steps were traced where it was first evaluated), so a trace stays linear in the bundle's
+/// size however much definitions share.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LetTrace {
+    #[serde(rename = "let")]
+    pub name: String,
+    pub result: bool,
 }
 
 /// An atom evaluated: its text, where it is written, what it read, and its result.

@@ -1,9 +1,9 @@
 //! A compiled bundle as the runtime sees it: tables plus condition bytecode. The compiler emits
 //! it, the artifact format stores it, and [`Program::verify`] checks it before anything runs.
 
-use crate::atom::AtomOp;
 use crate::bytecode::{Op, Operand, decode_all};
 use serde_json::{Map, Value};
+use verdict_vocab::AtomOp;
 
 /// An atom's operand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +50,13 @@ impl Instant {
     pub fn timestamp(&self) -> Option<jiff::Timestamp> {
         jiff::Timestamp::from_nanosecond(self.nanos).ok()
     }
+}
+
+/// A `let` definition: its name (for traces) and the code offset of its segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefCode {
+    pub name: String,
+    pub entry: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,8 +112,8 @@ pub struct Program {
     pub atoms: Vec<AtomDef>,
     pub sites: Vec<Site>,
     pub code: Vec<u32>,
-    /// Code offset of each definition's segment.
-    pub defs: Vec<u32>,
+    /// The `let` definitions: each a subroutine segment.
+    pub defs: Vec<DefCode>,
     pub policies: Vec<PolicyCode>,
 }
 
@@ -219,8 +226,8 @@ impl Program {
                 return shape("no left operand");
             }
             match a.op {
-                AtomOp::Exists | AtomOp::Missing if a.rhs != Arg::None => return shape("takes one operand"),
-                AtomOp::Exists | AtomOp::Missing => {}
+                op if op.is_unary() && a.rhs != Arg::None => return shape("takes one operand"),
+                AtomOp::Exists | AtomOp::Missing | AtomOp::Holds => {}
                 AtomOp::Matches => match a.rhs {
                     Arg::Const(c) => match self.consts.get(c as usize) {
                         Some(Value::String(p)) if regex::Regex::new(p).is_ok() => {}
@@ -254,7 +261,8 @@ impl Program {
         }
         // Every entry starts a segment; segments are disjoint (so verifying, compiling and running
         // them is linear in the code); the calls of a definition are those of its segment.
-        let mut entries: Vec<(u32, Option<usize>)> = self.defs.iter().enumerate().map(|(i, e)| (*e, Some(i))).collect();
+        let mut entries: Vec<(u32, Option<usize>)> =
+            self.defs.iter().enumerate().map(|(i, d)| (d.entry, Some(i))).collect();
         entries.extend(self.policies.iter().flat_map(|p| p.rules.iter().map(|r| (r.entry, None))));
         entries.sort_unstable();
         let mut calls: Vec<Vec<usize>> = vec![Vec::new(); self.defs.len()];

@@ -9,10 +9,10 @@
 //! function of the path's symbol alone: [`fast_atom`] says which atoms are, and how. The JIT
 //! compiles those atoms natively; the rest call back into [`crate::atom::eval`].
 
-use crate::atom::AtomOp;
 use crate::program::{Arg, AtomDef, Program};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
+use verdict_vocab::AtomOp;
 
 /// Not looked up yet in this request (the host resolves it on first use).
 pub const UNRESOLVED: u32 = u32::MAX;
@@ -149,7 +149,8 @@ pub fn fast_atom(def: &AtomDef, p: &Program, symbols: &Symbols) -> Option<(u32, 
         | AtomOp::Contains
         | AtomOp::Matches
         | AtomOp::StartsWith
-        | AtomOp::EndsWith => return None,
+        | AtomOp::EndsWith
+        | AtomOp::Holds => return None,
     };
     Some((path, test))
 }
@@ -210,7 +211,7 @@ mod tests {
             Some(json!("")),
         ];
         let mut decided = 0;
-        for op in AtomOp::ALL {
+        for &op in AtomOp::ALL {
             for rhs in (0..consts.len()).map(|c| Arg::Const(c as u32)).chain([Arg::None]) {
                 let def = AtomDef { op, lhs: Arg::Path(0), rhs };
                 let Some((path, test)) = fast_atom(&def, &p, &symbols) else { continue };

@@ -9,16 +9,19 @@
 //! Engines are `Send + Sync` and evaluate through `&self`. No recursion on input: definition
 //! calls use a fixed-size return stack, bounded by the verifier.
 
-use crate::atom::{self, AtomOp};
+use crate::atom;
 use crate::bytecode::Op;
 use crate::decision::{
-    AtomTrace, Decision, EvaluationResult, GateTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace, RuleTrace, TraceEntry,
+    AtomTrace, Decision, EvaluationResult, GateTrace, LetTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace, RuleTrace,
+    TraceEntry, TraceStep,
 };
-use crate::policy::{self, Gate};
+use crate::env::{Env, Mode};
+use crate::policy::{self, Gate, Truth};
 use crate::program::{Arg, MAX_CALL_DEPTH, Program, VerifyError};
 use crate::request::Request;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::{Map, Value};
+use verdict_vocab::AtomOp;
 
 /// A constant list as a hash set of its scalar elements (exact, as deep equality), plus the
 /// elements that are lists or objects, compared one by one.
@@ -91,7 +94,7 @@ fn set_contains(set: &ConstSet, v: &Value) -> bool {
     }
 }
 
-/// The per-thread state of evaluations: atom and definition caches (stamped by generation, so
+/// The per-thread state of evaluations: atom and definition memos (stamped by generation, so
 /// nothing is cleared between requests), the request's symbol table (for the JIT's native
 /// atoms), and the policy results of the last decision.
 #[derive(Debug, Default)]
@@ -99,42 +102,71 @@ pub struct Scratch {
     cache: Cache,
     syms: Vec<u32>,
     results: Vec<PolicyResult>,
+    /// What failed, per policy decided by a fault (allocated only when one happens).
+    faults: Vec<(u32, String)>,
+    /// What failed in the condition being evaluated.
+    fault: Option<String>,
 }
 
 #[derive(Debug, Default)]
 struct Cache {
     /// The return stack of definition calls (empty between runs).
     stack: Vec<(u32, u32)>,
-    generation: u32,
-    atom_stamp: Vec<u32>,
-    atom_value: Vec<bool>,
-    def_stamp: Vec<u32>,
-    def_value: Vec<bool>,
+    atoms: Memo,
+    defs: Memo,
 }
 
-impl Scratch {
-    fn begin(&mut self, atoms: usize, defs: usize, policies: usize) {
-        self.cache.begin(atoms, defs);
-        self.results.clear();
-        self.results.reserve(policies);
-    }
+/// Per-request values by index: slot `i` is `[stamp, truth code]`, valid when `stamp` equals the
+/// generation. Native code reads and writes the definitions' memo in this layout.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    pub(crate) generation: u32,
+    pub(crate) slots: Vec<[u32; 2]>,
 }
 
-impl Cache {
-    fn begin(&mut self, atoms: usize, defs: usize) {
-        if self.atom_stamp.len() != atoms || self.def_stamp.len() != defs {
-            self.atom_stamp = vec![0; atoms];
-            self.atom_value = vec![false; atoms];
-            self.def_stamp = vec![0; defs];
-            self.def_value = vec![false; defs];
+impl Memo {
+    fn begin(&mut self, n: usize) {
+        if self.slots.len() != n {
+            self.slots = vec![[0, 0]; n];
             self.generation = 0;
         }
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
-            self.atom_stamp.iter_mut().for_each(|s| *s = 0);
-            self.def_stamp.iter_mut().for_each(|s| *s = 0);
+            self.slots.iter_mut().for_each(|s| s[0] = 0);
             self.generation = 1;
         }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<Truth> {
+        match self.slots.get(i) {
+            Some([stamp, v]) if *stamp == self.generation => Some(Truth::from_code(*v as u8)),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn set(&mut self, i: usize, t: Truth) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = [self.generation, t as u32];
+        }
+    }
+}
+
+impl Scratch {
+    fn begin(&mut self, atoms: usize, defs: usize, policies: usize) {
+        self.cache.atoms.begin(atoms);
+        self.cache.defs.begin(defs);
+        self.results.clear();
+        self.results.reserve(policies);
+        self.faults.clear();
+        self.fault = None;
+    }
+
+    /// Records that policy `pi` was decided by a fault, with what failed.
+    fn policy_fault(&mut self, pi: usize) {
+        let message = self.fault.take().unwrap_or_else(|| policy::PANIC_FAULT.to_owned());
+        self.faults.push((u32::try_from(pi).unwrap_or(u32::MAX), message));
     }
 }
 
@@ -145,6 +177,18 @@ pub enum PolicyResult {
     Rule(u32),
     /// No rule held: the policy's default.
     Default,
+    /// The condition of the rule at this index could not be evaluated: the policy decides the
+    /// bundle's most severe effect (fail closed).
+    Fault(u32),
+}
+
+/// A decision as borrowed texts: the kind, the deciding policy and rule, the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionRef<'a> {
+    pub kind: &'a str,
+    pub policy_id: Option<&'a str>,
+    pub rule_id: Option<&'a str>,
+    pub reason: &'a str,
 }
 
 /// What decided the bundle.
@@ -161,6 +205,8 @@ pub enum BundleResult {
 pub struct Outcome<'s> {
     pub bundle: BundleResult,
     pub policies: &'s [PolicyResult],
+    /// What failed, for every policy decided by a fault (by policy index).
+    pub faults: &'s [(u32, String)],
 }
 
 /// A request whose paths are already resolved (and symbolized for the JIT's native atoms),
@@ -204,20 +250,20 @@ trait Input<'r> {
     }
 }
 
-/// Paths up to this many are cached on the stack; more use one allocation.
+/// The first this many paths of a bundle keep their looked-up values on the stack for the
+/// request; later paths are looked up each time an atom reads them (each distinct atom is
+/// evaluated once anyway). Either way a decision allocates nothing, whatever the bundle's size.
 const INLINE_PATHS: usize = 32;
 
 struct RequestInput<'r, 'p> {
     req: &'r Request,
     paths: &'p [Vec<String>],
     inline: [Option<Option<&'r Value>>; INLINE_PATHS],
-    heap: Vec<Option<Option<&'r Value>>>,
 }
 
 impl<'r, 'p> RequestInput<'r, 'p> {
     fn new(req: &'r Request, paths: &'p [Vec<String>]) -> Self {
-        let heap = if paths.len() > INLINE_PATHS { vec![None; paths.len()] } else { Vec::new() };
-        RequestInput { req, paths, inline: [None; INLINE_PATHS], heap }
+        RequestInput { req, paths, inline: [None; INLINE_PATHS] }
     }
 }
 
@@ -225,12 +271,12 @@ impl<'r> Input<'r> for RequestInput<'r, '_> {
     #[inline]
     fn lookup(&mut self, path: u32) -> Option<&'r Value> {
         let i = path as usize;
-        let slot = if i < INLINE_PATHS && self.heap.is_empty() { self.inline.get_mut(i) } else { self.heap.get_mut(i) };
-        let slot = slot?;
+        let segments = self.paths.get(i).map_or(&[][..], Vec::as_slice);
+        let Some(slot) = self.inline.get_mut(i) else { return self.req.lookup(segments) };
         if let Some(v) = slot {
             return *v;
         }
-        let v = self.req.lookup(self.paths.get(i).map_or(&[][..], Vec::as_slice));
+        let v = self.req.lookup(segments);
         *slot = Some(v);
         v
     }
@@ -285,7 +331,9 @@ pub struct Engine {
     until: Option<jiff::Timestamp>,
     trie: crate::project::PathTrie,
     /// Native condition code, when the engine runs on the JIT.
-    jit: Option<crate::jit::JitCode>,
+    /// Set once, when compiled (at construction, or later by [`Engine::tiered`]'s background
+    /// thread); a decision reads it once at its start, so one decision runs on one backend.
+    jit: std::sync::OnceLock<crate::jit::JitCode>,
     /// Why the JIT was not used, when it was asked for and could not be.
     jit_fallback: Option<crate::jit::JitError>,
 }
@@ -295,12 +343,12 @@ pub struct Engine {
 struct JitHost<'e, 'i, 'c, I> {
     engine: &'e Engine,
     input: &'i mut I,
-    cache: &'c mut Cache,
+    atoms: &'c mut Memo,
 }
 
 impl<'r, I: Input<'r>> crate::jit::Host for JitHost<'_, '_, '_, I> {
-    fn atom(&mut self, atom: u32, site: u32) -> bool {
-        self.engine.atom(atom, site, self.input, self.cache, None)
+    fn atom(&mut self, atom: u32, site: u32) -> Truth {
+        self.engine.atom(atom, site, self.input, self.atoms, None)
     }
 }
 
@@ -326,12 +374,12 @@ impl Engine {
 
     /// The backend conditions run on.
     pub fn backend(&self) -> Backend {
-        if self.jit.is_some() { Backend::Jit } else { Backend::Vm }
+        if self.jit.get().is_some() { Backend::Jit } else { Backend::Vm }
     }
 
     /// How many of the program's atoms the JIT decides natively (0 on the VM).
     pub fn native_atoms(&self) -> usize {
-        self.jit.as_ref().map_or(0, crate::jit::JitCode::native_atoms)
+        self.jit.get().map_or(0, crate::jit::JitCode::native_atoms)
     }
 
     /// Why the JIT was asked for and not used (the engine runs on the VM then).
@@ -385,14 +433,36 @@ impl Engine {
                 d.keys.iter().enumerate().map(|(i, (k, _))| Some((symbols.string(k)?, i))).collect()
             })
             .collect();
-        let (jit, jit_fallback) = match backend {
-            Backend::Vm => (None, None),
-            Backend::Jit => match crate::jit::JitCode::compile(&program, &symbols) {
-                Ok(code) => (Some(code), None),
-                Err(e) => (None, Some(e)),
-            },
-        };
+        let jit = std::sync::OnceLock::new();
+        let mut jit_fallback = None;
+        if backend == Backend::Jit {
+            match crate::jit::JitCode::compile(&program, &symbols) {
+                Ok(code) => {
+                    let _ = jit.set(code);
+                }
+                Err(e) => jit_fallback = Some(e),
+            }
+        }
         Ok(Engine { program, regexes, sets, dispatch, dispatch_syms, symbols, from, until, trie, jit, jit_fallback })
+    }
+
+    /// Verifies the program and returns an engine that decides on the VM at once, while a
+    /// background thread compiles the JIT and installs it when it is ready (tiered, as JIT
+    /// runtimes do): no bundle takes longer to load than on the VM, however long native code
+    /// takes to compile. Decisions started before the switch finish on the VM. A JIT that cannot
+    /// be used leaves the engine on the VM (the thread logs nothing: [`Engine::backend`] says
+    /// which backend runs).
+    pub fn tiered(program: Program) -> Result<std::sync::Arc<Engine>, VerifyError> {
+        let engine = std::sync::Arc::new(Engine::with_backend(program, Backend::Vm)?);
+        let background = std::sync::Arc::clone(&engine);
+        let spawned = std::thread::Builder::new().name("verdict-jit".into()).spawn(move || {
+            if let Ok(code) = crate::jit::JitCode::compile(&background.program, &background.symbols) {
+                let _ = background.jit.set(code);
+            }
+        });
+        // Without a thread the engine simply stays on the VM.
+        drop(spawned);
+        Ok(engine)
     }
 
     pub fn program(&self) -> &Program {
@@ -420,9 +490,9 @@ impl Engine {
     }
 
     /// Decides a request without allocating (once `scratch` is warm) and without a trace.
-    pub fn decide<'s>(&self, req: &Request, now: jiff::Timestamp, scratch: &'s mut Scratch) -> Outcome<'s> {
+    pub fn decide<'s>(&self, req: &Request, env: &Env<'_>, scratch: &'s mut Scratch) -> Outcome<'s> {
         let mut input = RequestInput::new(req, &self.program.paths);
-        self.decide_input(&mut input, now, scratch)
+        self.decide_input(&mut input, env, scratch)
     }
 
     /// Parses a request context from JSON bytes — keeping only what the bundle's paths reach
@@ -430,11 +500,11 @@ impl Engine {
     pub fn decide_json<'s>(
         &self,
         json: &[u8],
-        now: jiff::Timestamp,
+        env: &Env<'_>,
         scratch: &'s mut Scratch,
     ) -> Result<Outcome<'s>, crate::request::RequestError> {
         let req = self.trie.parse(json)?;
-        Ok(self.decide(&req, now, scratch))
+        Ok(self.decide(&req, env, scratch))
     }
 
     /// Parses a request context from JSON bytes (projected as in [`Engine::decide_json`]) and
@@ -442,36 +512,31 @@ impl Engine {
     pub fn evaluate_json(
         &self,
         json: &[u8],
-        now: jiff::Timestamp,
-        trace: bool,
+        env: &Env<'_>,
+        mode: Mode,
     ) -> Result<EvaluationResult, crate::request::RequestError> {
         let req = self.trie.parse(json)?;
-        Ok(self.evaluate(&req, now, trace))
+        Ok(self.evaluate(&req, env, mode))
     }
 
     /// Decides a prepared request without allocating (once `scratch` is warm).
-    pub fn decide_prepared<'s>(
-        &self,
-        req: &PreparedRequest,
-        now: jiff::Timestamp,
-        scratch: &'s mut Scratch,
-    ) -> Outcome<'s> {
-        self.decide_input(&mut PreparedInput(req), now, scratch)
+    pub fn decide_prepared<'s>(&self, req: &PreparedRequest, env: &Env<'_>, scratch: &'s mut Scratch) -> Outcome<'s> {
+        self.decide_input(&mut PreparedInput(req), env, scratch)
     }
 
     /// Decides and builds the full result (with the trace when asked), like the interpreter.
-    pub fn evaluate(&self, req: &Request, now: jiff::Timestamp, trace: bool) -> EvaluationResult {
-        if trace {
-            return self.evaluate_traced(&mut RequestInput::new(req, &self.program.paths), now);
+    pub fn evaluate(&self, req: &Request, env: &Env<'_>, mode: Mode) -> EvaluationResult {
+        if mode.trace {
+            return self.evaluate_traced(&mut RequestInput::new(req, &self.program.paths), env);
         }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => {
-                let outcome = self.decide(req, now, &mut scratch);
+                let outcome = self.decide(req, env, &mut scratch);
                 self.result(&outcome, None)
             }
             Err(_) => {
                 let mut scratch = Scratch::default();
-                let outcome = self.decide(req, now, &mut scratch);
+                let outcome = self.decide(req, env, &mut scratch);
                 self.result(&outcome, None)
             }
         })
@@ -495,22 +560,23 @@ impl Engine {
     fn decide_input<'r, 's, I: Input<'r>>(
         &self,
         input: &mut I,
-        now: jiff::Timestamp,
+        env: &Env<'_>,
         scratch: &'s mut Scratch,
     ) -> Outcome<'s> {
         let p = &self.program;
         scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
-        if let Some(jit) = &self.jit {
+        let jit = self.jit.get();
+        if let Some(jit) = jit {
             input.init_syms(&mut scratch.syms, p.paths.len());
             for &path in jit.native_paths() {
                 self.sym(&mut scratch.syms, input, path);
             }
         }
-        if let (Some(g), _, _) = self.gate(input, now) {
-            return Outcome { bundle: BundleResult::Gate(g), policies: &scratch.results };
+        if let (Some(g), _, _) = self.gate(input, env.now) {
+            return Outcome { bundle: BundleResult::Gate(g), policies: &scratch.results, faults: &scratch.faults };
         }
         for (pi, pol) in p.policies.iter().enumerate() {
-            let by_symbol = if self.jit.is_some() { self.dispatch_syms.get(pi).and_then(Option::as_ref) } else { None };
+            let by_symbol = if jit.is_some() { self.dispatch_syms.get(pi).and_then(Option::as_ref) } else { None };
             let candidates: &[u32] = match (&pol.dispatch, self.dispatch.get(pi).and_then(Option::as_ref)) {
                 // On the JIT the request's symbols are at hand: dispatch on the path's symbol.
                 (Some(d), Some(_)) if let Some(map) = by_symbol => {
@@ -530,18 +596,21 @@ impl Engine {
                 _ => &[],
             };
             let mut result = PolicyResult::Default;
-            if pol.dispatch.is_some() {
-                for &pos in candidates {
-                    let Some(&ri) = pol.order.get(pos as usize) else { continue };
-                    if self.rule_holds(pi, pol, ri, input, scratch, None) {
+            let rules: &mut dyn Iterator<Item = u32> = if pol.dispatch.is_some() {
+                &mut candidates.iter().filter_map(|&pos| pol.order.get(pos as usize).copied())
+            } else {
+                &mut pol.order.iter().copied()
+            };
+            for ri in rules {
+                match self.rule_holds(jit, pol, pi, ri, input, scratch, None) {
+                    Truth::False => {}
+                    Truth::True => {
                         result = PolicyResult::Rule(ri);
                         break;
                     }
-                }
-            } else {
-                for &ri in &pol.order {
-                    if self.rule_holds(pi, pol, ri, input, scratch, None) {
-                        result = PolicyResult::Rule(ri);
+                    Truth::Fault => {
+                        scratch.policy_fault(pi);
+                        result = PolicyResult::Fault(ri);
                         break;
                     }
                 }
@@ -549,7 +618,7 @@ impl Engine {
             scratch.results.push(result);
         }
         let bundle = self.combine(&scratch.results);
-        Outcome { bundle, policies: &scratch.results }
+        Outcome { bundle, policies: &scratch.results, faults: &scratch.faults }
     }
 
     /// A path's symbol in this request's table, resolved (and kept) on first use.
@@ -564,25 +633,33 @@ impl Engine {
         }
     }
 
+    /// Whether a rule's condition holds: on native code when `jit` (the backend the decision
+    /// started on) compiled the rule and no trace is asked, else on the bytecode.
+    #[allow(clippy::too_many_arguments, reason = "the decision's state, passed down without a struct on the hot path")]
     fn rule_holds<'r, I: Input<'r>>(
         &self,
-        pi: usize,
+        jit: Option<&crate::jit::JitCode>,
         pol: &crate::program::PolicyCode,
+        pi: usize,
         ri: u32,
         input: &mut I,
         scratch: &mut Scratch,
-        trace: Option<&mut Vec<AtomTrace>>,
-    ) -> bool {
+        trace: Option<&mut Vec<TraceStep>>,
+    ) -> Truth {
         let Scratch { cache, syms, .. } = scratch;
         // Native code for untraced decisions; a trace runs the same program's bytecode, which
         // records every atom (the two are held equal by the differential tests).
-        if let (Some(jit), None) = (&self.jit, &trace) {
-            let mut host = JitHost { engine: self, input, cache };
-            return jit.holds(pi, ri as usize, &mut host, syms).unwrap_or(false);
+        if let (Some(jit), None) = (jit, &trace) {
+            let Cache { atoms, defs, .. } = cache;
+            let mut host = JitHost { engine: self, input, atoms };
+            // `None`: the rule has no native code (too large to compile): its bytecode runs.
+            if let Some(t) = jit.holds(pi, ri as usize, &mut host, syms, &mut defs.slots, defs.generation) {
+                return t;
+            }
         }
         match pol.rules.get(ri as usize) {
             Some(r) => self.run(r.entry, input, cache, trace),
-            None => false,
+            None => Truth::False,
         }
     }
 
@@ -592,6 +669,7 @@ impl Engine {
         match r {
             PolicyResult::Rule(ri) => pol.rules.get(ri as usize).map(|r| r.effect),
             PolicyResult::Default => pol.default,
+            PolicyResult::Fault(_) => Some(0),
         }
     }
 
@@ -603,67 +681,73 @@ impl Engine {
         }
     }
 
-    /// Runs a condition segment. Definition calls use the scratch's return stack (depth bounded
-    /// by the verifier, so it never grows past `MAX_CALL_DEPTH` entries and, once warm, never
-    /// allocates); jumps only go forward, so every run ends.
+    /// Runs a condition segment (a [`crate::program::segment`]: the verifier guarantees that a
+    /// run from an entry stays inside it). Definition calls use the scratch's return stack
+    /// (depth bounded by the verifier, so it never grows past `MAX_CALL_DEPTH` entries and, once
+    /// warm, never allocates); jumps only go forward, so every run ends. A definition is run
+    /// once per request: later calls read its memo (and a trace shows them as reused).
     fn run<'r, I: Input<'r>>(
         &self,
         entry: u32,
         input: &mut I,
         s: &mut Cache,
-        mut trace: Option<&mut Vec<AtomTrace>>,
-    ) -> bool {
+        mut trace: Option<&mut Vec<TraceStep>>,
+    ) -> Truth {
         let code = &self.program.code;
         let base = s.stack.len();
         let mut pc = entry as usize;
-        let mut f = false;
+        let mut f = Truth::False;
         while let Some((op, next)) = Op::decode(code, pc) {
             pc = next;
             match op {
-                Op::Atom { atom, site } => f = self.atom(atom, site, input, s, trace.as_deref_mut()),
-                Op::True {} => f = true,
-                Op::False {} => f = false,
+                Op::Atom { atom, site } => {
+                    f = self.atom(atom, site, input, &mut s.atoms, trace.as_deref_mut());
+                    if f == Truth::Fault {
+                        break;
+                    }
+                }
+                Op::True {} => f = Truth::True,
+                Op::False {} => f = Truth::False,
                 Op::Not {} => f = !f,
                 Op::JumpIfFalse { target } => {
-                    if !f {
+                    if f == Truth::False {
                         pc = target as usize;
                     }
                 }
                 Op::JumpIfTrue { target } => {
-                    if f {
+                    if f == Truth::True {
                         pc = target as usize;
                     }
                 }
                 Op::Call { def } => {
                     let d = def as usize;
-                    if trace.is_none() && s.def_stamp.get(d) == Some(&s.generation) {
-                        f = s.def_value.get(d).copied().unwrap_or(false);
-                    } else if let (true, Some(&target)) =
+                    if let Some(known) = s.defs.get(d) {
+                        if let (Some(t), Some(code)) = (trace.as_deref_mut(), self.program.defs.get(d)) {
+                            t.push(TraceStep::Let(LetTrace { name: code.name.clone(), result: known == Truth::True }));
+                        }
+                        f = known;
+                    } else if let (true, Some(code)) =
                         (s.stack.len() - base <= MAX_CALL_DEPTH, self.program.defs.get(d))
                     {
                         s.stack.push((u32::try_from(pc).unwrap_or(u32::MAX), def));
-                        pc = target as usize;
+                        pc = code.entry as usize;
                     } else {
-                        s.stack.truncate(base);
-                        return false;
+                        break;
                     }
                 }
                 Op::Ret {} => {
                     if s.stack.len() <= base {
                         return f;
                     }
-                    let Some((ret, def)) = s.stack.pop() else { return false };
-                    if let (Some(st), Some(v)) = (s.def_stamp.get_mut(def as usize), s.def_value.get_mut(def as usize))
-                    {
-                        *st = s.generation;
-                        *v = f;
-                    }
+                    let Some((ret, def)) = s.stack.pop() else { break };
+                    s.defs.set(def as usize, f);
                     pc = ret as usize;
                 }
             }
         }
+        // A fault (or, impossibly for a verified program, code that ends without `Ret`).
         s.stack.truncate(base);
-        false
+        Truth::Fault
     }
 
     fn operand<'a, 'r: 'a, I: Input<'r>>(&'a self, arg: Arg, input: &mut I) -> Option<&'a Value> {
@@ -680,61 +764,56 @@ impl Engine {
         atom: u32,
         site: u32,
         input: &mut I,
-        s: &mut Cache,
-        trace: Option<&mut Vec<AtomTrace>>,
-    ) -> bool {
+        memo: &mut Memo,
+        trace: Option<&mut Vec<TraceStep>>,
+    ) -> Truth {
         let a = atom as usize;
-        let cached = s.atom_stamp.get(a) == Some(&s.generation);
-        if cached && trace.is_none() {
-            s.atom_value.get(a).copied().unwrap_or(false)
-        } else {
-            let Some(def) = self.program.atoms.get(a) else { return false };
-            let l = self.operand(def.lhs, input);
-            let r = self.operand(def.rhs, input);
-            let v = if cached {
-                s.atom_value.get(a).copied().unwrap_or(false)
-            } else {
-                match (def.op, self.sets.get(a).and_then(Option::as_ref), l) {
-                    (AtomOp::In, Some(set), Some(x)) => set_contains(set, x),
-                    (AtomOp::NotIn, Some(set), Some(x)) => !set_contains(set, x),
-                    _ => atom::eval(def.op, l, r, self.regexes.get(a).and_then(Option::as_ref)),
-                }
-            };
-            if let (Some(st), Some(val)) = (s.atom_stamp.get_mut(a), s.atom_value.get_mut(a)) {
-                *st = s.generation;
-                *val = v;
-            }
-            if let (Some(t), Some(site)) = (trace, self.program.sites.get(site as usize)) {
-                let mut read = Vec::new();
-                for (arg, v) in [(def.lhs, l), (def.rhs, r)] {
-                    if let Arg::Path(p) = arg {
-                        read.push(ReadTrace {
-                            path: self.program.path_texts.get(p as usize).cloned().unwrap_or_default(),
-                            value: v.cloned(),
-                            missing: v.is_none(),
-                        });
-                    }
-                }
-                t.push(AtomTrace {
-                    atom: site.text.clone(),
-                    span: site.span,
-                    line: site.line,
-                    column: site.column,
-                    read,
-                    result: v,
-                });
-            }
-            v
+        let cached = memo.get(a);
+        if let (Some(v), None) = (cached, &trace) {
+            return v;
         }
+        let Some(def) = self.program.atoms.get(a) else { return Truth::Fault };
+        let l = self.operand(def.lhs, input);
+        let r = self.operand(def.rhs, input);
+        let v = match cached {
+            Some(v) => v,
+            None => Truth::of(match (def.op, self.sets.get(a).and_then(Option::as_ref), l) {
+                (AtomOp::In, Some(set), Some(x)) => set_contains(set, x),
+                (AtomOp::NotIn, Some(set), Some(x)) => !set_contains(set, x),
+                _ => atom::eval(def.op, l, r, self.regexes.get(a).and_then(Option::as_ref)),
+            }),
+        };
+        memo.set(a, v);
+        if let (Some(t), Some(site)) = (trace, self.program.sites.get(site as usize)) {
+            let mut read = Vec::new();
+            for (arg, v) in [(def.lhs, l), (def.rhs, r)] {
+                if let Arg::Path(p) = arg {
+                    read.push(ReadTrace {
+                        path: self.program.path_texts.get(p as usize).cloned().unwrap_or_default(),
+                        value: v.cloned(),
+                        missing: v.is_none(),
+                    });
+                }
+            }
+            t.push(TraceStep::Atom(AtomTrace {
+                atom: site.text.clone(),
+                span: site.span,
+                line: site.line,
+                column: site.column,
+                read,
+                result: v == Truth::True,
+            }));
+        }
+        v
     }
 
     /// Evaluates with a trace: every rule of every policy in order, no dispatch shortcuts.
-    fn evaluate_traced<'r, I: Input<'r>>(&self, input: &mut I, now: jiff::Timestamp) -> EvaluationResult {
+    fn evaluate_traced<'r, I: Input<'r>>(&self, input: &mut I, env: &Env<'_>) -> EvaluationResult {
         let p = &self.program;
         let mut scratch = Scratch::default();
         scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
         let mut entries = Vec::new();
-        let (gate, window, scope) = self.gate(input, now);
+        let (gate, window, scope) = self.gate(input, env.now);
         if let Some(passed) = window {
             entries.push(TraceEntry::Gate(GateTrace { gate: "effective_window".into(), passed }));
         }
@@ -742,32 +821,42 @@ impl Engine {
             entries.push(TraceEntry::Gate(GateTrace { gate: "card_scope".into(), passed }));
         }
         if let Some(g) = gate {
-            let outcome = Outcome { bundle: BundleResult::Gate(g), policies: &[] };
+            let outcome = Outcome { bundle: BundleResult::Gate(g), policies: &[], faults: &[] };
             return self.result(&outcome, Some(entries));
         }
-        let mut results = Vec::with_capacity(p.policies.len());
         for (pi, pol) in p.policies.iter().enumerate() {
             let mut rules = Vec::new();
             let mut result = PolicyResult::Default;
             for &ri in &pol.order {
-                let mut atoms = Vec::new();
-                let held = self.rule_holds(pi, pol, ri, input, &mut scratch, Some(&mut atoms));
+                let mut steps = Vec::new();
+                let held = self.rule_holds(None, pol, pi, ri, input, &mut scratch, Some(&mut steps));
+                let error = (held == Truth::Fault)
+                    .then(|| scratch.fault.clone().unwrap_or_else(|| policy::PANIC_FAULT.to_owned()));
                 rules.push(RuleTrace {
                     rule: pol.rules.get(ri as usize).map(|r| r.id.clone()).unwrap_or_default(),
-                    held,
-                    atoms,
+                    held: held == Truth::True,
+                    error,
+                    atoms: steps,
                 });
-                if held {
-                    result = PolicyResult::Rule(ri);
-                    break;
+                match held {
+                    Truth::False => {}
+                    Truth::True => {
+                        result = PolicyResult::Rule(ri);
+                        break;
+                    }
+                    Truth::Fault => {
+                        scratch.policy_fault(pi);
+                        result = PolicyResult::Fault(ri);
+                        break;
+                    }
                 }
             }
-            results.push(result);
-            let kind = self.kind(results.len() - 1, result).to_owned();
+            scratch.results.push(result);
+            let kind = self.kind(pi, result).to_owned();
             entries.push(TraceEntry::Policy(PolicyTrace { policy: pol.id.clone(), rules, decision: kind }));
         }
-        let bundle = self.combine(&results);
-        self.result(&Outcome { bundle, policies: &results }, Some(entries))
+        let bundle = self.combine(&scratch.results);
+        self.result(&Outcome { bundle, policies: &scratch.results, faults: &scratch.faults }, Some(entries))
     }
 
     /// The effect name (or `not_applicable`) of a policy result.
@@ -775,28 +864,54 @@ impl Engine {
         self.effect_of(pi, r).and_then(|e| self.program.effects.get(e as usize)).map_or(NOT_APPLICABLE, String::as_str)
     }
 
-    fn policy_decision(&self, pi: usize, r: PolicyResult) -> Decision {
-        let Some(pol) = self.program.policies.get(pi) else { return Decision::bare(NOT_APPLICABLE, "") };
-        match r {
-            PolicyResult::Rule(ri) => {
-                let rule = pol.rules.get(ri as usize);
-                Decision {
-                    kind: self.kind(pi, r).to_owned(),
-                    matched_policy_id: Some(pol.id.clone()),
-                    matched_rule_id: rule.map(|r| r.id.clone()),
-                    reason: rule.map(|r| r.reason.clone()).unwrap_or_default(),
-                    codes: rule.map(|r| r.codes.clone()).unwrap_or_default(),
-                    obligations: rule.map(|r| r.obligations.clone()).unwrap_or_default(),
-                }
+    /// A policy's decision, borrowed from the engine's tables (and the outcome's fault texts).
+    pub fn policy_ref<'a>(&'a self, pi: usize, r: PolicyResult, faults: &'a [(u32, String)]) -> DecisionRef<'a> {
+        let pol = self.program.policies.get(pi);
+        let rule = |ri: u32| pol.and_then(|p| p.rules.get(ri as usize));
+        let (rule_id, reason) = match r {
+            PolicyResult::Rule(ri) => (rule(ri).map(|r| r.id.as_str()), rule(ri).map_or("", |r| r.reason.as_str())),
+            PolicyResult::Default => (None, pol.map_or("", |p| p.default_reason.as_str())),
+            PolicyResult::Fault(ri) => (
+                rule(ri).map(|r| r.id.as_str()),
+                faults.iter().find(|(p, _)| *p as usize == pi).map_or(policy::PANIC_FAULT, |(_, m)| m.as_str()),
+            ),
+        };
+        DecisionRef { kind: self.kind(pi, r), policy_id: pol.map(|p| p.id.as_str()), rule_id, reason }
+    }
+
+    /// The bundle's decision of an outcome, borrowed (no allocation): what a service that needs
+    /// only the kind, the deciding rule and the reason reads.
+    pub fn decision_ref<'a>(&'a self, outcome: &Outcome<'a>) -> DecisionRef<'a> {
+        match outcome.bundle {
+            BundleResult::Policy(i) => {
+                let r = outcome.policies.get(i).copied().unwrap_or(PolicyResult::Default);
+                self.policy_ref(i, r, outcome.faults)
             }
-            PolicyResult::Default => Decision {
-                kind: self.kind(pi, r).to_owned(),
-                matched_policy_id: Some(pol.id.clone()),
-                matched_rule_id: None,
-                reason: pol.default_reason.clone(),
-                codes: Vec::new(),
-                obligations: Map::new(),
+            BundleResult::Gate(g) => DecisionRef {
+                kind: self.program.effects.first().map_or("deny", String::as_str),
+                policy_id: None,
+                rule_id: None,
+                reason: g.reason(),
             },
+            BundleResult::NotApplicable => {
+                DecisionRef { kind: NOT_APPLICABLE, policy_id: None, rule_id: None, reason: policy::NO_POLICY_APPLIED }
+            }
+        }
+    }
+
+    fn policy_decision(&self, pi: usize, r: PolicyResult, faults: &[(u32, String)]) -> Decision {
+        let d = self.policy_ref(pi, r, faults);
+        let rule = match r {
+            PolicyResult::Rule(ri) => self.program.policies.get(pi).and_then(|p| p.rules.get(ri as usize)),
+            PolicyResult::Default | PolicyResult::Fault(_) => None,
+        };
+        Decision {
+            kind: d.kind.to_owned(),
+            matched_policy_id: d.policy_id.map(str::to_owned),
+            matched_rule_id: d.rule_id.map(str::to_owned),
+            reason: d.reason.to_owned(),
+            codes: rule.map(|r| r.codes.clone()).unwrap_or_default(),
+            obligations: rule.map(|r| r.obligations.clone()).unwrap_or_default(),
         }
     }
 
@@ -804,7 +919,7 @@ impl Engine {
     pub fn result(&self, outcome: &Outcome<'_>, trace: Option<Vec<TraceEntry>>) -> EvaluationResult {
         let p = &self.program;
         let policy_decisions: Vec<Decision> =
-            outcome.policies.iter().enumerate().map(|(i, r)| self.policy_decision(i, *r)).collect();
+            outcome.policies.iter().enumerate().map(|(i, r)| self.policy_decision(i, *r, outcome.faults)).collect();
         let decision = match outcome.bundle {
             BundleResult::Gate(g) => Decision::bare(p.effects.first().map_or("deny", String::as_str), g.reason()),
             BundleResult::NotApplicable => Decision::bare(NOT_APPLICABLE, policy::NO_POLICY_APPLIED),

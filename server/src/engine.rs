@@ -9,6 +9,7 @@
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::ir;
 use verdict_runtime::decision::EvaluationResult;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 use verdict_runtime::signature::{Signer, TrustedKeys};
 use verdict_runtime::{artifact, vm};
@@ -151,11 +152,11 @@ impl Engine {
         })
     }
 
-    /// Evaluates one request at `now`; with `trace`, records every step.
-    pub fn evaluate(&self, req: &Request, now: jiff::Timestamp, trace: bool) -> EvaluationResult {
+    /// Evaluates one request in its environment.
+    pub fn evaluate(&self, req: &Request, env: &Env<'_>, mode: Mode) -> EvaluationResult {
         match self {
-            Engine::Native { engine, .. } => engine.evaluate(req, now, trace),
-            Engine::Interp(c) => c.borrow_dependent().evaluate(req, now, trace),
+            Engine::Native { engine, .. } => engine.evaluate(req, env, mode),
+            Engine::Interp(c) => c.borrow_dependent().evaluate(req, env, mode),
         }
     }
 }

@@ -23,6 +23,7 @@ use std::time::Instant;
 use verdict_compiler::SourceKind;
 use verdict_compiler::card::{self, CardOptions, POSITIVE_STATUSES};
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request as Context;
 use verdict_runtime::signature::{self, TrustedKeys};
 
@@ -250,7 +251,7 @@ async fn compile(name: &str, text: String, kind: SourceKind, origin: Origin) -> 
     let job = tokio::task::spawn_blocking(move || {
         let file = SourceFile::new(name, text);
         let digest = signature::digest(file.text.as_bytes());
-        let compiled = verdict_compiler::compile_as(&file, kind);
+        let compiled = verdict_compiler::compile_for_use_as(&file, kind);
         match compiled.bundle {
             Some(b) if !compiled.has_errors() => {
                 let engine = Engine::new(b).map_err(ApiError::invalid_request)?;
@@ -572,7 +573,7 @@ async fn decide(
             req.data.insert("conditions_satisfied".into(), Value::Object(satisfied));
         }
     }
-    let result = engine.evaluate(&req, now, trace);
+    let result = engine.evaluate(&req, &Env::at(now), Mode::traced(trace));
     let out = serde_json::to_vec(&result).map_err(|_| ApiError::new(500, "cannot serialize the decision"))?;
     st.metrics.observe(&result.decision.kind, started.elapsed());
     let d = &result.decision;

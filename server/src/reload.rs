@@ -70,7 +70,7 @@ pub fn compile_file(path: &Path, bytes: Vec<u8>, keys: &TrustedKeys) -> Result<L
     let text =
         String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
     let file = SourceFile::new(path.display().to_string(), text);
-    let compiled = verdict_compiler::compile(&file);
+    let compiled = verdict_compiler::compile_for_use(&file);
     let bundle = match compiled.bundle {
         Some(b) if !compiled.has_errors() => b,
         _ => return Err(describe_errors(&file, &compiled.diagnostics)),

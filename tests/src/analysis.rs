@@ -16,6 +16,7 @@ use verdict_compiler::diagnostic::{Code, Diagnostic};
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::ir::{Bundle, MatchMode, Policy};
 use verdict_runtime::decision::{EvaluationResult, NOT_APPLICABLE};
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 
 /// A moment inside the bundle's effective window (its start, else just before its end).
@@ -33,7 +34,7 @@ pub fn inside_window(b: &Bundle) -> jiff::Timestamp {
 pub fn eval(b: &Bundle, req: &Value) -> Result<EvaluationResult, String> {
     let interp = Interpreter::new(b).map_err(|e| e.to_string())?;
     let r = Request::from_value(req.clone()).map_err(|e| format!("witness is not a valid request: {e}"))?;
-    Ok(interp.evaluate(&r, inside_window(b), false))
+    Ok(interp.evaluate(&r, &Env::at(inside_window(b)), Mode::PLAIN))
 }
 
 /// Whether one rule's condition holds on a request: a bundle with that rule alone, no gates,
@@ -403,7 +404,7 @@ pub fn check_universal(b: &Bundle, diags: &[Diagnostic], n: usize, seed: u64) ->
     }
     for req in random_requests(b, n, seed) {
         let r = Request::from_value(req.clone()).map_err(|e| format!("generated a bad request {req}: {e}"))?;
-        let res = interp.evaluate(&r, now, false);
+        let res = interp.evaluate(&r, &Env::at(now), Mode::PLAIN);
         for ((what, c), other) in claims.iter().zip(&others) {
             let broken = match c {
                 Claim::NeverDecides(p, i) => matched(&res, b, *p, *i),
@@ -411,14 +412,14 @@ pub fn check_universal(b: &Bundle, diags: &[Diagnostic], n: usize, seed: u64) ->
                 Claim::Redundant(p, i, _) => {
                     matched(&res, b, *p, *i)
                         && other.as_ref().is_some_and(|o| {
-                            let alt = o.evaluate(&r, now, false);
+                            let alt = o.evaluate(&r, &Env::at(now), Mode::PLAIN);
                             alt.policy_decisions.get(*p).map(|d| &d.kind)
                                 != res.policy_decisions.get(*p).map(|d| &d.kind)
                         })
                 }
-                Claim::NeverHolds(_) => {
-                    other.as_ref().is_some_and(|o| o.evaluate(&r, now, false).decision.kind != NOT_APPLICABLE)
-                }
+                Claim::NeverHolds(_) => other
+                    .as_ref()
+                    .is_some_and(|o| o.evaluate(&r, &Env::at(now), Mode::PLAIN).decision.kind != NOT_APPLICABLE),
             };
             if broken {
                 return Err(format!("{what}: contradicted by {req}"));
@@ -456,7 +457,7 @@ pub fn check_equivalent(old: &Bundle, new: &Bundle, n: usize, seed: u64) -> Resu
     reqs.extend(random_requests(new, n - n / 2, seed ^ 0x5555));
     for req in reqs {
         let r = Request::from_value(req.clone()).map_err(|e| e.to_string())?;
-        let (a, b) = (io.evaluate(&r, to, false), in_.evaluate(&r, tn, false));
+        let (a, b) = (io.evaluate(&r, &Env::at(to), Mode::PLAIN), in_.evaluate(&r, &Env::at(tn), Mode::PLAIN));
         if a.decision.kind != b.decision.kind {
             return Err(format!("claimed equivalent, but {req} gives {} then {}", a.decision.kind, b.decision.kind));
         }

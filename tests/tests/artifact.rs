@@ -6,7 +6,7 @@
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::artifact::{self, ArtifactError, FORMAT_VERSION, MAGIC};
 use verdict_runtime::bytecode::Op;
-use verdict_runtime::program::{Program, VerifyError};
+use verdict_runtime::program::{DefCode, Program, VerifyError};
 use verdict_runtime::vm::{Backend, Engine};
 
 /// The example bundles (one per folder), compiled to programs.
@@ -121,7 +121,7 @@ fn the_verifier_refuses_broken_programs_even_with_a_valid_checksum() {
     }
     cases.push(("order not a permutation", p));
     let mut p = good.clone();
-    p.defs = vec![0];
+    p.defs = vec![DefCode { name: "d".into(), entry: 0 }];
     let mut code = Vec::new();
     Op::Call { def: 0 }.encode(&mut code);
     Op::Ret {}.encode(&mut code);
@@ -152,7 +152,7 @@ fn self_call_behind_a_jump() -> Program {
     Op::Call { def: 0 }.encode(&mut code);
     Op::Ret {}.encode(&mut code);
     p.code = code;
-    p.defs = vec![0];
+    p.defs = vec![DefCode { name: "d".into(), entry: 0 }];
     p.policies.truncate(1);
     let pol = &mut p.policies[0];
     pol.rules.truncate(1);

@@ -544,7 +544,7 @@ impl Domain {
                         patterns.push(Pattern::Regex(s.clone()));
                     }
                 }
-                (O::Matches, false) | (O::Exists | O::Missing, _) => {}
+                (O::Matches, false) | (O::Exists | O::Missing | O::Holds, _) => {}
             }
         }
         let points = numbers::sorted_points(points);
