@@ -330,16 +330,22 @@ pub fn parse_signing_key(text: &str) -> Result<SigningKey, KeyError> {
 // ---- errors --------------------------------------------------------------------------------
 
 /// Why an artifact was refused under trusted keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrustError {
     /// Trusted keys are configured and the artifact carries no signature.
+    #[error(
+        "artifact is not signed, and trusted keys are configured: only artifacts signed by a trusted key load (sign with `verdict compile --sign KEY`)"
+    )]
     Unsigned(UnsignedError),
     /// The signature names a key that is not trusted.
+    #[error("artifact is signed by key `{}`, which is not a trusted key", .0.key_id)]
     UntrustedKey(UntrustedKeyError),
     /// The signature names a trusted key but does not verify over the bytes.
+    #[error("artifact signature by key `{}` does not verify: the artifact was changed after it was signed", .0.key_id)]
     BadSignature(BadSignatureError),
     /// The signature is fine (or not checked) and the artifact itself is refused.
-    Artifact(ArtifactError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,46 +361,23 @@ pub struct BadSignatureError {
     pub key_id: KeyId,
 }
 
-impl fmt::Display for TrustError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TrustError::Unsigned(_) => write!(
-                f,
-                "artifact is not signed, and trusted keys are configured: only artifacts signed by a trusted key load (sign with `verdict compile --sign KEY`)"
-            ),
-            TrustError::UntrustedKey(e) => {
-                write!(f, "artifact is signed by key `{}`, which is not a trusted key", e.key_id)
-            }
-            TrustError::BadSignature(e) => write!(
-                f,
-                "artifact signature by key `{}` does not verify: the artifact was changed after it was signed",
-                e.key_id
-            ),
-            TrustError::Artifact(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for TrustError {}
-
-impl From<ArtifactError> for TrustError {
-    fn from(e: ArtifactError) -> TrustError {
-        TrustError::Artifact(e)
-    }
-}
-
-/// Why key text was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why key text was refused. Messages never quote key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// No key in the text.
+    #[error("no key found (expected a PEM block or a base64 32-byte key)")]
     NoKey(NoKeyError),
     /// A signing key file holds more than one key.
+    #[error("expected one signing key, found {}", .0.found)]
     SeveralKeys(SeveralKeysError),
     /// A PEM block that is not an Ed25519 key of the expected kind.
+    #[error("PEM key refused: {}", .0.reason)]
     Pem(PemKeyError),
     /// A token that is not the base64 of 32 bytes.
+    #[error("expected {} as a PEM block or the base64 of 32 bytes", .0.what)]
     Encoding(EncodingError),
     /// A public key of small order (it would accept forged signatures).
+    #[error("public key refused: not a valid Ed25519 key of full order")]
     Weak(WeakKeyError),
 }
 
@@ -419,24 +402,12 @@ pub struct EncodingError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeakKeyError;
 
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyError::NoKey(_) => write!(f, "no key found (expected a PEM block or a base64 32-byte key)"),
-            KeyError::SeveralKeys(e) => write!(f, "expected one signing key, found {}", e.found),
-            KeyError::Pem(e) => write!(f, "PEM key refused: {}", e.reason),
-            KeyError::Encoding(e) => write!(f, "expected {} as a PEM block or the base64 of 32 bytes", e.what),
-            KeyError::Weak(_) => write!(f, "public key refused: not a valid Ed25519 key of full order"),
-        }
-    }
-}
-
-impl std::error::Error for KeyError {}
-
 /// Why bytes could not be signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignError {
+    #[error("only artifacts can be signed (bad magic number)")]
     NotAnArtifact(NotAnArtifactError),
+    #[error("the artifact is already signed")]
     AlreadySigned(AlreadySignedError),
 }
 
@@ -445,17 +416,6 @@ pub struct NotAnArtifactError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlreadySignedError;
-
-impl fmt::Display for SignError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SignError::NotAnArtifact(_) => write!(f, "only artifacts can be signed (bad magic number)"),
-            SignError::AlreadySigned(_) => write!(f, "the artifact is already signed"),
-        }
-    }
-}
-
-impl std::error::Error for SignError {}
 
 #[cfg(test)]
 mod tests {

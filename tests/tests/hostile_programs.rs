@@ -39,7 +39,7 @@ fn admin_and_other() -> Vec<Request> {
 
 #[test]
 fn generated_hostile_programs_are_refused_or_decided_alike() {
-    let cases: u32 = std::env::var("VERDICT_HOSTILE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let cases: u32 = std::env::var("VERDICT_HOSTILE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let mut runner = TestRunner::new(Config { cases, max_shrink_iters: 0, ..Config::default() });
     let (refused, decided) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let result = runner.run(&proptest::collection::vec(any::<u8>(), 0..2048), |bytes| {

@@ -11,6 +11,7 @@ use ed25519_dalek::SigningKey;
 use sha2::Digest;
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::artifact;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::program::Program;
 use verdict_runtime::request::Request;
 use verdict_runtime::signature::{self, KeyId, Signer, TRAILER_LEN, TrustError, TrustedKeys};
@@ -45,7 +46,7 @@ fn student_update() -> Request {
 
 fn decide(program: Program, req: &Request) -> String {
     let engine = Engine::new(program).unwrap();
-    engine.evaluate(req, jiff::Timestamp::UNIX_EPOCH, false).decision.kind
+    engine.evaluate(req, &Env::at(jiff::Timestamp::UNIX_EPOCH), Mode::PLAIN).decision.kind
 }
 
 /// Recomputes the checksum of the artifact inside signed bytes, so only the signature is wrong.
