@@ -40,7 +40,7 @@ fn operand_ast(o: Operand, paths: &[Vec<String>], consts: &[Value]) -> ast::Oper
     match o {
         Operand::Path(p) => ast::Operand::Path(path_ast(paths.get(p.index()).map_or(&[][..], Vec::as_slice))),
         Operand::Const(c) => ast::Operand::Lit(value_lit(consts.get(c.index()).unwrap_or(&Value::Null))),
-        Operand::None => ast::Operand::Lit(lit(LitKind::Null)),
+        Operand::Term(_) | Operand::None => ast::Operand::Lit(lit(LitKind::Null)),
     }
 }
 

@@ -395,6 +395,12 @@ impl Lower<'_> {
             conds: std::mem::take(&mut self.conds),
             defs: std::mem::take(&mut self.defs),
             policies,
+            terms: Vec::new(),
+            externs: Vec::new(),
+            states: Vec::new(),
+            timezone: None,
+            hold_ttl: None,
+            required: Vec::new(),
         })
     }
 
@@ -746,6 +752,7 @@ impl Lower<'_> {
             obligations,
             priority,
             tags,
+            template: None,
         })
     }
 
@@ -1120,7 +1127,7 @@ impl Lower<'_> {
                         _ => None,
                     }
                 }
-                Operand::None => None,
+                Operand::Term(_) | Operand::None => None,
             }
         };
         let (l, r) = (ty_of(self, lhs), ty_of(self, rhs));

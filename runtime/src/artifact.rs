@@ -17,11 +17,16 @@
 //! Format versions: 1, the first; 2, the card scope carries the card's condition ids (so a
 //! service that loads an artifact knows which conditions it must supply from assertions).
 
-use crate::program::{Arg, AtomDef, CardScope, DefCode, Dispatch, Instant, PolicyCode, Program, RuleCode, Site};
+use crate::program::{
+    Arg, AtomDef, CardScope, DefCode, Dispatch, ExternCode, Instant, Piece, PolicyCode, Program, RuleCode, SeriesCode,
+    Site, TermCode,
+};
+use crate::value::Type;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use verdict_vocab::AtomOp;
+use verdict_vocab::{Arith, Func, NowField, TypeName, Window};
 
 pub const MAGIC: [u8; 8] = *b"\x7fVERDICT";
 pub const FORMAT_VERSION: u32 = 3;
@@ -123,6 +128,79 @@ impl Writer {
                 self.u8(2);
                 self.u32(c);
             }
+            Arg::Term(t) => {
+                self.u8(3);
+                self.u32(t);
+            }
+        }
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    /// A type: its heads from the outside in (`list`, `list`, …, then a non-list head).
+    fn ty(&mut self, t: &Type) {
+        let mut t = t;
+        while let Type::List(inner) = t {
+            self.u8(TypeName::List.code());
+            t = inner;
+        }
+        self.u8(t.head().code());
+    }
+    fn template(&mut self, pieces: Option<&Vec<Piece>>) {
+        let Some(pieces) = pieces else {
+            self.u8(0);
+            return;
+        };
+        self.u8(1);
+        self.len(pieces.len());
+        for p in pieces {
+            match p {
+                Piece::Text(s) => {
+                    self.u8(0);
+                    self.str(s);
+                }
+                Piece::Term { arg, decimals } => {
+                    self.u8(1);
+                    self.arg(*arg);
+                    match decimals {
+                        None => self.u8(0xff),
+                        Some(d) => self.u8(*d),
+                    }
+                }
+            }
+        }
+    }
+    fn term(&mut self, t: &TermCode) {
+        match t {
+            TermCode::Arith { op, lhs, rhs } => {
+                self.u8(1);
+                self.u8(op.code());
+                self.arg(*lhs);
+                self.arg(*rhs);
+            }
+            TermCode::Func { func, arg } => {
+                self.u8(2);
+                self.u8(func.code());
+                self.arg(*arg);
+            }
+            TermCode::Now { field } => {
+                self.u8(3);
+                self.u8(field.code());
+            }
+            TermCode::State { series, window, seconds } => {
+                self.u8(4);
+                self.u32(*series);
+                self.u8(window.code());
+                self.u32(*seconds);
+            }
+            TermCode::Extern { ext, args } => {
+                self.u8(5);
+                self.u32(*ext);
+                self.len(args.len());
+                for a in args {
+                    self.arg(*a);
+                }
+            }
         }
     }
     fn instant(&mut self, i: &Option<Instant>) {
@@ -212,6 +290,7 @@ fn write_body(w: &mut Writer, p: &Program) {
             w.str(&r.reason);
             w.strs(&r.codes);
             w.json(&Value::Object(r.obligations.clone()));
+            w.template(r.template.as_ref());
         }
         w.u32s(&pol.order);
         match &pol.dispatch {
@@ -228,6 +307,36 @@ fn write_body(w: &mut Writer, p: &Program) {
             }
         }
     }
+    w.len(p.terms.len());
+    for t in &p.terms {
+        w.term(t);
+    }
+    w.strs(&p.term_texts);
+    w.len(p.externs.len());
+    for e in &p.externs {
+        w.str(&e.name);
+        w.len(e.params.len());
+        for t in &e.params {
+            w.ty(t);
+        }
+        w.ty(&e.returns);
+    }
+    w.len(p.series.len());
+    for s in &p.series {
+        w.str(&s.name);
+        w.arg(s.add);
+        w.u32s(&s.key);
+        w.u32s(&s.on);
+        w.u8(u8::from(s.hold));
+    }
+    w.str(&p.timezone);
+    w.u64(p.hold_ttl);
+    w.len(p.schema.len());
+    for (path, t) in &p.schema {
+        w.u32(*path);
+        w.ty(t);
+    }
+    w.u32s(&p.required);
 }
 
 // ---- reading -------------------------------------------------------------------------------
@@ -303,8 +412,82 @@ impl<'b> Reader<'b> {
             0 => Ok(Arg::None),
             1 => Ok(Arg::Path(v)),
             2 => Ok(Arg::Const(v)),
+            3 => Ok(Arg::Term(v)),
             t => Err(self.malformed(format!("bad operand tag {t}"))),
         }
+    }
+    fn u64(&mut self) -> Result<u64, ArtifactError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().map_err(|_| self.malformed("u64"))?))
+    }
+    /// A type, read without recursion: list heads are counted (at most the nesting limit),
+    /// then the element head closes them.
+    fn ty(&mut self) -> Result<Type, ArtifactError> {
+        let mut lists = 0usize;
+        loop {
+            let code = self.u8()?;
+            let head = TypeName::from_code(code).ok_or_else(|| self.malformed(format!("unknown type {code}")))?;
+            if head == TypeName::List {
+                lists += 1;
+                if lists > crate::program::MAX_TERM_DEPTH {
+                    return Err(self.malformed("a type nested too deeply"));
+                }
+                continue;
+            }
+            let mut t = match head {
+                TypeName::String => Type::String,
+                TypeName::Number => Type::Number,
+                TypeName::Bool => Type::Bool,
+                TypeName::Object => Type::Object,
+                TypeName::Any | TypeName::List => Type::Any,
+            };
+            for _ in 0..lists {
+                t = Type::List(Box::new(t));
+            }
+            return Ok(t);
+        }
+    }
+    fn code<T>(&mut self, what: &str, from: impl Fn(u8) -> Option<T>) -> Result<T, ArtifactError> {
+        let c = self.u8()?;
+        from(c).ok_or_else(|| self.malformed(format!("unknown {what} {c}")))
+    }
+    fn template(&mut self) -> Result<Option<Vec<Piece>>, ArtifactError> {
+        if !self.flag()? {
+            return Ok(None);
+        }
+        let n = self.count(2)?;
+        let mut pieces = Vec::with_capacity(n);
+        for _ in 0..n {
+            pieces.push(match self.u8()? {
+                0 => Piece::Text(self.str()?),
+                1 => {
+                    let arg = self.arg()?;
+                    let d = self.u8()?;
+                    Piece::Term { arg, decimals: (d != 0xff).then_some(d) }
+                }
+                t => return Err(self.malformed(format!("bad template piece {t}"))),
+            });
+        }
+        Ok(Some(pieces))
+    }
+    fn term(&mut self) -> Result<TermCode, ArtifactError> {
+        Ok(match self.u8()? {
+            1 => TermCode::Arith { op: self.code("operator", Arith::from_code)?, lhs: self.arg()?, rhs: self.arg()? },
+            2 => TermCode::Func { func: self.code("function", Func::from_code)?, arg: self.arg()? },
+            3 => TermCode::Now { field: self.code("time field", NowField::from_code)? },
+            4 => TermCode::State {
+                series: self.u32()?,
+                window: self.code("window", Window::from_code)?,
+                seconds: self.u32()?,
+            },
+            5 => {
+                let ext = self.u32()?;
+                let n = self.count(5)?;
+                let args = (0..n).map(|_| self.arg()).collect::<Result<Vec<_>, _>>()?;
+                TermCode::Extern { ext, args }
+            }
+            t => return Err(self.malformed(format!("bad term tag {t}"))),
+        })
     }
     fn instant(&mut self) -> Result<Option<Instant>, ArtifactError> {
         if !self.flag()? {
@@ -410,7 +593,8 @@ fn read_body(r: &mut Reader<'_>) -> Result<Program, ArtifactError> {
                 Value::Object(m) => m,
                 _ => return Err(r.malformed("obligations are not an object")),
             };
-            rules.push(RuleCode { id, effect, entry, reason, codes, obligations });
+            let template = r.template()?;
+            rules.push(RuleCode { id, effect, entry, reason, template, codes, obligations });
         }
         let order = r.u32s()?;
         let dispatch = if r.flag()? {
@@ -426,7 +610,39 @@ fn read_body(r: &mut Reader<'_>) -> Result<Program, ArtifactError> {
         };
         policies.push(PolicyCode { id, default, default_reason, rules, order, dispatch });
     }
+    let n = r.count(2)?;
+    let terms = (0..n).map(|_| r.term()).collect::<Result<Vec<_>, _>>()?;
+    let term_texts = r.strs()?;
+    let n = r.count(9)?;
+    let mut externs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.str()?;
+        let np = r.count(1)?;
+        let params = (0..np).map(|_| r.ty()).collect::<Result<Vec<_>, _>>()?;
+        externs.push(ExternCode { name, params, returns: r.ty()? });
+    }
+    let n = r.count(18)?;
+    let mut series = Vec::with_capacity(n);
+    for _ in 0..n {
+        series.push(SeriesCode { name: r.str()?, add: r.arg()?, key: r.u32s()?, on: r.u32s()?, hold: r.flag()? });
+    }
+    let timezone = r.str()?;
+    let hold_ttl = r.u64()?;
+    let n = r.count(5)?;
+    let mut schema = Vec::with_capacity(n);
+    for _ in 0..n {
+        schema.push((r.u32()?, r.ty()?));
+    }
+    let required = r.u32s()?;
     Ok(Program {
+        terms,
+        term_texts,
+        externs,
+        series,
+        timezone,
+        hold_ttl,
+        schema,
+        required,
         bundle_id,
         version,
         fingerprint,
@@ -461,8 +677,12 @@ pub fn disassemble(p: &Program) -> String {
     let arg = |a: Arg| match a {
         Arg::Path(x) => format!("p{x}"),
         Arg::Const(x) => format!("c{x}"),
+        Arg::Term(x) => format!("t{x}"),
         Arg::None => "-".into(),
     };
+    for (i, t) in p.term_texts.iter().enumerate() {
+        let _ = writeln!(out, "term t{i} = {t}");
+    }
     for (i, a) in p.atoms.iter().enumerate() {
         let _ = writeln!(out, "atom a{i} = {} {} {}", a.op.yaml_kind(), arg(a.lhs), arg(a.rhs));
     }

@@ -24,5 +24,6 @@ pub mod request;
 pub mod signature;
 pub mod state;
 pub mod symbols;
+pub mod term;
 pub mod value;
 pub mod vm;

@@ -6,25 +6,9 @@
 //! - With a float operand the operation is IEEE-754 on the two values as `f64`.
 //! - `/` always gives a float; division by zero and non-finite results are undefined (`None`).
 
+use crate::value::{Num, widen};
 use serde_json::Number;
 use verdict_vocab::Arith;
-
-/// A number as an exact integer or a float.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Num {
-    Int(i128),
-    Float(f64),
-}
-
-fn num(n: &Number) -> Num {
-    if let Some(i) = n.as_i64() {
-        return Num::Int(i128::from(i));
-    }
-    if let Some(u) = n.as_u64() {
-        return Num::Int(i128::from(u));
-    }
-    Num::Float(n.as_f64().unwrap_or(f64::NAN))
-}
 
 /// The `f64` nearest an exact integer (what Python's `float(int)` gives).
 fn float_of(i: i128) -> f64 {
@@ -53,7 +37,7 @@ fn float_result(f: f64) -> Option<Number> {
 
 /// `a op b` for the binary operators; `None` when undefined.
 pub fn binary(op: Arith, a: &Number, b: &Number) -> Option<Number> {
-    let (x, y) = (num(a), num(b));
+    let (x, y) = (widen(a), widen(b));
     match (op, x, y) {
         (Arith::Div, _, _) => {
             let d = as_f64(y);
@@ -79,7 +63,7 @@ pub fn binary(op: Arith, a: &Number, b: &Number) -> Option<Number> {
 
 /// `-a`.
 pub fn neg(a: &Number) -> Option<Number> {
-    match num(a) {
+    match widen(a) {
         Num::Int(i) => int_result(-i),
         Num::Float(f) => float_result(-f),
     }
@@ -87,7 +71,7 @@ pub fn neg(a: &Number) -> Option<Number> {
 
 /// `abs(a)`.
 pub fn abs(a: &Number) -> Option<Number> {
-    match num(a) {
+    match widen(a) {
         Num::Int(i) => int_result(i.abs()),
         Num::Float(f) => float_result(f.abs()),
     }

@@ -110,6 +110,10 @@ pub fn default_reason(effect: Option<&str>) -> String {
     format!("no rule matched; policy default_effect={}", repr(effect.unwrap_or("none")))
 }
 
+/// The start of the reason of a request the run-time schema gate refuses (LANGUAGE.md §3),
+/// followed by the path and what was wrong.
+pub const SCHEMA_REASON: &str = "request does not match the schema: ";
+
 /// The reason when no policy applied.
 pub const NO_POLICY_APPLIED: &str = "no policy applied";
 

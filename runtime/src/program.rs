@@ -2,15 +2,83 @@
 //! it, the artifact format stores it, and [`Program::verify`] checks it before anything runs.
 
 use crate::bytecode::{Op, Operand, decode_all};
+use crate::value::Type;
 use serde_json::{Map, Value};
-use verdict_vocab::AtomOp;
+use verdict_vocab::{Arith, AtomOp, Func, NowField, Window};
 
-/// An atom's operand.
+/// An operand: a request path, a constant, a term of the term table, or nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Arg {
     Path(u32),
     Const(u32),
+    /// A term ([`TermCode`]) by its index in [`Program::terms`].
+    Term(u32),
     None,
+}
+
+/// A term (LANGUAGE.md §5.1–5.3). A term's operands refer only to earlier terms of the table, so
+/// the table is acyclic and every evaluation ends.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TermCode {
+    /// `lhs op rhs`; unary minus has `rhs == Arg::None`.
+    Arith {
+        op: Arith,
+        lhs: Arg,
+        rhs: Arg,
+    },
+    Func {
+        func: Func,
+        arg: Arg,
+    },
+    /// A field of the evaluation time in the bundle's timezone.
+    Now {
+        field: NowField,
+    },
+    /// A read of a state series in a window (`seconds` is the sliding window's length for
+    /// `Window::Last`, else 0).
+    State {
+        series: u32,
+        window: Window,
+        seconds: u32,
+    },
+    /// A call of an extern by its index in [`Program::externs`].
+    Extern {
+        ext: u32,
+        args: Vec<Arg>,
+    },
+}
+
+/// An extern declaration: its name and signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternCode {
+    pub name: String,
+    pub params: Vec<Type>,
+    pub returns: Type,
+}
+
+/// A state series declaration (LANGUAGE.md §5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesCode {
+    pub name: String,
+    /// What one decision adds.
+    pub add: Arg,
+    /// The paths whose values select the series.
+    pub key: Vec<u32>,
+    /// The bundle decision kinds (effect indices) that update it.
+    pub on: Vec<u32>,
+    /// `apply: commit` (a hold until committed) rather than `apply: decision`.
+    pub hold: bool,
+}
+
+/// A piece of a reason template (LANGUAGE.md §5.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    /// `{term}` or `{term:.Nf}`.
+    Term {
+        arg: Arg,
+        decimals: Option<u8>,
+    },
 }
 
 /// A distinct atom: evaluated at most once per request, whichever rules share it.
@@ -65,8 +133,10 @@ pub struct RuleCode {
     pub effect: u32,
     /// Code offset of the condition segment.
     pub entry: u32,
-    /// The reason text (precomputed by the compiler).
+    /// The reason text (precomputed by the compiler); for a template, its text as written.
     pub reason: String,
+    /// A reason template, rendered per decision.
+    pub template: Option<Vec<Piece>>,
     pub codes: Vec<String>,
     pub obligations: Map<String, Value>,
 }
@@ -95,7 +165,7 @@ pub struct PolicyCode {
 }
 
 /// Everything the VM needs to decide.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Program {
     pub bundle_id: String,
     pub version: String,
@@ -115,7 +185,28 @@ pub struct Program {
     /// The `let` definitions: each a subroutine segment.
     pub defs: Vec<DefCode>,
     pub policies: Vec<PolicyCode>,
+    /// Terms, each operand referring to earlier entries only.
+    pub terms: Vec<TermCode>,
+    /// Each term's canonical DSL text (traces show state reads and extern calls by it).
+    pub term_texts: Vec<String>,
+    pub externs: Vec<ExternCode>,
+    pub series: Vec<SeriesCode>,
+    /// The IANA timezone of calendar windows and `now.*` fields.
+    pub timezone: String,
+    /// Seconds an uncommitted hold counts.
+    pub hold_ttl: u64,
+    /// Declared path types, checked on every request (the run-time schema gate).
+    pub schema: Vec<(u32, Type)>,
+    /// Paths every request must have.
+    pub required: Vec<u32>,
 }
+
+/// The default of `hold_ttl`: ten minutes.
+pub const DEFAULT_HOLD_TTL: u64 = 600;
+/// The longest sliding window: 400 days.
+pub const MAX_WINDOW_SECONDS: u32 = 400 * 86_400;
+/// The deepest nesting of terms a verified program may have.
+pub const MAX_TERM_DEPTH: usize = 128;
 
 /// The deepest chain of definition calls a verified program may have.
 pub const MAX_CALL_DEPTH: usize = 256;
@@ -157,6 +248,16 @@ pub enum VerifyError {
     Regex { atom: usize, message: String },
     #[error("effective time out of range")]
     TimeOutOfRange,
+    #[error("term {term}: {problem}")]
+    Term { term: usize, problem: &'static str },
+    #[error("terms nest more than {MAX_TERM_DEPTH} deep")]
+    TermsTooDeep,
+    #[error("state series `{series}`: {problem}")]
+    Series { series: String, problem: &'static str },
+    #[error("{what}: path {path} out of range")]
+    PathOutOfRange { what: &'static str, path: u32 },
+    #[error("unknown timezone `{0}`")]
+    TimeZone(String),
 }
 
 /// The instructions of the condition segment that starts at `entry`: from `entry` on, up to and
@@ -209,6 +310,7 @@ impl Program {
             return Err(VerifyError::PathTexts);
         }
         let n_effects = self.effects.len();
+        self.verify_terms()?;
         for (i, a) in self.atoms.iter().enumerate() {
             for arg in [a.lhs, a.rhs] {
                 match arg {
@@ -217,6 +319,9 @@ impl Program {
                     }
                     Arg::Const(c) if c as usize >= self.consts.len() => {
                         return Err(VerifyError::AtomOperand { atom: i, what: "constant", index: c });
+                    }
+                    Arg::Term(t) if t as usize >= self.terms.len() => {
+                        return Err(VerifyError::AtomOperand { atom: i, what: "term", index: t });
                     }
                     _ => {}
                 }
@@ -227,6 +332,7 @@ impl Program {
             }
             match a.op {
                 op if op.is_unary() && a.rhs != Arg::None => return shape("takes one operand"),
+                AtomOp::Holds if !matches!(a.lhs, Arg::Term(_)) => return shape("`holds` needs a term"),
                 AtomOp::Exists | AtomOp::Missing | AtomOp::Holds => {}
                 AtomOp::Matches => match a.rhs {
                     Arg::Const(c) => match self.consts.get(c as usize) {
@@ -306,6 +412,18 @@ impl Program {
                 if r.effect as usize >= n_effects {
                     return Err(VerifyError::Rule { rule: r.id.clone(), problem: "effect out of range" });
                 }
+                for piece in r.template.iter().flatten() {
+                    if let Piece::Term { arg, decimals } = piece {
+                        let bad = self.arg_problem(*arg, self.terms.len()).or(match (arg, decimals) {
+                            (Arg::None, _) => Some("a template piece without a term"),
+                            (_, Some(d)) if *d > 17 => Some("more than 17 decimals"),
+                            _ => None,
+                        });
+                        if let Some(problem) = bad {
+                            return Err(VerifyError::Rule { rule: r.id.clone(), problem });
+                        }
+                    }
+                }
             }
             if let Some(d) = &p.dispatch {
                 if d.path as usize >= self.paths.len() {
@@ -318,6 +436,101 @@ impl Program {
                         return policy("dispatch list out of range or out of order");
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// What is wrong with an operand that may refer to the first `terms` terms, if anything.
+    fn arg_problem(&self, arg: Arg, terms: usize) -> Option<&'static str> {
+        match arg {
+            Arg::Path(p) if p as usize >= self.paths.len() => Some("path out of range"),
+            Arg::Const(c) if c as usize >= self.consts.len() => Some("constant out of range"),
+            Arg::Term(t) if t as usize >= terms => Some("term out of range or not earlier"),
+            _ => None,
+        }
+    }
+
+    /// Terms refer only to earlier terms (acyclic), nest at most [`MAX_TERM_DEPTH`] deep, and
+    /// have the operands their kind needs; state series and run-time schema paths are in range.
+    fn verify_terms(&self) -> Result<(), VerifyError> {
+        let mut depth: Vec<usize> = Vec::with_capacity(self.terms.len());
+        for (i, t) in self.terms.iter().enumerate() {
+            let bad = |problem| Err(VerifyError::Term { term: i, problem });
+            let args: Vec<Arg> = match t {
+                TermCode::Arith { op, lhs, rhs } => {
+                    if *lhs == Arg::None || (*rhs == Arg::None) != (*op == Arith::Neg) {
+                        return bad("wrong operands for the operator");
+                    }
+                    vec![*lhs, *rhs]
+                }
+                TermCode::Func { arg, .. } => {
+                    if *arg == Arg::None {
+                        return bad("a function without its argument");
+                    }
+                    vec![*arg]
+                }
+                TermCode::Now { .. } => Vec::new(),
+                TermCode::State { series, window, seconds } => {
+                    if *series as usize >= self.series.len() {
+                        return bad("state series out of range");
+                    }
+                    let sliding = window.info().takes_duration;
+                    if sliding != (*seconds > 0) || *seconds > MAX_WINDOW_SECONDS {
+                        return bad("window length out of range");
+                    }
+                    Vec::new()
+                }
+                TermCode::Extern { ext, args } => {
+                    match self.externs.get(*ext as usize) {
+                        None => return bad("extern out of range"),
+                        Some(e) if e.params.len() != args.len() => return bad("wrong number of arguments"),
+                        Some(_) => {}
+                    }
+                    if args.contains(&Arg::None) {
+                        return bad("a missing argument");
+                    }
+                    args.clone()
+                }
+            };
+            let mut d = 1;
+            for a in args {
+                if let Some(problem) = self.arg_problem(a, i) {
+                    return bad(problem);
+                }
+                if let Arg::Term(c) = a {
+                    d = d.max(1 + depth.get(c as usize).copied().unwrap_or(0));
+                }
+            }
+            if d > MAX_TERM_DEPTH {
+                return Err(VerifyError::TermsTooDeep);
+            }
+            depth.push(d);
+        }
+        if self.term_texts.len() != self.terms.len() {
+            return Err(VerifyError::Term {
+                term: self.terms.len(),
+                problem: "term texts do not match the term table",
+            });
+        }
+        for s in &self.series {
+            let bad = |problem| Err(VerifyError::Series { series: s.name.clone(), problem });
+            if s.add == Arg::None {
+                return bad("nothing to add");
+            }
+            if let Some(problem) = self.arg_problem(s.add, self.terms.len()) {
+                return bad(problem);
+            }
+            if s.key.iter().any(|p| *p as usize >= self.paths.len()) {
+                return bad("key path out of range");
+            }
+            if s.on.iter().any(|e| *e as usize >= self.effects.len()) {
+                return bad("effect out of range");
+            }
+        }
+        for &p in self.schema.iter().map(|(p, _)| p).chain(&self.required) {
+            if p as usize >= self.paths.len() {
+                return Err(VerifyError::PathOutOfRange { what: "schema", path: p });
             }
         }
         Ok(())

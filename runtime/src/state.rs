@@ -119,6 +119,26 @@ pub trait StateStore: Send + Sync {
     fn release(&self, decision_id: &str, now: Micros) -> Result<Settled, StoreError>;
 }
 
+/// A new decision id: `d-` and 32 hex digits, unique across processes (random bits from the
+/// standard library's per-process hash seed, a per-process counter and the clock).
+pub fn new_decision_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let state = std::collections::hash_map::RandomState::new();
+    let mut words = [0u64; 2];
+    for (i, w) in words.iter_mut().enumerate() {
+        let mut h = state.build_hasher();
+        h.write_u64(n);
+        h.write_usize(i);
+        h.write_i128(jiff::Timestamp::now().as_nanosecond());
+        h.write_u32(std::process::id());
+        *w = h.finish();
+    }
+    format!("d-{:016x}{:016x}", words[0], words[1])
+}
+
 /// The text that names a series in a store: the state's name and its key values as JSON.
 pub fn series_id(state: &str, key: &[Value]) -> String {
     let mut s = String::with_capacity(state.len() + 16);

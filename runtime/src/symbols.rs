@@ -125,7 +125,7 @@ pub fn fast_atom(def: &AtomDef, p: &Program, symbols: &Symbols) -> Option<(u32, 
     let Arg::Path(path) = def.lhs else { return None };
     let constant = || match def.rhs {
         Arg::Const(c) => p.consts.get(c as usize),
-        Arg::Path(_) | Arg::None => None,
+        Arg::Path(_) | Arg::Term(_) | Arg::None => None,
     };
     let list = || -> Option<Vec<u32>> {
         match constant()? {
@@ -178,22 +178,10 @@ mod tests {
             json!([]),
         ];
         let p = Program {
-            bundle_id: String::new(),
-            version: String::new(),
-            fingerprint: String::new(),
-            effects: Vec::new(),
-            combine_first: false,
-            effective_from: None,
-            effective_until: None,
-            card_scope: None,
             paths: vec![vec!["x".into()]],
             path_texts: vec!["x".into()],
             consts: consts.clone(),
-            atoms: Vec::new(),
-            sites: Vec::new(),
-            code: Vec::new(),
-            defs: Vec::new(),
-            policies: Vec::new(),
+            ..Program::default()
         };
         let symbols = Symbols::new(&p);
         let values = [

@@ -949,6 +949,10 @@ impl<'b> Ctx<'b> {
         let mut seen: Vec<usize> = Vec::new();
         for (c, node) in b.conds.iter().enumerate() {
             let Cond::Atom(a) = &node.cond else { continue };
+            // An atom over terms has no value on a request alone: it cannot be a literal here.
+            if matches!(a.lhs, crate::ir::Operand::Term(_)) || matches!(a.rhs, crate::ir::Operand::Term(_)) {
+                continue;
+            }
             let Some(id) = self.model.dom.cond_atoms.first().and_then(|v| v.get(c)).copied().flatten() else {
                 continue;
             };
@@ -962,7 +966,7 @@ impl<'b> Ctx<'b> {
             let operand = |o: crate::ir::Operand| match o {
                 crate::ir::Operand::Path(p) => req.lookup(b.path(p)),
                 crate::ir::Operand::Const(k) => b.constant(k),
-                crate::ir::Operand::None => None,
+                crate::ir::Operand::Term(_) | crate::ir::Operand::None => None,
             };
             let re = match (a.op, a.rhs) {
                 (crate::ir::AtomOp::Matches, crate::ir::Operand::Const(k)) => match b.constant(k) {
