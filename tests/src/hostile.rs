@@ -185,9 +185,7 @@ fn base(effects: &[&str], atoms: Vec<AtomDef>, combine_first: bool) -> Program {
             .map(|i| Site { text: format!("a{i}"), span: [0, 1], line: 1, column: u32::try_from(i).unwrap_or(0) + 1 })
             .collect(),
         atoms,
-        code: Vec::new(),
-        defs: Vec::new(),
-        policies: Vec::new(),
+        ..Program::default()
     }
 }
 
@@ -220,6 +218,7 @@ fn policies(u: &mut Unstructured<'_>, p: &Program, entries: &[u32]) -> Result<Ve
                 effect: u.int_in_range(0..=n_effects - 1)?,
                 entry: *e,
                 reason: format!("rule {j}"),
+                template: None,
                 codes: Vec::new(),
                 obligations: serde_json::Map::new(),
             });
@@ -410,10 +409,12 @@ fn mutant(u: &mut Unstructured<'_>) -> Result<Program> {
             }
             5 => {
                 if let Some(a) = p.atoms.first_mut() {
-                    a.rhs = match u.int_in_range(0..=3)? {
+                    a.rhs = match u.int_in_range(0..=4)? {
                         0 => Arg::Const(BAD_PATTERN),
                         1 => Arg::Const(u.arbitrary()?),
                         2 => Arg::Path(u.arbitrary()?),
+                        // Generated programs have no terms: any term is out of range.
+                        3 => Arg::Term(u.arbitrary()?),
                         _ => Arg::None,
                     };
                     if u.arbitrary()? {
@@ -519,6 +520,7 @@ fn one_rule(entry: u32) -> Vec<PolicyCode> {
             effect: 1,
             entry,
             reason: "r".into(),
+            template: None,
             codes: Vec::new(),
             obligations: serde_json::Map::new(),
         }],
