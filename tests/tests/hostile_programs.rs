@@ -90,3 +90,15 @@ fn a_lying_dispatch_table_decides_alike_traced_and_untraced() {
         unreachable!("{e}");
     }
 }
+
+/// Found by the `load_artifact` fuzz target: an artifact whose timezone is not a timezone passed
+/// `Program::verify` (so `artifact::read` accepted it), and then every engine refused it. What
+/// loads must run: the verifier refuses it, as it refuses every other invalid table.
+#[test]
+fn an_unknown_timezone_is_refused_by_the_verifier() {
+    let mut p = hostile::and_tree(2);
+    p.timezone = "U ".into();
+    if let Err(e) = check_bounded(p, admin_and_other()) {
+        unreachable!("{e}");
+    }
+}
