@@ -2,12 +2,12 @@
 //! against a store (TOOLCHAIN.md), with extern mocks and exhaustive results on request.
 
 use crate::Backend;
-use crate::{card, render};
+use crate::{card, keys, render};
 use serde_json::{Value, json};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use verdict_compiler::interp::Interpreter;
-use verdict_runtime::artifact::{self, ArtifactError};
+use verdict_runtime::artifact;
 use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::externs::ExternTable;
@@ -27,6 +27,9 @@ pub struct Options<'a> {
     pub exhaustive: bool,
     pub backend: Backend,
     pub now: Option<&'a str>,
+    /// Public key files of the artifact signers to trust (with any, only artifacts signed by one
+    /// of them are evaluated).
+    pub trusted_keys: &'a [std::path::PathBuf],
 }
 
 /// The interpreter or an engine: what decides in this run.
@@ -85,6 +88,13 @@ impl Run<'_> {
 }
 
 pub fn run(source: &Path, opts: &Options<'_>, trust: &card::TrustArgs) -> u8 {
+    let keys = match keys::trusted_keys(opts.trusted_keys) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let now = match opts.now {
         None => jiff::Timestamp::now(),
         Some(t) => match t.parse::<jiff::Timestamp>() {
@@ -133,8 +143,11 @@ pub fn run(source: &Path, opts: &Options<'_>, trust: &card::TrustArgs) -> u8 {
             );
             return 2;
         }
-        let engine = match artifact::read(&bytes).and_then(|p| engine(p, opts.backend).map_err(ArtifactError::Invalid))
-        {
+        let engine = match artifact::read_trusted(&bytes, &keys) {
+            Ok(trusted) => engine(trusted.program, opts.backend).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let engine = match engine {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("error: {}: {e}", source.display());
@@ -143,6 +156,13 @@ pub fn run(source: &Path, opts: &Options<'_>, trust: &card::TrustArgs) -> u8 {
         };
         let stateful = engine.is_stateful();
         return dispatch(&Evaluator::Engine(Box::new(engine)), stateful, opts, &run);
+    }
+    if !keys.is_empty() {
+        eprintln!(
+            "error: {}: not a signed artifact: with trusted keys only artifacts signed by one of them are evaluated (compile with `verdict compile --sign KEY`)",
+            source.display()
+        );
+        return 2;
     }
     let file = match render::read(source) {
         Ok(f) => f,

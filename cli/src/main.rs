@@ -11,6 +11,7 @@ mod convert;
 mod diff;
 mod eval;
 mod fmt;
+mod keys;
 mod render;
 mod serve;
 
@@ -104,6 +105,10 @@ enum Command {
         /// With these, SOURCE may be a Decision Card.
         #[command(flatten)]
         trust: card::TrustArgs,
+        /// Accept only artifacts signed by this Ed25519 public key (a PEM `PUBLIC KEY` or base64
+        /// file; repeatable; also `VERDICT_TRUSTED_KEYS`). Source bundles are refused then.
+        #[arg(long = "trusted-key", value_name = "PUBKEY")]
+        trusted_keys: Vec<PathBuf>,
     },
     /// Convert a Decision Card to a bundle: YAML on standard output, or OUT by its extension.
     Card {
@@ -126,6 +131,10 @@ enum Command {
         /// What to write: the artifact, or its disassembly.
         #[arg(long, value_enum, default_value = "artifact")]
         emit: Emit,
+        /// Sign the artifact with this Ed25519 key (PKCS#8 PEM, as `openssl genpkey -algorithm
+        /// ed25519` writes, or a base64 32-byte seed).
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
     },
     /// Convert a bundle between forms, by the output's extension (.verdict, .yaml/.yml, .json).
     Convert {
@@ -166,7 +175,20 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check { paths, format, deny } => check::run(&paths, format, deny.is_some()),
-        Command::Eval { source, context, contexts, events, store, externs, trace, exhaustive, backend, now, trust } => {
+        Command::Eval {
+            source,
+            context,
+            contexts,
+            events,
+            store,
+            externs,
+            trace,
+            exhaustive,
+            backend,
+            now,
+            trust,
+            trusted_keys,
+        } => {
             let opts = eval::Options {
                 context: context.as_deref(),
                 contexts: contexts.as_deref(),
@@ -177,10 +199,13 @@ fn main() -> ExitCode {
                 exhaustive,
                 backend,
                 now: now.as_deref(),
+                trusted_keys: &trusted_keys,
             };
             eval::run(&source, &opts, &trust)
         }
-        Command::Compile { source, trust, output, emit } => compile::run(&source, &trust, output.as_deref(), emit),
+        Command::Compile { source, trust, output, emit, sign } => {
+            compile::run(&source, &trust, output.as_deref(), emit, sign.as_deref())
+        }
         Command::Card { card, trust, output } => card::run(&card, &trust, output.as_deref()),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),

@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// Switch authorization off. For local experiments only: refused unless bound to a loopback address.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Load only artifacts signed by this Ed25519 public key (a PEM `PUBLIC KEY` or base64 file;
+    /// repeatable; also `VERDICT_TRUSTED_KEYS`): unsigned or badly signed artifacts and source
+    /// bundles are refused from files, the watched directory and the API.
+    #[arg(long = "trusted-key", value_name = "PUBKEY")]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> u8 {
@@ -49,6 +54,13 @@ pub fn run(args: ServeArgs) -> u8 {
         )
         .try_init();
     let mut config = verdict_server::Config::new(args.bind).with_env();
+    config.trusted_keys = match crate::keys::trusted_keys(&args.trusted_keys) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     config.bundles = args.bundles;
     config.watch = args.watch;
     config.poll_interval = Duration::from_millis(args.poll_ms.max(10));

@@ -733,3 +733,15 @@ pub fn disassemble(p: &Program) -> String {
     }
     out
 }
+
+/// Reads an artifact under a set of trusted keys: the signature envelope first (see
+/// [`crate::signature`]: with keys, an artifact loads only when one of them signed it and the
+/// signature verifies, checked before the artifact is decoded), then [`read`].
+pub fn read_trusted(
+    bytes: &[u8],
+    keys: &crate::signature::TrustedKeys,
+) -> Result<crate::signature::Trusted, crate::signature::TrustError> {
+    let (artifact, signer) = crate::signature::check(bytes, keys)?;
+    let program = read(artifact)?;
+    Ok(crate::signature::Trusted { program, signer, digest: crate::signature::digest(bytes) })
+}

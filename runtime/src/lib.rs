@@ -27,6 +27,7 @@ pub mod program;
 pub mod project;
 pub mod pyrepr;
 pub mod request;
+pub mod signature;
 pub mod state;
 pub mod symbols;
 pub mod term;

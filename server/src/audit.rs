@@ -257,6 +257,8 @@ pub struct EvaluationLine<'a> {
     pub bundle_id: &'a str,
     pub bundle_version: &'a str,
     pub fingerprint: &'a str,
+    /// `sha256:` of the bytes the bundle was loaded from (the fingerprint is the bundle's claim).
+    pub bundle_digest: &'a str,
     pub decision: &'a str,
     pub matched_policy_id: Option<&'a str>,
     pub matched_rule_id: Option<&'a str>,

@@ -15,6 +15,7 @@ use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::program::VerifyError;
 use verdict_runtime::request::Request;
+use verdict_runtime::signature::{Signer, TrustedKeys};
 use verdict_runtime::{artifact, vm};
 
 /// Why a bundle cannot be made ready to evaluate.
@@ -35,7 +36,8 @@ pub struct ArtifactRefused {
 /// What refused an artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArtifactCause {
-    Read(artifact::ArtifactError),
+    /// The signature, header, checksum, format or verifier (through `artifact::read_trusted`).
+    Read(verdict_runtime::signature::TrustError),
     Verify(VerifyError),
 }
 
@@ -105,14 +107,14 @@ impl Engine {
         }
     }
 
-    /// Loads a `.vdc` artifact: header, checksum and program verification first (a refusal says
-    /// why), then the fastest backend.
-    pub fn from_artifact(bytes: &[u8]) -> Result<Engine, EngineError> {
+    /// Loads a `.vdc` artifact: its signature under the trusted keys, header, checksum and program
+    /// verification first (a refusal says why), then the fastest backend. Also says who signed it.
+    pub fn from_artifact(bytes: &[u8], keys: &TrustedKeys) -> Result<(Engine, Signer), EngineError> {
         let refused = |source| EngineError::Artifact(ArtifactRefused { source });
-        let program = artifact::read(bytes).map_err(|e| refused(ArtifactCause::Read(e)))?;
-        let engine = vm::Engine::new(program).map_err(|e| refused(ArtifactCause::Verify(e)))?;
+        let trusted = artifact::read_trusted(bytes, keys).map_err(|e| refused(ArtifactCause::Read(e)))?;
+        let engine = vm::Engine::new(trusted.program).map_err(|e| refused(ArtifactCause::Verify(e)))?;
         warn_fallback(&engine);
-        Ok(Engine::Native { bundle: None, engine: Box::new(engine) })
+        Ok((Engine::Native { bundle: None, engine: Box::new(engine) }, trusted.signer))
     }
 
     /// The backend's name, as `GET /version` reports it.
@@ -215,6 +217,20 @@ impl Engine {
             Engine::Interp(c) => c.borrow_dependent().evaluate(req, env, mode),
         }
     }
+}
+
+/// Why a source bundle is refused where trusted keys are configured.
+pub const SOURCE_UNTRUSTED: &str = "not a signed artifact: trusted keys are configured, so only artifacts signed by one of them load (compile with `verdict compile --sign KEY`)";
+
+/// What `GET /bundles/{id}` shows for an artifact: [`Engine::describe`] with the digest of the
+/// bytes loaded and the trusted key that signed them (or `null`).
+pub fn describe_artifact(engine: &Engine, digest: &str, signer: Signer) -> serde_json::Value {
+    let mut json = engine.describe();
+    if let serde_json::Value::Object(m) = &mut json {
+        m.insert("digest".into(), digest.into());
+        m.insert("signed_by".into(), signer.verified().map(|k| k.to_string()).into());
+    }
+    json
 }
 
 /// Says so in the log when an engine runs on the VM because the JIT is unavailable.

@@ -34,6 +34,7 @@ use verdict_compiler::card::{self, CardOptions, POSITIVE_STATUSES};
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request as Context;
+use verdict_runtime::signature;
 
 type St = State<Arc<AppState>>;
 
@@ -301,12 +302,13 @@ async fn compile(
     let name = name.to_owned();
     compile_job(st, move || {
         let file = SourceFile::new(name, text);
+        let digest = signature::digest(file.text.as_bytes());
         let compiled = verdict_compiler::compile_for_use_as(&file, kind);
         match compiled.bundle {
             Some(b) if !compiled.has_errors() => {
                 let engine = Engine::new(b).map_err(|e| ApiError::invalid_request(e.to_string()))?;
                 let json = engine.describe();
-                Ok(Loaded::new(engine, json, origin))
+                Ok(Loaded::new(engine, json, origin, digest, None))
             }
             _ => Err(ApiError::invalid_request(
                 crate::reload::CompileErrors::of(&file, &compiled.diagnostics).to_string(),
@@ -318,13 +320,16 @@ async fn compile(
 }
 
 /// Loads a `.vdc` artifact body on a blocking thread (the JIT compiles there); 422 with the
-/// loader's reason when it is refused (corrupt, tampered, truncated, another format version).
+/// loader's reason when it is refused (unsigned or badly signed under trusted keys, corrupt,
+/// tampered, truncated, another format version).
 async fn load_artifact(st: &AppState, bytes: Bytes, origin: Origin) -> Result<Loaded, ApiError> {
+    let keys = st.trusted_keys.clone();
     compile_job(st, move || {
-        let engine = Engine::from_artifact(&bytes)
+        let (engine, signer) = Engine::from_artifact(&bytes, &keys)
             .map_err(|e| ApiError::invalid_request(format!("the artifact is refused: {e}")))?;
-        let json = engine.describe();
-        Ok(Loaded::new(engine, json, origin))
+        let digest = signature::digest(&bytes);
+        let json = crate::engine::describe_artifact(&engine, &digest, signer);
+        Ok(Loaded::new(engine, json, origin, digest, signer.verified()))
     })
     .await
 }
@@ -335,6 +340,9 @@ async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<L
     let bytes = read_body(st, headers, body).await?;
     if artifact_declared(headers) || verdict_runtime::artifact::is_artifact(&bytes) {
         return load_artifact(st, bytes, Origin::Api).await;
+    }
+    if !st.trusted_keys.is_empty() {
+        return Err(ApiError::invalid_request(crate::engine::SOURCE_UNTRUSTED));
     }
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_json("the body is not UTF-8"))?;
     let kind = source_kind(headers, &text)?;
@@ -365,6 +373,8 @@ struct Summary {
     id: String,
     version: String,
     fingerprint: String,
+    digest: String,
+    signed_by: Option<String>,
     policies: usize,
     origin: String,
 }
@@ -375,6 +385,8 @@ impl Summary {
             id: l.id().to_owned(),
             version: l.version().to_owned(),
             fingerprint: l.engine.fingerprint().to_owned(),
+            digest: l.digest.clone(),
+            signed_by: l.signer.map(|k| k.to_string()),
             policies: l.engine.policy_count(),
             origin: l.origin.describe(),
         }
@@ -394,6 +406,8 @@ async fn audit_registration(
         ("bundle_id", json!(s.id)),
         ("bundle_version", json!(s.version)),
         ("fingerprint", json!(s.fingerprint)),
+        ("bundle_digest", json!(s.digest)),
+        ("signed_by", json!(s.signed_by)),
         ("policy_count", json!(s.policies)),
         ("origin", json!(s.origin)),
         ("caller", json!(caller.as_str())),
@@ -415,7 +429,7 @@ async fn register_bundle(State(st): St, headers: HeaderMap, body: Body) -> Resul
     let s = Summary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
     audit_registration(&st, &s, caller, outcome, Vec::new()).await?;
-    let body = json!({"bundle_id": s.id, "status": "registered", "version": s.version, "fingerprint": s.fingerprint});
+    let body = json!({"bundle_id": s.id, "status": "registered", "version": s.version, "fingerprint": s.fingerprint, "digest": s.digest});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -437,15 +451,24 @@ async fn put_bundle(
         Outcome::Created => (StatusCode::CREATED, "registered"),
         Outcome::Replaced => (StatusCode::OK, "replaced"),
     };
-    Ok((status, Json(json!({"bundle_id": id, "status": word, "version": s.version, "fingerprint": s.fingerprint})))
-        .into_response())
+    let body = json!({"bundle_id": id, "status": word, "version": s.version, "fingerprint": s.fingerprint, "digest": s.digest});
+    Ok((status, Json(body)).into_response())
 }
 
-async fn get_bundle(State(st): St, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// The bundle (its reference JSON, or an artifact's metadata), with the digest of the bytes it
+/// was loaded from in `Verdict-Bundle-Digest` (a header, so the JSON still registers as it is).
+async fn get_bundle(State(st): St, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     st.auth.check(&headers, Role::Admin)?;
     let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
-    Ok(Json(loaded.json.clone()))
+    let mut resp = Json(loaded.json.clone()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&loaded.digest) {
+        resp.headers_mut().insert(DIGEST_HEADER, v);
+    }
+    Ok(resp)
 }
+
+/// The response header of `GET /bundles/{id}` with the digest of the bytes loaded.
+const DIGEST_HEADER: &str = "verdict-bundle-digest";
 
 // --- Decision Cards ---------------------------------------------------------------------------
 
@@ -517,6 +540,7 @@ async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<
         buyer_id = Some(buyer.to_owned());
     }
     let digest = card::card_digest(card_value).unwrap_or_default();
+    let card_digest = signature::digest(&bytes);
     // Verifying the card and compiling its bundle (the JIT too) run on a blocking thread.
     let (card_value, attestation) = (card_value.clone(), attestation.cloned());
     let (loaded, json) = compile_job(&st, move || {
@@ -528,7 +552,7 @@ async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<
         };
         let out = card::compile(&card_value, &opts).map_err(|e| refused(e.message))?;
         let engine = Engine::new(out.bundle).map_err(|e| refused(e.to_string()))?;
-        Ok((Loaded::new(engine, out.json.clone(), Origin::Card), out.json))
+        Ok((Loaded::new(engine, out.json.clone(), Origin::Card, card_digest, None), out.json))
     })
     .await?;
     let s = Summary::of(&loaded);
@@ -678,6 +702,7 @@ impl Decision {
             bundle_id: &result.bundle_id,
             bundle_version: &result.bundle_version,
             fingerprint: &result.fingerprint,
+            bundle_digest: &self.loaded.digest,
             decision: &d.kind,
             matched_policy_id: d.matched_policy_id.as_deref(),
             matched_rule_id: d.matched_rule_id.as_deref(),
@@ -747,6 +772,9 @@ async fn evaluate_oneshot(State(st): St, uri: Uri, headers: HeaderMap, body: Bod
         }
         _ => return Err(ApiError::invalid_request("`bundle` must be a bundle object (or a YAML/.verdict text)")),
     };
+    if !st.trusted_keys.is_empty() {
+        return Err(ApiError::invalid_request(crate::engine::SOURCE_UNTRUSTED));
+    }
     let loaded = compile(&st, "bundle", text, kind, Origin::Api).await?;
     let out = decide(&st, Arc::new(loaded), bytes.len(), req, &correlation, caller, trace_asked(&uri)).await?;
     Ok(decision_response(out, &correlation))

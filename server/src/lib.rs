@@ -33,6 +33,7 @@ use std::time::Duration;
 use store::Store;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
+use verdict_runtime::signature::TrustedKeys;
 
 /// Request bodies are capped at 128 KiB.
 pub const BODY_LIMIT: usize = 128 * 1024;
@@ -79,6 +80,10 @@ pub struct Config {
     /// Threads that evaluate decisions (beside the async runtime); `None`: one per core.
     pub eval_threads: Option<usize>,
     pub max_bundles: usize,
+    /// Public keys of artifact signers. When any is given, only artifacts signed by one of them
+    /// load (from the command line, the watched directory and the API); source bundles are
+    /// refused. Empty: artifacts load on their checksum, signed or not.
+    pub trusted_keys: TrustedKeys,
 }
 
 impl Config {
@@ -102,6 +107,7 @@ impl Config {
             overflow_connections: OVERFLOW_CONNECTIONS,
             eval_threads: None,
             max_bundles: 256,
+            trusted_keys: TrustedKeys::none(),
         }
     }
 
@@ -243,6 +249,7 @@ pub(crate) struct AppState {
     pub pool: pool::Pool,
     /// Bundle compilations running at once (on blocking threads).
     pub compile_slots: Arc<Semaphore>,
+    pub trusted_keys: TrustedKeys,
 }
 
 /// A running server.
@@ -275,6 +282,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         }
         Auth::Tokens { .. } => tracing::info!("bearer-token authorization on"),
     }
+    if !config.trusted_keys.is_empty() {
+        let ids: Vec<String> = config.trusted_keys.ids().map(|k| k.to_string()).collect();
+        tracing::info!(keys = %ids.join(","), "only artifacts signed by a trusted key load");
+    }
     if let Some(why) = config.buyer_keys.problem() {
         tracing::warn!("{why}: positive Decision Cards will be answered 503");
     }
@@ -299,6 +310,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         files: Mutex::new(reload::Files::new(config.bundles.clone(), config.watch.clone())),
         pool: pool::Pool::start(threads).map_err(StartError::Threads)?,
         compile_slots: Arc::new(Semaphore::new(threads)),
+        trusted_keys: config.trusted_keys.clone(),
     });
     let report = reload_now(&state, true).await;
     let failures: Vec<(PathBuf, reload::LoadError)> =

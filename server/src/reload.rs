@@ -17,6 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use verdict_compiler::diagnostic::Severity;
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::signature::{self, TrustedKeys};
 
 /// The extensions of bundle files in a watched directory.
 pub const EXTENSIONS: [&str; 5] = ["verdict", "yaml", "yml", "json", "vdc"];
@@ -64,6 +65,8 @@ pub enum LoadError {
     Compile(CompileErrors),
     /// An artifact refused, or a bundle the backends cannot prepare.
     Engine(EngineFailed),
+    /// A source file while trusted keys are configured (only signed artifacts load then).
+    Untrusted(PathBuf),
     /// The bundle compiled but the store refused it (its id belongs to another origin, or the
     /// store is full).
     Store(StoreRefused),
@@ -120,6 +123,7 @@ impl std::fmt::Display for LoadError {
             LoadError::NotUtf8(e) => write!(f, "`{}` is not UTF-8 text (byte {})", e.path.display(), e.at),
             LoadError::Compile(e) => write!(f, "{e}"),
             LoadError::Engine(e) => write!(f, "`{}`: {}", e.path.display(), e.source),
+            LoadError::Untrusted(path) => write!(f, "`{}`: {}", path.display(), crate::engine::SOURCE_UNTRUSTED),
             LoadError::Store(e) => match &e.source {
                 PutError::Full(n) => write!(f, "`{}`: the bundle store is full ({n} bundles)", e.path.display()),
                 PutError::OwnedBy(o) => write!(
@@ -171,12 +175,17 @@ impl CompileErrors {
 
 /// Compiles a bundle file (or loads a `.vdc` artifact, recognised by its header) into a
 /// [`Loaded`]; the error has the diagnostics with positions, or says why an artifact is refused.
-pub fn compile_file(path: &Path, bytes: Vec<u8>) -> Result<Loaded, LoadError> {
+/// With trusted keys, only artifacts one of them signed load.
+pub fn compile_file(path: &Path, bytes: Vec<u8>, keys: &TrustedKeys) -> Result<Loaded, LoadError> {
     let engine_failed = |source| LoadError::Engine(EngineFailed { path: path.to_owned(), source });
+    let digest = signature::digest(&bytes);
     if verdict_runtime::artifact::is_artifact(&bytes) {
-        let engine = Engine::from_artifact(&bytes).map_err(engine_failed)?;
-        let json = engine.describe();
-        return Ok(Loaded::new(engine, json, Origin::File(path.to_owned())));
+        let (engine, signer) = Engine::from_artifact(&bytes, keys).map_err(engine_failed)?;
+        let json = crate::engine::describe_artifact(&engine, &digest, signer);
+        return Ok(Loaded::new(engine, json, Origin::File(path.to_owned()), digest, signer.verified()));
+    }
+    if !keys.is_empty() {
+        return Err(LoadError::Untrusted(path.to_owned()));
     }
     let text = String::from_utf8(bytes)
         .map_err(|e| LoadError::NotUtf8(NotUtf8 { path: path.to_owned(), at: e.utf8_error().valid_up_to() }))?;
@@ -188,7 +197,7 @@ pub fn compile_file(path: &Path, bytes: Vec<u8>) -> Result<Loaded, LoadError> {
     };
     let engine = Engine::new(bundle).map_err(engine_failed)?;
     let json = engine.describe();
-    Ok(Loaded::new(engine, json, Origin::File(path.to_owned())))
+    Ok(Loaded::new(engine, json, Origin::File(path.to_owned()), digest, None))
 }
 
 fn content_hash(bytes: &[u8]) -> u64 {
@@ -259,7 +268,7 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
         }
         seen.hash = Some(hash);
         let file = path.display().to_string();
-        let loaded = match compile_file(path, bytes) {
+        let loaded = match compile_file(path, bytes, &st.trusted_keys) {
             Ok(l) => l,
             Err(why) => {
                 st.metrics.reload_failed();
@@ -271,6 +280,7 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
         };
         let (id, version, fingerprint) =
             (loaded.id().to_owned(), loaded.version().to_owned(), loaded.engine.fingerprint().to_owned());
+        let (digest, signer) = (loaded.digest.clone(), loaded.signer.map(|k| k.to_string()));
         match st.store.put(loaded, Put::File) {
             Ok(outcome) => {
                 if let Some(old) = seen.id.replace(id.clone())
@@ -287,6 +297,8 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
                         ("bundle_id", json!(id)),
                         ("bundle_version", json!(version)),
                         ("fingerprint", json!(fingerprint)),
+                        ("bundle_digest", json!(digest)),
+                        ("signed_by", json!(signer)),
                         ("origin", json!(format!("file:{file}"))),
                     ],
                 );

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod families;
 pub mod generate;
+pub mod hostile;
 pub mod workloads;
 
 use serde_json::Value;

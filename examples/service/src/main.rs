@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use verdict_runtime::artifact;
 use verdict_runtime::env::Env;
 use verdict_runtime::request::Request;
+use verdict_runtime::signature::TrustedKeys;
 use verdict_runtime::vm::{Engine, Scratch};
 
 fn main() -> ExitCode {
@@ -26,7 +27,9 @@ fn main() -> ExitCode {
     };
     let engine = match std::fs::read(&path)
         .map_err(|e| e.to_string())
-        .and_then(|bytes| artifact::read(&bytes).map_err(|e| e.to_string()))
+        // No trusted keys: signed and unsigned artifacts load on their checksum.
+        .and_then(|bytes| artifact::read_trusted(&bytes, &TrustedKeys::none()).map_err(|e| e.to_string()))
+        .map(|trusted| trusted.program)
         .and_then(|program| Engine::new(program).map_err(|e| e.to_string()))
     {
         Ok(engine) => engine,
