@@ -64,6 +64,10 @@ pub struct Bundle {
     pub hold_ttl: Option<u64>,
     /// Paths every request must have (checked at run time with the schema).
     pub required: Vec<(PathId, Span)>,
+    /// The names of every `let`, state and extern: a request path whose first segment is one of
+    /// them is printed `input.…` (derived from `defs`, `states` and `externs`; a set so printing
+    /// stays linear however many there are).
+    pub roots: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
