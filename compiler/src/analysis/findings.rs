@@ -630,7 +630,7 @@ impl<'b> Ctx<'b> {
                 pol.id
             ),
         )
-        .with_help("remove the default or the catch-all rule, or narrow the rules")
+        .with_help("narrow the rules, or drop the catch-all rule and let the default decide (a policy may have no rules: `policy p { default deny }`)")
         .in_rule(Some(&pol.id), None);
         let mut labels = 0;
         for &i in &run.order {
