@@ -226,7 +226,7 @@ fn lit_text(l: &Lit) -> Option<String> {
 }
 
 /// A source text on one line, shortened past 200 characters (hovers show values as written).
-pub(crate) fn one_line(s: &str) -> String {
+fn as_written(s: &str) -> String {
     let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
     match joined.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", joined.get(..cut).unwrap_or("")),
@@ -290,7 +290,7 @@ fn dsl_symbols(items: &[Item], text: &str) -> Symbols {
                 let members = st
                     .members
                     .iter()
-                    .map(|(k, v)| (k.text.clone(), one_line(text.get(v.span.range()).unwrap_or(""))))
+                    .map(|(k, v)| (k.text.clone(), as_written(text.get(v.span.range()).unwrap_or(""))))
                     .collect();
                 s.states.push(StateSym { decl: named(&st.name, st.span), members });
             }
@@ -592,9 +592,9 @@ fn render(n: &Node, text: &str) -> String {
     match &n.kind {
         NodeKind::Seq(items) => {
             let texts: Option<Vec<String>> = items.iter().map(scalar).collect();
-            texts.map_or_else(|| one_line(text.get(n.span.range()).unwrap_or("")), |t| format!("[{}]", t.join(", ")))
+            texts.map_or_else(|| as_written(text.get(n.span.range()).unwrap_or("")), |t| format!("[{}]", t.join(", ")))
         }
-        _ => scalar(n).map_or_else(|| one_line(text.get(n.span.range()).unwrap_or("")), |t| one_line(&t)),
+        _ => scalar(n).map_or_else(|| as_written(text.get(n.span.range()).unwrap_or("")), |t| as_written(&t)),
     }
 }
 
