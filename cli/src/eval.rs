@@ -12,7 +12,7 @@ use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::externs::ExternTable;
 use verdict_runtime::request::Request;
-use verdict_runtime::state::{MemoryStore, StateStore};
+use verdict_runtime::state::StateStore;
 use verdict_runtime::vm::{self, Engine};
 
 /// What `verdict eval` was asked for, besides the bundle.
@@ -109,10 +109,10 @@ pub fn run(source: &Path, opts: &Options<'_>, trust: &card::TrustArgs) -> u8 {
         Ok(e) => e,
         Err(code) => return code,
     };
-    let store: Box<dyn StateStore> = match opts.store {
-        None | Some("memory") => Box::new(MemoryStore::new()),
-        Some(other) => {
-            eprintln!("error: `--store {other}`: this build knows the `memory` store only");
+    let store: Box<dyn StateStore> = match crate::store::parse(opts.store) {
+        Ok(s) => s.boxed(),
+        Err(e) => {
+            eprintln!("error: {e}");
             return 2;
         }
     };

@@ -14,6 +14,7 @@ mod fmt;
 mod keys;
 mod render;
 mod serve;
+mod store;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -82,7 +83,9 @@ enum Command {
         /// at its time against the store, then its holds committed (default), released or left.
         #[arg(long, conflicts_with_all = ["context", "contexts"])]
         events: Option<PathBuf>,
-        /// The state store of a stateful run: `memory` (the default: empty at the start).
+        /// The state store of a stateful run: `memory` (the default: empty at the start) or
+        /// `redis://HOST:PORT[/DB]` (shared with every process on that Redis; the run's decision
+        /// ids are `e<line>`, so start each run on an empty database).
         #[arg(long, value_name = "STORE")]
         store: Option<String>,
         /// Bind externs to mocks: a JSON file of `{"name": RESULT}` or `{"name": {"error": "msg"}}`;

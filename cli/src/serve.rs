@@ -42,6 +42,12 @@ pub struct ServeArgs {
     /// bundles are refused from files, the watched directory and the API.
     #[arg(long = "trusted-key", value_name = "PUBKEY")]
     pub trusted_keys: Vec<PathBuf>,
+    /// Where stateful bundles keep state series and holds: `memory` (this process; the default)
+    /// or `redis://HOST:PORT[/DB]` (shared by every replica on that Redis: any replica commits or
+    /// releases any replica's decision). Redis down: stateful decisions fail closed, stateless ones
+    /// keep serving, and the service recovers by itself when Redis answers again.
+    #[arg(long, value_name = "STORE", default_value = "memory")]
+    pub store: String,
 }
 
 pub fn run(args: ServeArgs) -> u8 {
@@ -56,6 +62,22 @@ pub fn run(args: ServeArgs) -> u8 {
     let mut config = verdict_server::Config::new(args.bind).with_env();
     config.trusted_keys = match crate::keys::trusted_keys(&args.trusted_keys) {
         Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    config.state = match crate::store::parse(Some(&args.store)) {
+        Ok(crate::store::Store::Memory) => verdict_server::decisions::StateBackend::memory(),
+        Ok(crate::store::Store::Redis(store, name)) => {
+            // Not a condition to start: the service fails closed until Redis answers.
+            if let Err(e) = store.ping() {
+                eprintln!(
+                    "warning: the state store {name} does not answer ({e}): stateful decisions fail closed until it does"
+                );
+            }
+            verdict_server::decisions::StateBackend::shared(store, name)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return 2;

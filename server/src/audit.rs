@@ -253,6 +253,8 @@ pub struct EvaluationLine<'a> {
     pub time: String,
     pub event: &'static str,
     pub correlation_id: &'a str,
+    /// Every decision's id (stateful ones commit and release their holds by it).
+    pub decision_id: &'a str,
     pub caller: &'static str,
     pub bundle_id: &'a str,
     pub bundle_version: &'a str,
@@ -264,6 +266,9 @@ pub struct EvaluationLine<'a> {
     pub matched_rule_id: Option<&'a str>,
     pub reason: &'a str,
     pub codes: &'a [String],
+    /// The holds a stateful decision made (absent when none).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub holds: &'a [verdict_runtime::decision::Hold],
 }
 
 /// Whether a file is not empty and does not end with a newline.

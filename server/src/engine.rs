@@ -217,6 +217,30 @@ impl Engine {
             Engine::Interp(c) => c.borrow_dependent().evaluate(req, env, mode),
         }
     }
+
+    /// Whether the bundle declares state series: its decisions read and record state in a
+    /// store ([`Engine::evaluate_with_store`]).
+    pub fn is_stateful(&self) -> bool {
+        match self {
+            Engine::Native { engine, .. } => engine.is_stateful(),
+            Engine::Interp(c) => !c.borrow_owner().states.is_empty(),
+        }
+    }
+
+    /// Evaluates one request of a stateful bundle against a store: the read-decide-record step
+    /// runs atomically in the store; a store that fails decides the most severe effect.
+    pub fn evaluate_with_store(
+        &self,
+        req: &Request,
+        env: &Env<'_>,
+        mode: Mode,
+        store: &dyn verdict_runtime::state::StateStore,
+    ) -> EvaluationResult {
+        match self {
+            Engine::Native { engine, .. } => engine.evaluate_with_store(req, env, mode, store),
+            Engine::Interp(c) => c.borrow_dependent().evaluate_with_store(req, env, mode, store),
+        }
+    }
 }
 
 /// Why a source bundle is refused where trusted keys are configured.

@@ -17,6 +17,7 @@ use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::pool::INLINE_INPUT;
 use crate::store::{Loaded, Origin, Outcome, Put, PutError};
+use crate::{decisions, shadow};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -50,6 +51,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/bundles/{id}", get(get_bundle).put(put_bundle))
         .route("/bundles/{id}/evaluate", post(evaluate_registered))
         .route("/bundles/{id}/conditions/{cid}", put(assert_condition))
+        .route("/bundles/{id}/shadow", put(shadow::put).get(shadow::get).delete(shadow::delete))
+        .route("/bundles/{id}/shadow/promote", post(shadow::promote))
+        .route("/decisions/{id}/commit", post(decisions::commit))
+        .route("/decisions/{id}/release", post(decisions::release))
         .route("/evaluate", post(evaluate_oneshot))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -75,7 +80,7 @@ async fn at_capacity() -> Response {
 }
 
 /// 503 for an answer whose audit line could not be written (the answer is withheld).
-fn audit_failed(st: &AppState, e: &AuditError) -> ApiError {
+pub(crate) fn audit_failed(st: &AppState, e: &AuditError) -> ApiError {
     st.metrics.audit_failed();
     tracing::error!(error = %e, "answer withheld: its audit line is not written");
     ApiError::new(503, "the audit log cannot be written")
@@ -84,7 +89,7 @@ fn audit_failed(st: &AppState, e: &AuditError) -> ApiError {
 /// `Cache-Control: no-store` on policy material and decisions.
 async fn no_store(req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let protect = path.starts_with("/bundles") || path == "/evaluate";
+    let protect = path.starts_with("/bundles") || path == "/evaluate" || path.starts_with("/decisions");
     let mut resp = next.run(req).await;
     if protect {
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -120,6 +125,12 @@ async fn root() -> Json<Value> {
             "POST /evaluate": "one-shot: bundle + context in, decision out",
             "POST /bundles/from-decision-card": "build and register a bundle from a signed Decision Card",
             "PUT  /bundles/{bundle_id}/conditions/{condition_id}": "assert a Decision Card condition (expires within 7 days)",
+            "POST /decisions/{decision_id}/commit": "make a stateful decision's holds permanent",
+            "POST /decisions/{decision_id}/release": "drop a stateful decision's holds",
+            "PUT  /bundles/{bundle_id}/shadow": "evaluate a candidate bundle beside the live one, off the response path",
+            "GET  /bundles/{bundle_id}/shadow": "the shadow report: agreement, transitions, what `verdict diff` predicts",
+            "DELETE /bundles/{bundle_id}/shadow": "stop shadowing",
+            "POST /bundles/{bundle_id}/shadow/promote": "make the candidate the live bundle (one atomic swap)",
         },
     }))
 }
@@ -137,11 +148,13 @@ async fn version(State(st): St) -> Json<Value> {
         "compatible_with": "policy-as-code-engine 0.2.1",
         "decision_card_version": "0.1",
         "auth": st.auth.mode(),
+        "state_store": st.state.name(),
     }))
 }
 
 async fn metrics(State(st): St) -> Response {
-    let text = st.metrics.render(st.store.len());
+    let mut text = st.metrics.render(st.store.len());
+    text.push_str(&decisions::metrics_text(&st.state));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -213,7 +226,7 @@ fn context(v: Value) -> Result<Context, ApiError> {
 /// The correlation id of a request: `X-Request-Id` when it is 1–128 visible ASCII characters,
 /// else a fresh id in UUID form: a random per-process half and a counter (unique within the
 /// process, unguessable across restarts, and no system call per request).
-fn correlation_id(headers: &HeaderMap) -> String {
+pub(crate) fn correlation_id(headers: &HeaderMap) -> String {
     static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     headers
@@ -279,7 +292,7 @@ fn diagnostics_json(file: &SourceFile, diags: &[verdict_compiler::diagnostic::Di
 }
 
 /// Runs a compilation on a blocking thread, a bounded number at once.
-async fn compile_job<T: Send + 'static>(
+pub(crate) async fn compile_job<T: Send + 'static>(
     st: &AppState,
     job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -336,7 +349,7 @@ async fn load_artifact(st: &AppState, bytes: Bytes, origin: Origin) -> Result<Lo
 
 /// Reads, parses and compiles a bundle body: a compiled artifact (by content type or by its
 /// header), or a source in the form its content type names.
-async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Loaded, ApiError> {
+pub(crate) async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Loaded, ApiError> {
     let bytes = read_body(st, headers, body).await?;
     if artifact_declared(headers) || verdict_runtime::artifact::is_artifact(&bytes) {
         return load_artifact(st, bytes, Origin::Api).await;
@@ -354,7 +367,7 @@ async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<L
     compile(st, "request body", text, kind, Origin::Api).await
 }
 
-fn put_error(e: PutError) -> ApiError {
+pub(crate) fn put_error(e: PutError) -> ApiError {
     match e {
         PutError::Exists => ApiError::new(409, "bundle ID is already registered"),
         PutError::OwnedBy(o) => {
@@ -364,7 +377,7 @@ fn put_error(e: PutError) -> ApiError {
     }
 }
 
-fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
+pub(crate) fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
@@ -622,7 +635,11 @@ async fn assert_condition(
 ///
 /// The async worker only checks the conditions and waits: a bundle that is slow to evaluate (a
 /// trace, a large bundle, long strings under regular expressions) costs an evaluation thread,
-/// never the accept loop or the health and metrics routes.
+/// never the accept loop or the health and metrics routes. A stateful decision on a shared store
+/// waits for the store on one of the state threads, never on an async worker or the evaluation
+/// threads. `registered`: the bundle is the store's (`/bundles/{id}/evaluate`), so a shadow of
+/// it is evaluated too.
+#[allow(clippy::too_many_arguments)]
 async fn decide(
     st: &Arc<AppState>,
     loaded: Arc<Loaded>,
@@ -631,6 +648,7 @@ async fn decide(
     correlation: &str,
     caller: Caller,
     trace: bool,
+    registered: bool,
 ) -> Result<Vec<u8>, ApiError> {
     let now = jiff::Timestamp::now();
     if let Some(condition_ids) = loaded.engine.card_conditions() {
@@ -645,17 +663,34 @@ async fn decide(
             req.data.insert("conditions_satisfied".into(), Value::Object(satisfied));
         }
     }
-    let job = Decision { st: st.clone(), loaded, req, now, correlation: correlation.to_owned(), caller, trace };
-    if !trace && input_len <= INLINE_INPUT && job.loaded.cost.cheap() {
-        let (out, line) = job.evaluate()?;
-        return match st.audit.write(line).await {
+    let stateful = loaded.engine.is_stateful();
+    let shadow = if registered { st.shadows.get(loaded.id()) } else { None };
+    let job = Decision {
+        st: st.clone(),
+        loaded,
+        req,
+        now,
+        correlation: correlation.to_owned(),
+        caller,
+        trace,
+        stateful,
+        shadow,
+    };
+    let local = !stateful || st.state.is_local();
+    if local && !trace && input_len <= INLINE_INPUT && job.loaded.cost.cheap() {
+        let (out, line, live) = job.evaluate()?;
+        let written = st.audit.write(line).await;
+        // After the live decision's line, so a mismatch line never precedes it.
+        job.shadow(live);
+        return match written {
             Ok(()) => Ok(out),
             Err(e) => Err(audit_failed(st, &e)),
         };
     }
     let (answer, answered) = oneshot::channel();
     // If the pool has stopped, the job (and `answer`) is dropped: answered 500 below.
-    st.pool.run(move || job.run(answer));
+    let pool = if local { &st.pool } else { &st.state_pool };
+    pool.run(move || job.run(answer));
     match answered.await {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(Failure::Audit(e))) => Err(audit_failed(st, &e)),
@@ -680,24 +715,51 @@ struct Decision {
     correlation: String,
     caller: Caller,
     trace: bool,
+    /// The bundle declares state: the decision runs against the service's state store.
+    stateful: bool,
+    /// The candidate shadowing this bundle, if any.
+    shadow: Option<Arc<shadow::Shadow>>,
 }
+
+/// What the shadow evaluation of a decision needs from the live one.
+type ShadowInput = Option<(shadow::Live, Vec<decisions::Read>, String)>;
 
 impl Decision {
     /// Evaluates (recording the bundle's cost) and serializes the answer and the audit line.
-    fn evaluate(&self) -> Result<(Vec<u8>, String), ApiError> {
+    /// Every decision gets an id; a stateful one reads and records its state in the store.
+    fn evaluate(&self) -> Result<(Vec<u8>, String, ShadowInput), ApiError> {
         let started = Instant::now();
-        let result = self.loaded.engine.evaluate(&self.req, &Env::at(self.now), Mode::traced(self.trace));
+        let id = verdict_runtime::state::new_decision_id();
+        let env = Env { decision_id: Some(&id), ..Env::at(self.now) };
+        let mode = Mode::traced(self.trace);
+        let engine = &self.loaded.engine;
+        let mut reads = Vec::new();
+        let mut result = match (self.stateful, &self.shadow) {
+            (false, _) => engine.evaluate(&self.req, &env, mode),
+            (true, None) => engine.evaluate_with_store(&self.req, &env, mode, &self.st.state),
+            (true, Some(_)) => {
+                let capture = decisions::Capture::new(&self.st.state);
+                let r = engine.evaluate_with_store(&self.req, &env, mode, &capture);
+                reads = capture.into_reads();
+                r
+            }
+        };
         let took = started.elapsed();
         if !self.trace {
             self.loaded.cost.observe(took);
         }
+        if result.decision_id.is_none() {
+            result.decision_id = Some(id);
+        }
         let out = serde_json::to_vec(&result).map_err(|_| ApiError::new(500, "cannot serialize the decision"))?;
         self.st.metrics.observe(&result.decision.kind, started.elapsed());
         let d = &result.decision;
+        let decision_id = result.decision_id.as_deref().unwrap_or_default();
         let line = EvaluationLine {
             time: self.now.to_string(),
             event: "evaluation",
             correlation_id: &self.correlation,
+            decision_id,
             caller: self.caller.as_str(),
             bundle_id: &result.bundle_id,
             bundle_version: &result.bundle_version,
@@ -708,15 +770,43 @@ impl Decision {
             matched_rule_id: d.matched_rule_id.as_deref(),
             reason: &d.reason,
             codes: &d.codes,
+            holds: &result.holds,
         };
         let text = serde_json::to_string(&line).map_err(|_| ApiError::new(500, "cannot serialize the audit line"))?;
-        Ok((out, text))
+        let live = self.shadow.as_ref().map(|_| {
+            let live = shadow::Live {
+                kind: d.kind.clone(),
+                policy: d.matched_policy_id.clone(),
+                rule: d.matched_rule_id.clone(),
+                reason: d.reason.clone(),
+                version: result.bundle_version.clone(),
+                fingerprint: result.fingerprint.clone(),
+            };
+            (live, reads, decision_id.to_owned())
+        });
+        Ok((out, text, live))
+    }
+
+    /// Queues the shadow evaluation of this decision (never waits; see [`crate::shadow`]).
+    fn shadow(self, live: ShadowInput) {
+        let (Some(shadow), Some((live, reads, decision_id))) = (self.shadow, live) else { return };
+        let job = shadow::Job {
+            st: self.st.clone(),
+            shadow,
+            req: self.req,
+            now: self.now,
+            correlation: self.correlation,
+            decision_id,
+            live,
+            reads,
+        };
+        self.st.shadows.submit(job);
     }
 
     /// [`Decision::evaluate`] on an evaluation thread, then queues the line; `answer` receives
     /// the answer once the line is written (or why there is none).
     fn run(self, answer: oneshot::Sender<Result<Vec<u8>, Failure>>) {
-        let (out, line) = match self.evaluate() {
+        let (out, line, live) = match self.evaluate() {
             Ok(done) => done,
             Err(e) => {
                 let _ = answer.send(Err(Failure::Api(e)));
@@ -729,6 +819,7 @@ impl Decision {
                 let _ = answer.send(written.map(|()| out).map_err(Failure::Audit));
             }),
         );
+        self.shadow(live);
     }
 }
 
@@ -752,7 +843,7 @@ async fn evaluate_registered(
     let bytes = read_body(&st, &headers, body).await?;
     let req = context(json_body(&bytes)?)?;
     let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
-    let out = decide(&st, loaded, bytes.len(), req, &correlation, caller, trace_asked(&uri)).await?;
+    let out = decide(&st, loaded, bytes.len(), req, &correlation, caller, trace_asked(&uri), true).await?;
     Ok(decision_response(out, &correlation))
 }
 
@@ -776,6 +867,6 @@ async fn evaluate_oneshot(State(st): St, uri: Uri, headers: HeaderMap, body: Bod
         return Err(ApiError::invalid_request(crate::engine::SOURCE_UNTRUSTED));
     }
     let loaded = compile(&st, "bundle", text, kind, Origin::Api).await?;
-    let out = decide(&st, Arc::new(loaded), bytes.len(), req, &correlation, caller, trace_asked(&uri)).await?;
+    let out = decide(&st, Arc::new(loaded), bytes.len(), req, &correlation, caller, trace_asked(&uri), false).await?;
     Ok(decision_response(out, &correlation))
 }

@@ -5,7 +5,8 @@
 //! [`handlers`] (routes), [`auth`] (two bearer tokens), [`store`] (atomically swapped bundle
 //! snapshots and condition assertions), [`engine`] (the backend seam), [`reload`] (bundle files
 //! and the watched directory), [`audit`] (JSON lines written before the answers that report
-//! them), [`conn`] (the accept loop and the connection limits), [`metrics`].
+//! them), [`conn`] (the accept loop and the connection limits), [`metrics`], [`decisions`]
+//! (the state store, commit and release) and [`shadow`] (shadow evaluation of a candidate).
 //!
 //! Architecture invariant: this crate depends on `compiler` and `runtime`; nothing depends on it
 //! but `cli`, which only turns flags into a [`Config`]. Flags are not parsed here.
@@ -13,6 +14,7 @@
 pub mod audit;
 pub mod auth;
 pub mod conn;
+pub mod decisions;
 pub mod engine;
 pub mod error;
 mod handlers;
@@ -20,6 +22,7 @@ pub mod keys;
 pub mod metrics;
 pub mod pool;
 pub mod reload;
+pub mod shadow;
 pub mod store;
 
 use audit::{AuditError, AuditOptions, AuditSink, AuditTarget};
@@ -48,6 +51,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted beyond the limit for health and metrics (see [`conn`]).
 pub const OVERFLOW_CONNECTIONS: usize = 32;
+/// Threads that run stateful decisions on a shared store: each waits for the store's round
+/// trips, so there are more of them than cores.
+pub const STATE_THREADS: usize = 16;
 
 /// Everything the service is configured with.
 #[derive(Debug, Clone)]
@@ -84,6 +90,8 @@ pub struct Config {
     /// load (from the command line, the watched directory and the API); source bundles are
     /// refused. Empty: artifacts load on their checksum, signed or not.
     pub trusted_keys: TrustedKeys,
+    /// Where stateful bundles keep their state series and holds (in memory by default).
+    pub state: decisions::StateBackend,
 }
 
 impl Config {
@@ -108,6 +116,7 @@ impl Config {
             eval_threads: None,
             max_bundles: 256,
             trusted_keys: TrustedKeys::none(),
+            state: decisions::StateBackend::memory(),
         }
     }
 
@@ -250,6 +259,10 @@ pub(crate) struct AppState {
     /// Bundle compilations running at once (on blocking threads).
     pub compile_slots: Arc<Semaphore>,
     pub trusted_keys: TrustedKeys,
+    pub state: decisions::StateBackend,
+    /// The threads that run stateful decisions on a shared store (they wait for its I/O).
+    pub state_pool: pool::Pool,
+    pub shadows: shadow::Shadows,
 }
 
 /// A running server.
@@ -311,6 +324,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         pool: pool::Pool::start(threads).map_err(StartError::Threads)?,
         compile_slots: Arc::new(Semaphore::new(threads)),
         trusted_keys: config.trusted_keys.clone(),
+        state: config.state.clone(),
+        state_pool: pool::Pool::start(if config.state.is_local() { 1 } else { STATE_THREADS })
+            .map_err(StartError::Threads)?,
+        shadows: shadow::Shadows::start().map_err(|e| StartError::Threads(pool::PoolError { source: e.source }))?,
     });
     let report = reload_now(&state, true).await;
     let failures: Vec<(PathBuf, reload::LoadError)> =
@@ -339,7 +356,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     };
     let limits =
         conn::Limits { max, overflow, header_timeout: config.header_timeout, write_timeout: config.write_timeout };
-    tracing::info!(%addr, bundles = state.store.len(), max_connections = limits.max, eval_threads = threads, audit_fsync = config.audit_fsync, "listening");
+    tracing::info!(%addr, bundles = state.store.len(), max_connections = limits.max, eval_threads = threads, audit_fsync = config.audit_fsync, state_store = state.state.name(), "listening");
     let poller = (config.watch.is_some() || !config.bundles.is_empty()).then(|| {
         let st = state.clone();
         let every = config.poll_interval;

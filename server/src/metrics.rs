@@ -25,6 +25,9 @@ pub struct Metrics {
     connections_over_limit: AtomicU64,
     write_timeouts: AtomicU64,
     audit_failures: AtomicU64,
+    shadow_evaluations: AtomicU64,
+    shadow_mismatches: AtomicU64,
+    shadow_dropped: AtomicU64,
 }
 
 /// Counts a connection as open while it lives.
@@ -87,6 +90,19 @@ impl Metrics {
         self.audit_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A shadow candidate was evaluated; `agreed`: it decided the live decision's effect.
+    pub fn shadow_evaluated(&self, agreed: bool) {
+        self.shadow_evaluations.fetch_add(1, Ordering::Relaxed);
+        if !agreed {
+            self.shadow_mismatches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A shadow evaluation was dropped because its queue was full.
+    pub fn shadow_dropped(&self) {
+        self.shadow_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The exposition text.
     pub fn render(&self, bundles: usize) -> String {
         let mut out = String::new();
@@ -144,6 +160,24 @@ impl Metrics {
                 "counter",
                 "Answers withheld (503) because their audit line could not be written.",
                 &self.audit_failures,
+            ),
+            (
+                "verdict_shadow_evaluations_total",
+                "counter",
+                "Shadow candidates evaluated beside live decisions.",
+                &self.shadow_evaluations,
+            ),
+            (
+                "verdict_shadow_mismatches_total",
+                "counter",
+                "Shadow candidates that decided another effect than the live decision.",
+                &self.shadow_mismatches,
+            ),
+            (
+                "verdict_shadow_dropped_total",
+                "counter",
+                "Shadow evaluations dropped because their queue was full.",
+                &self.shadow_dropped,
             ),
         ];
         for (name, kind, help, value) in counters {

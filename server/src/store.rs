@@ -140,6 +140,11 @@ impl Store {
 
     /// Puts a bundle in; the swap is atomic for readers.
     pub fn put(&self, loaded: Loaded, how: Put) -> Result<Outcome, PutError> {
+        self.put_shared(Arc::new(loaded), how)
+    }
+
+    /// [`Store::put`] of a bundle that is also held elsewhere (a promoted shadow candidate).
+    pub fn put_shared(&self, loaded: Arc<Loaded>, how: Put) -> Result<Outcome, PutError> {
         let _w = lock(&self.writer);
         let current = self.bundles.load_full();
         let id = loaded.id().to_owned();
@@ -156,7 +161,7 @@ impl Store {
             },
         };
         let mut next = (*current).clone();
-        next.insert(id.clone(), Arc::new(loaded));
+        next.insert(id.clone(), loaded);
         self.bundles.store(Arc::new(next));
         if outcome == Outcome::Replaced {
             // A replaced bundle may be a different card: its conditions must be asserted again.
