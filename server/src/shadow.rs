@@ -324,6 +324,9 @@ fn predict(live: &Loaded, candidate: &Loaded) -> Value {
         "transitions": transitions,
         "unverified": unverified,
         "undecided": report.undecided,
+        // A rule that may fault (an extern, a state read) where it is reached: the prediction
+        // covers only decisions without faults, as `verdict diff` says.
+        "faults": report.faults,
     })
 }
 
