@@ -81,6 +81,17 @@ pub fn compile(file: &SourceFile) -> Compiled {
     compile_as(file, SourceKind::detect(&file.name, &file.text))
 }
 
+/// What `verdict check` reports on one source of a given form: every compile diagnostic, then,
+/// when the bundle compiled without errors, the rule analysis' findings.
+pub fn check_as(file: &SourceFile, kind: SourceKind) -> Vec<Diagnostic> {
+    let compiled = compile_as(file, kind);
+    let mut diagnostics = compiled.diagnostics;
+    if let Some(bundle) = &compiled.bundle {
+        diagnostics.extend(analysis::analyze(bundle));
+    }
+    diagnostics
+}
+
 /// Compiles one source file of a given form.
 pub fn compile_as(file: &SourceFile, kind: SourceKind) -> Compiled {
     let mut diagnostics = Vec::new();

@@ -1,0 +1,393 @@
+//! `verdict.Engine`: a loaded bundle on one backend, shared by every thread that evaluates with
+//! it (a frozen class: no lock on the evaluation path).
+//!
+//! An evaluation reads the request with the GIL held (a `dict` walked along the bundle's paths,
+//! or JSON text through the runtime's projection parser), decides, and calls the observers.
+//! The decision itself runs detached from the interpreter when it is long enough for another
+//! thread to gain from it (see [`Core::decide`]).
+
+use crate::context::{Fault, Trie};
+use crate::errors;
+use crate::result::EvaluationResult;
+use crate::source::{self, Input};
+use pyo3::exceptions::{PyException, PyRuntimeWarning, PyTypeError, PyValueError};
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple, PyType};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU64, Ordering};
+use verdict_compiler::interp::Interpreter;
+use verdict_compiler::ir;
+use verdict_runtime::decision;
+use verdict_runtime::project::PathTrie;
+use verdict_runtime::request::Request;
+use verdict_runtime::{artifact, vm};
+
+self_cell::self_cell!(
+    /// A bundle and the reference interpreter that borrows it, owned together.
+    struct InterpCell {
+        owner: ir::Bundle,
+        #[covariant]
+        dependent: Interpreter,
+    }
+);
+
+/// What evaluates: the runtime's engine (JIT or VM), or the compiler's reference interpreter.
+enum Backend {
+    Native(Box<vm::Engine>),
+    Interp(InterpCell),
+}
+
+/// Untraced native decisions of programs with at most this many bytecode bytes stay attached:
+/// detaching and attaching again costs more than the decision (see BENCHMARKS.md, "Python").
+const DETACH_ABOVE_CODE_BYTES: usize = 4096;
+
+/// A bundle ready to evaluate with the request readers for it.
+struct Core {
+    backend: Backend,
+    /// The runtime's projection trie, for JSON text.
+    trie: PathTrie,
+    /// The same paths with Python keys, for dicts.
+    walker: Trie,
+    effects: Vec<String>,
+    /// Whether untraced decisions are worth detaching for.
+    detach: bool,
+}
+
+impl Core {
+    fn native(py: Python<'_>, engine: vm::Engine) -> Core {
+        let p = engine.program();
+        let trie = PathTrie::new(p.paths.iter().map(Vec::as_slice));
+        let walker = Trie::new(py, &trie);
+        let effects = p.effects.clone();
+        let detach = p.code.len() > DETACH_ABOVE_CODE_BYTES;
+        Core { backend: Backend::Native(Box::new(engine)), trie, walker, effects, detach }
+    }
+
+    fn interp(py: Python<'_>, cell: InterpCell) -> Core {
+        let b = cell.borrow_owner();
+        let trie = PathTrie::new(b.paths.iter().map(Vec::as_slice));
+        let walker = Trie::new(py, &trie);
+        let effects = b.effects.clone();
+        Core { backend: Backend::Interp(cell), trie, walker, effects, detach: true }
+    }
+
+    /// Reads a request context: JSON text (str, bytes, bytearray) through the runtime's
+    /// projection parser, anything else through the dict walker.
+    fn request(&self, context: &Bound<'_, PyAny>) -> PyResult<Request> {
+        let py = context.py();
+        let refused = |e: verdict_runtime::request::RequestError| errors::request_error(py, e.to_string());
+        if let Ok(s) = context.cast::<PyString>() {
+            return self.trie.parse(s.to_str()?.as_bytes()).map_err(refused);
+        }
+        if let Ok(b) = context.cast::<PyBytes>() {
+            return self.trie.parse(b.as_bytes()).map_err(refused);
+        }
+        if let Ok(b) = context.cast::<PyByteArray>() {
+            return self.trie.parse(&b.to_vec()).map_err(refused);
+        }
+        self.walker.request(context).map_err(|f| match f {
+            Fault::Refused { path, message } => errors::request_error(py, Fault::message(&path, &message)),
+            Fault::Python(e) => e,
+        })
+    }
+
+    /// Decides one request. Traced and interpreted evaluations, and untraced ones of large
+    /// programs, run detached so other threads can run Python meanwhile.
+    fn decide(&self, py: Python<'_>, req: &Request, now: jiff::Timestamp, trace: bool) -> decision::EvaluationResult {
+        match &self.backend {
+            Backend::Native(e) if trace || self.detach => py.detach(|| e.evaluate(req, now, trace)),
+            Backend::Native(e) => e.evaluate(req, now, trace),
+            Backend::Interp(c) => py.detach(|| c.borrow_dependent().evaluate(req, now, trace)),
+        }
+    }
+
+    fn program_meta(&self) -> (&str, &str) {
+        match &self.backend {
+            Backend::Native(e) => (&e.program().bundle_id, &e.program().version),
+            Backend::Interp(c) => (&c.borrow_owner().id, &c.borrow_owner().version),
+        }
+    }
+
+    fn fingerprint(&self) -> &str {
+        match &self.backend {
+            Backend::Native(e) => &e.program().fingerprint,
+            Backend::Interp(c) => c.borrow_dependent().fingerprint(),
+        }
+    }
+}
+
+/// A backend asked for by name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    Jit,
+    Vm,
+    Interp,
+}
+
+fn wanted(name: &str) -> PyResult<Wanted> {
+    match name {
+        "jit" => Ok(Wanted::Jit),
+        "vm" => Ok(Wanted::Vm),
+        "interp" => Ok(Wanted::Interp),
+        other => Err(PyValueError::new_err(format!("backend must be \"jit\", \"vm\" or \"interp\", not {other:?}"))),
+    }
+}
+
+/// A compiled, loaded bundle that decides requests. Build one with `Engine.load`,
+/// `Engine.from_source` or `Engine.from_artifact`; share it between threads freely.
+#[pyclass(frozen, module = "verdict", name = "Engine")]
+pub struct Engine {
+    core: Core,
+    /// The `on_decision` callbacks, in registration order.
+    observers: Py<PyList>,
+    observer_errors: AtomicU64,
+    jit_fallback: Option<String>,
+}
+
+impl Engine {
+    fn new(py: Python<'_>, core: Core, jit_fallback: Option<String>) -> PyResult<Engine> {
+        if let Some(reason) = &jit_fallback {
+            let message = CString::new(format!("{reason}; evaluating on the VM")).unwrap_or_default();
+            PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &message, 2)?;
+        }
+        Ok(Engine { core, observers: PyList::empty(py).unbind(), observer_errors: AtomicU64::new(0), jit_fallback })
+    }
+
+    /// An engine over a compiled bundle on the wanted backend.
+    fn from_bundle(py: Python<'_>, bundle: ir::Bundle, backend: Wanted) -> PyResult<Engine> {
+        match backend {
+            Wanted::Interp => {
+                let cell = InterpCell::try_new(bundle, |b| Interpreter::new(b))
+                    .map_err(|e| errors::verdict_error(py, format!("the interpreter refused the bundle: {}", e.0)))?;
+                Engine::new(py, Core::interp(py, cell), None)
+            }
+            Wanted::Jit | Wanted::Vm => {
+                let program = verdict_compiler::codegen::program(&bundle);
+                Engine::from_program(py, program, backend)
+            }
+        }
+    }
+
+    fn from_program(py: Python<'_>, program: verdict_runtime::program::Program, backend: Wanted) -> PyResult<Engine> {
+        let b = if backend == Wanted::Vm { vm::Backend::Vm } else { vm::Backend::Jit };
+        let engine = vm::Engine::with_backend(program, b)
+            .map_err(|e| errors::verdict_error(py, format!("the runtime refused the program: {e}")))?;
+        let fallback = engine.jit_fallback().map(|r| r.to_string());
+        Engine::new(py, Core::native(py, engine), fallback)
+    }
+
+    fn from_artifact_bytes(py: Python<'_>, name: &str, bytes: &[u8], backend: Wanted) -> PyResult<Engine> {
+        if backend == Wanted::Interp {
+            return Err(errors::verdict_error(
+                py,
+                format!(
+                    "{name} is a compiled artifact; the interpreter needs the bundle's source (use backend=\"jit\" or \"vm\")"
+                ),
+            ));
+        }
+        let program = artifact::read(bytes).map_err(|e| errors::verdict_error(py, format!("{name}: {e}")))?;
+        Engine::from_program(py, program, backend)
+    }
+
+    fn from_input(
+        py: Python<'_>,
+        input: Input,
+        kind: Option<verdict_compiler::SourceKind>,
+        backend: Wanted,
+    ) -> PyResult<Engine> {
+        match input {
+            Input::Artifact { name, bytes } => Engine::from_artifact_bytes(py, &name, &bytes, backend),
+            Input::Source(file) => {
+                let bundle = source::compile(py, &file, kind)?;
+                Engine::from_bundle(py, bundle, backend)
+            }
+        }
+    }
+
+    /// Calls every observer with the result; an `Exception` an observer raises is counted,
+    /// never propagated (a `BaseException` such as `KeyboardInterrupt` still is).
+    fn notify(&self, py: Python<'_>, result: &Bound<'_, EvaluationResult>) -> PyResult<()> {
+        let observers = self.observers.bind(py);
+        if observers.is_empty() {
+            return Ok(());
+        }
+        let snapshot = observers.to_tuple();
+        for callback in snapshot.iter() {
+            if let Err(e) = callback.call1((result,)) {
+                if !e.is_instance_of::<PyException>(py) {
+                    return Err(e);
+                }
+                self.observer_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+static DATETIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static UTC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The evaluation time: now, an RFC 3339 string with an offset, or an aware `datetime`.
+fn timestamp(py: Python<'_>, now: Option<&Bound<'_, PyAny>>) -> PyResult<jiff::Timestamp> {
+    let Some(now) = now.filter(|n| !n.is_none()) else { return Ok(jiff::Timestamp::now()) };
+    let parse = |text: &str| {
+        text.parse::<jiff::Timestamp>().map_err(|e| {
+            errors::request_error(py, format!("`now` {text:?} is not an RFC 3339 date-time with an offset: {e}"))
+        })
+    };
+    if let Ok(s) = now.cast::<PyString>() {
+        return parse(s.to_str()?);
+    }
+    let datetime = DATETIME.import(py, "datetime", "datetime")?;
+    if !now.is_instance(datetime)? {
+        return Err(errors::request_error(
+            py,
+            format!("`now` must be an aware datetime or an RFC 3339 string, not `{}`", crate::context::type_name(now)),
+        ));
+    }
+    if now.call_method0("utcoffset")?.is_none() {
+        return Err(errors::request_error(
+            py,
+            "`now` is a naive datetime: give it a timezone (for example `datetime.now(timezone.utc)`)",
+        ));
+    }
+    let utc = UTC.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py.import("datetime")?.getattr("timezone")?.getattr("utc")?.unbind())
+    })?;
+    let text: String = now.call_method1("astimezone", (utc.bind(py),))?.call_method0("isoformat")?.extract()?;
+    parse(&text)
+}
+
+#[pymethods]
+impl Engine {
+    /// Loads a bundle file: a `.verdict`, `.yaml`/`.yml` or `.json` source, or a `.vdc`
+    /// artifact (recognised by its header, whatever its name).
+    #[staticmethod]
+    #[pyo3(signature = (path, *, backend = "jit", form = None))]
+    fn load(py: Python<'_>, path: std::path::PathBuf, backend: &str, form: Option<&str>) -> PyResult<Engine> {
+        let backend = wanted(backend)?;
+        let kind = source::form(form)?;
+        let input = source::load(py, &path)?;
+        Engine::from_input(py, input, kind, backend)
+    }
+
+    /// Compiles source text (`form`: "verdict", "yaml" or "json"; by content when omitted).
+    #[staticmethod]
+    #[pyo3(signature = (text, form = None, *, backend = "jit"))]
+    fn from_source(py: Python<'_>, text: &str, form: Option<&str>, backend: &str) -> PyResult<Engine> {
+        let backend = wanted(backend)?;
+        let kind = source::form(form)?;
+        let file = verdict_compiler::source::SourceFile::new(source::TEXT_NAME, text);
+        Engine::from_input(py, Input::Source(file), kind, backend)
+    }
+
+    /// Loads the bytes of a `.vdc` artifact (verified before use).
+    #[staticmethod]
+    #[pyo3(signature = (data, *, backend = "jit"))]
+    fn from_artifact(py: Python<'_>, data: &[u8], backend: &str) -> PyResult<Engine> {
+        let backend = wanted(backend)?;
+        Engine::from_artifact_bytes(py, "the artifact", data, backend)
+    }
+
+    /// Decides one request context (a dict, or JSON text as str or bytes) at `now` (an aware
+    /// datetime or an RFC 3339 string; the current time when omitted).
+    #[pyo3(signature = (context, now = None, trace = false))]
+    fn evaluate<'py>(
+        slf: &Bound<'py, Self>,
+        context: &Bound<'py, PyAny>,
+        now: Option<&Bound<'py, PyAny>>,
+        trace: bool,
+    ) -> PyResult<Bound<'py, EvaluationResult>> {
+        let py = slf.py();
+        let this = slf.get();
+        let now = timestamp(py, now)?;
+        let req = this.core.request(context)?;
+        let result = this.core.decide(py, &req, now, trace);
+        let result = Bound::new(py, EvaluationResult { result })?;
+        this.notify(py, &result)?;
+        Ok(result)
+    }
+
+    /// Registers an observer called with every result (after the decision, on the evaluating
+    /// thread). Returns the callback, so this works as a decorator.
+    fn on_decision<'py>(&self, callback: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "on_decision takes a callable, not `{}`",
+                crate::context::type_name(&callback)
+            )));
+        }
+        self.observers.bind(callback.py()).append(&callback)?;
+        Ok(callback)
+    }
+
+    /// How many times an observer raised (its exceptions are counted, never propagated).
+    #[getter]
+    fn observer_errors(&self) -> u64 {
+        self.observer_errors.load(Ordering::Relaxed)
+    }
+
+    /// The backend that evaluates: "jit", "vm" or "interp".
+    #[getter]
+    fn backend(&self) -> &'static str {
+        match &self.core.backend {
+            Backend::Native(e) => match e.backend() {
+                vm::Backend::Jit => "jit",
+                vm::Backend::Vm => "vm",
+            },
+            Backend::Interp(_) => "interp",
+        }
+    }
+
+    /// Why the JIT was asked for and not used (the engine then runs on the VM).
+    #[getter]
+    fn jit_fallback(&self) -> Option<&str> {
+        self.jit_fallback.as_deref()
+    }
+
+    #[getter]
+    fn bundle_id(&self) -> &str {
+        self.core.program_meta().0
+    }
+
+    #[getter]
+    fn bundle_version(&self) -> &str {
+        self.core.program_meta().1
+    }
+
+    #[getter]
+    fn fingerprint(&self) -> &str {
+        self.core.fingerprint()
+    }
+
+    /// The bundle's effects, most severe first (a decision's kind is one of them or
+    /// "not_applicable").
+    #[getter]
+    fn effects<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.core.effects)
+    }
+
+    /// A decorator that runs the function only when the bundle allows it (EMBEDDING.md):
+    /// `mode="hard"` raises `PolicyViolation` otherwise, `mode="soft"` returns
+    /// `Guarded(result, value)`. Implemented in `verdict._enforce`.
+    #[pyo3(signature = (context = None, *, mode = "hard"))]
+    fn guard<'py>(
+        slf: &Bound<'py, Self>,
+        context: Option<Bound<'py, PyAny>>,
+        mode: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("verdict._enforce")?.getattr("guard")?.call1((slf, context, mode))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.observers)
+    }
+
+    fn __repr__(&self) -> String {
+        let (id, version) = self.core.program_meta();
+        format!("Engine(bundle_id={id:?}, bundle_version={version:?}, backend={:?})", self.backend())
+    }
+}

@@ -1,0 +1,176 @@
+//! The result objects: a bundle's [`EvaluationResult`] and the per-policy [`Decision`]s, read
+//! through attributes; `to_dict()` is exactly the runtime's JSON (what `verdict eval` prints).
+//!
+//! The runtime's result is kept as it is and converted to Python objects attribute by attribute
+//! when they are read, so an evaluation whose caller reads only `kind` builds no dicts.
+
+use crate::pyjson;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use verdict_runtime::decision;
+
+/// The kind of an allowing decision (`allowed` is `kind == "allow"`).
+const ALLOW: &str = "allow";
+
+/// The result of evaluating a bundle on one request.
+#[pyclass(frozen, module = "verdict", name = "EvaluationResult")]
+pub struct EvaluationResult {
+    pub result: decision::EvaluationResult,
+}
+
+/// One policy's decision (or the bundle's, as `EvaluationResult` exposes it).
+#[pyclass(frozen, module = "verdict", name = "Decision")]
+pub struct Decision {
+    decision: decision::Decision,
+}
+
+fn codes<'py>(py: Python<'py>, d: &decision::Decision) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(py, &d.codes)
+}
+
+fn repr(d: &decision::Decision) -> String {
+    let opt = |s: &Option<String>| s.as_deref().map_or_else(|| "None".to_owned(), |s| format!("{s:?}"));
+    format!(
+        "kind={:?}, policy_id={}, rule_id={}, reason={:?}",
+        d.kind,
+        opt(&d.matched_policy_id),
+        opt(&d.matched_rule_id),
+        d.reason
+    )
+}
+
+#[pymethods]
+impl EvaluationResult {
+    /// The decision's kind: an effect name or `not_applicable`.
+    #[getter]
+    fn kind(&self) -> &str {
+        &self.result.decision.kind
+    }
+
+    /// Whether the decision is `allow`.
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.result.decision.kind == ALLOW
+    }
+
+    #[getter]
+    fn policy_id(&self) -> Option<&str> {
+        self.result.decision.matched_policy_id.as_deref()
+    }
+
+    #[getter]
+    fn rule_id(&self) -> Option<&str> {
+        self.result.decision.matched_rule_id.as_deref()
+    }
+
+    #[getter]
+    fn reason(&self) -> &str {
+        &self.result.decision.reason
+    }
+
+    #[getter]
+    fn codes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        codes(py, &self.result.decision)
+    }
+
+    #[getter]
+    fn obligations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        pyjson::map_to_py(py, &self.result.decision.obligations)
+    }
+
+    /// Every policy's decision, in policy order.
+    #[getter]
+    fn policy_decisions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for d in &self.result.policy_decisions {
+            list.append(Bound::new(py, Decision { decision: d.clone() })?)?;
+        }
+        Ok(list)
+    }
+
+    /// The trace as JSON-like lists and dicts, when the evaluation asked for one.
+    #[getter]
+    fn trace<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match &self.result.trace {
+            None => Ok(None),
+            Some(entries) => {
+                let list = PyList::empty(py);
+                for e in entries {
+                    list.append(pyjson::to_py(py, &serde_json::to_value(e).unwrap_or_default())?)?;
+                }
+                Ok(Some(list.into_any()))
+            }
+        }
+    }
+
+    #[getter]
+    fn bundle_id(&self) -> &str {
+        &self.result.bundle_id
+    }
+
+    #[getter]
+    fn bundle_version(&self) -> &str {
+        &self.result.bundle_version
+    }
+
+    #[getter]
+    fn fingerprint(&self) -> &str {
+        &self.result.fingerprint
+    }
+
+    /// The decision JSON of LANGUAGE.md §4, as `verdict eval` prints it.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pyjson::to_py(py, &self.result.to_json())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("EvaluationResult({})", repr(&self.result.decision))
+    }
+}
+
+#[pymethods]
+impl Decision {
+    #[getter]
+    fn kind(&self) -> &str {
+        &self.decision.kind
+    }
+
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.decision.kind == ALLOW
+    }
+
+    #[getter]
+    fn policy_id(&self) -> Option<&str> {
+        self.decision.matched_policy_id.as_deref()
+    }
+
+    #[getter]
+    fn rule_id(&self) -> Option<&str> {
+        self.decision.matched_rule_id.as_deref()
+    }
+
+    #[getter]
+    fn reason(&self) -> &str {
+        &self.decision.reason
+    }
+
+    #[getter]
+    fn codes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        codes(py, &self.decision)
+    }
+
+    #[getter]
+    fn obligations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        pyjson::map_to_py(py, &self.decision.obligations)
+    }
+
+    /// The decision object of the result JSON.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pyjson::to_py(py, &serde_json::to_value(&self.decision).unwrap_or_default())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Decision({})", repr(&self.decision))
+    }
+}
