@@ -258,9 +258,17 @@ pub fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Fault> {
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         let x = f.value();
-        return Number::from_f64(x)
-            .map(Value::Number)
-            .ok_or_else(|| Fault::refused(format!("`{x}` is not a JSON number (JSON has no NaN or infinity)")));
+        return Number::from_f64(x).map(Value::Number).ok_or_else(|| {
+            // Python's spelling of the value.
+            let text = if x.is_nan() {
+                "nan"
+            } else if x > 0.0 {
+                "inf"
+            } else {
+                "-inf"
+            };
+            Fault::refused(format!("`{text}` is not a JSON number (JSON has no NaN or infinity)"))
+        });
     }
     if depth >= MAX_DEPTH {
         return Err(too_deep());
