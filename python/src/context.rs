@@ -6,9 +6,9 @@
 //! dict is never looked at. This is what `Engine::decide_json` does for JSON bytes with the
 //! runtime's projection parser, for a Python tree.
 //!
-//! The pruned tree keeps the context's top-level keys (where a value is not read, it is reduced
-//! to its JSON type) and goes through [`Request::from_value`], so the refusals (unknown keys,
-//! wrong types) are the runtime's own. What the walk reaches must be JSON: `None`, `bool`, `int`,
+//! Every top-level key goes, in order, through the runtime's validation ([`Request::set_key`],
+//! what [`Request::from_value`] does for each key) with its pruned value (reduced to its JSON type
+//! where it is not read), so the refusals (unknown keys, wrong types) are the runtime's own. What the walk reaches must be JSON: `None`, `bool`, `int`,
 //! `float` (finite), `str`, `dict` with `str` keys, `list` or `tuple`; anything else is refused
 //! with the path where it was found.
 
@@ -114,25 +114,22 @@ impl Trie {
     /// Reads a request context from a Python object that is not JSON text: a `dict` is walked
     /// along the trie; anything else is refused (by the runtime where it is JSON).
     pub fn request(&self, context: &Bound<'_, PyAny>) -> Result<Request, Fault> {
-        let value = match context.cast::<PyDict>() {
-            Ok(dict) => self.top(dict)?,
-            Err(_) => match shape(context) {
-                Ok(v) => v,
-                Err(_) => {
-                    return Err(Fault::refused(format!(
-                        "a request context must be a dict, or JSON text as str or bytes, not `{}`",
-                        type_name(context)
-                    )));
-                }
-            },
-        };
-        Request::from_value(value).map_err(|e| Fault::refused(e.message))
+        if let Ok(dict) = context.cast::<PyDict>() {
+            return self.top(dict);
+        }
+        match shape(context) {
+            Ok(v) => Request::from_value(v).map_err(|e| Fault::refused(e.message)),
+            Err(_) => Err(Fault::refused(format!(
+                "a request context must be a dict, or JSON text as str or bytes, not `{}`",
+                type_name(context)
+            ))),
+        }
     }
 
-    /// The top-level object: every key kept (the runtime refuses unknown ones), each value pruned
-    /// to what the bundle reads.
-    fn top(&self, dict: &Bound<'_, PyDict>) -> Result<Value, Fault> {
-        let mut out = Map::new();
+    /// The top-level object: every key given to the runtime's validation in order (it refuses
+    /// unknown ones), each value pruned to what the bundle reads.
+    fn top(&self, dict: &Bound<'_, PyDict>) -> Result<Request, Fault> {
+        let mut req = Request::default();
         for (k, v) in dict.iter() {
             let Ok(key) = k.cast::<PyString>() else {
                 return Err(Fault::refused(format!("request context keys must be strings, not `{}`", type_name(&k))));
@@ -151,9 +148,9 @@ impl Trie {
                 // Refused by the runtime as an unknown key.
                 _ => Ok(Value::Null),
             };
-            out.insert(key.to_owned(), value.map_err(|f| f.at(key))?);
+            req.set_key(key, value.map_err(|f| f.at(key))?).map_err(|e| Fault::refused(e.message))?;
         }
-        Ok(Value::Object(out))
+        Ok(req)
     }
 
     /// The value at a trie node: whole at a leaf, else only the steps the trie has.
@@ -167,7 +164,7 @@ impl Trie {
         }
         let py = obj.py();
         if let Ok(dict) = obj.cast::<PyDict>() {
-            let mut out = Map::new();
+            let mut out = Map::with_capacity(n.children.len().min(dict.len()));
             for c in &n.children {
                 if let Some(v) = dict.get_item(c.key.bind(py)).map_err(Fault::Python)? {
                     let v = self.walk(&v, c.node, depth + 1).map_err(|f| f.at(&c.text))?;
@@ -274,7 +271,7 @@ pub fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Fault> {
         return Err(too_deep());
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
-        let mut out = Map::new();
+        let mut out = Map::with_capacity(dict.len());
         for (k, v) in dict.iter() {
             let Ok(key) = k.cast::<PyString>() else {
                 return Err(Fault::refused(format!("object keys must be strings, not `{}`", type_name(&k))));

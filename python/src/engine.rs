@@ -4,7 +4,9 @@
 //! An evaluation reads the request with the GIL held (a `dict` walked along the bundle's paths,
 //! or JSON text through the runtime's projection parser), decides, and calls the observers.
 //! The decision itself runs detached from the interpreter when it is long enough for another
-//! thread to gain from it (see [`Core::decide`]).
+//! thread to gain from it (see [`Core::decide`]). An untraced result depends only on the
+//! outcome (which rule or default each policy took, and what decided the bundle), so the
+//! runtime builds it once per distinct outcome and evaluations share it ([`Results`]).
 
 use crate::context::{Fault, Trie};
 use crate::errors;
@@ -15,11 +17,15 @@ use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple, PyType};
+use rustc_hash::FxHashMap;
+use std::cell::RefCell;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::ir;
 use verdict_runtime::decision;
+use verdict_runtime::policy::Gate;
 use verdict_runtime::project::PathTrie;
 use verdict_runtime::request::Request;
 use verdict_runtime::{artifact, vm};
@@ -43,6 +49,60 @@ enum Backend {
 /// detaching and attaching again costs more than the decision (see BENCHMARKS.md, "Python").
 const DETACH_ABOVE_CODE_BYTES: usize = 4096;
 
+/// Distinct outcomes kept at most; past this, results are built for each decision.
+const MAX_CACHED_RESULTS: usize = 4096;
+
+/// Untraced results by outcome, built by the runtime (`vm::Engine::result`) the first time an
+/// outcome occurs.
+#[derive(Default)]
+struct Results {
+    by_outcome: RwLock<FxHashMap<Box<[u64]>, Arc<decision::EvaluationResult>>>,
+}
+
+/// An outcome as a key: what decided the bundle, then each policy's result.
+fn outcome_key(outcome: &vm::Outcome<'_>, key: &mut Vec<u64>) {
+    key.clear();
+    key.push(match outcome.bundle {
+        vm::BundleResult::Policy(i) => 4 + i as u64,
+        vm::BundleResult::NotApplicable => 0,
+        vm::BundleResult::Gate(Gate::NotYetEffective) => 1,
+        vm::BundleResult::Gate(Gate::Ended) => 2,
+        vm::BundleResult::Gate(Gate::OutOfScope) => 3,
+    });
+    key.extend(outcome.policies.iter().map(|p| match p {
+        vm::PolicyResult::Default => 0,
+        vm::PolicyResult::Rule(i) => 1 + u64::from(*i),
+    }));
+}
+
+impl Results {
+    fn get(
+        &self,
+        engine: &vm::Engine,
+        outcome: &vm::Outcome<'_>,
+        key: &mut Vec<u64>,
+    ) -> Arc<decision::EvaluationResult> {
+        outcome_key(outcome, key);
+        if let Ok(map) = self.by_outcome.read()
+            && let Some(r) = map.get(key.as_slice())
+        {
+            return Arc::clone(r);
+        }
+        let result = Arc::new(engine.result(outcome, None));
+        if let Ok(mut map) = self.by_outcome.write()
+            && map.len() < MAX_CACHED_RESULTS
+        {
+            map.insert(key.as_slice().into(), Arc::clone(&result));
+        }
+        result
+    }
+}
+
+thread_local! {
+    /// Each thread's evaluation scratch (the runtime's caches) and outcome key buffer.
+    static SCRATCH: RefCell<(vm::Scratch, Vec<u64>)> = RefCell::new((vm::Scratch::default(), Vec::new()));
+}
+
 /// A bundle ready to evaluate with the request readers for it.
 struct Core {
     backend: Backend,
@@ -53,6 +113,7 @@ struct Core {
     effects: Vec<String>,
     /// Whether untraced decisions are worth detaching for.
     detach: bool,
+    results: Results,
 }
 
 impl Core {
@@ -62,7 +123,7 @@ impl Core {
         let walker = Trie::new(py, &trie);
         let effects = p.effects.clone();
         let detach = p.code.len() > DETACH_ABOVE_CODE_BYTES;
-        Core { backend: Backend::Native(Box::new(engine)), trie, walker, effects, detach }
+        Core { backend: Backend::Native(Box::new(engine)), trie, walker, effects, detach, results: Results::default() }
     }
 
     fn interp(py: Python<'_>, cell: InterpCell) -> Core {
@@ -70,7 +131,7 @@ impl Core {
         let trie = PathTrie::new(b.paths.iter().map(Vec::as_slice));
         let walker = Trie::new(py, &trie);
         let effects = b.effects.clone();
-        Core { backend: Backend::Interp(cell), trie, walker, effects, detach: true }
+        Core { backend: Backend::Interp(cell), trie, walker, effects, detach: true, results: Results::default() }
     }
 
     /// Reads a request context: JSON text (str, bytes, bytearray) through the runtime's
@@ -95,12 +156,37 @@ impl Core {
 
     /// Decides one request. Traced and interpreted evaluations, and untraced ones of large
     /// programs, run detached so other threads can run Python meanwhile.
-    fn decide(&self, py: Python<'_>, req: &Request, now: jiff::Timestamp, trace: bool) -> decision::EvaluationResult {
+    fn decide(
+        &self,
+        py: Python<'_>,
+        req: &Request,
+        now: jiff::Timestamp,
+        trace: bool,
+    ) -> Arc<decision::EvaluationResult> {
         match &self.backend {
-            Backend::Native(e) if trace || self.detach => py.detach(|| e.evaluate(req, now, trace)),
-            Backend::Native(e) => e.evaluate(req, now, trace),
-            Backend::Interp(c) => py.detach(|| c.borrow_dependent().evaluate(req, now, trace)),
+            Backend::Native(e) if trace => Arc::new(py.detach(|| e.evaluate(req, now, true))),
+            Backend::Native(e) if self.detach => py.detach(|| self.shared(e, req, now)),
+            Backend::Native(e) => self.shared(e, req, now),
+            Backend::Interp(c) => Arc::new(py.detach(|| c.borrow_dependent().evaluate(req, now, trace))),
         }
+    }
+
+    /// An untraced decision on the runtime's engine, its result shared with every decision of
+    /// the same outcome.
+    fn shared(&self, engine: &vm::Engine, req: &Request, now: jiff::Timestamp) -> Arc<decision::EvaluationResult> {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut pair) => {
+                let (scratch, key) = &mut *pair;
+                let outcome = engine.decide(req, now, scratch);
+                self.results.get(engine, &outcome, key)
+            }
+            // Re-entered on this thread (a callback evaluating during a decision): fresh buffers.
+            Err(_) => {
+                let mut scratch = vm::Scratch::default();
+                let outcome = engine.decide(req, now, &mut scratch);
+                self.results.get(engine, &outcome, &mut Vec::new())
+            }
+        })
     }
 
     fn program_meta(&self) -> (&str, &str) {
@@ -164,7 +250,7 @@ impl Engine {
                 Engine::new(py, Core::interp(py, cell), None)
             }
             Wanted::Jit | Wanted::Vm => {
-                let program = verdict_compiler::codegen::program(&bundle);
+                let program = py.detach(|| verdict_compiler::codegen::program(&bundle));
                 Engine::from_program(py, program, backend)
             }
         }
@@ -172,7 +258,9 @@ impl Engine {
 
     fn from_program(py: Python<'_>, program: verdict_runtime::program::Program, backend: Wanted) -> PyResult<Engine> {
         let b = if backend == Wanted::Vm { vm::Backend::Vm } else { vm::Backend::Jit };
-        let engine = vm::Engine::with_backend(program, b)
+        // Verifying and compiling to native code run detached: other threads may run Python.
+        let engine = py
+            .detach(|| vm::Engine::with_backend(program, b))
             .map_err(|e| errors::verdict_error(py, format!("the runtime refused the program: {e}")))?;
         let fallback = engine.jit_fallback().map(|r| r.to_string());
         Engine::new(py, Core::native(py, engine), fallback)

@@ -21,6 +21,11 @@ mod source;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
+/// mimalloc for the extension's own allocations (a decision reads a few short-lived JSON values
+/// and strings); Python objects keep Python's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The diagnostics of `verdict check --format json` for one bundle (a path or source text): the
 /// compiler's, then the rule analysis' when the bundle compiled.
 #[pyfunction]

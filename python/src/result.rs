@@ -1,12 +1,14 @@
 //! The result objects: a bundle's [`EvaluationResult`] and the per-policy [`Decision`]s, read
 //! through attributes; `to_dict()` is exactly the runtime's JSON (what `verdict eval` prints).
 //!
-//! The runtime's result is kept as it is and converted to Python objects attribute by attribute
-//! when they are read, so an evaluation whose caller reads only `kind` builds no dicts.
+//! The runtime's result is kept as it is (shared: untraced results are built once per distinct
+//! outcome, see `engine::Results`) and converted to Python objects attribute by attribute when
+//! they are read, so an evaluation whose caller reads only `kind` builds no dicts.
 
 use crate::pyjson;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use std::sync::Arc;
 use verdict_runtime::decision;
 
 /// The kind of an allowing decision (`allowed` is `kind == "allow"`).
@@ -15,7 +17,7 @@ const ALLOW: &str = "allow";
 /// The result of evaluating a bundle on one request.
 #[pyclass(frozen, module = "verdict", name = "EvaluationResult")]
 pub struct EvaluationResult {
-    pub result: decision::EvaluationResult,
+    pub result: Arc<decision::EvaluationResult>,
 }
 
 /// One policy's decision (or the bundle's, as `EvaluationResult` exposes it).

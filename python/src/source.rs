@@ -102,7 +102,8 @@ pub fn diagnostics<'py>(
 /// Compiles a source; errors raise `CompileError` with every diagnostic.
 pub fn compile(py: Python<'_>, file: &SourceFile, kind: Option<SourceKind>) -> PyResult<ir::Bundle> {
     let kind = kind.unwrap_or_else(|| SourceKind::detect(&file.name, &file.text));
-    let compiled = verdict_compiler::compile_as(file, kind);
+    // Other threads may run Python while a large bundle compiles.
+    let compiled = py.detach(|| verdict_compiler::compile_as(file, kind));
     if let Some(bundle) = compiled.bundle {
         return Ok(bundle);
     }
