@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+start=$SECONDS
 cargo test --locked
+echo "test.sh: cargo test took $((SECONDS - start)) s"
 
 python=${PYTHON:-python3}
 if ! "$python" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -21,7 +23,9 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 # Build and test tools, pinned to a major version (maturin is the package's PEP 517 backend).
+start=$SECONDS
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1.16,<2" "pytest>=8,<10"
+echo "test.sh: the virtualenv took $((SECONDS - start)) s"
 
 # The CLI the tests compare with (already built by `cargo test`, whose CLI tests run it).
 cargo build --locked --quiet -p verdict-cli
@@ -31,6 +35,9 @@ case "$target" in /*) export VERDICT_BIN="$target/debug/verdict" ;; esac
 # `pip install ./python` as a user runs it, with the dev profile so that the crates `cargo test`
 # compiled are reused (a release build of Cranelift alone takes minutes); the build backend is
 # the venv's maturin.
+start=$SECONDS
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
     --force-reinstall --no-deps --config-settings=build-args="--profile dev" ./python
+echo "test.sh: the Python package built and installed in $((SECONDS - start)) s"
+# Last, so that its closing line (with its duration) ends the output.
 "$venv/bin/python" -m pytest python/tests -q

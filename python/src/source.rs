@@ -64,18 +64,16 @@ pub fn load(py: Python<'_>, path: &Path) -> PyResult<Input> {
     }
 }
 
-/// `path_or_text` of `check` and `compile`: an `os.PathLike` is a path; a `str` is a path when
-/// no form is given and it is one line that names a file or ends in a bundle extension, and
-/// source text otherwise.
+/// `path_or_text` of `check` and `compile`: an `os.PathLike` is a path; a one-line `str` is a
+/// path when it names a file, or, without a `form`, when it ends in a bundle extension (so a
+/// missing file is `FileNotFoundError`, not a syntax error); any other `str` is source text.
 pub fn path_or_text(py: Python<'_>, obj: &Bound<'_, PyAny>, kind: Option<SourceKind>) -> PyResult<Input> {
     if let Ok(s) = obj.cast::<PyString>() {
         let text = s.to_str()?;
         let one_line = !text.contains('\n');
         let lower = text.trim_end().to_ascii_lowercase();
-        if kind.is_none()
-            && one_line
-            && (Path::new(text).is_file() || PATH_EXTENSIONS.iter().any(|ext| lower.ends_with(ext)))
-        {
+        let named = kind.is_none() && PATH_EXTENSIONS.iter().any(|ext| lower.ends_with(ext));
+        if one_line && (named || Path::new(text).is_file()) {
             return load(py, Path::new(text));
         }
         return Ok(Input::Source(SourceFile::new(TEXT_NAME, text)));

@@ -163,6 +163,18 @@ def test_compile_errors_carry_the_diagnostics(tmp_path: Path) -> None:
     assert isinstance(e.value, verdict.VerdictError)
 
 
+def test_paths_and_texts(tmp_path: Path) -> None:
+    source = tmp_path / "w.txt"
+    source.write_text(W)
+    # A one-line str naming a file is a path, whatever its extension, with or without a form.
+    assert verdict.check(str(source), form="verdict") == verdict.check(W, form="verdict")
+    assert verdict.compile(str(source), form="verdict") == verdict.compile(W, form="verdict")
+    assert verdict.compile(source, form="verdict") == verdict.compile(W, form="verdict")
+    # With a form, a one-line str naming no file is text.
+    [d] = [d for d in verdict.check("missing.yaml", form="verdict") if d["severity"] == "error"][:1]
+    assert d["file"] == "<source>"
+
+
 def test_unreadable_inputs(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         verdict.Engine.load(tmp_path / "missing.verdict")
