@@ -18,10 +18,13 @@ if ! "$python" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/de
 fi
 
 target=${CARGO_TARGET_DIR:-target}
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
 venv="$target/python-venv"
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
+# The build backend runs the venv's `maturin` executable.
+export PATH="$venv/bin:$PATH"
 # Build and test tools, pinned to a major version (maturin is the package's PEP 517 backend).
 start=$SECONDS
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1.16,<2" "pytest>=8,<10"
@@ -29,8 +32,7 @@ echo "test.sh: the virtualenv took $((SECONDS - start)) s"
 
 # The CLI the tests compare with (already built by `cargo test`, whose CLI tests run it).
 cargo build --locked --quiet -p verdict-cli
-export VERDICT_BIN="$PWD/$target/debug/verdict"
-case "$target" in /*) export VERDICT_BIN="$target/debug/verdict" ;; esac
+export VERDICT_BIN="$target/debug/verdict"
 
 # `pip install ./python` as a user runs it, with the dev profile so that the crates `cargo test`
 # compiled are reused (a release build of Cranelift alone takes minutes); the build backend is
