@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Load test of `verdict serve` on the W52 workload (../shared/notes/PERFORMANCE.md) with wrk, on
 # 127.0.0.1, bounded in time. Prints wrk's report, a summary line for BENCHMARKS.md, and checks
-# the goals of issue 7: >= MIN_RPS decisions/s, p99 <= MAX_P99_MS, 0 errors, and at least one
-# audit line per completed request (at most one more per connection in flight at the end).
+# the goals of issues 7 and 10: >= MIN_RPS decisions/s, p99 <= MAX_P99_MS, 0 errors, and at least
+# one audit line per completed request (each line is written before its answer leaves; at most one
+# more per connection in flight at the end).
 #
 #   scripts/load.sh                      # 10 s, 32 connections, 2 wrk threads
 #   DURATION=30s CONNECTIONS=64 scripts/load.sh
+#   FSYNC=1 scripts/load.sh              # --audit-fsync: each batch of audit lines synced to disk
 #   RELOAD=1 scripts/load.sh             # rewrite the bundle (good and bad versions) during the run
+#   SERVE_ARGS="--eval-threads 1" scripts/load.sh   # more flags for verdict serve
 #   REPORT_ONLY=1 scripts/load.sh        # exit 0 even when a goal is missed
+#   VERDICT_BIN=/tmp/verdict-main scripts/load.sh   # another build (no cargo build)
 #
 # Needs wrk (installed with apt-get when missing) and curl; builds the release binary.
 set -euo pipefail
@@ -25,8 +29,13 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 command -v curl >/dev/null 2>&1 || { apt-get update && apt-get install -y curl; }
 
-cargo build --release --locked -q -p verdict-cli
-BIN="${CARGO_TARGET_DIR:-target}/release/verdict"
+# VERDICT_BIN: an already built binary (to compare builds); otherwise the release build.
+if [ -n "${VERDICT_BIN:-}" ]; then
+    BIN=$VERDICT_BIN
+else
+    cargo build --release --locked -q -p verdict-cli
+    BIN="${CARGO_TARGET_DIR:-target}/release/verdict"
+fi
 
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -83,8 +92,12 @@ ADMIN=$(head -c 30 /dev/urandom | base64 | tr -d '/+=' | head -c 40)
 EVAL=$(head -c 30 /dev/urandom | base64 | tr -d '/+=' | head -c 40)
 export POLICY_ENGINE_ADMIN_TOKEN="$ADMIN" POLICY_ENGINE_EVALUATE_TOKEN="$EVAL"
 AUDIT="$WORK/audit.jsonl"
+EXTRA=()
+[ "${FSYNC:-0}" = "1" ] && EXTRA+=(--audit-fsync)
+# shellcheck disable=SC2206 # word splitting of SERVE_ARGS is wanted
+[ -n "${SERVE_ARGS:-}" ] && EXTRA+=(${SERVE_ARGS})
 RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" --watch "$WORK/bundles" --poll-ms 200 \
-    --audit "$AUDIT" 2>"$WORK/serve.log" &
+    --audit "$AUDIT" "${EXTRA[@]}" 2>"$WORK/serve.log" &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
     grep -q "listening on" "$WORK/serve.log" 2>/dev/null && break
@@ -147,7 +160,13 @@ if [ "${RELOAD:-0}" = "1" ]; then
     RELOADER_PID=$!
 fi
 
+# The server's CPU time (user + system, in clock ticks), to report its cost per decision: a figure
+# less sensitive than throughput to what else runs on the machine.
+cpu_ticks() { sed 's/^.*) //' "/proc/$SERVER_PID/stat" | awk '{print $12 + $13}'; }
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
+CPU_BEFORE=$(cpu_ticks)
 wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency -s "$WORK/w52.lua" "$URL" | tee "$WORK/wrk.out"
+CPU_AFTER=$(cpu_ticks)
 
 if [ -n "$RELOADER_PID" ]; then kill "$RELOADER_PID"; wait "$RELOADER_PID" 2>/dev/null || true; RELOADER_PID=""; fi
 kill -TERM "$SERVER_PID"
@@ -164,10 +183,16 @@ REJECTED=$(grep -c '"event":"bundle_rejected"' "$AUDIT" || true)
 RELOADED=$(grep -c '"event":"bundle_reloaded"' "$AUDIT" || true)
 
 echo
+CPU_US=$(( (CPU_AFTER - CPU_BEFORE) * 1000000 / $(getconf CLK_TCK) ))
 echo "decisions/s: $RPS   p50: ${P50} us   p99: ${P99} us   errors: $ERRORS   non-2xx: $NON2XX"
+echo "server CPU: $(awk -v c="$CPU_US" -v n="$REQUESTS" 'BEGIN { printf "%.1f", c / n }') us per decision (user + system)   load average before: $LOAD_BEFORE"
 echo "audit: $AUDITED evaluation lines for $REQUESTS completed requests (+ up to $CONNECTIONS in flight at the end)"
 [ "${RELOAD:-0}" = "1" ] && echo "reloads during the run: $RELOADED good versions swapped in, $REJECTED bad versions refused"
-echo "| $(date -u +%Y-%m-%d) | $THREADS wrk threads, $CONNECTIONS connections, $DURATION$([ "${RELOAD:-0}" = "1" ] && echo ', reloading') | $RPS | $P50 | $P99 | $ERRORS + $NON2XX | $AUDITED / $REQUESTS |"
+LABEL="$THREADS wrk threads, $CONNECTIONS connections, $DURATION"
+[ "${FSYNC:-0}" = "1" ] && LABEL="$LABEL, --audit-fsync"
+[ -n "${SERVE_ARGS:-}" ] && LABEL="$LABEL, $SERVE_ARGS"
+[ "${RELOAD:-0}" = "1" ] && LABEL="$LABEL, reloading"
+echo "| $(date -u +%Y-%m-%d) | $LABEL | $RPS | $P50 | $P99 | $ERRORS + $NON2XX | $AUDITED / $REQUESTS |"
 
 FAIL=0
 [ "$RPS" -ge "$MIN_RPS" ] || { echo "MISSED: $RPS decisions/s < $MIN_RPS"; FAIL=1; }

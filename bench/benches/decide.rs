@@ -5,10 +5,12 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use verdict_bench::{compile, rules_10k_requests, rules_10k_source, w52_requests, w52_source};
+use verdict_bench::compile;
 use verdict_compiler::interp::Interpreter;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{Engine, Scratch};
+use verdict_tests::workloads::{rules_10k_requests, rules_10k_source, w52_requests, w52_source};
 
 fn workload(c: &mut Criterion, name: &str, source: &str, requests: &[(&str, &str)]) {
     let bundle = compile(name, source);
@@ -21,25 +23,27 @@ fn workload(c: &mut Criterion, name: &str, source: &str, requests: &[(&str, &str
         let prepared = engine.prepare(&req);
         let mut scratch = Scratch::default();
         group.bench_function(format!("interp/{label}"), |b| {
-            b.iter(|| black_box(interp.evaluate(black_box(&req), now, false)))
+            b.iter(|| black_box(interp.evaluate(black_box(&req), &Env::at(now), Mode::PLAIN)))
         });
         group.bench_function(format!("vm-request/{label}"), |b| {
-            b.iter(|| black_box(engine.decide(black_box(&req), now, &mut scratch).bundle))
+            b.iter(|| black_box(engine.decide(black_box(&req), &Env::at(now), &mut scratch).bundle))
         });
         group.bench_function(format!("vm-prepared/{label}"), |b| {
-            b.iter(|| black_box(engine.decide_prepared(black_box(&prepared), now, &mut scratch).bundle))
+            b.iter(|| black_box(engine.decide_prepared(black_box(&prepared), &Env::at(now), &mut scratch).bundle))
         });
         group.bench_function(format!("vm-json/{label}"), |b| {
-            b.iter(|| black_box(engine.decide_json(black_box(json.as_bytes()), now, &mut scratch).map(|o| o.bundle)))
+            b.iter(|| {
+                black_box(engine.decide_json(black_box(json.as_bytes()), &Env::at(now), &mut scratch).map(|o| o.bundle))
+            })
         });
         group.bench_function(format!("vm-json-full/{label}"), |b| {
             b.iter(|| {
                 let req = Request::from_json(black_box(json.as_bytes())).unwrap_or_default();
-                black_box(engine.decide(&req, now, &mut scratch).bundle)
+                black_box(engine.decide(&req, &Env::at(now), &mut scratch).bundle)
             })
         });
         group.bench_function(format!("vm-trace/{label}"), |b| {
-            b.iter(|| black_box(engine.evaluate(black_box(&req), now, true)))
+            b.iter(|| black_box(engine.evaluate(black_box(&req), &Env::at(now), Mode::TRACE)))
         });
     }
     group.finish();

@@ -10,8 +10,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use verdict_bench::*;
 use verdict_compiler::interp::Interpreter;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{Backend, Engine, Scratch};
+use verdict_tests::workloads::*;
 
 struct Peer {
     cedar: cedar_policy::PolicySet,
@@ -60,7 +62,7 @@ fn workload(c: &mut Criterion, name: &str, source: &str, p: &mut Peer, requests:
         let req = Request::from_json(json.as_bytes()).unwrap_or_default();
         let mut scratch = Scratch::default();
         // All engines must agree before they are timed.
-        let want = interp.evaluate(&req, now, false).decision.kind == "allow";
+        let want = interp.evaluate(&req, &Env::at(now), Mode::PLAIN).decision.kind == "allow";
         let cedar_req = cedar_request(json);
         let cedar_allow =
             authorizer.is_authorized(&cedar_req, &p.cedar, &entities).decision() == cedar_policy::Decision::Allow;
@@ -93,26 +95,30 @@ fn workload(c: &mut Criterion, name: &str, source: &str, p: &mut Peer, requests:
         }
         let prepared = jit.prepare(&req);
         group.bench_function(format!("jit-prepared/{label}"), |b| {
-            b.iter(|| black_box(jit.decide_prepared(black_box(&prepared), now, &mut scratch).bundle))
+            b.iter(|| black_box(jit.decide_prepared(black_box(&prepared), &Env::at(now), &mut scratch).bundle))
         });
         group.bench_function(format!("jit-json/{label}"), |b| {
-            b.iter(|| black_box(jit.decide_json(black_box(json.as_bytes()), now, &mut scratch).map(|o| o.bundle)))
+            b.iter(|| {
+                black_box(jit.decide_json(black_box(json.as_bytes()), &Env::at(now), &mut scratch).map(|o| o.bundle))
+            })
         });
         // The full result (reasons, policy decisions) without and with the trace.
         group.bench_function(format!("jit-full/{label}"), |b| {
-            b.iter(|| black_box(jit.evaluate(black_box(&req), now, false)))
+            b.iter(|| black_box(jit.evaluate(black_box(&req), &Env::at(now), Mode::PLAIN)))
         });
         group.bench_function(format!("jit-trace/{label}"), |b| {
-            b.iter(|| black_box(jit.evaluate(black_box(&req), now, true)))
+            b.iter(|| black_box(jit.evaluate(black_box(&req), &Env::at(now), Mode::TRACE)))
         });
         group.bench_function(format!("vm-prepared/{label}"), |b| {
-            b.iter(|| black_box(vm.decide_prepared(black_box(&prepared), now, &mut scratch).bundle))
+            b.iter(|| black_box(vm.decide_prepared(black_box(&prepared), &Env::at(now), &mut scratch).bundle))
         });
         group.bench_function(format!("vm-json/{label}"), |b| {
-            b.iter(|| black_box(vm.decide_json(black_box(json.as_bytes()), now, &mut scratch).map(|o| o.bundle)))
+            b.iter(|| {
+                black_box(vm.decide_json(black_box(json.as_bytes()), &Env::at(now), &mut scratch).map(|o| o.bundle))
+            })
         });
         group.bench_function(format!("interp/{label}"), |b| {
-            b.iter(|| black_box(interp.evaluate(black_box(&req), now, false)))
+            b.iter(|| black_box(interp.evaluate(black_box(&req), &Env::at(now), Mode::PLAIN)))
         });
         group.bench_function(format!("cedar-prepared/{label}"), |b| {
             b.iter(|| black_box(authorizer.is_authorized(black_box(&cedar_req), &p.cedar, &entities).decision()))

@@ -49,7 +49,7 @@ pub fn bundle_of(file: &SourceFile, trust: &TrustArgs, now: jiff::Timestamp) -> 
     if is_card(file, trust) {
         return load(file, trust, now);
     }
-    let compiled = verdict_compiler::compile(file);
+    let compiled = verdict_compiler::compile_for_use(file);
     render::eprint_all(file, &compiled.diagnostics);
     compiled.bundle.ok_or_else(|| {
         eprintln!("error: {} does not compile", file.name);

@@ -11,6 +11,7 @@ mod convert;
 mod diff;
 mod eval;
 mod fmt;
+mod keys;
 mod render;
 mod serve;
 
@@ -41,7 +42,7 @@ pub enum DenyLevel {
     Warnings,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// Cranelift-compiled native code (falls back to the VM where unavailable, and says so).
     Jit,
@@ -77,9 +78,24 @@ enum Command {
         /// A JSON Lines file of request contexts: one result per line.
         #[arg(long, conflicts_with = "context")]
         contexts: Option<PathBuf>,
+        /// A stateful run: a JSON Lines file of `{"now", "context", "then"}` events, each decided
+        /// at its time against the store, then its holds committed (default), released or left.
+        #[arg(long, conflicts_with_all = ["context", "contexts"])]
+        events: Option<PathBuf>,
+        /// The state store of a stateful run: `memory` (the default: empty at the start).
+        #[arg(long, value_name = "STORE")]
+        store: Option<String>,
+        /// Bind externs to mocks: a JSON file of `{"name": RESULT}` or `{"name": {"error": "msg"}}`;
+        /// unbound externs fail closed.
+        #[arg(long, value_name = "FILE.json")]
+        externs: Option<PathBuf>,
         /// Include the evaluation trace.
         #[arg(long)]
         trace: bool,
+        /// Also list every rule whose condition holds (`matches`) and count the rule conditions
+        /// evaluated (`rules_evaluated`).
+        #[arg(long)]
+        exhaustive: bool,
         #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         /// Evaluate as of this RFC 3339 time instead of now (a card's attestation is checked
@@ -89,6 +105,10 @@ enum Command {
         /// With these, SOURCE may be a Decision Card.
         #[command(flatten)]
         trust: card::TrustArgs,
+        /// Accept only artifacts signed by this Ed25519 public key (a PEM `PUBLIC KEY` or base64
+        /// file; repeatable; also `VERDICT_TRUSTED_KEYS`). Source bundles are refused then.
+        #[arg(long = "trusted-key", value_name = "PUBKEY")]
+        trusted_keys: Vec<PathBuf>,
     },
     /// Convert a Decision Card to a bundle: YAML on standard output, or OUT by its extension.
     Card {
@@ -105,11 +125,16 @@ enum Command {
         source: PathBuf,
         #[command(flatten)]
         trust: card::TrustArgs,
+        /// Where to write (`-` for standard output; without it the disassembly goes there).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// What to write: the artifact, or its disassembly.
         #[arg(long, value_enum, default_value = "artifact")]
         emit: Emit,
+        /// Sign the artifact with this Ed25519 key (PKCS#8 PEM, as `openssl genpkey -algorithm
+        /// ed25519` writes, or a base64 32-byte seed).
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
     },
     /// Convert a bundle between forms, by the output's extension (.verdict, .yaml/.yml, .json).
     Convert {
@@ -150,10 +175,37 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check { paths, format, deny } => check::run(&paths, format, deny.is_some()),
-        Command::Eval { source, context, contexts, trace, backend, now, trust } => {
-            eval::run(&source, context.as_deref(), contexts.as_deref(), trace, backend, now.as_deref(), &trust)
+        Command::Eval {
+            source,
+            context,
+            contexts,
+            events,
+            store,
+            externs,
+            trace,
+            exhaustive,
+            backend,
+            now,
+            trust,
+            trusted_keys,
+        } => {
+            let opts = eval::Options {
+                context: context.as_deref(),
+                contexts: contexts.as_deref(),
+                events: events.as_deref(),
+                store: store.as_deref(),
+                externs: externs.as_deref(),
+                trace,
+                exhaustive,
+                backend,
+                now: now.as_deref(),
+                trusted_keys: &trusted_keys,
+            };
+            eval::run(&source, &opts, &trust)
         }
-        Command::Compile { source, trust, output, emit } => compile::run(&source, &trust, output.as_deref(), emit),
+        Command::Compile { source, trust, output, emit, sign } => {
+            compile::run(&source, &trust, output.as_deref(), emit, sign.as_deref())
+        }
         Command::Card { card, trust, output } => card::run(&card, &trust, output.as_deref()),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),

@@ -4,7 +4,7 @@
 use ariadne::{Config, IndexType, Label, Report, ReportKind, Source};
 use std::io::IsTerminal;
 use verdict_compiler::diagnostic::{Diagnostic, Severity};
-use verdict_compiler::source::SourceFile;
+use verdict_compiler::source::{MAX_SOURCE_BYTES, SourceFile, too_large};
 
 /// Writes one diagnostic as an ariadne report with its source excerpt.
 pub fn human(file: &SourceFile, d: &Diagnostic, color: bool, out: &mut Vec<u8>) {
@@ -60,9 +60,11 @@ pub fn eprint_all(file: &SourceFile, diags: &[Diagnostic]) {
     eprint!("{}", String::from_utf8_lossy(&out));
 }
 
-/// Reads a source file; an I/O problem is reported and mapped to exit code 2.
+/// Reads a source file; an I/O problem, or a file over the size limit
+/// ([`verdict_compiler::source::MAX_SOURCE_BYTES`], checked before reading), is reported and
+/// mapped to exit code 2.
 pub fn read(path: &std::path::Path) -> Result<SourceFile, u8> {
-    match std::fs::read(path) {
+    match read_limited(path, MAX_SOURCE_BYTES) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
             Err(e) => {
@@ -74,11 +76,42 @@ pub fn read(path: &std::path::Path) -> Result<SourceFile, u8> {
                 Err(2)
             }
         },
-        Err(e) => {
+        Err(ReadError::Io(e)) => {
             eprintln!("error: cannot read {}: {e}", path.display());
             Err(2)
         }
+        Err(ReadError::TooLarge(len)) => {
+            let message = too_large(len).map_or_else(String::new, |d| d.message);
+            eprintln!("error[V112]: {}: {message}", path.display());
+            Err(2)
+        }
     }
+}
+
+/// Why a file was not read.
+pub enum ReadError {
+    Io(std::io::Error),
+    /// Over the limit: the file's size (at least `limit + 1` when it could not be known).
+    TooLarge(usize),
+}
+
+/// Reads at most `limit` bytes of a file: a regular file is refused by its size before it is
+/// read, and anything else (a pipe, a device, a file growing) stops being read past the limit.
+pub fn read_limited(path: &std::path::Path, limit: usize) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    if let Ok(meta) = file.metadata()
+        && meta.is_file()
+        && meta.len() > limit as u64
+    {
+        return Err(ReadError::TooLarge(usize::try_from(meta.len()).unwrap_or(usize::MAX)));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(ReadError::Io)?;
+    if bytes.len() > limit {
+        return Err(ReadError::TooLarge(bytes.len()));
+    }
+    Ok(bytes)
 }
 
 /// Writes a line to standard output. A closed pipe (`verdict eval … | head`) is not a crash:

@@ -16,18 +16,32 @@ pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8089")]
     pub bind: SocketAddr,
-    /// A directory of bundle files (.verdict, .yaml, .yml, .json) loaded, reloaded and unloaded as they change.
+    /// A directory of bundle files (.verdict, .yaml, .yml, .json, and .vdc artifacts) loaded, reloaded and unloaded as they change.
     #[arg(long, value_name = "DIR")]
     pub watch: Option<PathBuf>,
     /// Append the audit log (one JSON line per event) to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
+    /// Sync the audit log to disk (fdatasync) before the answers of each batch of lines leave (needs a file: --audit FILE, or standard output redirected to one).
+    #[arg(long)]
+    pub audit_fsync: bool,
+    /// Connections served at once [default: a little below the open-file limit]. Beyond it, health and metrics are still answered; other requests get 503.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Threads that evaluate decisions beside the async workers (traced, slow or large ones; cheap ones run inline) [default: one per core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub eval_threads: Option<u16>,
     /// How often bundle files are checked for changes, in milliseconds (SIGHUP reloads at once).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub poll_ms: u64,
     /// Switch authorization off. For local experiments only: refused unless bound to a loopback address.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Load only artifacts signed by this Ed25519 public key (a PEM `PUBLIC KEY` or base64 file;
+    /// repeatable; also `VERDICT_TRUSTED_KEYS`): unsigned or badly signed artifacts and source
+    /// bundles are refused from files, the watched directory and the API.
+    #[arg(long = "trusted-key", value_name = "PUBKEY")]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> u8 {
@@ -40,10 +54,20 @@ pub fn run(args: ServeArgs) -> u8 {
         )
         .try_init();
     let mut config = verdict_server::Config::new(args.bind).with_env();
+    config.trusted_keys = match crate::keys::trusted_keys(&args.trusted_keys) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     config.bundles = args.bundles;
     config.watch = args.watch;
     config.poll_interval = Duration::from_millis(args.poll_ms.max(10));
     config.audit = args.audit.map_or(AuditTarget::Stdout, AuditTarget::File);
+    config.audit_fsync = args.audit_fsync;
+    config.max_connections = args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    config.eval_threads = args.eval_threads.map(usize::from);
     if args.insecure_no_auth {
         config.auth = Auth::Disabled;
         eprintln!("WARNING: --insecure-no-auth: authorization is OFF. Anyone who can reach {} may register", args.bind);

@@ -155,3 +155,57 @@ fn tampered_and_truncated_artifacts_exit_2() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn ambiguous_bundles_are_refused_by_compile_and_eval() {
+    let amb = scratch(
+        "amb.verdict",
+        "bundle amb {}\npolicy p {\n  match priority\n  rule a allow { when subject.role == \"admin\"  priority 1 }\n  rule d deny { when action == \"update\"  priority 1 }\n}\n",
+    );
+    let out = eval(&[arg(&amb), "examples/quickstart/ctx.json"]);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    assert!(stderr(&out).contains("V005"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let artifact = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("eval-cli/amb.vdc");
+    let out = Command::new(BIN).args(["compile", arg(&amb), "-o", arg(&artifact)]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
+    assert!(stderr(&out).contains("V005") && !artifact.exists(), "{}", stderr(&out));
+}
+
+/// `let a{i} = a{i-1} and a{i-1}` 34 levels deep: every backend, traced or not, answers (the
+/// process runs under a hang guard; before definitions were memoised it ran for hours).
+#[test]
+fn shared_definitions_answer_on_every_backend() {
+    let mut text = String::from("bundle exp {}\nlet a0 = subject.role == \"admin\"\n");
+    for i in 1..=34 {
+        text.push_str(&format!("let a{i} = a{} and a{}\n", i - 1, i - 1));
+    }
+    text.push_str("policy p { rule r allow { when a34 } }\n");
+    let bundle = scratch("shared.verdict", &text);
+    for backend in ["jit", "vm", "interp"] {
+        for trace in [false, true] {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["eval", arg(&bundle), "examples/quickstart/ctx.json", "--backend", backend])
+                .current_dir(WORKSPACE);
+            if trace {
+                cmd.arg("--trace");
+            }
+            let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+            let mut finished = None;
+            for _ in 0..600 {
+                if let Some(status) = child.try_wait().unwrap() {
+                    finished = Some(status);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let Some(status) = finished else {
+                let _ = child.kill();
+                panic!("{backend} (trace {trace}) did not answer within the guard");
+            };
+            assert_eq!(status.code(), Some(0), "{backend} (trace {trace})");
+        }
+    }
+    let out = Command::new(BIN).args(["check", arg(&bundle)]).current_dir(WORKSPACE).output().unwrap();
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{}", stderr(&out));
+}

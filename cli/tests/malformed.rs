@@ -114,11 +114,49 @@ fn deep_inputs() -> Vec<(&'static str, String)> {
     // Continuation lines of a flow collection must be indented past the key.
     yaml.push_str(&"[\n          ".repeat(DEEP));
     yaml.push_str(&"]\n          ".repeat(DEEP));
-    vec![
+    let mut inputs = vec![
         ("deep-not.verdict", rule(&nots)),
         ("deep-parens.verdict", rule(&parens)),
         ("deep-all-of.json", json),
         ("deep-lists.yaml", yaml),
+    ];
+    inputs.extend(deep_obligations());
+    inputs
+}
+
+/// `obligations` nested 30,000 deep (objects) or 50,000 deep (lists), in every form: files of
+/// 40–120 KB that overflowed the stack of `check`, `compile`, `convert` and `eval` before.
+fn deep_obligations() -> Vec<(&'static str, String)> {
+    const OBJECTS: usize = 30_000;
+    const LISTS: usize = 50_000;
+    let dsl = |value: &str| {
+        format!(
+            "bundle demo {{}}\n\npolicy p {{\n  rule r allow {{\n    when true\n    obligations {value}\n  }}\n}}\n"
+        )
+    };
+    let yaml = |value: &str| {
+        format!(
+            "bundle_id: demo\npolicies:\n  - id: p\n    rules:\n      - id: r\n        effect: allow\n        when: {{kind: always}}\n        obligations: {value}\n"
+        )
+    };
+    let json = |value: &str| {
+        format!(
+            "{{\"bundle_id\": \"demo\", \"policies\": [{{\"id\": \"p\", \"rules\": [{{\"id\": \"r\", \"effect\": \"allow\", \"when\": {{\"kind\": \"always\"}}, \"obligations\": {value}}}]}}]}}\n"
+        )
+    };
+    // One level per line, so the snapshots show short lines; YAML flow continuation lines are
+    // indented past the key.
+    let nest = |open: &str, inner: &str, close: &str, n: usize, indent: &str| {
+        format!("{}{inner}{}", format!("{open}\n{indent}").repeat(n), format!("{close}\n{indent}").repeat(n))
+    };
+    let yaml_indent = " ".repeat(10);
+    vec![
+        ("deep-obligations-objects.verdict", dsl(&nest("{a:", "1", "}", OBJECTS, ""))),
+        ("deep-obligations-lists.verdict", dsl(&format!("{{a: {}}}", nest("[", "", "]", LISTS, "")))),
+        ("deep-obligations-objects.yaml", yaml(&nest("{a:", "1", "}", OBJECTS, &yaml_indent))),
+        ("deep-obligations-lists.yaml", yaml(&format!("{{a: {}}}", nest("[", "", "]", LISTS, &yaml_indent)))),
+        ("deep-obligations-objects.json", json(&nest("{\"a\":", "1", "}", OBJECTS, ""))),
+        ("deep-obligations-lists.json", json(&format!("{{\"a\": {}}}", nest("[", "", "]", LISTS, "")))),
     ]
 }
 
@@ -130,5 +168,67 @@ fn inputs_nested_10000_deep_fail_cleanly() {
         fs::write(dir.join(name), text).unwrap();
         let text = check_one(&dir, name);
         insta::assert_snapshot!(name, text);
+    }
+}
+
+/// Every command that reads a bundle fails cleanly on the deep inputs: exit code 1 or 2, never a
+/// signal (a stack overflow aborts the process).
+#[test]
+fn every_command_fails_cleanly_on_deep_inputs() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("malformed-every-command");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("ctx.json"), r#"{"action": "read"}"#).unwrap();
+    for (name, text) in deep_inputs() {
+        fs::write(dir.join(name), text).unwrap();
+        let commands: Vec<Vec<&str>> = vec![
+            vec!["check", name],
+            vec!["compile", name, "-o", "out.vdc"],
+            vec!["compile", name, "--emit", "asm"],
+            vec!["convert", name, "-o", "out.json"],
+            vec!["convert", name, "-o", "out.verdict"],
+            vec!["eval", name, "ctx.json"],
+            vec!["eval", name, "ctx.json", "--backend", "interp"],
+            vec!["fmt", "--check", name],
+        ];
+        for args in commands {
+            if args[0] == "fmt" && !name.ends_with(".verdict") {
+                continue;
+            }
+            let out = run(&dir, &args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let code = out
+                .status
+                .code()
+                .unwrap_or_else(|| panic!("{args:?}: killed by a signal ({:?})\n{stderr}", out.status));
+            assert!(code == 1 || code == 2, "{args:?}: exit code {code}\n{stderr}");
+            assert!(stderr.contains("V107"), "{args:?}: no V107\n{stderr}");
+        }
+    }
+}
+
+/// A source over the size limit (16 MiB) is refused with V112 before it is read, by every
+/// command; the compiler would refuse it before parsing too.
+#[test]
+fn sources_over_the_size_limit_are_refused() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("malformed-too-large");
+    fs::create_dir_all(&dir).unwrap();
+    let limit = verdict_compiler::source::MAX_SOURCE_BYTES;
+    for name in ["huge.json", "huge.yaml", "huge.verdict"] {
+        // A deep nest: were it parsed, it would say so; it must say "too large" instead.
+        fs::write(dir.join(name), "[".repeat(limit + 1)).unwrap();
+        for args in [
+            vec!["check", name],
+            vec!["eval", name, "ctx.json"],
+            vec!["convert", name, "-o", "x.json"],
+            vec!["compile", name, "-o", "x.vdc"],
+        ] {
+            let out = run(&dir, &args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}\n{stderr}");
+            assert!(
+                stderr.contains("V112") && stderr.contains("over the limit of 16777216 bytes"),
+                "{args:?}\n{stderr}"
+            );
+        }
     }
 }

@@ -17,14 +17,15 @@
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::SourceFile;
 use crate::tree::{Node, NodeKind};
-use crate::{SourceKind, compile_as, ir};
+use crate::{SourceKind, ir};
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value, json};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;
 use verdict_grammar::ast::Span;
+use verdict_runtime::json::Strict;
 use verdict_runtime::pyrepr::repr;
 
 /// Statuses that deny everything.
@@ -266,85 +267,19 @@ impl fmt::Display for JsonError {
     }
 }
 
-/// A JSON value read without ambiguity: a duplicate key or a non-finite number is an error.
-struct Strict(Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key `{key}`")));
-            }
-            let Strict(v) = map.next_value()?;
-            out.insert(key, v);
-        }
-        Ok(Value::Object(out))
-    }
-}
-
 /// Reads JSON text strictly: syntax errors, duplicate object keys and non-finite numbers
 /// (`1e400`) are refused, so a signed document has one meaning. Nesting is limited by
-/// serde_json (128 levels).
+/// serde_json (128 levels), the size by [`crate::source::MAX_SOURCE_BYTES`] (checked before
+/// parsing); a leading byte-order mark is skipped, as in every source text.
 pub fn parse_strict_json(text: &str) -> Result<Value, JsonError> {
-    let mut de = serde_json::Deserializer::from_str(text);
+    if let Some(d) = crate::source::too_large(text.len()) {
+        return Err(JsonError { message: d.message, offset: 0 });
+    }
+    let (body, bom) = crate::source::strip_bom(text);
+    let mut de = serde_json::Deserializer::from_str(body);
     let result = Strict::deserialize(&mut de).and_then(|Strict(v)| de.end().map(|()| v));
     result.map_err(|e| {
-        let offset = crate::yaml::offset_of(text, e.line(), e.column());
+        let offset = bom + crate::yaml::offset_of(body, e.line(), e.column());
         let msg = e.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
         JsonError { message: format!("invalid JSON: {msg}"), offset }
@@ -559,7 +494,7 @@ fn check_shape(card: &Value) -> Result<(), CardError> {
         Some(Value::Array(c)) => c,
         Some(_) => return Err(card_err(&["conditions"], "`conditions` must be a list")),
     };
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (i, c) in conditions.iter().enumerate() {
         let index = i.to_string();
         let c = as_object(c, &["conditions", &index], "each condition")?;
@@ -567,10 +502,9 @@ fn check_shape(card: &Value) -> Result<(), CardError> {
         let Some(id) = non_blank_str(c.get("id")) else {
             return Err(card_err(&["conditions", &index], "each condition must carry a non-empty string `id`"));
         };
-        if seen.contains(&id) {
+        if !seen.insert(id) {
             return Err(card_err(&["conditions", &index, "id"], format!("duplicate condition id `{id}`")));
         }
-        seen.push(id);
     }
     Ok(())
 }
@@ -868,7 +802,7 @@ pub fn compile(card: &Value, opts: &CardOptions<'_>) -> Result<CardBundle, CardE
     let json = bundle_json(card, opts)?;
     let text = serde_json::to_string_pretty(&json).unwrap_or_default();
     let file = SourceFile::new("decision-card-bundle.json", text);
-    let compiled = compile_as(&file, SourceKind::Json);
+    let compiled = crate::compile_for_use_as(&file, SourceKind::Json);
     match compiled.bundle {
         Some(bundle) if !compiled.has_errors() => Ok(CardBundle { json, bundle }),
         _ => {

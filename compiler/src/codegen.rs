@@ -13,7 +13,25 @@ use std::collections::{BTreeSet, HashMap};
 use verdict_grammar::printer::path_of;
 use verdict_runtime::bytecode::Op;
 use verdict_runtime::policy;
-use verdict_runtime::program::{Arg, AtomDef, CardScope, Dispatch, Instant, PolicyCode, Program, RuleCode, Site};
+use verdict_runtime::program::{
+    Arg, AtomDef, CardScope, DEFAULT_HOLD_TTL, DefCode, Dispatch, ExternCode, Instant, Piece, PolicyCode, Program,
+    RuleCode, SeriesCode, Site, TermCode,
+};
+
+/// Paths a condition forces to be one of some strings (path → allowed strings).
+type Constraints = HashMap<u32, BTreeSet<String>>;
+
+/// Adds `more` to `acc`: a path constrained in both keeps the strings both allow.
+fn intersect_into(acc: &mut Constraints, more: &Constraints) {
+    for (path, set) in more {
+        match acc.get_mut(path) {
+            Some(existing) => *existing = existing.intersection(set).cloned().collect(),
+            None => {
+                acc.insert(*path, set.clone());
+            }
+        }
+    }
+}
 
 /// Dispatch lists may hold at most this many entries per rule (else no dispatch is built).
 const DISPATCH_BUDGET_PER_RULE: usize = 8;
@@ -24,14 +42,49 @@ struct Gen<'b> {
     atom_ids: HashMap<AtomDef, u32>,
     sites: Vec<Site>,
     code: Vec<u32>,
+    /// Which terms may fault, by term id.
+    fallible: Vec<bool>,
 }
 
 fn arg(o: ir::Operand) -> Arg {
     match o {
         ir::Operand::Path(p) => Arg::Path(p.0),
         ir::Operand::Const(c) => Arg::Const(c.0),
+        ir::Operand::Term(t) => Arg::Term(t.0),
         ir::Operand::None => Arg::None,
     }
+}
+
+/// The IR's terms as the program's term table (the same indices: operands come first in both).
+fn term(t: &ir::Term) -> TermCode {
+    match t {
+        ir::Term::Arith(op, l, r) => TermCode::Arith { op: *op, lhs: arg(*l), rhs: arg(*r) },
+        ir::Term::Func(func, a) => TermCode::Func { func: *func, arg: arg(*a) },
+        ir::Term::Now(field) => TermCode::Now { field: *field },
+        ir::Term::State { state, window, seconds } => {
+            TermCode::State { series: state.0, window: *window, seconds: *seconds }
+        }
+        ir::Term::Extern(e, args) => TermCode::Extern { ext: e.0, args: args.iter().map(|a| arg(*a)).collect() },
+    }
+}
+
+/// Which terms may fault (state reads and extern calls, or terms built on them), by term id.
+fn fallible_terms(b: &Bundle) -> Vec<bool> {
+    let mut out: Vec<bool> = Vec::with_capacity(b.terms.len());
+    for t in &b.terms {
+        let operand = |o: &ir::Operand, out: &Vec<bool>| match o {
+            ir::Operand::Term(t) => out.get(t.index()).copied().unwrap_or(true),
+            _ => false,
+        };
+        let f = match &t.term {
+            ir::Term::State { .. } | ir::Term::Extern(..) => true,
+            ir::Term::Now(_) => false,
+            ir::Term::Arith(_, l, r) => operand(l, &out) || operand(r, &out),
+            ir::Term::Func(_, a) => operand(a, &out),
+        };
+        out.push(f);
+    }
+    out
 }
 
 fn len_u32(n: usize) -> u32 {
@@ -104,15 +157,18 @@ impl Gen<'_> {
         entry
     }
 
-    /// The string sets a condition forces paths into (necessary conditions only).
-    fn constraints(&self, id: CondId, out: &mut Vec<(u32, BTreeSet<String>)>, depth: usize) {
+    /// The string sets a condition forces paths into (necessary conditions only), intersected
+    /// per path. Definitions are walked once each (their constraints are kept in `defs`), so
+    /// definitions that share sub-definitions cost linear time.
+    fn constraints(&self, id: CondId, defs: &mut Vec<Option<Constraints>>, depth: usize) -> Constraints {
+        let mut out = Constraints::new();
         if depth > verdict_grammar::ast::MAX_DEPTH + 1 {
-            return;
+            return out;
         }
-        let Some(node) = self.b.cond(id) else { return };
+        let Some(node) = self.b.cond(id) else { return out };
         match &node.cond {
             Cond::Atom(a) => {
-                let (ir::Operand::Path(p), ir::Operand::Const(c)) = (a.lhs, a.rhs) else { return };
+                let (ir::Operand::Path(p), ir::Operand::Const(c)) = (a.lhs, a.rhs) else { return out };
                 let strings: Option<BTreeSet<String>> = match (a.op, self.b.constant(c)) {
                     (ir::AtomOp::Eq, Some(Value::String(s))) => Some(std::iter::once(s.clone()).collect()),
                     (ir::AtomOp::In, Some(Value::Array(items))) => {
@@ -121,20 +177,56 @@ impl Gen<'_> {
                     _ => None,
                 };
                 if let Some(s) = strings {
-                    out.push((p.0, s));
+                    out.insert(p.0, s);
                 }
             }
             Cond::All(children) => {
                 for c in children {
-                    self.constraints(*c, out, depth + 1);
+                    let inner = self.constraints(*c, defs, depth + 1);
+                    intersect_into(&mut out, &inner);
                 }
             }
             Cond::Ref(d) => {
+                if let Some(known) = defs.get(d.index()).cloned().flatten() {
+                    return known;
+                }
                 if let Some(def) = self.b.defs.get(d.index()) {
-                    self.constraints(def.cond, out, depth + 1);
+                    out = self.constraints(def.cond, defs, depth + 1);
+                    if let Some(slot) = defs.get_mut(d.index()) {
+                        *slot = Some(out.clone());
+                    }
                 }
             }
             _ => {}
+        }
+        out
+    }
+
+    /// Whether a condition may fault (it reads state or calls an extern somewhere). Definitions
+    /// are walked once each.
+    fn cond_fallible(&self, id: CondId, defs: &mut Vec<Option<bool>>, depth: usize) -> bool {
+        if depth > verdict_grammar::ast::MAX_DEPTH + 1 {
+            return true;
+        }
+        let Some(node) = self.b.cond(id) else { return false };
+        match &node.cond {
+            Cond::Const(_) => false,
+            Cond::Atom(a) => [a.lhs, a.rhs].iter().any(|o| match o {
+                ir::Operand::Term(t) => self.fallible.get(t.index()).copied().unwrap_or(true),
+                _ => false,
+            }),
+            Cond::Not(c) => self.cond_fallible(*c, defs, depth + 1),
+            Cond::All(v) | Cond::Any(v) => v.iter().any(|c| self.cond_fallible(*c, defs, depth + 1)),
+            Cond::Ref(d) => {
+                if let Some(known) = defs.get(d.index()).copied().flatten() {
+                    return known;
+                }
+                let f = self.b.defs.get(d.index()).is_some_and(|def| self.cond_fallible(def.cond, defs, depth + 1));
+                if let Some(slot) = defs.get_mut(d.index()) {
+                    *slot = Some(f);
+                }
+                f
+            }
         }
     }
 
@@ -143,22 +235,18 @@ impl Gen<'_> {
             return None;
         }
         // Per rule in evaluation order: path → allowed strings (intersected).
-        let mut per_rule: Vec<HashMap<u32, BTreeSet<String>>> = Vec::with_capacity(order.len());
+        let mut per_rule: Vec<Constraints> = Vec::with_capacity(order.len());
         let mut counts: HashMap<u32, usize> = HashMap::new();
+        let mut defs = vec![None; self.b.defs.len()];
+        let mut fallible_defs = vec![None; self.b.defs.len()];
         for &ri in order {
-            let mut cs = Vec::new();
-            if let Some(r) = p.rules.get(ri) {
-                self.constraints(r.cond, &mut cs, 0);
-            }
-            let mut m: HashMap<u32, BTreeSet<String>> = HashMap::new();
-            for (path, set) in cs {
-                match m.get_mut(&path) {
-                    Some(existing) => *existing = existing.intersection(&set).cloned().collect(),
-                    None => {
-                        m.insert(path, set);
-                    }
-                }
-            }
+            // A rule that may call an extern or read state is always visited: skipping it when
+            // a later conjunct rules it out would skip the calls (and faults) the interpreter
+            // makes, in its order, before reaching that conjunct.
+            let m = match p.rules.get(ri) {
+                Some(r) if !self.cond_fallible(r.cond, &mut fallible_defs, 0) => self.constraints(r.cond, &mut defs, 0),
+                _ => Constraints::new(),
+            };
             for path in m.keys() {
                 *counts.entry(*path).or_insert(0) += 1;
             }
@@ -192,8 +280,16 @@ impl Gen<'_> {
 
 /// Compiles a bundle to a program for the VM.
 pub fn program(b: &Bundle) -> Program {
-    let mut g = Gen { b, atoms: Vec::new(), atom_ids: HashMap::new(), sites: Vec::new(), code: Vec::new() };
-    let defs: Vec<u32> = b.defs.iter().map(|d| g.segment(d.cond)).collect();
+    let mut g = Gen {
+        b,
+        atoms: Vec::new(),
+        atom_ids: HashMap::new(),
+        sites: Vec::new(),
+        code: Vec::new(),
+        fallible: fallible_terms(b),
+    };
+    let defs: Vec<DefCode> =
+        b.defs.iter().map(|d| DefCode { name: d.name.clone(), entry: g.segment(d.cond) }).collect();
     let mut policies = Vec::with_capacity(b.policies.len());
     for p in &b.policies {
         let order = rule_order(b, p);
@@ -204,7 +300,21 @@ pub fn program(b: &Bundle) -> Program {
                 id: r.id.clone(),
                 effect: r.effect.0,
                 entry: g.segment(r.cond),
-                reason: policy::rule_reason(&r.id, r.description.as_deref()),
+                reason: match &r.template {
+                    Some(t) => t.text.clone(),
+                    None => policy::rule_reason(&r.id, r.description.as_deref()),
+                },
+                template: r.template.as_ref().map(|t| {
+                    t.pieces
+                        .iter()
+                        .map(|p| match p {
+                            ir::Piece::Text(s) => Piece::Text(s.clone()),
+                            ir::Piece::Term { operand, decimals } => {
+                                Piece::Term { arg: arg(*operand), decimals: *decimals }
+                            }
+                        })
+                        .collect()
+                }),
                 codes: r.codes.clone(),
                 obligations: r.obligations.clone(),
             })
@@ -242,5 +352,27 @@ pub fn program(b: &Bundle) -> Program {
         code: g.code,
         defs,
         policies,
+        terms: b.terms.iter().map(|t| term(&t.term)).collect(),
+        term_texts: b.terms.iter().map(|t| t.text.clone()).collect(),
+        externs: b
+            .externs
+            .iter()
+            .map(|e| ExternCode { name: e.name.clone(), params: e.params.clone(), returns: e.returns.clone() })
+            .collect(),
+        series: b
+            .states
+            .iter()
+            .map(|s| SeriesCode {
+                name: s.name.clone(),
+                add: arg(s.add),
+                key: s.key.iter().map(|p| p.0).collect(),
+                on: s.on.iter().map(|e| e.0).collect(),
+                hold: s.apply == ir::Apply::Commit,
+            })
+            .collect(),
+        timezone: b.timezone.clone().unwrap_or_else(|| "UTC".to_owned()),
+        hold_ttl: b.hold_ttl.unwrap_or(DEFAULT_HOLD_TTL),
+        schema: b.schema.iter().flatten().map(|e| (e.path.0, e.ty.clone())).collect(),
+        required: b.required.iter().map(|(p, _)| p.0).collect(),
     }
 }

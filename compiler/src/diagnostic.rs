@@ -157,4 +157,5 @@ codes! {
     UnknownName = "V109": "unknown definition",
     Undecided = "V110": "analysis undecided: a budget ran out",
     CardRefused = "V111": "refused Decision Card",
+    TooLarge = "V112": "document too large",
 }

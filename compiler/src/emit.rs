@@ -4,7 +4,7 @@
 use crate::ir::*;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use verdict_grammar::ast::{self, CmpOp, Expr, ExprKind, Lit, LitKind, Name, Path, Prop, Segment, Span};
+use verdict_grammar::ast::{self, Expr, ExprKind, Lit, LitKind, Name, Path, Prop, Segment, Span};
 use verdict_grammar::printer;
 use verdict_runtime::request::join_field;
 
@@ -32,50 +32,144 @@ pub fn value_lit(v: &Value) -> Lit {
     })
 }
 
-fn path_ast(segments: &[String]) -> Path {
-    Path { segments: segments.iter().map(|s| Segment { text: s.clone(), span: sp() }).collect(), span: sp() }
+fn path_ast(segments: &[String], input: bool) -> Path {
+    Path { segments: segments.iter().map(|s| Segment { text: s.clone(), span: sp() }).collect(), input, span: sp() }
 }
 
-fn operand_ast(o: Operand, paths: &[Vec<String>], consts: &[Value]) -> ast::Operand {
-    match o {
-        Operand::Path(p) => ast::Operand::Path(path_ast(paths.get(p.index()).map_or(&[][..], Vec::as_slice))),
-        Operand::Const(c) => ast::Operand::Lit(value_lit(consts.get(c.index()).unwrap_or(&Value::Null))),
-        Operand::None => ast::Operand::Lit(lit(LitKind::Null)),
-    }
-}
-
-fn atom_expr(op: AtomOp, lhs: Operand, rhs: Operand, paths: &[Vec<String>], consts: &[Value]) -> Expr {
-    let path_of = |o: Operand| match o {
-        Operand::Path(p) => path_ast(paths.get(p.index()).map_or(&[][..], Vec::as_slice)),
-        _ => path_ast(&[]),
-    };
-    let kind = match op {
-        AtomOp::Exists => ExprKind::Exists(path_of(lhs)),
-        AtomOp::Missing => ExprKind::Missing(path_of(lhs)),
-        _ => {
-            let op = match op {
-                AtomOp::Eq => CmpOp::Eq,
-                AtomOp::Ne => CmpOp::Ne,
-                AtomOp::Lt => CmpOp::Lt,
-                AtomOp::Le => CmpOp::Le,
-                AtomOp::Gt => CmpOp::Gt,
-                AtomOp::Ge => CmpOp::Ge,
-                AtomOp::In => CmpOp::In,
-                AtomOp::NotIn => CmpOp::NotIn,
-                AtomOp::Contains => CmpOp::Contains,
-                AtomOp::Matches => CmpOp::Matches,
-                AtomOp::StartsWith => CmpOp::StartsWith,
-                _ => CmpOp::EndsWith,
-            };
-            ExprKind::Cmp { op, lhs: operand_ast(lhs, paths, consts), rhs: operand_ast(rhs, paths, consts) }
-        }
-    };
+fn expr(kind: ExprKind) -> Expr {
     Expr { kind, span: sp() }
 }
 
-/// The canonical DSL text of an atom (traces, diagnostics).
-pub fn atom_text(op: AtomOp, lhs: Operand, rhs: Operand, paths: &[Vec<String>], consts: &[Value]) -> String {
-    printer::print_expr(&atom_expr(op, lhs, rhs, paths, consts))
+/// What printing an atom or a term needs besides it: the tables its operands index, and the
+/// names a request path's first segment must not be mistaken for.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    pub paths: &'a [Vec<String>],
+    pub consts: &'a [Value],
+    pub terms: &'a [TermNode],
+    pub defs: &'a [Def],
+    pub states: &'a [StateDecl],
+    pub externs: &'a [ExternDecl],
+}
+
+impl Names<'_> {
+    /// Whether a request path whose first segment is `root` must be written `input.root…`:
+    /// a `let`, a state series, an extern or `now` would take a bare name first.
+    fn reserved(&self, root: &str) -> bool {
+        root == verdict_vocab::NOW
+            || self.defs.iter().any(|d| d.name == root)
+            || self.states.iter().any(|s| s.name == root)
+            || self.externs.iter().any(|e| e.name == root)
+    }
+
+    fn path(&self, p: PathId) -> Path {
+        let segs = self.paths.get(p.index()).map_or(&[][..], Vec::as_slice);
+        path_ast(segs, segs.first().is_some_and(|r| self.reserved(r)))
+    }
+
+    /// An operand as an expression.
+    pub fn operand(&self, o: Operand) -> Expr {
+        match o {
+            Operand::Path(p) => expr(ExprKind::Name(self.path(p))),
+            Operand::Const(c) => expr(ExprKind::Lit(value_lit(self.consts.get(c.index()).unwrap_or(&Value::Null)))),
+            Operand::Term(t) => self.term(t),
+            Operand::None => expr(ExprKind::Lit(lit(LitKind::Null))),
+        }
+    }
+
+    /// A term as an expression. Recursion follows the term's nesting, which lowering bounds.
+    pub fn term(&self, t: TermId) -> Expr {
+        let Some(node) = self.terms.get(t.index()) else { return expr(ExprKind::Error) };
+        let call =
+            |name: &str, args: Vec<Expr>| expr(ExprKind::Call { callee: path_ast(&[name.to_owned()], false), args });
+        match &node.term {
+            Term::Arith(verdict_vocab::Arith::Neg, a, _) => expr(ExprKind::Neg(Box::new(self.operand(*a)))),
+            Term::Arith(op, l, r) => {
+                expr(ExprKind::Arith { op: *op, lhs: Box::new(self.operand(*l)), rhs: Box::new(self.operand(*r)) })
+            }
+            Term::Func(f, a) => call(f.name(), vec![self.operand(*a)]),
+            Term::Now(field) => {
+                expr(ExprKind::Name(path_ast(&[verdict_vocab::NOW.to_owned(), field.name().to_owned()], false)))
+            }
+            Term::State { state, window, seconds } => {
+                let name = self.states.get(state.index()).map_or("", |s| s.name.as_str());
+                let path = path_ast(&[name.to_owned(), window.name().to_owned()], false);
+                if window.info().takes_duration {
+                    let d = lit(LitKind::Str(duration_text(u64::from(*seconds))));
+                    expr(ExprKind::Call { callee: path, args: vec![expr(ExprKind::Lit(d))] })
+                } else {
+                    expr(ExprKind::Name(path))
+                }
+            }
+            Term::Extern(e, args) => {
+                let name = self.externs.get(e.index()).map_or("", |x| x.name.as_str());
+                call(name, args.iter().map(|a| self.operand(*a)).collect())
+            }
+        }
+    }
+
+    fn atom(&self, op: AtomOp, lhs: Operand, rhs: Operand) -> Expr {
+        match op.info().form {
+            verdict_vocab::AtomForm::Presence => {
+                expr(ExprKind::Call { callee: path_ast(&[op.name().to_owned()], false), args: vec![self.operand(lhs)] })
+            }
+            verdict_vocab::AtomForm::Holds => self.operand(lhs),
+            verdict_vocab::AtomForm::Symbol | verdict_vocab::AtomForm::Word => {
+                expr(ExprKind::Cmp { op, lhs: Box::new(self.operand(lhs)), rhs: Box::new(self.operand(rhs)) })
+            }
+        }
+    }
+
+    /// The canonical DSL text of an atom (traces, diagnostics).
+    pub fn atom_text(&self, op: AtomOp, lhs: Operand, rhs: Operand) -> String {
+        printer::print_expr(&self.atom(op, lhs, rhs))
+    }
+
+    /// The canonical DSL text of a term.
+    pub fn term_text(&self, t: TermId) -> String {
+        printer::print_expr(&self.term(t))
+    }
+}
+
+/// A duration in seconds as the shortest of `Nd`, `Nh`, `Nm`, `Ns` that is exact.
+pub fn duration_text(seconds: u64) -> String {
+    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds.is_multiple_of(n) && seconds > 0 {
+            return format!("{}{unit}", seconds / n);
+        }
+    }
+    format!("{seconds}s")
+}
+
+/// Parses a duration `Ns`, `Nm`, `Nh` or `Nd` into seconds.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let (n, unit) = text.split_at(text.len().checked_sub(1)?);
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = n.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+impl Bundle {
+    /// The tables printing needs.
+    pub fn names(&self) -> Names<'_> {
+        Names {
+            paths: &self.paths,
+            consts: &self.consts,
+            terms: &self.terms,
+            defs: &self.defs,
+            states: &self.states,
+            externs: &self.externs,
+        }
+    }
 }
 
 /// A condition as a DSL expression. The IR's depth bound keeps the recursion bounded.
@@ -85,7 +179,7 @@ pub fn cond_expr(b: &Bundle, id: CondId) -> Expr {
     };
     let kind = match &node.cond {
         Cond::Const(v) => ExprKind::Bool(*v),
-        Cond::Atom(a) => return atom_expr(a.op, a.lhs, a.rhs, &b.paths, &b.consts),
+        Cond::Atom(a) => return b.names().atom(a.op, a.lhs, a.rhs),
         Cond::Not(c) => ExprKind::Not(Box::new(cond_expr(b, *c))),
         Cond::All(v) if v.len() == 1 => {
             return v.first().map_or(Expr { kind: ExprKind::Bool(true), span: sp() }, |c| cond_expr(b, *c));
@@ -95,7 +189,9 @@ pub fn cond_expr(b: &Bundle, id: CondId) -> Expr {
         }
         Cond::All(v) => ExprKind::And(v.iter().map(|c| cond_expr(b, *c)).collect()),
         Cond::Any(v) => ExprKind::Or(v.iter().map(|c| cond_expr(b, *c)).collect()),
-        Cond::Ref(d) => ExprKind::Name(path_ast(&[b.defs.get(d.index()).map_or(String::new(), |d| d.name.clone())])),
+        Cond::Ref(d) => {
+            ExprKind::Name(path_ast(&[b.defs.get(d.index()).map_or(String::new(), |d| d.name.clone())], false))
+        }
     };
     Expr { kind, span: sp() }
 }
@@ -110,6 +206,14 @@ fn str_lit(s: &str) -> Lit {
 
 fn word(s: &str) -> Lit {
     lit(LitKind::Ident(s.to_owned()))
+}
+
+/// A declared type as a settings literal (`string`, `list<number>`).
+fn type_lit(t: &Type) -> Lit {
+    match t {
+        Type::List(inner) => lit(LitKind::Apply(name("list"), Box::new(type_lit(inner)))),
+        other => word(&other.name()),
+    }
 }
 
 fn strings(v: &[String]) -> Lit {
@@ -148,10 +252,47 @@ pub fn to_ast(b: &Bundle) -> ast::File {
         ));
     }
     if let Some(schema) = &b.schema {
-        let entries = schema.iter().map(|e| (name(&join_field(b.path(e.path))), word(&e.ty.name()))).collect();
+        let entries = schema.iter().map(|e| (name(&join_field(b.path(e.path))), type_lit(&e.ty))).collect();
         props.push(prop("schema", lit(LitKind::Object(entries))));
     }
+    if !b.required.is_empty() {
+        props.push(prop(
+            "required",
+            lit(LitKind::List(b.required.iter().map(|(p, _)| word(&join_field(b.path(*p)))).collect())),
+        ));
+    }
+    if let Some(tz) = &b.timezone {
+        props.push(prop("timezone", str_lit(tz)));
+    }
+    if let Some(ttl) = b.hold_ttl {
+        props.push(prop("hold_ttl", str_lit(&duration_text(ttl))));
+    }
     let mut items = vec![ast::Item::Bundle(ast::BundleDecl { name: name(&b.id), props, span: sp() })];
+    for e in &b.externs {
+        items.push(ast::Item::Extern(ast::ExternDecl {
+            name: name(&e.name),
+            params: e.params.iter().map(type_lit).collect(),
+            returns: type_lit(&e.returns),
+            span: sp(),
+        }));
+    }
+    let names = b.names();
+    for st in &b.states {
+        let word_expr = |w: &str| {
+            if verdict_grammar::lexer::is_bare_ident(w) {
+                expr(ExprKind::Name(path_ast(&[w.to_owned()], false)))
+            } else {
+                expr(ExprKind::Lit(str_lit(w)))
+            }
+        };
+        let members = vec![
+            (name("add"), names.operand(st.add)),
+            (name("key"), expr(ExprKind::List(st.key.iter().map(|p| expr(ExprKind::Name(names.path(*p)))).collect()))),
+            (name("on"), expr(ExprKind::List(st.on.iter().map(|e| word_expr(b.effect(*e))).collect()))),
+            (name("apply"), word_expr(st.apply.as_str())),
+        ];
+        items.push(ast::Item::State(ast::StateDecl { name: name(&st.name), members, span: sp() }));
+    }
     for d in &b.defs {
         items.push(ast::Item::Let(ast::LetDecl { name: name(&d.name), expr: cond_expr(b, d.cond), span: sp() }));
     }
@@ -178,6 +319,9 @@ pub fn to_ast(b: &Bundle) -> ast::File {
                 let mut props = Vec::new();
                 if let Some(d) = &r.description {
                     props.push(prop("reason", str_lit(d)));
+                }
+                if let Some(t) = &r.template {
+                    props.push(prop("reason", lit(LitKind::Template(t.text.clone()))));
                 }
                 if !r.codes.is_empty() {
                     props.push(prop("codes", strings(&r.codes)));
@@ -283,6 +427,43 @@ pub fn to_json(b: &Bundle) -> Value {
         let s: Map<String, Value> = schema.iter().map(|e| (join_field(b.path(e.path)), json!(e.ty.name()))).collect();
         m.insert("schema".into(), Value::Object(s));
     }
+    if !b.required.is_empty() {
+        m.insert("required".into(), json!(b.required.iter().map(|(p, _)| join_field(b.path(*p))).collect::<Vec<_>>()));
+    }
+    if let Some(tz) = &b.timezone {
+        m.insert("timezone".into(), json!(tz));
+    }
+    if let Some(ttl) = b.hold_ttl {
+        m.insert("hold_ttl".into(), json!(duration_text(ttl)));
+    }
+    if !b.externs.is_empty() {
+        let e: Map<String, Value> = b
+            .externs
+            .iter()
+            .map(|e| {
+                let params: Vec<String> = e.params.iter().map(Type::name).collect();
+                (e.name.clone(), json!({"params": params, "returns": e.returns.name()}))
+            })
+            .collect();
+        m.insert("externs".into(), Value::Object(e));
+    }
+    if !b.states.is_empty() {
+        let names = b.names();
+        let st: Map<String, Value> = b
+            .states
+            .iter()
+            .map(|s| {
+                let add = match s.add {
+                    Operand::Const(c) => b.constant(c).cloned().unwrap_or(Value::Null),
+                    other => Value::String(printer::print_expr(&names.operand(other))),
+                };
+                let key: Vec<String> = s.key.iter().map(|p| join_field(b.path(*p))).collect();
+                let on: Vec<&str> = s.on.iter().map(|e| b.effect(*e)).collect();
+                (s.name.clone(), json!({"add": add, "key": key, "on": on, "apply": s.apply.as_str()}))
+            })
+            .collect();
+        m.insert("state".into(), Value::Object(st));
+    }
     if !b.defs.is_empty() {
         let d: Map<String, Value> = b.defs.iter().map(|d| (d.name.clone(), cond_json(b, d.cond))).collect();
         m.insert("definitions".into(), Value::Object(d));
@@ -321,6 +502,9 @@ pub fn to_json(b: &Bundle) -> Value {
                     rm.insert("when".into(), cond_json(b, r.cond));
                     if let Some(d) = &r.description {
                         rm.insert("description".into(), json!(d));
+                    }
+                    if let Some(t) = &r.template {
+                        rm.insert("reason_template".into(), json!(t.text));
                     }
                     if let Some(t) = &r.tags {
                         rm.insert("tags".into(), json!(t));

@@ -11,7 +11,8 @@
 
 use serde_json::{Map, Value};
 use verdict_grammar::ast::Span;
-pub use verdict_runtime::atom::AtomOp;
+pub use verdict_vocab::AtomOp;
+use verdict_vocab::{Arith, Func, NowField, Window};
 
 macro_rules! id {
     ($name:ident) => {
@@ -30,6 +31,9 @@ id!(ConstId);
 id!(CondId);
 id!(DefId);
 id!(EffectId);
+id!(TermId);
+id!(ExternId);
+id!(StateId);
 
 /// A compiled bundle.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +54,16 @@ pub struct Bundle {
     pub conds: Vec<CondNode>,
     pub defs: Vec<Def>,
     pub policies: Vec<Policy>,
+    /// Terms (LANGUAGE.md §5.1), operands before the terms that use them.
+    pub terms: Vec<TermNode>,
+    pub externs: Vec<ExternDecl>,
+    pub states: Vec<StateDecl>,
+    /// The IANA timezone of calendar windows and `now.*` (default UTC).
+    pub timezone: Option<String>,
+    /// Seconds an uncommitted hold counts (default 10 minutes).
+    pub hold_ttl: Option<u64>,
+    /// Paths every request must have (checked at run time with the schema).
+    pub required: Vec<(PathId, Span)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,29 +102,8 @@ pub struct SchemaEntry {
     pub span: Span,
 }
 
-/// A declared path type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Type {
-    String,
-    Number,
-    Bool,
-    List(Box<Type>),
-    Object,
-    Any,
-}
-
-impl Type {
-    pub fn name(&self) -> String {
-        match self {
-            Type::String => "string".into(),
-            Type::Number => "number".into(),
-            Type::Bool => "bool".into(),
-            Type::List(t) => format!("list<{}>", t.name()),
-            Type::Object => "object".into(),
-            Type::Any => "any".into(),
-        }
-    }
-}
+/// A declared type: one definition, the runtime's, which checks it at run time too.
+pub use verdict_runtime::value::Type;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CondNode {
@@ -145,8 +138,91 @@ pub struct Atom {
 pub enum Operand {
     Path(PathId),
     Const(ConstId),
+    /// A term that is not a plain path or constant (arithmetic, a function, a state read, an
+    /// extern call, a time field).
+    Term(TermId),
     /// No operand (the right side of `exists`/`missing`).
     None,
+}
+
+/// A term with where it is written and its canonical DSL text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TermNode {
+    pub term: Term,
+    pub span: Span,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Term {
+    /// `lhs op rhs`; unary minus has `Operand::None` on the right.
+    Arith(Arith, Operand, Operand),
+    Func(Func, Operand),
+    Now(NowField),
+    /// A read of a state series; `seconds` is the length of a sliding window (`last`), else 0.
+    State {
+        state: StateId,
+        window: Window,
+        seconds: u32,
+    },
+    Extern(ExternId, Vec<Operand>),
+}
+
+/// `extern name(params) -> returns`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternDecl {
+    pub name: String,
+    pub params: Vec<Type>,
+    pub returns: Type,
+    pub span: Span,
+}
+
+/// When a state update counts for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Apply {
+    /// Held until the caller commits the decision (the default).
+    Commit,
+    /// Recorded at once.
+    Decision,
+}
+
+impl Apply {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Apply::Commit => "commit",
+            Apply::Decision => "decision",
+        }
+    }
+}
+
+/// A state series declaration (LANGUAGE.md §5.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateDecl {
+    pub name: String,
+    /// What one decision adds (a term).
+    pub add: Operand,
+    pub key: Vec<PathId>,
+    /// The bundle decision kinds that update it.
+    pub on: Vec<EffectId>,
+    pub apply: Apply,
+    pub span: Span,
+}
+
+/// A reason template (LANGUAGE.md §5.5): its text as written, and its pieces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub text: String,
+    pub pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    Text(String),
+    /// `{term}` or `{term:.Nf}`.
+    Term {
+        operand: Operand,
+        decimals: Option<u8>,
+    },
 }
 
 /// A named condition (`let` / `definitions`).
@@ -186,6 +262,8 @@ pub struct Rule {
     pub obligations: Map<String, Value>,
     pub priority: i64,
     pub tags: Option<Vec<String>>,
+    /// A reason template (instead of `description`).
+    pub template: Option<Template>,
 }
 
 impl Bundle {
@@ -199,6 +277,10 @@ impl Bundle {
 
     pub fn constant(&self, id: ConstId) -> Option<&Value> {
         self.consts.get(id.index())
+    }
+
+    pub fn term(&self, id: TermId) -> Option<&TermNode> {
+        self.terms.get(id.index())
     }
 
     pub fn effect(&self, id: EffectId) -> &str {

@@ -13,7 +13,7 @@ use crate::tree::{Key, Node, NodeKind};
 use petgraph::graph::DiGraph;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use verdict_grammar::ast::{self, CmpOp, Expr, ExprKind, MAX_DEPTH, Span};
+use verdict_grammar::ast::{self, Expr, ExprKind, MAX_DEPTH, Span};
 use verdict_runtime::request::split_field;
 
 /// Which source form the tree came from: it only changes the names used in messages.
@@ -25,7 +25,20 @@ pub enum Form {
 
 /// Lowers a bundle tree. Returns the bundle when no error was reported.
 pub fn lower(root: &Node, file: &SourceFile, form: Form, diags: &mut Vec<Diagnostic>) -> Option<Bundle> {
+    lower_with(root, file, form, diags, &|| {})
+}
+
+/// [`lower`], calling `checkpoint` before each policy, rule and definition (see
+/// [`crate::compile_with`]).
+pub fn lower_with(
+    root: &Node,
+    file: &SourceFile,
+    form: Form,
+    diags: &mut Vec<Diagnostic>,
+    checkpoint: &dyn Fn(),
+) -> Option<Bundle> {
     let mut cx = Lower {
+        checkpoint,
         file,
         form,
         diags,
@@ -39,8 +52,15 @@ pub fn lower(root: &Node, file: &SourceFile, form: Form, diags: &mut Vec<Diagnos
         def_edges: Vec::new(),
         current_def: None,
         schema: None,
+        schema_index: None,
         after_syntax_error: false,
         last_position: None,
+        terms: Vec::new(),
+        term_ids: HashMap::new(),
+        externs: Vec::new(),
+        extern_ids: HashMap::new(),
+        states: Vec::new(),
+        state_ids: HashMap::new(),
     };
     cx.after_syntax_error = form == Form::Dsl && cx.diags.iter().any(|d| d.code == Code::Syntax);
     let errors_before = cx.diags.iter().filter(|d| d.severity == Severity::Error).count();
@@ -50,6 +70,8 @@ pub fn lower(root: &Node, file: &SourceFile, form: Form, diags: &mut Vec<Diagnos
 }
 
 struct Lower<'a> {
+    /// Called before each policy, rule and definition: it may unwind to abandon the work.
+    checkpoint: &'a dyn Fn(),
     file: &'a SourceFile,
     form: Form,
     diags: &'a mut Vec<Diagnostic>,
@@ -64,11 +86,113 @@ struct Lower<'a> {
     def_edges: Vec<(DefId, DefId, Span)>,
     current_def: Option<DefId>,
     schema: Option<Vec<SchemaEntry>>,
+    schema_index: Option<SchemaIndex>,
     /// A `.verdict` file whose parser already reported errors: what recovery skipped may be the
     /// very setting or block that now looks missing, so missing keys are not reported again.
     after_syntax_error: bool,
     /// The byte offset, line and column of the last atom placed, see [`Lower::line_col`].
     last_position: Option<(u32, u32, u32)>,
+    terms: Vec<TermNode>,
+    term_ids: HashMap<Term, TermId>,
+    externs: Vec<ExternDecl>,
+    extern_ids: HashMap<String, ExternId>,
+    states: Vec<StateDecl>,
+    state_ids: HashMap<String, StateId>,
+}
+
+/// The declared type of a path, `Some(None)` when known but untyped, `None` when unknown.
+///
+/// The schema's entries are considered in order: an entry for the path itself decides; one for
+/// a prefix of it gives the type reached through `list<T>` indices and `object`/`any` (or
+/// makes the path unknown when it cannot be descended); one for a longer path makes it an
+/// object; the last of these wins. Only the entries related to the path are visited, through
+/// [`SchemaIndex`], so checking every atom of a bundle stays linear in the schema's size.
+fn schema_type(
+    schema: &[SchemaEntry],
+    index: &SchemaIndex,
+    paths: &[Vec<String>],
+    segments: &[String],
+) -> Option<Option<Type>> {
+    // The entries for the path itself and for its prefixes, in schema order.
+    let (related, longer) = index.related(segments);
+    let mut best: Option<(usize, Type)> = None;
+    for i in related {
+        let Some(entry) = schema.get(i) else { continue };
+        let declared = paths.get(entry.path.index()).map_or(&[][..], Vec::as_slice);
+        if declared == segments {
+            return Some(Some(entry.ty.clone()));
+        }
+        let mut ty = entry.ty.clone();
+        for seg in segments.iter().skip(declared.len()) {
+            ty = match ty {
+                Type::Any | Type::Object => Type::Any,
+                Type::List(inner) if seg.bytes().all(|b| b.is_ascii_digit()) && !seg.is_empty() => *inner,
+                _ => return None,
+            };
+        }
+        best = Some((i, ty));
+    }
+    // An entry for a longer path, after the last prefix entry, makes it an object.
+    match (best, longer) {
+        (Some((i, _)), Some(j)) if j > i => Some(Some(Type::Object)),
+        (None, Some(_)) => Some(Some(Type::Object)),
+        (Some((_, ty)), _) => Some(Some(ty)),
+        (None, None) => None,
+    }
+}
+
+/// The schema's entries in a trie of path segments, so that typing an atom visits only the
+/// entries related to its paths (a linear scan per atom made a 40,000-path schema cost seconds).
+/// Building it is linear in the schema's segments.
+struct SchemaIndex {
+    /// Child nodes by (parent node, segment); node 0 is the root (the empty path).
+    children: HashMap<(usize, String), usize>,
+    /// Per node: the entries declaring exactly its path, and the last entry declaring a path below it.
+    nodes: Vec<(Vec<usize>, Option<usize>)>,
+}
+
+impl SchemaIndex {
+    fn new(schema: &[SchemaEntry], paths: &[Vec<String>]) -> SchemaIndex {
+        let mut index = SchemaIndex { children: HashMap::new(), nodes: vec![(Vec::new(), None)] };
+        for (i, entry) in schema.iter().enumerate() {
+            let declared = paths.get(entry.path.index()).map_or(&[][..], Vec::as_slice);
+            let mut node = 0;
+            for seg in declared {
+                if let Some(n) = index.nodes.get_mut(node) {
+                    n.1 = Some(i);
+                }
+                let next = index.nodes.len();
+                node = *index.children.entry((node, seg.clone())).or_insert(next);
+                if node == next {
+                    index.nodes.push((Vec::new(), None));
+                }
+            }
+            if let Some(n) = index.nodes.get_mut(node) {
+                n.0.push(i);
+            }
+        }
+        index
+    }
+
+    /// The entries declaring the path or one of its prefixes (in schema order), and the last entry
+    /// declaring a longer path under it.
+    fn related(&self, segments: &[String]) -> (Vec<usize>, Option<usize>) {
+        let mut found: Vec<usize> = self.nodes.first().map(|n| n.0.clone()).unwrap_or_default();
+        let mut node = 0;
+        for seg in segments {
+            // A lookup by (node, segment) needs an owned key; segments are short.
+            let Some(next) = self.children.get(&(node, seg.clone())) else {
+                found.sort_unstable();
+                return (found, None);
+            };
+            node = *next;
+            if let Some(n) = self.nodes.get(node) {
+                found.extend(&n.0);
+            }
+        }
+        found.sort_unstable();
+        (found, self.nodes.get(node).and_then(|n| n.1))
+    }
 }
 
 /// The keys of one mapping, taken one by one; [`Fields::finish`] reports those never taken.
@@ -170,10 +294,15 @@ impl Lower<'_> {
         }
     }
 
-    /// A name: a string, or a bare word in the DSL.
+    /// An id (of the bundle, a policy, a rule, a vendor): a string, or a bare word in the DSL; not
+    /// empty, and free of characters that would let it rewrite the lines it is printed on (logs,
+    /// audit lines, traces): see [`forbidden_in_id`].
     fn name(&mut self, node: &Node, what: &str) -> Option<String> {
         match node.as_text() {
-            Some(s) if !s.is_empty() => Some(s.to_owned()),
+            Some(s) if !s.is_empty() => {
+                self.id_chars(s, node.span, what)?;
+                Some(s.to_owned())
+            }
             Some(_) => {
                 self.error(Code::BadValue, node.span, format!("{what} must not be empty"));
                 None
@@ -187,6 +316,24 @@ impl Lower<'_> {
                 None
             }
         }
+    }
+
+    /// Refuses an id with a character [`forbidden_in_id`] names (V108).
+    fn id_chars(&mut self, text: &str, span: Span, what: &str) -> Option<()> {
+        let Some(c) = text.chars().find(|c| forbidden_in_id(*c)) else {
+            return Some(());
+        };
+        self.diags.push(
+            Diagnostic::error(
+                Code::BadValue,
+                span,
+                format!("{what} `{}` contains the character U+{:04X}", text.escape_debug(), u32::from(c)),
+            )
+            .with_help(
+                "ids may not contain control characters, line separators or bidirectional formatting characters",
+            ),
+        );
+        None
     }
 
     fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<String>> {
@@ -325,7 +472,23 @@ impl Lower<'_> {
         let card_scope = f.take_opt("card_scope").and_then(|n| self.card_scope(n));
         if let Some(n) = f.take_opt("schema") {
             self.schema = self.schema_decl(n);
+            self.schema_index = self.schema.as_ref().map(|s| SchemaIndex::new(s, &self.paths));
         }
+        let timezone = f.take_opt("timezone").and_then(|n| {
+            let name = self.string(n, "`timezone`")?;
+            if jiff::tz::TimeZone::get(&name).is_err() {
+                self.diags.push(
+                    Diagnostic::error(Code::BadValue, n.span, format!("unknown timezone `{name}`"))
+                        .with_help("timezones are IANA names such as `UTC` or `Europe/Berlin`"),
+                );
+                return None;
+            }
+            Some(name)
+        });
+        let hold_ttl = f.take_opt("hold_ttl").and_then(|n| self.duration(n, "`hold_ttl`"));
+        let required_node = f.take_opt("required");
+        let externs_node = f.take_opt("externs");
+        let state_node = f.take_opt("state");
         // Definitions are declared before policies are lowered, so order does not matter.
         let defs_node = f.take_opt("definitions");
         let policies_node = self.required(&mut f, "policies");
@@ -342,11 +505,23 @@ impl Lower<'_> {
                 "effective_until",
                 "card_scope",
                 "schema",
+                "required",
+                "timezone",
+                "hold_ttl",
+                "externs",
+                "state",
                 "definitions",
                 "policies",
             ],
         );
         let effects = effects.unwrap_or_default();
+        let required = required_node.map(|n| self.required_paths(n)).unwrap_or_default();
+        if let Some(n) = externs_node {
+            self.externs_decl(n);
+        }
+        if let Some(n) = state_node {
+            self.states_decl(n, &effects);
+        }
         if let Some(n) = defs_node {
             self.definitions(n);
         }
@@ -395,6 +570,12 @@ impl Lower<'_> {
             conds: std::mem::take(&mut self.conds),
             defs: std::mem::take(&mut self.defs),
             policies,
+            terms: std::mem::take(&mut self.terms),
+            externs: std::mem::take(&mut self.externs),
+            states: std::mem::take(&mut self.states),
+            timezone,
+            hold_ttl,
+            required,
         })
     }
 
@@ -404,12 +585,14 @@ impl Lower<'_> {
             self.error(Code::BadValue, n.span, "`effects` needs at least one effect");
             return None;
         }
-        for (i, e) in list.iter().enumerate() {
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::with_capacity(list.len());
+        for e in &list {
             if e.is_empty() || e == "none" || e == "not_applicable" {
                 self.error(Code::BadValue, n.span, format!("`{e}` cannot be an effect name"));
                 return None;
             }
-            if list.iter().take(i).any(|x| x == e) {
+            self.id_chars(e, n.span, "the effect")?;
+            if !seen.insert(e) {
                 self.error(Code::DuplicateId, n.span, format!("effect `{e}` is listed twice"));
                 return None;
             }
@@ -486,6 +669,7 @@ impl Lower<'_> {
             bodies.push((id, v));
         }
         for (id, body) in bodies {
+            (self.checkpoint)();
             self.current_def = Some(id);
             let cond = self.condition(body, 1);
             self.current_def = None;
@@ -585,6 +769,7 @@ impl Lower<'_> {
     }
 
     fn policy(&mut self, n: &Node, effects: &[String]) -> Option<Policy> {
+        (self.checkpoint)();
         let mut f = self.fields(n, "a policy")?;
         let id = self.required(&mut f, "id").and_then(|n| self.name(n, "the policy id"));
         let description = f.take_opt("description").and_then(|n| self.string(n, "the description"));
@@ -628,9 +813,7 @@ impl Lower<'_> {
         let mut rules = Vec::new();
         if let Some(rn) = rules_node {
             match &rn.kind {
-                NodeKind::Seq(items) if items.is_empty() => {
-                    self.error(Code::BadValue, rn.span, "a policy needs at least one rule")
-                }
+                // A policy without rules decides its default: a bundle-level default.
                 NodeKind::Seq(items) => {
                     let mut seen: HashMap<String, Span> = HashMap::new();
                     for item in items {
@@ -680,6 +863,7 @@ impl Lower<'_> {
     }
 
     fn rule(&mut self, n: &Node, effects: &[String], policy: Option<&str>) -> Option<Rule> {
+        (self.checkpoint)();
         // Every finding inside the rule (keys, effect, priority, condition) names the rule.
         let before = self.diags.len();
         let mut f = self.fields(n, "a rule")?;
@@ -692,7 +876,16 @@ impl Lower<'_> {
             }
         });
         let when = self.required(&mut f, "when");
-        let description = f.take_opt("description").and_then(|n| self.string(n, "the description"));
+        let description_node = f.take_opt("description");
+        let template_node = f.take_opt("reason_template");
+        if let (Some(_), Some(t)) = (description_node, template_node) {
+            self.error(Code::BadValue, t.span, "a rule has a `description` or a `reason_template`, not both");
+        }
+        let description = description_node.and_then(|n| self.string(n, "the description"));
+        let template = template_node.and_then(|n| {
+            let text = self.string(n, "the reason template")?;
+            self.template(&text, n.span)
+        });
         let tags = f.take_opt("tags").and_then(|n| self.string_list(n, "`tags`"));
         let codes = match f.take_opt("codes") {
             Some(n) => self.string_list(n, "`codes`").unwrap_or_default(),
@@ -728,7 +921,10 @@ impl Lower<'_> {
                 0
             }
         };
-        self.finish(f, &["id", "effect", "when", "description", "tags", "codes", "obligations", "priority"]);
+        self.finish(
+            f,
+            &["id", "effect", "when", "description", "reason_template", "tags", "codes", "obligations", "priority"],
+        );
         let cond = when.and_then(|w| self.condition(w, 1));
         for d in self.diags.iter_mut().skip(before) {
             if d.rule.is_none() {
@@ -746,6 +942,7 @@ impl Lower<'_> {
             obligations,
             priority,
             tags,
+            template,
         })
     }
 
@@ -846,10 +1043,14 @@ impl Lower<'_> {
                 Some(self.push(Cond::Not(c), n.span))
             }
             other => {
-                let Some(op) = verdict_runtime::atom::AtomOp::from_yaml_kind(other) else {
+                let Some(op) = AtomOp::from_yaml_kind(other) else {
                     self.diags.push(
-                        Diagnostic::error(Code::BadValue, kind_node.map_or(n.span, |k| k.span), format!("unknown matcher kind `{other}`"))
-                            .with_help("matcher kinds are eq, ne, gt, gte, lt, lte, in, not_in, contains, regex, starts_with, ends_with, exists, missing, always, all_of, any_of, not"),
+                        Diagnostic::error(
+                            Code::BadValue,
+                            kind_node.map_or(n.span, |k| k.span),
+                            format!("unknown matcher kind `{other}`"),
+                        )
+                        .with_help(format!("matcher kinds are {}", matcher_kinds().join(", "))),
                     );
                     return None;
                 };
@@ -912,7 +1113,8 @@ impl Lower<'_> {
         }
     }
 
-    /// Lowers a DSL expression. `base` is added to its spans (for expressions inside YAML strings).
+    /// Lowers a DSL expression in condition position. `base` is added to its spans (for
+    /// expressions inside YAML strings).
     fn expr(&mut self, e: &Expr, base: u32, depth: usize) -> Option<CondId> {
         if depth > MAX_DEPTH {
             self.error(Code::TooDeep, e.span.shift(base), format!("condition nested deeper than {MAX_DEPTH} levels"));
@@ -941,13 +1143,8 @@ impl Lower<'_> {
                 let cond = if matches!(e.kind, ExprKind::And(_)) { Cond::All(children) } else { Cond::Any(children) };
                 Some(self.push(cond, span))
             }
-            ExprKind::Exists(p) | ExprKind::Missing(p) => {
-                let op = if matches!(e.kind, ExprKind::Exists(_)) { AtomOp::Exists } else { AtomOp::Missing };
-                let path = self.intern_path(p.segments.iter().map(|s| s.text.clone()).collect());
-                self.atom(op, Operand::Path(path), Operand::None, span)
-            }
             ExprKind::Name(p) => {
-                let single = p.segments.len() == 1;
+                let single = p.segments.len() == 1 && !p.input;
                 let name = p.segments.first().map(|s| s.text.as_str()).unwrap_or("");
                 match self.def_ids.get(name) {
                     Some(d) if single => {
@@ -967,80 +1164,108 @@ impl Lower<'_> {
                     }
                 }
             }
+            ExprKind::Call { callee, args } => {
+                let name = callee.segments.first().map(|s| s.text.as_str()).unwrap_or("");
+                if callee.segments.len() == 1 && !callee.input {
+                    if let Some(op) = AtomOp::from_presence(name) {
+                        let [arg] = args.as_slice() else {
+                            self.error(Code::BadValue, span, format!("`{name}` takes one path"));
+                            return None;
+                        };
+                        let ExprKind::Name(p) = &arg.kind else {
+                            self.error(Code::WrongType, arg.span.shift(base), format!("`{name}` takes a path"));
+                            return None;
+                        };
+                        let path = self.intern_path(p.segments.iter().map(|s| s.text.clone()).collect());
+                        return self.atom(op, Operand::Path(path), Operand::None, span);
+                    }
+                    if let Some(&x) = self.extern_ids.get(name) {
+                        let returns = self.externs.get(x.index()).map(|d| d.returns.clone());
+                        if returns != Some(Type::Bool) {
+                            let shown = returns.map_or_else(String::new, |t| t.name());
+                            self.diags.push(
+                                Diagnostic::error(
+                                    Code::WrongType,
+                                    span,
+                                    format!("`{name}` returns {shown}, not bool: it is a value, not a condition"),
+                                )
+                                .with_help(format!("compare it, e.g. `{name}(…) > 0.5`")),
+                            );
+                            return None;
+                        }
+                        let t = self.term(e, base, depth + 1)?;
+                        return self.atom(AtomOp::Holds, t, Operand::None, span);
+                    }
+                }
+                self.not_a_condition(e, base);
+                None
+            }
             ExprKind::Cmp { op, lhs, rhs } => {
                 let (op, lhs, rhs) = normalize(*op, lhs, rhs);
-                let l = self.operand(lhs, base, depth + 1)?;
-                let r = self.operand(rhs, base, depth + 1)?;
-                let atom_op = match op {
-                    CmpOp::Eq => AtomOp::Eq,
-                    CmpOp::Ne => AtomOp::Ne,
-                    CmpOp::Lt => AtomOp::Lt,
-                    CmpOp::Le => AtomOp::Le,
-                    CmpOp::Gt => AtomOp::Gt,
-                    CmpOp::Ge => AtomOp::Ge,
-                    CmpOp::In => AtomOp::In,
-                    CmpOp::NotIn => AtomOp::NotIn,
-                    CmpOp::Contains => AtomOp::Contains,
-                    CmpOp::Matches => AtomOp::Matches,
-                    CmpOp::StartsWith => AtomOp::StartsWith,
-                    CmpOp::EndsWith => AtomOp::EndsWith,
-                };
-                if atom_op == AtomOp::Matches {
+                let l = self.term(lhs, base, depth + 1)?;
+                let r = self.term(rhs, base, depth + 1)?;
+                let rhs_span = rhs.span.shift(base);
+                if op == AtomOp::Matches {
                     match r {
                         Operand::Const(c) => {
                             let pattern = self.consts.get(c.index()).cloned();
                             match pattern {
-                                Some(Value::String(p)) => self.check_regex(&p, rhs.span().shift(base))?,
+                                Some(Value::String(p)) => self.check_regex(&p, rhs_span)?,
                                 _ => {
-                                    self.error(
-                                        Code::WrongType,
-                                        rhs.span().shift(base),
-                                        "`matches` needs a string pattern",
-                                    );
+                                    self.error(Code::WrongType, rhs_span, "`matches` needs a string pattern");
                                     return None;
                                 }
                             }
                         }
                         _ => {
-                            self.error(
-                                Code::WrongType,
-                                rhs.span().shift(base),
-                                "`matches` needs a literal pattern, not a path",
-                            );
+                            self.error(Code::WrongType, rhs_span, "`matches` needs a literal pattern, not a path");
                             return None;
                         }
                     }
                 }
-                if matches!(atom_op, AtomOp::In | AtomOp::NotIn)
+                if matches!(op, AtomOp::In | AtomOp::NotIn)
                     && let Operand::Const(c) = r
                     && !self.consts.get(c.index()).is_some_and(Value::is_array)
                 {
-                    self.error(
-                        Code::WrongType,
-                        rhs.span().shift(base),
-                        format!("`{}` needs a list on its right", op.text()),
-                    );
+                    self.error(Code::WrongType, rhs_span, format!("`{}` needs a list on its right", op.name()));
                     return None;
                 }
-                self.atom(atom_op, l, r, span)
+                self.atom(op, l, r, span)
+            }
+            ExprKind::Lit(_) | ExprKind::List(_) | ExprKind::Arith { .. } | ExprKind::Neg(_) => {
+                self.not_a_condition(e, base);
+                None
             }
             ExprKind::Error => None,
         }
     }
 
-    fn operand(&mut self, o: &ast::Operand, base: u32, depth: usize) -> Option<Operand> {
-        match o {
-            ast::Operand::Path(p) => {
-                Some(Operand::Path(self.intern_path(p.segments.iter().map(|s| s.text.clone()).collect())))
-            }
-            ast::Operand::Lit(l) => {
-                let Some(node) = crate::dsl::lit_node(l, base, depth) else {
-                    self.error(
-                        Code::TooDeep,
-                        l.span.shift(base),
-                        format!("value nested deeper than {MAX_DEPTH} levels"),
-                    );
-                    return None;
+    fn not_a_condition(&mut self, e: &Expr, base: u32) {
+        let shown = verdict_grammar::printer::print_expr(e);
+        self.diags.push(
+            Diagnostic::error(Code::WrongType, e.span.shift(base), format!("`{shown}` is a value, not a condition"))
+                .with_help(format!("compare it, e.g. `{shown} == true` or `{shown} > 0`")),
+        );
+    }
+
+    /// Lowers an expression in term position: a path, a literal, or a term (arithmetic, a
+    /// function, an extern call, a state read, a time field).
+    fn term(&mut self, e: &Expr, base: u32, depth: usize) -> Option<Operand> {
+        if depth > MAX_DEPTH {
+            self.error(Code::TooDeep, e.span.shift(base), format!("term nested deeper than {MAX_DEPTH} levels"));
+            return None;
+        }
+        let span = e.span.shift(base);
+        match &e.kind {
+            ExprKind::Paren(inner) => self.term(inner, base, depth + 1),
+            ExprKind::Bool(b) => Some(Operand::Const(self.intern_const(Value::Bool(*b)))),
+            ExprKind::Lit(l) => {
+                let node = match crate::dsl::lit_node(l, base, depth) {
+                    Ok(node) => node,
+                    Err(d) => {
+                        self.diags.push(d);
+                        return None;
+                    }
                 };
                 match node.to_json() {
                     Ok(v) => Some(Operand::Const(self.intern_const(v))),
@@ -1050,43 +1275,479 @@ impl Lower<'_> {
                     }
                 }
             }
+            ExprKind::Name(p) => self.name_term(p, span),
+            ExprKind::Arith { op, lhs, rhs } => {
+                let l = self.term(lhs, base, depth + 1);
+                let r = self.term(rhs, base, depth + 1);
+                Some(self.intern_term(Term::Arith(*op, l?, r?), span))
+            }
+            ExprKind::Neg(inner) => {
+                let x = self.term(inner, base, depth + 1)?;
+                Some(self.intern_term(Term::Arith(verdict_vocab::Arith::Neg, x, Operand::None), span))
+            }
+            ExprKind::Call { callee, args } => self.call_term(callee, args, span, base, depth),
+            ExprKind::List(_) => {
+                self.error(Code::WrongType, span, "a list in a condition holds only literals");
+                None
+            }
+            ExprKind::Cmp { .. } | ExprKind::And(_) | ExprKind::Or(_) | ExprKind::Not(_) => {
+                let shown = verdict_grammar::printer::print_expr(e);
+                self.error(Code::WrongType, span, format!("`{shown}` is a condition, not a value"));
+                None
+            }
+            ExprKind::Error => None,
+        }
+    }
+
+    /// A bare name in term position: `now.FIELD`, a state read `STATE.WINDOW`, or a request path
+    /// (`input.` forces a request path).
+    fn name_term(&mut self, p: &ast::Path, span: Span) -> Option<Operand> {
+        let segs: Vec<&str> = p.segments.iter().map(|s| s.text.as_str()).collect();
+        let root = segs.first().copied().unwrap_or("");
+        if !p.input {
+            if root == verdict_vocab::NOW {
+                let field = match segs.as_slice() {
+                    [_, f] => verdict_vocab::NowField::from_name(f),
+                    _ => None,
+                };
+                let Some(field) = field else {
+                    let fields: Vec<String> =
+                        verdict_vocab::NowField::ALL.iter().map(|f| format!("`now.{}`", f.name())).collect();
+                    self.diags.push(
+                        Diagnostic::error(Code::UnknownName, span, format!("`{}` is not a time field", segs.join(".")))
+                            .with_help(format!(
+                                "the time fields are {}; `input.now` reaches a request path",
+                                fields.join(", ")
+                            )),
+                    );
+                    return None;
+                };
+                return Some(self.intern_term(Term::Now(field), span));
+            }
+            if let Some(&state) = self.state_ids.get(root) {
+                let window = match segs.as_slice() {
+                    [_, w] => verdict_vocab::Window::from_name(w).filter(|w| !w.info().takes_duration),
+                    _ => None,
+                };
+                let Some(window) = window else {
+                    self.diags.push(
+                        Diagnostic::error(Code::UnknownName, span, format!("`{}` is not a state read", segs.join(".")))
+                            .with_help(format!(
+                                "read a window of `{root}`: `{root}.hour`, `.day`, `.week`, `.month`, `.year`, `.total` or `.last(\"90m\")`; `input.{root}` reaches a request path"
+                            )),
+                    );
+                    return None;
+                };
+                return Some(self.intern_term(Term::State { state, window, seconds: 0 }, span));
+            }
+            if segs.len() == 1 && self.def_ids.contains_key(root) {
+                self.error(Code::WrongType, span, format!("`{root}` is a condition (a `let`), not a value"));
+                return None;
+            }
+        }
+        Some(Operand::Path(self.intern_path(segs.iter().map(|s| (*s).to_owned()).collect())))
+    }
+
+    /// A call in term position: a function, an extern, or a sliding state window.
+    fn call_term(&mut self, callee: &ast::Path, args: &[Expr], span: Span, base: u32, depth: usize) -> Option<Operand> {
+        let segs: Vec<&str> = callee.segments.iter().map(|s| s.text.as_str()).collect();
+        match segs.as_slice() {
+            [name] if !callee.input => {
+                if let Some(f) = verdict_vocab::Func::from_name(name) {
+                    let [arg] = args else {
+                        self.diags.push(
+                            Diagnostic::error(Code::BadValue, span, format!("`{name}` takes one argument"))
+                                .with_help(f.info().signature),
+                        );
+                        return None;
+                    };
+                    let a = self.term(arg, base, depth + 1)?;
+                    return Some(self.intern_term(Term::Func(f, a), span));
+                }
+                if let Some(&x) = self.extern_ids.get(*name) {
+                    let arity = self.externs.get(x.index()).map_or(0, |d| d.params.len());
+                    if args.len() != arity {
+                        self.error(
+                            Code::BadValue,
+                            span,
+                            format!(
+                                "`{name}` takes {arity} argument{}, not {}",
+                                if arity == 1 { "" } else { "s" },
+                                args.len()
+                            ),
+                        );
+                        return None;
+                    }
+                    let mut ops = Vec::with_capacity(args.len());
+                    for a in args {
+                        ops.push(self.term(a, base, depth + 1));
+                    }
+                    let ops: Vec<Operand> = ops.into_iter().collect::<Option<_>>()?;
+                    return Some(self.intern_term(Term::Extern(x, ops), span));
+                }
+                if AtomOp::from_presence(name).is_some() {
+                    self.error(Code::WrongType, span, format!("`{name}(…)` is a condition, not a value"));
+                    return None;
+                }
+            }
+            [state, w] if !callee.input && self.state_ids.contains_key(*state) => {
+                let window = verdict_vocab::Window::from_name(w).filter(|w| w.info().takes_duration);
+                let (Some(window), Some(&id)) = (window, self.state_ids.get(*state)) else {
+                    self.error(Code::UnknownName, span, format!("`{state}.{w}` takes no argument"));
+                    return None;
+                };
+                let seconds = match args {
+                    [Expr { kind: ExprKind::Lit(ast::Lit { kind: ast::LitKind::Str(d), .. }), .. }] => {
+                        crate::emit::parse_duration(d)
+                            .filter(|s| (1..=u64::from(verdict_runtime::program::MAX_WINDOW_SECONDS)).contains(s))
+                    }
+                    _ => None,
+                };
+                let Some(seconds) = seconds.and_then(|s| u32::try_from(s).ok()) else {
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::BadValue,
+                            span,
+                            format!("`{state}.last` needs a duration from 1s to 400d"),
+                        )
+                        .with_help("write `Ns`, `Nm`, `Nh` or `Nd`, e.g. `spend.last(\"90m\")`"),
+                    );
+                    return None;
+                };
+                return Some(self.intern_term(Term::State { state: id, window, seconds }, span));
+            }
+            _ => {}
+        }
+        let shown = verdict_grammar::printer::path(callee);
+        let functions: Vec<&str> = verdict_vocab::Func::ALL.iter().map(|f| f.name()).collect();
+        self.diags.push(Diagnostic::error(Code::UnknownName, span, format!("unknown function `{shown}`")).with_help(
+            format!("the functions are {}; host functions are declared with `extern`", functions.join(", ")),
+        ));
+        None
+    }
+
+    /// Interns a term (equal terms share one id) with its canonical text.
+    fn intern_term(&mut self, term: Term, span: Span) -> Operand {
+        if let Some(id) = self.term_ids.get(&term) {
+            return Operand::Term(*id);
+        }
+        let id = TermId(u32::try_from(self.terms.len()).unwrap_or(u32::MAX));
+        self.terms.push(TermNode { term: term.clone(), span, text: String::new() });
+        let text = self.names().term_text(id);
+        if let Some(node) = self.terms.get_mut(id.index()) {
+            node.text = text;
+        }
+        self.term_ids.insert(term, id);
+        Operand::Term(id)
+    }
+
+    /// What printing needs, from the tables built so far.
+    fn names(&self) -> crate::emit::Names<'_> {
+        crate::emit::Names {
+            paths: &self.paths,
+            consts: &self.consts,
+            terms: &self.terms,
+            defs: &self.defs,
+            states: &self.states,
+            externs: &self.externs,
         }
     }
 
     /// Builds an atom node, with its canonical text, position and type checks.
     fn atom(&mut self, op: AtomOp, lhs: Operand, rhs: Operand, span: Span) -> Option<CondId> {
-        let text = crate::emit::atom_text(op, lhs, rhs, &self.paths, &self.consts);
+        let text = self.names().atom_text(op, lhs, rhs);
         self.type_check(op, lhs, rhs, span, &text);
         let (line, column) = self.line_col(span.start);
         Some(self.push(Cond::Atom(Atom { op, lhs, rhs, text, line, column }), span))
     }
 
-    // ---- types ---------------------------------------------------------------------------
+    // ---- declarations of §5 ----------------------------------------------------------------
 
-    /// The declared type of a path, `Some(None)` when known but untyped, `None` when unknown.
-    fn path_type(&self, segments: &[String]) -> Option<Option<Type>> {
-        let schema = self.schema.as_ref()?;
-        let mut best: Option<Option<Type>> = None;
-        for entry in schema {
-            let declared = self.paths.get(entry.path.index()).map_or(&[][..], Vec::as_slice);
-            if declared == segments {
-                return Some(Some(entry.ty.clone()));
-            }
-            if declared.len() > segments.len() && declared.get(..segments.len()) == Some(segments) {
-                best = Some(Some(Type::Object));
-            } else if declared.len() < segments.len() && segments.get(..declared.len()) == Some(declared) {
-                let mut ty = entry.ty.clone();
-                for seg in segments.iter().skip(declared.len()) {
-                    ty = match ty {
-                        Type::Any | Type::Object => Type::Any,
-                        Type::List(inner) if seg.bytes().all(|b| b.is_ascii_digit()) && !seg.is_empty() => *inner,
-                        _ => return best.or(Some(None)).filter(|_| false),
-                    };
-                }
-                best = Some(Some(ty));
+    /// A duration setting (`"10m"`): seconds.
+    fn duration(&mut self, n: &Node, what: &str) -> Option<u64> {
+        let text = self.string(n, what)?;
+        match crate::emit::parse_duration(&text).filter(|s| *s > 0) {
+            Some(s) => Some(s),
+            None => {
+                self.diags.push(
+                    Diagnostic::error(Code::BadValue, n.span, format!("{what} `{text}` is not a duration"))
+                        .with_help("write `Ns`, `Nm`, `Nh` or `Nd`, e.g. `10m`"),
+                );
+                None
             }
         }
-        best
+    }
+
+    /// `required`: a list of paths in the reference format's field spelling.
+    fn required_paths(&mut self, n: &Node) -> Vec<(PathId, Span)> {
+        let NodeKind::Seq(items) = &n.kind else {
+            self.error(
+                Code::WrongType,
+                n.span,
+                format!("expected `required` (a list of paths), found {}", n.describe()),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(text) = item.as_text().filter(|t| !t.is_empty()) else {
+                self.error(Code::WrongType, item.span, format!("expected a path, found {}", item.describe()));
+                continue;
+            };
+            out.push((self.intern_path(split_field(text)), item.span));
+        }
+        out
+    }
+
+    /// `externs: {name: {params: [types], returns: type}}`.
+    fn externs_decl(&mut self, n: &Node) {
+        let NodeKind::Map(entries) = &n.kind else {
+            self.error(Code::WrongType, n.span, format!("expected `externs` (a mapping), found {}", n.describe()));
+            return;
+        };
+        for (k, v) in entries {
+            if !verdict_grammar::lexer::is_bare_ident(&k.text) || k.text == verdict_vocab::NOW {
+                self.error(Code::BadValue, k.span, format!("`{}` is not a valid extern name", k.text));
+                continue;
+            }
+            if verdict_vocab::Func::from_name(&k.text).is_some() || AtomOp::from_presence(&k.text).is_some() {
+                self.error(Code::DuplicateId, k.span, format!("`{}` is a built-in function", k.text));
+                continue;
+            }
+            if self.extern_ids.contains_key(&k.text) {
+                self.error(Code::DuplicateId, k.span, format!("extern `{}` is declared twice", k.text));
+                continue;
+            }
+            let Some(mut f) = self.fields(v, "an extern") else { continue };
+            let params_node = self.required(&mut f, "params");
+            let returns_node = self.required(&mut f, "returns");
+            self.finish(f, &["params", "returns"]);
+            let ty = |cx: &mut Self, n: &Node| -> Option<Type> {
+                let text = cx.name_or_string(n, "a type")?;
+                let t = parse_type(&text);
+                if t.is_none() {
+                    cx.error(Code::BadValue, n.span, format!("unknown type `{text}`"));
+                }
+                t
+            };
+            let params: Option<Vec<Type>> = match params_node.map(|n| &n.kind) {
+                Some(NodeKind::Seq(items)) => items.iter().map(|i| ty(self, i)).collect(),
+                Some(_) => {
+                    if let Some(n) = params_node {
+                        self.error(Code::WrongType, n.span, "expected `params` (a list of types)");
+                    }
+                    None
+                }
+                None => None,
+            };
+            let returns = returns_node.and_then(|n| ty(self, n));
+            if let (Some(params), Some(returns)) = (params, returns) {
+                let id = ExternId(u32::try_from(self.externs.len()).unwrap_or(u32::MAX));
+                self.externs.push(ExternDecl { name: k.text.clone(), params, returns, span: k.span });
+                self.extern_ids.insert(k.text.clone(), id);
+            }
+        }
+    }
+
+    /// `state: {name: {add, key, on, apply}}` (LANGUAGE.md §5.2). Names are declared first, so a
+    /// series' `add` may read any of them.
+    fn states_decl(&mut self, n: &Node, effects: &[String]) {
+        let NodeKind::Map(entries) = &n.kind else {
+            self.error(Code::WrongType, n.span, format!("expected `state` (a mapping), found {}", n.describe()));
+            return;
+        };
+        let mut bodies = Vec::new();
+        for (k, v) in entries {
+            if !verdict_grammar::lexer::is_bare_ident(&k.text) || k.text == verdict_vocab::NOW {
+                self.error(Code::BadValue, k.span, format!("`{}` is not a valid state name", k.text));
+                continue;
+            }
+            if self.state_ids.contains_key(&k.text) || self.extern_ids.contains_key(&k.text) {
+                self.error(Code::DuplicateId, k.span, format!("`{}` is declared twice", k.text));
+                continue;
+            }
+            let id = StateId(u32::try_from(self.states.len()).unwrap_or(u32::MAX));
+            self.states.push(StateDecl {
+                name: k.text.clone(),
+                add: Operand::None,
+                key: Vec::new(),
+                on: Vec::new(),
+                apply: Apply::Commit,
+                span: k.span,
+            });
+            self.state_ids.insert(k.text.clone(), id);
+            bodies.push((id, v));
+        }
+        for (id, v) in bodies {
+            let Some(mut f) = self.fields(v, "a state series") else { continue };
+            let add_node = self.required(&mut f, "add");
+            let key_node = f.take_opt("key");
+            let on_node = f.take_opt("on");
+            let apply_node = f.take_opt("apply");
+            self.finish(f, &["add", "key", "on", "apply"]);
+            let add = add_node.and_then(|n| match &n.kind {
+                NodeKind::Int(_) | NodeKind::UInt(_) | NodeKind::Float(_) => {
+                    n.to_json().ok().map(|v| Operand::Const(self.intern_const(v)))
+                }
+                NodeKind::Cond(e) => self.term(e, 0, 1),
+                NodeKind::Str(text) | NodeKind::Word(text) => {
+                    let parsed = verdict_grammar::parse_expr(text);
+                    let raw = self.file.slice(n.span);
+                    let base = if raw.get(1..).is_some_and(|r| r.starts_with(text.as_str())) {
+                        n.span.start + 1
+                    } else {
+                        n.span.start
+                    };
+                    for err in &parsed.errors {
+                        self.diags.push(Diagnostic::error(
+                            Code::Syntax,
+                            err.span.shift(base),
+                            format!("in `add`: {}", err.message),
+                        ));
+                    }
+                    if parsed.errors.is_empty() { parsed.tree.and_then(|e| self.term(&e, base, 1)) } else { None }
+                }
+                _ => {
+                    self.error(Code::WrongType, n.span, format!("expected `add` (a term), found {}", n.describe()));
+                    None
+                }
+            });
+            let key = match key_node {
+                None => Vec::new(),
+                Some(n) => self.required_paths(n).into_iter().map(|(p, _)| p).collect(),
+            };
+            let on = match on_node {
+                // The least severe effect: what a budget counts.
+                None => {
+                    effects.len().checked_sub(1).and_then(|i| u32::try_from(i).ok()).map(EffectId).into_iter().collect()
+                }
+                Some(n) => {
+                    let names = self.string_list(n, "`on`").unwrap_or_default();
+                    names.iter().filter_map(|e| self.effect_id(e, n.span, effects)).collect()
+                }
+            };
+            let apply = match apply_node.map(|n| (n, n.as_text())) {
+                None => Apply::Commit,
+                Some((_, Some("commit"))) => Apply::Commit,
+                Some((_, Some("decision"))) => Apply::Decision,
+                Some((n, _)) => {
+                    self.error(Code::BadValue, n.span, "`apply` must be `commit` or `decision`");
+                    Apply::Commit
+                }
+            };
+            if let (Some(add), Some(decl)) = (add, self.states.get_mut(id.index())) {
+                decl.add = add;
+                decl.key = key;
+                decl.on = on;
+                decl.apply = apply;
+            }
+        }
+    }
+
+    /// A reason template (LANGUAGE.md §5.5): text with `{term}` and `{term:.Nf}` pieces, `{{`
+    /// and `}}` for braces.
+    fn template(&mut self, text: &str, span: Span) -> Option<Template> {
+        let raw = self.file.slice(span);
+        // Positions map into the file when the text appears verbatim after its quote.
+        let base = if raw.get(1..).is_some_and(|r| r.starts_with(text)) {
+            Some(span.start + 1)
+        } else if raw.get(2..).is_some_and(|r| r.starts_with(text)) {
+            Some(span.start + 2)
+        } else {
+            None
+        };
+        let at = |i: usize| base.map_or(span, |b| Span::new(b as usize + i, b as usize + i + 1));
+        let mut pieces = Vec::new();
+        let mut literal = String::new();
+        let mut chars = text.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '{' if chars.peek().map(|(_, c)| *c) == Some('{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek().map(|(_, c)| *c) == Some('}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '}' => {
+                    self.error(Code::BadValue, at(i), "a single `}` in a reason template: write `}}`");
+                    return None;
+                }
+                '{' => {
+                    let rest = text.get(i + 1..).unwrap_or("");
+                    let Some(close) = rest.find('}') else {
+                        self.error(
+                            Code::BadValue,
+                            at(i),
+                            "a `{` in a reason template is not closed: write `{{` for a brace",
+                        );
+                        return None;
+                    };
+                    let inner = rest.get(..close).unwrap_or("");
+                    let (expr_text, spec) = match inner.rfind(':') {
+                        Some(colon) => (inner.get(..colon).unwrap_or(""), Some(inner.get(colon + 1..).unwrap_or(""))),
+                        None => (inner, None),
+                    };
+                    let decimals = match spec {
+                        None => None,
+                        Some(spec) => {
+                            let n = spec
+                                .strip_prefix('.')
+                                .and_then(|s| s.strip_suffix('f'))
+                                .and_then(|d| d.parse::<u8>().ok());
+                            match n.filter(|d| *d <= 17) {
+                                Some(d) => Some(d),
+                                None => {
+                                    self.diags.push(
+                                        Diagnostic::error(
+                                            Code::BadValue,
+                                            at(i),
+                                            format!("unknown format `{spec}` in a reason template"),
+                                        )
+                                        .with_help("write `{term}` or `{term:.2f}` (0 to 17 decimals)"),
+                                    );
+                                    return None;
+                                }
+                            }
+                        }
+                    };
+                    let expr_base = base.map_or(span.start, |b| b + u32::try_from(i + 1).unwrap_or(0));
+                    let parsed = verdict_grammar::parse_expr(expr_text);
+                    for err in &parsed.errors {
+                        let s = if base.is_some() { err.span.shift(expr_base) } else { span };
+                        self.diags.push(Diagnostic::error(
+                            Code::Syntax,
+                            s,
+                            format!("in a reason template: {}", err.message),
+                        ));
+                    }
+                    if !parsed.errors.is_empty() {
+                        return None;
+                    }
+                    let operand = parsed.tree.and_then(|e| self.term(&e, expr_base, 1))?;
+                    if !literal.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut literal)));
+                    }
+                    pieces.push(Piece::Term { operand, decimals });
+                    for _ in 0..=close {
+                        chars.next();
+                    }
+                }
+                other => literal.push(other),
+            }
+        }
+        if !literal.is_empty() {
+            pieces.push(Piece::Text(literal));
+        }
+        Some(Template { text: text.to_owned(), pieces })
+    }
+
+    // ---- types ---------------------------------------------------------------------------
+
+    /// The declared type of a path: see [`schema_type`].
+    fn path_type(&self, segments: &[String]) -> Option<Option<Type>> {
+        schema_type(self.schema.as_ref()?, self.schema_index.as_ref()?, &self.paths, segments)
     }
 
     fn type_check(&mut self, op: AtomOp, lhs: Operand, rhs: Operand, span: Span, text: &str) {
@@ -1116,6 +1777,14 @@ impl Lower<'_> {
                         _ => None,
                     }
                 }
+                Operand::Term(t) => match &cx.terms.get(t.index())?.term {
+                    Term::Arith(..) | Term::Now(_) | Term::State { .. } => Some(Kind::Number),
+                    Term::Func(f, _) => Some(match f {
+                        verdict_vocab::Func::Lower | verdict_vocab::Func::Upper => Kind::String,
+                        verdict_vocab::Func::Len | verdict_vocab::Func::Abs => Kind::Number,
+                    }),
+                    Term::Extern(x, _) => cx.externs.get(x.index()).and_then(|d| kind_of_type(&d.returns)),
+                },
                 Operand::None => None,
             }
         };
@@ -1127,7 +1796,7 @@ impl Lower<'_> {
                     if !matches!(k, K::Number | K::String) {
                         problems.push(format!(
                             "`{}` orders only numbers and strings, and this operand is {}",
-                            op_word(op),
+                            op.name(),
                             k.name()
                         ));
                     }
@@ -1151,11 +1820,7 @@ impl Lower<'_> {
             AtomOp::StartsWith | AtomOp::EndsWith | AtomOp::Matches => {
                 for k in [l, r].into_iter().flatten() {
                     if k != K::String {
-                        problems.push(format!(
-                            "`{}` applies to strings, and this operand is {}",
-                            op_word(op),
-                            k.name()
-                        ));
+                        problems.push(format!("`{}` applies to strings, and this operand is {}", op.name(), k.name()));
                     }
                 }
             }
@@ -1186,7 +1851,7 @@ impl Lower<'_> {
                     problems.push(format!("`in` needs a list on its right, and it is {}", b.name()));
                 }
             }
-            AtomOp::Exists | AtomOp::Missing => {}
+            AtomOp::Exists | AtomOp::Missing | AtomOp::Holds => {}
         }
         if let Some(p) = problems.into_iter().next() {
             let msg = format!("`{text}` is always false: {p}");
@@ -1255,34 +1920,24 @@ fn kind_of_type(t: &Type) -> Option<Kind> {
     }
 }
 
-fn op_word(op: AtomOp) -> &'static str {
-    match op {
-        AtomOp::Lt => "<",
-        AtomOp::Le => "<=",
-        AtomOp::Gt => ">",
-        AtomOp::Ge => ">=",
-        AtomOp::Matches => "matches",
-        AtomOp::StartsWith => "starts_with",
-        AtomOp::EndsWith => "ends_with",
-        _ => op.yaml_kind(),
-    }
+/// The matcher kinds of the reference format: every atom the matcher form can write (from the
+/// vocabulary), then the structural kinds.
+fn matcher_kinds() -> Vec<&'static str> {
+    AtomOp::ALL.iter().filter_map(|a| a.info().yaml).chain(["always", "all_of", "any_of", "not"]).collect()
 }
 
 /// Puts the path first in symmetric and ordering comparisons written literal-first
 /// (`"admin" == subject.role`, `3 < x`), so equal atoms intern alike.
-fn normalize<'e>(
-    op: CmpOp,
-    lhs: &'e ast::Operand,
-    rhs: &'e ast::Operand,
-) -> (CmpOp, &'e ast::Operand, &'e ast::Operand) {
-    if matches!(lhs, ast::Operand::Lit(_)) && matches!(rhs, ast::Operand::Path(_)) {
+fn normalize<'e>(op: AtomOp, lhs: &'e Expr, rhs: &'e Expr) -> (AtomOp, &'e Expr, &'e Expr) {
+    let literal = |e: &Expr| matches!(e.kind, ExprKind::Lit(_) | ExprKind::Bool(_));
+    if literal(lhs) && !literal(rhs) {
         let flipped = match op {
-            CmpOp::Eq => Some(CmpOp::Eq),
-            CmpOp::Ne => Some(CmpOp::Ne),
-            CmpOp::Lt => Some(CmpOp::Gt),
-            CmpOp::Le => Some(CmpOp::Ge),
-            CmpOp::Gt => Some(CmpOp::Lt),
-            CmpOp::Ge => Some(CmpOp::Le),
+            AtomOp::Eq => Some(AtomOp::Eq),
+            AtomOp::Ne => Some(AtomOp::Ne),
+            AtomOp::Lt => Some(AtomOp::Gt),
+            AtomOp::Le => Some(AtomOp::Ge),
+            AtomOp::Gt => Some(AtomOp::Lt),
+            AtomOp::Ge => Some(AtomOp::Le),
             _ => None,
         };
         if let Some(f) = flipped {
@@ -1292,19 +1947,121 @@ fn normalize<'e>(
     (op, lhs, rhs)
 }
 
-/// Parses `string`, `number`, `bool`, `object`, `any`, `list<T>`.
+/// Parses `string`, `number`, `bool`, `object`, `any`, `list<T>`, with `list<` nested at most
+/// [`MAX_DEPTH`] times (without recursion).
 pub fn parse_type(text: &str) -> Option<Type> {
-    let t = text.trim();
-    match t {
-        "string" => Some(Type::String),
-        "number" => Some(Type::Number),
-        "bool" | "boolean" => Some(Type::Bool),
-        "object" => Some(Type::Object),
-        "any" => Some(Type::Any),
-        "list" => Some(Type::List(Box::new(Type::Any))),
-        _ => {
-            let inner = t.strip_prefix("list<")?.strip_suffix('>')?;
-            Some(Type::List(Box::new(parse_type(inner)?)))
+    let mut t = text.trim();
+    let mut lists = 0usize;
+    while let Some(inner) = t.strip_prefix("list<").and_then(|r| r.strip_suffix('>')) {
+        lists += 1;
+        if lists > MAX_DEPTH {
+            return None;
         }
+        t = inner.trim();
+    }
+    let mut ty = match t {
+        "string" => Type::String,
+        "number" => Type::Number,
+        "bool" | "boolean" => Type::Bool,
+        "object" => Type::Object,
+        "any" => Type::Any,
+        "list" => Type::List(Box::new(Type::Any)),
+        _ => return None,
+    };
+    for _ in 0..lists {
+        ty = Type::List(Box::new(ty));
+    }
+    Some(ty)
+}
+
+/// Characters an id may not contain: control characters (C0, DEL, C1), the line and paragraph
+/// separators, and the bidirectional formatting characters (which can make a printed id read as
+/// another: "Trojan Source").
+pub fn forbidden_in_id(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+mod tests {
+    use super::*;
+
+    /// The linear scan [`schema_type`] replaced, kept as its specification.
+    fn schema_type_linear(schema: &[SchemaEntry], paths: &[Vec<String>], segments: &[String]) -> Option<Option<Type>> {
+        let mut best: Option<Option<Type>> = None;
+        for entry in schema {
+            let declared = paths.get(entry.path.index()).map_or(&[][..], Vec::as_slice);
+            if declared == segments {
+                return Some(Some(entry.ty.clone()));
+            }
+            if declared.len() > segments.len() && declared.get(..segments.len()) == Some(segments) {
+                best = Some(Some(Type::Object));
+            } else if declared.len() < segments.len() && segments.get(..declared.len()) == Some(declared) {
+                let mut ty = entry.ty.clone();
+                for seg in segments.iter().skip(declared.len()) {
+                    ty = match ty {
+                        Type::Any | Type::Object => Type::Any,
+                        Type::List(inner) if seg.bytes().all(|b| b.is_ascii_digit()) && !seg.is_empty() => *inner,
+                        _ => return None,
+                    };
+                }
+                best = Some(Some(ty));
+            }
+        }
+        best
+    }
+
+    /// The indexed lookup agrees with the linear scan on schemas whose entries nest, repeat
+    /// prefixes in every order and have every type, for every path near them.
+    #[test]
+    fn the_schema_index_agrees_with_a_linear_scan() {
+        let segs = |p: &str| -> Vec<String> { p.split('.').map(str::to_owned).collect() };
+        let types = ["string", "object", "any", "list<number>", "list<object>", "list<list<string>>", "number"];
+        let declared = ["a", "a.b", "a.0", "a.b.c", "x", "x.1.y", "a.b.c.d", "q.r"];
+        let probes = [
+            "a",
+            "a.b",
+            "a.c",
+            "a.0",
+            "a.0.1",
+            "a.b.c",
+            "a.b.c.d",
+            "a.b.c.d.e",
+            "x",
+            "x.1",
+            "x.1.y",
+            "x.y",
+            "q",
+            "q.r.s",
+            "z",
+            "a.1.2",
+        ];
+        let mut checked = 0;
+        // Every rotation of the declarations, with types drawn in several patterns.
+        for rot in 0..declared.len() {
+            for shift in 0..types.len() {
+                let mut paths: Vec<Vec<String>> = Vec::new();
+                let mut schema = Vec::new();
+                for k in 0..declared.len() {
+                    let path = declared[(rot + k) % declared.len()];
+                    paths.push(segs(path));
+                    let ty = parse_type(types[(k * 3 + shift) % types.len()]).unwrap();
+                    schema.push(SchemaEntry { path: PathId(u32::try_from(k).unwrap()), ty, span: Span::default() });
+                }
+                let index = SchemaIndex::new(&schema, &paths);
+                for probe in probes {
+                    let p = segs(probe);
+                    assert_eq!(
+                        schema_type(&schema, &index, &paths, &p),
+                        schema_type_linear(&schema, &paths, &p),
+                        "{probe} in {:?}",
+                        schema.iter().map(|e| (&paths[e.path.index()], &e.ty)).collect::<Vec<_>>()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 800);
     }
 }

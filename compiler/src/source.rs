@@ -1,6 +1,37 @@
-//! Source texts and byte-offset → line/column conversion.
+//! Source texts, their size limit, the byte-order mark, and byte-offset → line/column conversion.
 
+use crate::diagnostic::{Code, Diagnostic};
 use verdict_grammar::ast::Span;
+
+/// The largest source text (any form: `.verdict`, YAML, JSON, a Decision Card) the toolchain
+/// reads: 16 MiB, ten times a 10,000-rule bundle. The compiler refuses a larger text before
+/// parsing it (V112), the CLI before reading the file, the language server before any other
+/// work on the document. The service's request bodies have their own, smaller cap (128 KiB).
+pub const MAX_SOURCE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The V112 refusal of a source text of `len` bytes, when it is over [`MAX_SOURCE_BYTES`].
+pub fn too_large(len: usize) -> Option<Diagnostic> {
+    (len > MAX_SOURCE_BYTES).then(|| {
+        Diagnostic::error(
+            Code::TooLarge,
+            Span::new(0, 0),
+            format!("the source is {len} bytes, over the limit of {MAX_SOURCE_BYTES} bytes (16 MiB)"),
+        )
+        .with_help("split the bundle, or generate it more compactly")
+    })
+}
+
+/// The UTF-8 byte-order mark. A source text may start with one (some Windows editors write it);
+/// every reader skips it, and spans still count it, so they stay offsets into the text as given.
+pub const BOM: &str = "\u{feff}";
+
+/// The text after a leading byte-order mark, and the mark's length (0 or 3).
+pub fn strip_bom(text: &str) -> (&str, usize) {
+    match text.strip_prefix(BOM) {
+        Some(rest) => (rest, BOM.len()),
+        None => (text, 0),
+    }
+}
 
 /// Line starts of one text, for turning byte offsets into 1-based lines and columns.
 #[derive(Debug, Clone, PartialEq, Eq)]

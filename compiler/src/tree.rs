@@ -62,19 +62,76 @@ impl Node {
     }
 
     /// Converts a data node to a JSON value, refusing conditions, bare words and nesting deeper
-    /// than [`MAX_DEPTH`].
+    /// than [`MAX_DEPTH`]. Walks with an explicit stack: no recursion whatever the nesting.
     pub fn to_json(&self) -> Result<Value, Diagnostic> {
-        self.to_json_at(1)
+        /// A list or mapping whose children are being converted.
+        enum Open<'n> {
+            Seq(Vec<Value>, std::slice::Iter<'n, Node>),
+            Map(Map<String, Value>, std::slice::Iter<'n, (Key, Node)>, Option<&'n str>),
+        }
+        let mut stack: Vec<Open<'_>> = Vec::new();
+        let mut next: Option<&Node> = Some(self);
+        loop {
+            // Convert `next`: a scalar becomes a value at once; a container is opened.
+            let mut done: Option<Value> = None;
+            if let Some(n) = next.take() {
+                // INVARIANT: `stack.len()` containers enclose `n`, so `n` is at depth `stack.len() + 1`.
+                if stack.len() >= MAX_DEPTH {
+                    // A list or mapping is pointed at by its first character, not its whole extent.
+                    let at = Span { start: n.span.start, end: n.span.end.min(n.span.start.saturating_add(1)) };
+                    return Err(Diagnostic::error(
+                        Code::TooDeep,
+                        at,
+                        format!("value nested deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+                match &n.kind {
+                    NodeKind::Seq(items) => stack.push(Open::Seq(Vec::with_capacity(items.len()), items.iter())),
+                    NodeKind::Map(entries) => stack.push(Open::Map(Map::new(), entries.iter(), None)),
+                    _ => done = Some(n.scalar_json()?),
+                }
+            }
+            // Hand the finished value to its container, then find the next child to convert,
+            // closing containers whose children are all done.
+            loop {
+                let Some(top) = stack.last_mut() else {
+                    return Ok(done.unwrap_or(Value::Null));
+                };
+                match top {
+                    Open::Seq(values, rest) => {
+                        if let Some(v) = done.take() {
+                            values.push(v);
+                        }
+                        if let Some(child) = rest.next() {
+                            next = Some(child);
+                            break;
+                        }
+                    }
+                    Open::Map(map, rest, key) => {
+                        if let (Some(v), Some(k)) = (done.take(), key.take()) {
+                            map.insert(k.to_owned(), v);
+                        }
+                        if let Some((k, child)) = rest.next() {
+                            *key = Some(&k.text);
+                            next = Some(child);
+                            break;
+                        }
+                    }
+                }
+                done = match stack.pop() {
+                    Some(Open::Seq(values, _)) => Some(Value::Array(values)),
+                    Some(Open::Map(map, _, _)) => Some(Value::Object(map)),
+                    None => None,
+                };
+                if stack.is_empty() {
+                    return Ok(done.unwrap_or(Value::Null));
+                }
+            }
+        }
     }
 
-    fn to_json_at(&self, depth: usize) -> Result<Value, Diagnostic> {
-        if depth > MAX_DEPTH {
-            return Err(Diagnostic::error(
-                Code::TooDeep,
-                self.span,
-                format!("value nested deeper than {MAX_DEPTH} levels"),
-            ));
-        }
+    /// The JSON value of a node that is not a list or a mapping.
+    fn scalar_json(&self) -> Result<Value, Diagnostic> {
         Ok(match &self.kind {
             NodeKind::Null => Value::Null,
             NodeKind::Bool(b) => Value::Bool(*b),
@@ -87,16 +144,7 @@ impl Node {
                 }
             },
             NodeKind::Str(s) => Value::String(s.clone()),
-            NodeKind::Seq(items) => {
-                Value::Array(items.iter().map(|n| n.to_json_at(depth + 1)).collect::<Result<_, _>>()?)
-            }
-            NodeKind::Map(entries) => {
-                let mut m = Map::new();
-                for (k, v) in entries {
-                    m.insert(k.text.clone(), v.to_json_at(depth + 1)?);
-                }
-                Value::Object(m)
-            }
+            NodeKind::Seq(_) | NodeKind::Map(_) => Value::Null,
             NodeKind::Word(w) => {
                 return Err(Diagnostic::error(
                     Code::WrongType,

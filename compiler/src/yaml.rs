@@ -1,11 +1,13 @@
 //! YAML (1.2 core schema) and JSON loading into the spanned [`Node`] tree.
 //!
 //! Built from saphyr-parser's event stream with an explicit stack: no recursion, nesting beyond
-//! [`MAX_NODE_DEPTH`] refused, aliases expanded under a node budget (no "billion laughs"),
-//! duplicate keys refused. JSON files are first checked by serde_json, so JSON syntax is strict
-//! and its errors are JSON's.
+//! [`MAX_NODE_DEPTH`] refused, texts over [`MAX_SOURCE_BYTES`] refused before parsing, aliases
+//! expanded under a budget of nodes and of bytes (no "billion laughs"), duplicate keys refused
+//! (in time linear in the number of keys). JSON files are first checked by serde_json, so JSON
+//! syntax is strict and its errors are JSON's. A leading byte-order mark is skipped in both.
 
 use crate::diagnostic::{Code, Diagnostic};
+use crate::source::{MAX_SOURCE_BYTES, strip_bom, too_large};
 use crate::tree::{Key, Node, NodeKind, number};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
 use std::collections::HashMap;
@@ -15,6 +17,10 @@ use verdict_grammar::ast::Span;
 pub const MAX_NODE_DEPTH: usize = 1024;
 /// At most this many nodes after alias expansion.
 pub const MAX_NODES: usize = 4_000_000;
+/// At most this many bytes after alias expansion, counted as the bytes of every scalar (keys
+/// included) plus one per node: a document may not expand beyond what could be written out
+/// without aliases.
+pub const MAX_EXPANDED_BYTES: usize = MAX_SOURCE_BYTES;
 
 /// Maps saphyr's character indices to byte offsets.
 struct Offsets {
@@ -45,15 +51,52 @@ impl Offsets {
     }
 }
 
+/// The expanded size of a node: nodes, and bytes as [`MAX_EXPANDED_BYTES`] counts them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn add(&mut self, other: Size) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+}
+
+/// A sequence or mapping being read, with the size of what it holds so far.
 enum Frame {
-    Seq { items: Vec<Node>, start: Span, anchor: usize },
-    Map { entries: Vec<(Key, Node)>, pending: Option<Key>, start: Span, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        start: Span,
+        anchor: usize,
+        size: Size,
+    },
+    Map {
+        entries: Vec<(Key, Node)>,
+        /// Each key given so far and where: duplicates are found in constant time.
+        keys: HashMap<String, Span>,
+        pending: Option<Key>,
+        start: Span,
+        anchor: usize,
+        size: Size,
+    },
 }
 
 /// Loads a JSON text: strict JSON syntax (serde_json), then the spanned tree.
 pub fn load_json(text: &str) -> Result<Node, Diagnostic> {
-    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
-        let offset = offset_of(text, e.line(), e.column());
+    load_json_with(text, &|| {})
+}
+
+/// [`load_json`], calling `checkpoint` every few thousand events (see [`crate::compile_with`]).
+pub fn load_json_with(text: &str, checkpoint: &dyn Fn()) -> Result<Node, Diagnostic> {
+    if let Some(d) = too_large(text.len()) {
+        return Err(d);
+    }
+    let (body, bom) = strip_bom(text);
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(body) {
+        let offset = bom + offset_of(body, e.line(), e.column());
         let mut span = Span::new(offset, offset);
         let msg = e.to_string();
         let mut msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
@@ -66,7 +109,8 @@ pub fn load_json(text: &str) -> Result<Node, Diagnostic> {
         }
         return Err(Diagnostic::error(Code::Syntax, span, format!("invalid JSON: {msg}")));
     }
-    load(text, "JSON")
+    checkpoint();
+    load(text, "JSON", checkpoint)
 }
 
 /// The byte offset of serde_json's 1-based line and column (column counts bytes).
@@ -83,19 +127,36 @@ pub(crate) fn offset_of(text: &str, line: usize, column: usize) -> usize {
 
 /// Loads a YAML text holding one document.
 pub fn load_yaml(text: &str) -> Result<Node, Diagnostic> {
-    load(text, "YAML")
+    load(text, "YAML", &|| {})
 }
 
+/// [`load_yaml`], calling `checkpoint` every few thousand events (see [`crate::compile_with`]).
+pub fn load_yaml_with(text: &str, checkpoint: &dyn Fn()) -> Result<Node, Diagnostic> {
+    load(text, "YAML", checkpoint)
+}
+
+/// How many parser events are read between two calls of a checkpoint.
+const CHECKPOINT_EVENTS: usize = 4096;
+
 /// Loads a YAML (or already checked JSON) text; `form` names it in syntax errors.
-fn load(text: &str, form: &str) -> Result<Node, Diagnostic> {
+fn load(text: &str, form: &str, checkpoint: &dyn Fn()) -> Result<Node, Diagnostic> {
+    if let Some(d) = too_large(text.len()) {
+        return Err(d);
+    }
     let offsets = Offsets::new(text);
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut anchors: HashMap<usize, (Node, Size)> = HashMap::new();
     let mut root: Option<Node> = None;
-    let mut nodes = 0usize;
+    // What the document holds so far, aliases expanded.
+    let mut total = Size::default();
     let mut documents = 0usize;
+    let mut events = 0usize;
     while let Some(next) = parser.next_event() {
+        events += 1;
+        if events.is_multiple_of(CHECKPOINT_EVENTS) {
+            checkpoint();
+        }
         let (event, yspan) = match next {
             Ok(e) => e,
             Err(e) => {
@@ -113,7 +174,7 @@ fn load(text: &str, form: &str) -> Result<Node, Diagnostic> {
             }
         };
         let span = offsets.span(&yspan);
-        let complete: Option<(Node, usize)> = match event {
+        let complete: Option<(Node, usize, Size)> = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
             Event::DocumentStart(_) => {
                 documents += 1;
@@ -123,27 +184,30 @@ fn load(text: &str, form: &str) -> Result<Node, Diagnostic> {
                 None
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => {
-                    nodes = nodes.saturating_add(count(n));
-                    if nodes > MAX_NODES {
+                Some((n, size)) => {
+                    total.add(*size);
+                    if total.nodes > MAX_NODES || total.bytes > MAX_EXPANDED_BYTES {
                         return Err(Diagnostic::error(
-                            Code::TooDeep,
+                            Code::TooLarge,
                             span,
-                            "document too large after expanding aliases",
+                            format!(
+                                "document too large after expanding aliases (over {MAX_NODES} nodes or {MAX_EXPANDED_BYTES} bytes)"
+                            ),
                         ));
                     }
-                    Some((Node { kind: n.kind.clone(), span }, 0))
+                    Some((Node { kind: n.kind.clone(), span }, 0, *size))
                 }
                 None => return Err(Diagnostic::error(Code::Syntax, span, "unknown YAML alias")),
             },
             Event::Scalar(value, style, anchor, tag) => {
-                nodes += 1;
+                let size = Size { nodes: 1, bytes: value.len().saturating_add(1) };
+                total.add(size);
                 let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
-                Some((scalar(&value, style, tag.as_deref(), span)?, anchor))
+                Some((scalar(&value, style, tag.as_deref(), span)?, anchor, size))
             }
             Event::SequenceStart(anchor, tag) => {
                 check_tag(tag.map(|t| format!("{}{}", t.handle, t.suffix)).as_deref(), "seq", span)?;
-                stack.push(Frame::Seq { items: Vec::new(), start: span, anchor });
+                stack.push(Frame::Seq { items: Vec::new(), start: span, anchor, size: Size::default() });
                 if stack.len() > MAX_NODE_DEPTH {
                     return Err(too_deep(span));
                 }
@@ -151,81 +215,97 @@ fn load(text: &str, form: &str) -> Result<Node, Diagnostic> {
             }
             Event::MappingStart(anchor, tag) => {
                 check_tag(tag.map(|t| format!("{}{}", t.handle, t.suffix)).as_deref(), "map", span)?;
-                stack.push(Frame::Map { entries: Vec::new(), pending: None, start: span, anchor });
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    keys: HashMap::new(),
+                    pending: None,
+                    start: span,
+                    anchor,
+                    size: Size::default(),
+                });
                 if stack.len() > MAX_NODE_DEPTH {
                     return Err(too_deep(span));
                 }
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, start, anchor }) => {
-                    nodes += 1;
-                    Some((Node::new(NodeKind::Seq(items), start.cover(span)), anchor))
+                Some(Frame::Seq { items, start, anchor, mut size }) => {
+                    let own = Size { nodes: 1, bytes: 1 };
+                    total.add(own);
+                    size.add(own);
+                    Some((Node::new(NodeKind::Seq(items), start.cover(span)), anchor, size))
                 }
                 _ => {
                     return Err(Diagnostic::error(Code::Syntax, span, "unbalanced YAML sequence"));
                 }
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { entries, start, anchor, .. }) => {
-                    nodes += 1;
-                    Some((Node::new(NodeKind::Map(entries), start.cover(span)), anchor))
+                Some(Frame::Map { entries, start, anchor, mut size, .. }) => {
+                    let own = Size { nodes: 1, bytes: 1 };
+                    total.add(own);
+                    size.add(own);
+                    Some((Node::new(NodeKind::Map(entries), start.cover(span)), anchor, size))
                 }
                 _ => {
                     return Err(Diagnostic::error(Code::Syntax, span, "unbalanced YAML mapping"));
                 }
             },
         };
-        if nodes > MAX_NODES {
-            return Err(Diagnostic::error(Code::TooDeep, span, "document too large"));
+        if total.nodes > MAX_NODES || total.bytes > MAX_EXPANDED_BYTES {
+            return Err(Diagnostic::error(
+                Code::TooLarge,
+                span,
+                format!("document too large (over {MAX_NODES} nodes or {MAX_EXPANDED_BYTES} bytes)"),
+            ));
         }
-        let Some((node, anchor)) = complete else {
+        let Some((node, anchor, size)) = complete else {
             continue;
         };
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            anchors.insert(anchor, (node.clone(), size));
         }
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending, .. }) => match pending.take() {
-                None => {
-                    let text = match &node.kind {
-                        NodeKind::Str(s) => s.clone(),
-                        NodeKind::Int(i) => i.to_string(),
-                        NodeKind::UInt(u) => u.to_string(),
-                        NodeKind::Float(f) => f.to_string(),
-                        NodeKind::Bool(b) => b.to_string(),
-                        NodeKind::Null => "null".to_owned(),
-                        _ => {
-                            return Err(Diagnostic::error(Code::WrongType, node.span, "mapping keys must be strings"));
+            Some(Frame::Seq { items, size: outer, .. }) => {
+                outer.add(size);
+                items.push(node);
+            }
+            Some(Frame::Map { entries, keys, pending, size: outer, .. }) => {
+                outer.add(size);
+                match pending.take() {
+                    None => {
+                        let text = match &node.kind {
+                            NodeKind::Str(s) => s.clone(),
+                            NodeKind::Int(i) => i.to_string(),
+                            NodeKind::UInt(u) => u.to_string(),
+                            NodeKind::Float(f) => f.to_string(),
+                            NodeKind::Bool(b) => b.to_string(),
+                            NodeKind::Null => "null".to_owned(),
+                            _ => {
+                                return Err(Diagnostic::error(
+                                    Code::WrongType,
+                                    node.span,
+                                    "mapping keys must be strings",
+                                ));
+                            }
+                        };
+                        if let Some(first) = keys.get(&text) {
+                            return Err(Diagnostic::error(
+                                Code::DuplicateId,
+                                node.span,
+                                format!("duplicate key `{text}`"),
+                            )
+                            .with_label(*first, "first given here"));
                         }
-                    };
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == text) {
-                        return Err(Diagnostic::error(Code::DuplicateId, node.span, format!("duplicate key `{text}`"))
-                            .with_label(first.span, "first given here"));
+                        keys.insert(text.clone(), node.span);
+                        *pending = Some(Key { text, span: node.span });
                     }
-                    *pending = Some(Key { text, span: node.span });
+                    Some(key) => entries.push((key, node)),
                 }
-                Some(key) => entries.push((key, node)),
-            },
+            }
         }
     }
     Ok(root.unwrap_or(Node::new(NodeKind::Null, Span::default())))
-}
-
-fn count(n: &Node) -> usize {
-    let mut total = 0;
-    let mut work = vec![n];
-    while let Some(n) = work.pop() {
-        total += 1;
-        match &n.kind {
-            NodeKind::Seq(v) => work.extend(v.iter()),
-            NodeKind::Map(v) => work.extend(v.iter().map(|(_, n)| n)),
-            _ => {}
-        }
-    }
-    total
 }
 
 fn too_deep(span: Span) -> Diagnostic {

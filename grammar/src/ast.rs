@@ -5,6 +5,8 @@
 //! deep cannot overflow the stack when its tree is freed; walkers bound their recursion with
 //! [`MAX_DEPTH`].
 
+use verdict_vocab::{Arith, AtomOp};
+
 /// Nesting deeper than this is refused by every consumer of the tree (LANGUAGE.md §6.5).
 pub const MAX_DEPTH: usize = 128;
 
@@ -53,6 +55,8 @@ pub enum Item {
     Bundle(BundleDecl),
     Let(LetDecl),
     Policy(PolicyDecl),
+    State(StateDecl),
+    Extern(ExternDecl),
     /// A stretch the parser skipped while recovering; its error is in the error list.
     Error(Span),
 }
@@ -79,6 +83,25 @@ pub struct PolicyDecl {
     pub name: Name,
     pub props: Vec<Prop>,
     pub rules: Vec<RuleDecl>,
+    pub span: Span,
+}
+
+/// `state NAME { add TERM key [PATH…] on [EFFECT…] apply commit|decision }`: a state series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateDecl {
+    pub name: Name,
+    /// Each member (`add`, `key`, `on`, `apply`) with its value as an expression.
+    pub members: Vec<(Name, Expr)>,
+    pub span: Span,
+}
+
+/// `extern NAME(TYPE, …) -> TYPE`: a host function the embedding program binds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternDecl {
+    pub name: Name,
+    /// Parameter types, written as in schemas (`string`, `list<string>`).
+    pub params: Vec<Lit>,
+    pub returns: Lit,
     pub span: Span,
 }
 
@@ -121,6 +144,8 @@ pub enum LitKind {
     Ident(String),
     /// `list<string>` (settings only).
     Apply(Name, Box<Lit>),
+    /// `f"…"`: a reason template (settings only), its text with escapes decoded.
+    Template(String),
     /// A value the parser could not read.
     Error,
 }
@@ -141,75 +166,71 @@ pub enum ExprKind {
     And(Vec<Expr>),
     Not(Box<Expr>),
     Paren(Box<Expr>),
+    /// A binary atom (`==`, `<`, `in`, `not in`, `contains`, …).
     Cmp {
-        op: CmpOp,
-        lhs: Operand,
-        rhs: Operand,
+        op: AtomOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
     },
-    Exists(Path),
-    Missing(Path),
-    /// A bare path used as a condition: a `let` reference when it names one.
+    /// `a + b`, `a - b`, `a * b`, `a / b`.
+    Arith {
+        op: Arith,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    /// `-a` (of anything but a number literal, which is a negative literal).
+    Neg(Box<Expr>),
+    /// `f(args)`: a function, an extern, `exists(path)`/`missing(path)`, or a state window with an
+    /// argument (`spend.last("90m")`); the compiler resolves the callee.
+    Call {
+        callee: Path,
+        args: Vec<Expr>,
+    },
+    /// A bare path: a `let` reference, a state read (`spend.day`), `now.hour`, or a request path.
     Name(Path),
+    /// A literal (`null`, a number, a string, an object, a list of literals).
+    Lit(Lit),
+    /// A list with elements that are not all literals (`[subject.id]` in a `state` block).
+    List(Vec<Expr>),
     /// A condition the parser could not read.
     Error,
 }
 
-/// The binary atoms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CmpOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    In,
-    NotIn,
-    Contains,
-    Matches,
-    StartsWith,
-    EndsWith,
-}
-
-impl CmpOp {
-    /// The operator as written in the DSL.
-    pub fn text(self) -> &'static str {
-        match self {
-            CmpOp::Eq => "==",
-            CmpOp::Ne => "!=",
-            CmpOp::Lt => "<",
-            CmpOp::Le => "<=",
-            CmpOp::Gt => ">",
-            CmpOp::Ge => ">=",
-            CmpOp::In => "in",
-            CmpOp::NotIn => "not in",
-            CmpOp::Contains => "contains",
-            CmpOp::Matches => "matches",
-            CmpOp::StartsWith => "starts_with",
-            CmpOp::EndsWith => "ends_with",
+/// `-e`: a negative literal when `e` is a number literal, else a negation.
+pub fn negate(e: Expr, span: Span) -> Expr {
+    match &e.kind {
+        ExprKind::Lit(Lit { kind: LitKind::Number(n), .. }) if !n.starts_with('-') => {
+            let lit = Lit { kind: LitKind::Number(format!("-{n}")), span };
+            Expr { kind: ExprKind::Lit(lit), span }
         }
+        _ => Expr { kind: ExprKind::Neg(Box::new(e)), span },
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Operand {
-    Path(Path),
-    Lit(Lit),
-}
-
-impl Operand {
-    pub fn span(&self) -> Span {
-        match self {
-            Operand::Path(p) => p.span,
-            Operand::Lit(l) => l.span,
-        }
+/// `[items]`: a list literal when every item is a literal, else a list of expressions.
+pub fn list(items: Vec<Expr>, span: Span) -> Expr {
+    let literal = items.iter().all(|e| matches!(e.kind, ExprKind::Lit(_) | ExprKind::Bool(_)));
+    if !literal {
+        return Expr { kind: ExprKind::List(items), span };
     }
+    let lits = items
+        .into_iter()
+        .map(|mut e| match std::mem::replace(&mut e.kind, ExprKind::Error) {
+            ExprKind::Lit(l) => l,
+            ExprKind::Bool(b) => Lit { kind: LitKind::Bool(b), span: e.span },
+            _ => Lit { kind: LitKind::Error, span: e.span },
+        })
+        .collect();
+    Expr { kind: ExprKind::Lit(Lit { kind: LitKind::List(lits), span }), span }
 }
 
 /// A path into the request's merged view: `subject.role`, `resource.tags[0]`, `input."odd.key"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Path {
     pub segments: Vec<Segment>,
+    /// Written with `input.`: a request path even where its first segment names a `let`, a
+    /// state series, an extern or `now`.
+    pub input: bool,
     pub span: Span,
 }
 
@@ -234,8 +255,12 @@ impl Drop for Expr {
 
 fn take_expr_children(kind: &mut ExprKind, stack: &mut Vec<Expr>) {
     match std::mem::replace(kind, ExprKind::Error) {
-        ExprKind::Or(v) | ExprKind::And(v) => stack.extend(v),
-        ExprKind::Not(b) | ExprKind::Paren(b) => stack.push(*b),
+        ExprKind::Or(v) | ExprKind::And(v) | ExprKind::List(v) | ExprKind::Call { args: v, .. } => stack.extend(v),
+        ExprKind::Not(b) | ExprKind::Paren(b) | ExprKind::Neg(b) => stack.push(*b),
+        ExprKind::Cmp { lhs, rhs, .. } | ExprKind::Arith { lhs, rhs, .. } => {
+            stack.push(*lhs);
+            stack.push(*rhs);
+        }
         _ => {}
     }
 }
@@ -288,15 +313,15 @@ pub fn walk_depths<'a>(
     loop {
         let (span, depth, what) = if let Some((e, d)) = exprs.pop() {
             match &e.kind {
-                ExprKind::Or(v) | ExprKind::And(v) => exprs.extend(v.iter().map(|c| (c, d + 1))),
-                ExprKind::Not(c) | ExprKind::Paren(c) => exprs.push((c, d + 1)),
-                ExprKind::Cmp { lhs, rhs, .. } => {
-                    for o in [lhs, rhs] {
-                        if let Operand::Lit(l) = o {
-                            lits.push((l, d + 1));
-                        }
-                    }
+                ExprKind::Or(v) | ExprKind::And(v) | ExprKind::List(v) | ExprKind::Call { args: v, .. } => {
+                    exprs.extend(v.iter().map(|c| (c, d + 1)));
                 }
+                ExprKind::Not(c) | ExprKind::Paren(c) | ExprKind::Neg(c) => exprs.push((c, d + 1)),
+                ExprKind::Cmp { lhs, rhs, .. } | ExprKind::Arith { lhs, rhs, .. } => {
+                    exprs.push((lhs, d + 1));
+                    exprs.push((rhs, d + 1));
+                }
+                ExprKind::Lit(l) => lits.push((l, d + 1)),
                 _ => {}
             }
             (e.span, d, "condition")
@@ -328,6 +353,8 @@ fn roots(file: &File) -> Work<'_> {
         match item {
             Item::Bundle(b) => lits.extend(b.props.iter().map(|p| (&p.value, 1))),
             Item::Let(l) => exprs.push((&l.expr, 1)),
+            Item::State(st) => exprs.extend(st.members.iter().map(|(_, e)| (e, 1))),
+            Item::Extern(x) => lits.extend(x.params.iter().chain(std::iter::once(&x.returns)).map(|l| (l, 1))),
             Item::Policy(p) => {
                 lits.extend(p.props.iter().map(|p| (&p.value, 1)));
                 for r in &p.rules {
@@ -363,15 +390,16 @@ pub fn first_error_node(file: &File) -> Option<Span> {
         if let Some((e, _)) = exprs.pop() {
             match &e.kind {
                 ExprKind::Error => return Some(e.span),
-                ExprKind::Or(v) | ExprKind::And(v) => exprs.extend(v.iter().map(|c| (c, 0))),
-                ExprKind::Not(c) | ExprKind::Paren(c) => exprs.push((c, 0)),
-                ExprKind::Cmp { lhs, rhs, .. } => {
-                    lits.extend([lhs, rhs].into_iter().filter_map(|o| match o {
-                        Operand::Lit(l) => Some((l, 0)),
-                        Operand::Path(_) => None,
-                    }));
+                ExprKind::Or(v) | ExprKind::And(v) | ExprKind::List(v) | ExprKind::Call { args: v, .. } => {
+                    exprs.extend(v.iter().map(|c| (c, 0)));
                 }
-                ExprKind::Bool(_) | ExprKind::Exists(_) | ExprKind::Missing(_) | ExprKind::Name(_) => {}
+                ExprKind::Not(c) | ExprKind::Paren(c) | ExprKind::Neg(c) => exprs.push((c, 0)),
+                ExprKind::Cmp { lhs, rhs, .. } | ExprKind::Arith { lhs, rhs, .. } => {
+                    exprs.push((lhs, 0));
+                    exprs.push((rhs, 0));
+                }
+                ExprKind::Lit(l) => lits.push((l, 0)),
+                ExprKind::Bool(_) | ExprKind::Name(_) => {}
             }
         } else if let Some((l, _)) = lits.pop() {
             match &l.kind {
@@ -379,7 +407,12 @@ pub fn first_error_node(file: &File) -> Option<Span> {
                 LitKind::List(v) => lits.extend(v.iter().map(|c| (c, 0))),
                 LitKind::Object(v) => lits.extend(v.iter().map(|(_, c)| (c, 0))),
                 LitKind::Apply(_, c) => lits.push((c, 0)),
-                LitKind::Null | LitKind::Bool(_) | LitKind::Number(_) | LitKind::Str(_) | LitKind::Ident(_) => {}
+                LitKind::Null
+                | LitKind::Bool(_)
+                | LitKind::Number(_)
+                | LitKind::Str(_)
+                | LitKind::Ident(_)
+                | LitKind::Template(_) => {}
             }
         } else {
             return None;

@@ -6,6 +6,7 @@
 
 use logos::Logos;
 use std::fmt;
+use verdict_vocab::AtomOp;
 
 /// The raw token kinds recognised by logos. String and number payloads are decoded in [`lex`].
 #[derive(Logos, Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,18 +30,10 @@ enum Raw {
     Not,
     #[token("in")]
     In,
-    #[token("contains")]
-    Contains,
-    #[token("matches")]
-    Matches,
-    #[token("starts_with")]
-    StartsWith,
-    #[token("ends_with")]
-    EndsWith,
-    #[token("exists")]
-    Exists,
-    #[token("missing")]
-    Missing,
+    #[token("state")]
+    State,
+    #[token("extern")]
+    Extern,
     #[token("true")]
     True,
     #[token("false")]
@@ -58,9 +51,12 @@ enum Raw {
     Str,
     #[regex(r#"r"[^"\n]*""#)]
     Verbatim,
+    #[regex(r#"f"([^"\\\n]|\\[^\n])*""#)]
+    Template,
     #[regex(r#""([^"\\\n]|\\[^\n])*"#, priority = 1)]
     #[regex(r#"'([^'\\\n]|\\[^\n])*"#, priority = 1)]
     #[regex(r#"r"[^"\n]*"#, priority = 1)]
+    #[regex(r#"f"([^"\\\n]|\\[^\n])*"#, priority = 1)]
     Unterminated,
     #[regex(r"//[^\n]*", allow_greedy = true)]
     #[regex(r"#[^\n]*", allow_greedy = true)]
@@ -99,6 +95,14 @@ enum Raw {
     Ge,
     #[token("-")]
     Minus,
+    #[token("+")]
+    Plus,
+    #[token("*")]
+    Star,
+    #[token("/")]
+    Slash,
+    #[token("->")]
+    Arrow,
 }
 
 /// A token as the parser sees it.
@@ -113,12 +117,10 @@ pub enum Tok {
     Or,
     Not,
     In,
-    Contains,
-    Matches,
-    StartsWith,
-    EndsWith,
-    Exists,
-    Missing,
+    State,
+    Extern,
+    /// A word operator of the vocabulary (`contains`, `matches`, `starts_with`, `ends_with`).
+    Word(AtomOp),
     True,
     False,
     Null,
@@ -128,6 +130,8 @@ pub enum Tok {
     Number(String),
     /// A string literal with its escapes decoded.
     Str(String),
+    /// A template literal `f"…"` with its escapes decoded.
+    FStr(String),
     LBrace,
     RBrace,
     LBracket,
@@ -145,6 +149,10 @@ pub enum Tok {
     Gt,
     Ge,
     Minus,
+    Plus,
+    Star,
+    Slash,
+    Arrow,
     /// Something the lexer could not read; the message says what.
     Error(LexError),
 }
@@ -179,12 +187,9 @@ impl fmt::Display for Tok {
             Tok::Or => "`or`",
             Tok::Not => "`not`",
             Tok::In => "`in`",
-            Tok::Contains => "`contains`",
-            Tok::Matches => "`matches`",
-            Tok::StartsWith => "`starts_with`",
-            Tok::EndsWith => "`ends_with`",
-            Tok::Exists => "`exists`",
-            Tok::Missing => "`missing`",
+            Tok::State => "`state`",
+            Tok::Extern => "`extern`",
+            Tok::Word(op) => return write!(f, "`{}`", op.name()),
             Tok::True => "`true`",
             Tok::False => "`false`",
             Tok::Null => "`null`",
@@ -192,6 +197,7 @@ impl fmt::Display for Tok {
             Tok::Ident(s) => return write!(f, "identifier `{s}`"),
             Tok::Number(s) => return write!(f, "number `{s}`"),
             Tok::Str(_) => "string literal",
+            Tok::FStr(_) => "template literal",
             Tok::LBrace => "`{`",
             Tok::RBrace => "`}`",
             Tok::LBracket => "`[`",
@@ -209,6 +215,10 @@ impl fmt::Display for Tok {
             Tok::Gt => "`>`",
             Tok::Ge => "`>=`",
             Tok::Minus => "`-`",
+            Tok::Plus => "`+`",
+            Tok::Star => "`*`",
+            Tok::Slash => "`/`",
+            Tok::Arrow => "`->`",
             Tok::Error(e) => return write!(f, "{e}"),
         };
         f.write_str(s)
@@ -226,11 +236,19 @@ pub struct Comment {
 /// A token with its byte span, in the triple form lalrpop expects.
 pub type Spanned = (usize, Tok, usize);
 
+/// The UTF-8 byte-order mark, skipped at the start of a text (and only there).
+const BOM: char = '\u{feff}';
+
 /// Splits `src` into parser tokens and comments. Never fails: bad input becomes [`Tok::Error`].
+/// A leading byte-order mark is skipped (spans still count its three bytes).
 pub fn lex(src: &str) -> (Vec<Spanned>, Vec<Comment>) {
     let mut tokens = Vec::new();
     let mut comments = Vec::new();
     let mut lexer = Raw::lexer(src);
+    if src.starts_with(BOM) {
+        // INVARIANT: the text starts with the mark, so its length is a character boundary in it.
+        lexer.bump(BOM.len_utf8());
+    }
     while let Some(raw) = lexer.next() {
         let span = lexer.span();
         let text = lexer.slice();
@@ -246,23 +264,27 @@ pub fn lex(src: &str) -> (Vec<Spanned>, Vec<Comment>) {
                 Raw::Or => Tok::Or,
                 Raw::Not => Tok::Not,
                 Raw::In => Tok::In,
-                Raw::Contains => Tok::Contains,
-                Raw::Matches => Tok::Matches,
-                Raw::StartsWith => Tok::StartsWith,
-                Raw::EndsWith => Tok::EndsWith,
-                Raw::Exists => Tok::Exists,
-                Raw::Missing => Tok::Missing,
+                Raw::State => Tok::State,
+                Raw::Extern => Tok::Extern,
                 Raw::True => Tok::True,
                 Raw::False => Tok::False,
                 Raw::Null => Tok::Null,
                 Raw::Input => Tok::Input,
-                Raw::Ident => Tok::Ident(text.to_owned()),
+                // Word operators are the vocabulary's (`in`, a keyword, is matched above).
+                Raw::Ident => match AtomOp::from_word(text) {
+                    Some(op) => Tok::Word(op),
+                    None => Tok::Ident(text.to_owned()),
+                },
                 Raw::Number => Tok::Number(text.to_owned()),
                 Raw::Str => match unescape(text) {
                     Ok(s) => Tok::Str(s),
                     Err(e) => Tok::Error(e),
                 },
                 Raw::Verbatim => Tok::Str(text.get(2..text.len().saturating_sub(1)).unwrap_or("").to_owned()),
+                Raw::Template => match unescape(text.get(1..).unwrap_or("")) {
+                    Ok(s) => Tok::FStr(s),
+                    Err(e) => Tok::Error(e),
+                },
                 Raw::Unterminated => Tok::Error(LexError::UnterminatedString),
                 Raw::Comment => {
                     comments.push(Comment { start: span.start, end: span.end, text: text.trim_end().to_owned() });
@@ -285,6 +307,10 @@ pub fn lex(src: &str) -> (Vec<Spanned>, Vec<Comment>) {
                 Raw::Gt => Tok::Gt,
                 Raw::Ge => Tok::Ge,
                 Raw::Minus => Tok::Minus,
+                Raw::Plus => Tok::Plus,
+                Raw::Star => Tok::Star,
+                Raw::Slash => Tok::Slash,
+                Raw::Arrow => Tok::Arrow,
             },
         };
         tokens.push((span.start, tok, span.end));
@@ -362,30 +388,13 @@ pub fn is_bare_ident(s: &str) -> bool {
 
 /// The reserved words of the language.
 pub const KEYWORDS: &[&str] = &[
-    "bundle",
-    "policy",
-    "rule",
-    "let",
-    "when",
-    "and",
-    "or",
-    "not",
-    "in",
-    "contains",
-    "matches",
-    "starts_with",
-    "ends_with",
-    "exists",
-    "missing",
-    "true",
-    "false",
-    "null",
+    "bundle", "policy", "rule", "let", "when", "and", "or", "not", "in", "state", "extern", "true", "false", "null",
     "input",
 ];
 
-/// Whether `s` is a reserved word.
+/// Whether `s` is a reserved word: a keyword or a word operator of the vocabulary.
 pub fn is_keyword(s: &str) -> bool {
-    KEYWORDS.contains(&s)
+    KEYWORDS.contains(&s) || AtomOp::from_word(s).is_some()
 }
 
 #[cfg(test)]
@@ -407,6 +416,15 @@ mod tests {
             ]
         );
         assert_eq!(comments.len(), 1);
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        let (toks, _) = lex("\u{feff}let a");
+        assert_eq!(toks, vec![(3, Tok::Let, 6), (7, Tok::Ident("a".into()), 8)]);
+        // Anywhere else it is an unexpected character.
+        let (toks, _) = lex("let \u{feff}a");
+        assert_eq!(toks.get(1).map(|t| t.1.clone()), Some(Tok::Error(LexError::UnexpectedChar('\u{feff}'))));
     }
 
     #[test]

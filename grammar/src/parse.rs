@@ -46,11 +46,27 @@ pub(crate) enum RuleMember {
 /// missing closing delimiters supplied at the end, so everything written so far still yields a
 /// tree; the "unexpected end of input" error is kept.
 pub fn parse_file(src: &str) -> Parsed<File> {
+    parse_file_with(src, &|| {})
+}
+
+/// How many tokens the parser reads between two calls of a checkpoint.
+const CHECKPOINT_TOKENS: usize = 4096;
+
+/// [`parse_file`], calling `checkpoint` every few thousand tokens: a caller that must be able to
+/// abandon the parse of a large file (the language server, on an edit) unwinds from it.
+pub fn parse_file_with(src: &str, checkpoint: &dyn Fn()) -> Parsed<File> {
     let (mut tokens, comments) = lexer::lex(src);
+    checkpoint();
     let closers = missing_closers(&tokens, src.len());
     let unclosed = !closers.is_empty();
     tokens.extend(closers);
     let mut recovered = Vec::new();
+    let tokens = tokens.into_iter().enumerate().map(|(i, t)| {
+        if i % CHECKPOINT_TOKENS == CHECKPOINT_TOKENS - 1 {
+            checkpoint();
+        }
+        t
+    });
     let result = generated::verdict::FileParser::new().parse(&mut recovered, tokens);
     let mut errors: Vec<SyntaxError> = recovered.into_iter().map(|r| convert(r.error, src.len())).collect();
     let tree = match result {

@@ -6,7 +6,7 @@
 //! conditions on one line unless longer than [`WIDTH`], then split at the top-level `and`/`or`.
 //! Comments are kept: each is printed on its own line before the element that follows it.
 //!
-//! The printer recurses over conditions and literals; callers print only trees whose
+//! Literals print with an explicit stack; conditions recurse, so callers print only trees whose
 //! [`crate::ast::max_depth`] is within [`crate::ast::MAX_DEPTH`].
 
 use crate::ast::*;
@@ -61,6 +61,8 @@ pub fn print_file(file: &File, comments: &[Comment]) -> String {
             Item::Bundle(b) => b.span,
             Item::Let(l) => l.span,
             Item::Policy(pd) => pd.span,
+            Item::State(st) => st.span,
+            Item::Extern(x) => x.span,
             Item::Error(s) => *s,
         };
         if !first {
@@ -80,6 +82,19 @@ pub fn print_file(file: &File, comments: &[Comment]) -> String {
                 p.out.push_str(&head);
                 p.out.push_str(&condition(&l.expr, head.len(), 1));
                 p.out.push('\n');
+            }
+            Item::State(st) => {
+                p.out.push_str(&format!("state {} {{\n", st.name.text));
+                for (k, v) in &st.members {
+                    p.comments_before(k.span.start, 1);
+                    p.out.push_str(&format!("  {} {}\n", k.text, print_expr(v)));
+                }
+                p.comments_before(st.span.end, 1);
+                p.out.push_str("}\n");
+            }
+            Item::Extern(x) => {
+                let params: Vec<String> = x.params.iter().map(setting).collect();
+                p.out.push_str(&format!("extern {}({}) -> {}\n", x.name.text, params.join(", "), setting(&x.returns)));
             }
             Item::Policy(pd) => {
                 p.out.push_str(&format!("policy {} {{\n", name(&pd.name.text)));
@@ -141,14 +156,20 @@ fn condition(e: &Expr, column: usize, indent: usize) -> String {
     out
 }
 
+/// Binding strength, loosest first.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Prec {
     Or,
     And,
     Not,
+    Cmp,
+    Sum,
+    Product,
+    Unary,
+    Primary,
 }
 
-/// A condition on one line with the fewest parentheses that keep its structure.
+/// A condition or term on one line with the fewest parentheses that keep its structure.
 pub fn print_expr(e: &Expr) -> String {
     expr_in(e, Prec::Or)
 }
@@ -181,7 +202,7 @@ fn flatten(e: &Expr) -> Vec<&Expr> {
 fn expr_in(e: &Expr, ctx: Prec) -> String {
     let e = unparen(e);
     let (text, prec) = match &e.kind {
-        ExprKind::Bool(b) => (b.to_string(), Prec::Not),
+        ExprKind::Bool(b) => (b.to_string(), Prec::Primary),
         ExprKind::Or(_) => {
             (flatten(e).iter().map(|c| expr_in(c, Prec::And)).collect::<Vec<_>>().join(" or "), Prec::Or)
         }
@@ -189,28 +210,42 @@ fn expr_in(e: &Expr, ctx: Prec) -> String {
             (flatten(e).iter().map(|c| expr_in(c, Prec::Not)).collect::<Vec<_>>().join(" and "), Prec::And)
         }
         ExprKind::Not(c) => (format!("not {}", expr_in(c, Prec::Not)), Prec::Not),
-        ExprKind::Paren(_) => (String::new(), Prec::Not),
-        ExprKind::Cmp { op, lhs, rhs } => (format!("{} {} {}", operand(lhs), op.text(), operand(rhs)), Prec::Not),
-        ExprKind::Exists(p) => (format!("exists({})", path(p)), Prec::Not),
-        ExprKind::Missing(p) => (format!("missing({})", path(p)), Prec::Not),
-        ExprKind::Name(p) => (path(p), Prec::Not),
-        ExprKind::Error => ("<error>".into(), Prec::Not),
+        ExprKind::Paren(_) => (String::new(), Prec::Primary),
+        ExprKind::Cmp { op, lhs, rhs } => {
+            (format!("{} {} {}", expr_in(lhs, Prec::Sum), op.name(), expr_in(rhs, Prec::Sum)), Prec::Cmp)
+        }
+        ExprKind::Arith { op, lhs, rhs } => {
+            // Left-associative: the right operand binds one level tighter.
+            let (own, right) =
+                if op.info().precedence >= 2 { (Prec::Product, Prec::Unary) } else { (Prec::Sum, Prec::Product) };
+            (format!("{} {} {}", expr_in(lhs, own), op.name(), expr_in(rhs, right)), own)
+        }
+        ExprKind::Neg(c) => {
+            let inner = expr_in(c, Prec::Unary);
+            // `-(-x)` rather than `--x`.
+            if inner.starts_with('-') {
+                (format!("-({inner})"), Prec::Unary)
+            } else {
+                (format!("-{inner}"), Prec::Unary)
+            }
+        }
+        ExprKind::Call { callee, args } => {
+            let args: Vec<String> = args.iter().map(print_expr).collect();
+            (format!("{}({})", path(callee), args.join(", ")), Prec::Primary)
+        }
+        ExprKind::Name(p) => (path(p), Prec::Primary),
+        ExprKind::Lit(l) => (literal(l), Prec::Primary),
+        ExprKind::List(v) => (format!("[{}]", v.iter().map(print_expr).collect::<Vec<_>>().join(", ")), Prec::Primary),
+        ExprKind::Error => ("<error>".into(), Prec::Primary),
     };
-    // `or` inside `and` needs parentheses, and so does `and`/`or` under `not`.
     if prec < ctx { format!("({text})") } else { text }
-}
-
-fn operand(o: &Operand) -> String {
-    match o {
-        Operand::Path(p) => path(p),
-        Operand::Lit(l) => literal(l),
-    }
 }
 
 /// A path in DSL spelling: `subject.role`, `items[0].kind`, `conditions_satisfied."dpa-signed"`,
 /// `input."odd.key"` when the first segment is not a plain identifier.
 pub fn path(p: &Path) -> String {
-    path_of(p.segments.iter().map(|s| s.text.as_str()))
+    let text = path_of(p.segments.iter().map(|s| s.text.as_str()));
+    if p.input && !text.starts_with("input") { format!("input.{text}") } else { text }
 }
 
 /// Like [`path`], from bare segment texts.
@@ -248,37 +283,89 @@ fn segment(seg: &str) -> String {
 
 /// A literal in expression spelling (JSON-like).
 pub fn literal(l: &Lit) -> String {
-    match &l.kind {
-        LitKind::Null => "null".into(),
-        LitKind::Bool(b) => b.to_string(),
-        LitKind::Number(n) => n.clone(),
-        LitKind::Str(s) => quote(s),
-        LitKind::List(v) => format!("[{}]", v.iter().map(literal).collect::<Vec<_>>().join(", ")),
-        LitKind::Object(v) if v.is_empty() => "{}".into(),
-        LitKind::Object(v) => {
-            let entries: Vec<String> = v.iter().map(|(k, l)| format!("{}: {}", quote(&k.text), literal(l))).collect();
-            format!("{{{}}}", entries.join(", "))
-        }
-        LitKind::Ident(s) => s.clone(),
-        LitKind::Apply(f, a) => format!("{}<{}>", f.text, literal(a)),
-        LitKind::Error => "<error>".into(),
-    }
+    print_lit(l, Spelling::Expression)
 }
 
 /// A settings value: like [`literal`], with names bare where they can be and dotted object keys
 /// (schema paths) unquoted.
 fn setting(l: &Lit) -> String {
-    match &l.kind {
-        LitKind::Ident(s) => name(s),
-        LitKind::List(v) => format!("[{}]", v.iter().map(setting).collect::<Vec<_>>().join(", ")),
-        LitKind::Object(v) if v.is_empty() => "{}".into(),
-        LitKind::Object(v) => {
-            let entries: Vec<String> = v.iter().map(|(k, l)| format!("{}: {}", key(&k.text), setting(l))).collect();
-            format!("{{ {} }}", entries.join(", "))
-        }
-        LitKind::Apply(f, a) => format!("{}<{}>", f.text, setting(a)),
-        _ => literal(l),
+    print_lit(l, Spelling::Setting)
+}
+
+/// Where a literal is printed: in a condition, or as a setting's value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spelling {
+    Expression,
+    Setting,
+}
+
+/// Prints a literal with an explicit stack of what is left to write: no recursion, so any
+/// nesting prints (callers still bound it with [`crate::ast::MAX_DEPTH`]).
+fn print_lit(l: &Lit, spelling: Spelling) -> String {
+    enum Work<'a> {
+        Lit(&'a Lit),
+        Text(&'static str),
+        Key(&'a str),
     }
+    let setting = spelling == Spelling::Setting;
+    let mut out = String::new();
+    let mut work: Vec<Work<'_>> = vec![Work::Lit(l)];
+    while let Some(w) = work.pop() {
+        let l = match w {
+            Work::Text(t) => {
+                out.push_str(t);
+                continue;
+            }
+            Work::Key(k) => {
+                out.push_str(&if setting { key(k) } else { quote(k) });
+                out.push_str(": ");
+                continue;
+            }
+            Work::Lit(l) => l,
+        };
+        match &l.kind {
+            LitKind::Null => out.push_str("null"),
+            LitKind::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            LitKind::Number(n) => out.push_str(n),
+            LitKind::Str(s) => out.push_str(&quote(s)),
+            LitKind::Ident(s) if setting => out.push_str(&key(s)),
+            LitKind::Ident(s) => out.push_str(s),
+            LitKind::Error => out.push_str("<error>"),
+            LitKind::Template(t) => {
+                out.push('f');
+                out.push_str(&quote(t));
+            }
+            LitKind::List(v) => {
+                out.push('[');
+                work.push(Work::Text("]"));
+                for (i, item) in v.iter().enumerate().rev() {
+                    work.push(Work::Lit(item));
+                    if i > 0 {
+                        work.push(Work::Text(", "));
+                    }
+                }
+            }
+            LitKind::Object(v) if v.is_empty() => out.push_str("{}"),
+            LitKind::Object(v) => {
+                out.push_str(if setting { "{ " } else { "{" });
+                work.push(Work::Text(if setting { " }" } else { "}" }));
+                for (i, (k, item)) in v.iter().enumerate().rev() {
+                    work.push(Work::Lit(item));
+                    work.push(Work::Key(&k.text));
+                    if i > 0 {
+                        work.push(Work::Text(", "));
+                    }
+                }
+            }
+            LitKind::Apply(f, a) => {
+                out.push_str(&f.text);
+                out.push('<');
+                work.push(Work::Text(">"));
+                work.push(Work::Lit(a));
+            }
+        }
+    }
+    out
 }
 
 /// An object key in settings: bare when it is a dotted run of identifiers, quoted otherwise.

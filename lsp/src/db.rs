@@ -27,10 +27,11 @@
 //!
 //! Architecture invariant: nothing here knows LSP types; spans are byte offsets into the input text.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use verdict_compiler::analysis::{self, Scope};
 use verdict_compiler::diagnostic::{Code, Diagnostic, Label, Severity};
-use verdict_compiler::source::{LineIndex, SourceFile};
+use verdict_compiler::source::{LineIndex, SourceFile, too_large};
 use verdict_compiler::{SourceKind, ir};
 use verdict_grammar::ast::{File, Item, LitKind, Span};
 use verdict_grammar::parse::Parsed;
@@ -153,8 +154,14 @@ impl Db for Database {}
 /// The form of the bundle a document holds, or `None` when it is not a bundle: a `.verdict` file
 /// always is; a YAML or JSON file is when it mentions `bundle_id` or `policies` (so that request
 /// contexts and other JSON opened in the same editor get no bundle diagnostics).
+///
+/// A document over [`verdict_compiler::source::MAX_SOURCE_BYTES`] is none of these: nothing but [`file_diagnostics`]'
+/// one V112 diagnostic is computed for it.
 #[salsa::tracked(returns(copy))]
 pub fn bundle_kind(db: &dyn Db, file: SourceInput) -> Option<SourceKind> {
+    if too_large(file.text(db).len()).is_some() {
+        return None;
+    }
     match file.lang(db) {
         Lang::Verdict => Some(SourceKind::Verdict),
         Lang::Yaml | Lang::Json => {
@@ -180,7 +187,7 @@ pub fn parse(db: &dyn Db, file: SourceInput) -> ParsedFile {
     if bundle_kind(db, file) != Some(SourceKind::Verdict) {
         return ParsedFile(Parsed { tree: File::default(), errors: Vec::new(), comments: Vec::new() });
     }
-    ParsedFile(verdict_grammar::parse_file(file.text(db)))
+    ParsedFile(verdict_grammar::parse::parse_file_with(file.text(db), &|| db.unwind_if_revision_cancelled()))
 }
 
 /// A parse result as a query value.
@@ -195,7 +202,7 @@ pub fn compile_file(db: &dyn Db, file: SourceInput) -> CompiledFile {
         return CompiledFile::default();
     };
     let source = SourceFile::new(file.name(db).clone(), file.text(db).clone());
-    let compiled = verdict_compiler::compile_as(&source, kind);
+    let compiled = compile(db, &source, kind);
     CompiledFile { bundle: compiled.bundle.map(Arc::new), diagnostics: compiled.diagnostics }
 }
 
@@ -222,13 +229,20 @@ pub fn analysis_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
     analysis::analyze_with(&bundle, &analysis::Options { scope, ..analysis::Options::default() }).diagnostics
 }
 
+/// Compiles in a query: an edit (a pending write) unwinds the compile at its next checkpoint, so a
+/// large document does not hold the edit up until the compile ends.
+fn compile(db: &dyn Db, source: &SourceFile, kind: SourceKind) -> verdict_compiler::Compiled {
+    verdict_compiler::compile_with(source, kind, &|| db.unwind_if_revision_cancelled())
+}
+
 // ---- per-item stages of `.verdict` files -------------------------------------------------------
 
 /// A policy that is always present when the context is checked, so that "the file declares no
 /// policy" is never reported there (it is a whole-file finding), and that bounds every checked
-/// text, so that findings about the whole synthetic file never land inside a checked item. Its one
-/// rule decides the bundle's most severe effect, so that it is valid whatever effects the bundle
-/// declares (a policy needs a rule, and a compile without errors is what the analysis starts from).
+/// text, so that findings about the whole synthetic file never land inside a checked item. It
+/// decides the bundle's most severe effect, so that it is valid whatever effects the bundle
+/// declares (a compile without errors is what the analysis starts from), by default: it has no
+/// rules, so the analysis finds nothing about it.
 #[salsa::tracked(returns(ref))]
 pub fn stub_text(db: &dyn Db, file: SourceInput) -> String {
     let declared = parse(db, file).0.tree.items.iter().find_map(|item| match item {
@@ -242,7 +256,7 @@ pub fn stub_text(db: &dyn Db, file: SourceInput) -> String {
         _ => None,
     });
     let effect = serde_json::to_string(declared.as_deref().unwrap_or("deny")).unwrap_or_default();
-    format!("policy \"verdict-lsp stub\" {{ rule \"verdict-lsp stub\" {effect} {{ when true }} }}")
+    format!("policy \"verdict-lsp stub\" {{ default {effect} }}")
 }
 
 /// Where the pieces of the context text come from.
@@ -270,6 +284,9 @@ fn context_pieces(db: &dyn Db, file: SourceInput) -> (String, Vec<ContextPiece>)
         let span = match item {
             Item::Bundle(b) => b.span,
             Item::Let(l) => l.span,
+            // Declarations every policy's terms may name.
+            Item::State(st) => st.span,
+            Item::Extern(x) => x.span,
             Item::Policy(_) | Item::Error(_) => continue,
         };
         if !out.is_empty() {
@@ -291,7 +308,7 @@ pub fn check_context(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
     let offset = u32::try_from(stub.len() + 1).unwrap_or(u32::MAX);
     let len = u32::try_from(ctx.len()).unwrap_or(u32::MAX);
     let source = SourceFile::new("context.verdict", format!("{stub}\n{ctx}"));
-    let compiled = verdict_compiler::compile_as(&source, SourceKind::Verdict);
+    let compiled = compile(db, &source, SourceKind::Verdict);
     compiled
         .diagnostics
         .into_iter()
@@ -308,7 +325,7 @@ pub fn compile_policy<'db>(db: &'db dyn Db, item: PolicyItem<'db>) -> CompiledFi
     let ctx = context_text(db, item.file(db));
     let stub = stub_text(db, item.file(db));
     let source = SourceFile::new("policy.verdict", format!("{text}\n{ctx}\n{stub}"));
-    let compiled = verdict_compiler::compile_as(&source, SourceKind::Verdict);
+    let compiled = compile(db, &source, SourceKind::Verdict);
     CompiledFile { bundle: compiled.bundle.map(Arc::new), diagnostics: compiled.diagnostics }
 }
 
@@ -335,8 +352,8 @@ pub fn analyze_policy<'db>(db: &'db dyn Db, item: PolicyItem<'db>) -> Vec<Diagno
     let len = u32::try_from(item.text(db).len()).unwrap_or(u32::MAX);
     let options = analysis::Options { scope: Scope::Policies, ..analysis::Options::default() };
     let mut found = analysis::analyze_with(bundle, &options).diagnostics;
-    // The stub policy's own findings (its default is dead) lie after the policy's text; a run
-    // that stopped on its budget says so at offset 0, the policy's head.
+    // Findings about the context and the stub lie after the policy's text; a run that stopped on
+    // its budget says so at offset 0, the policy's head.
     found.retain(|d| d.span.end <= len);
     found
 }
@@ -344,6 +361,11 @@ pub fn analyze_policy<'db>(db: &'db dyn Db, item: PolicyItem<'db>) -> Vec<Diagno
 /// Every diagnostic of a document, from every stage, with spans in the document, sorted.
 #[salsa::tracked(returns(ref))]
 pub fn file_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
+    if file.lang(db) != Lang::Other
+        && let Some(d) = too_large(file.text(db).len())
+    {
+        return vec![d];
+    }
     let mut out = match bundle_kind(db, file) {
         None => return Vec::new(),
         Some(SourceKind::Verdict) => verdict_diagnostics(db, file),
@@ -365,7 +387,7 @@ fn verdict_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
     let mut whole: Option<Span> = None;
     let mut bundle_span: Option<Span> = None;
     let mut has_policy = false;
-    let mut policy_ids: Vec<(&str, Span)> = Vec::new();
+    let mut policy_ids: HashMap<&str, Span> = HashMap::new();
     for item in &parsed.tree.items {
         let span = match item {
             Item::Bundle(b) => {
@@ -373,9 +395,11 @@ fn verdict_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
                 b.span
             }
             Item::Let(l) => l.span,
+            Item::State(st) => st.span,
+            Item::Extern(x) => x.span,
             Item::Policy(p) => {
                 has_policy = true;
-                if let Some((_, first)) = policy_ids.iter().find(|(id, _)| *id == p.name.text) {
+                if let Some(first) = policy_ids.get(p.name.text.as_str()) {
                     out.push(
                         Diagnostic::error(
                             Code::DuplicateId,
@@ -385,7 +409,7 @@ fn verdict_diagnostics(db: &dyn Db, file: SourceInput) -> Vec<Diagnostic> {
                         .with_label(*first, "first defined here"),
                     );
                 } else {
-                    policy_ids.push((&p.name.text, p.name.span));
+                    policy_ids.insert(&p.name.text, p.name.span);
                 }
                 p.span
             }

@@ -5,6 +5,11 @@
 //! answer `ContentModified` for edits they have in hand), up to [`RETRIES`] times, then answered
 //! with `ContentModified`; a cancelled diagnostics run is scheduled again.
 //!
+//! Work per document is bounded: the compiles inside queries stop at the compiler's checkpoints
+//! when an edit is pending, so an edit waits milliseconds, not a whole compile; diagnostics start
+//! once a document has been unchanged for [`DEBOUNCE`]; edits that queue up while the loop is
+//! busy are applied to one copy of the text and written to the database once.
+//!
 //! No message can stop the server: malformed frames and invalid requests get error responses,
 //! unknown methods `MethodNotFound`, bad parameters `InvalidParams`, positions out of range are
 //! clamped, documents that are not bundles get empty results, and every handler runs under
@@ -22,6 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
 
 /// The capabilities announced in the `initialize` response.
 pub fn capabilities() -> lsp::ServerCapabilities {
@@ -56,10 +62,18 @@ enum State {
 struct OpenDoc {
     file: SourceInput,
     version: i32,
+    /// The text with edits not yet given to the database: edits that queue up (a burst, while the
+    /// main loop was busy) are applied here and written once, so each does not copy the text.
+    pending: Option<String>,
 }
 
 /// How many times a request cancelled by edits is run again before `ContentModified`.
 pub const RETRIES: u8 = 3;
+
+/// How long a document must stay unchanged before its diagnostics are computed: a burst of edits
+/// (typing, an editor replaying changes) starts one diagnostics run at its end instead of one per
+/// edit, each of which the next edit would have to wait to cancel.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// Work that finished on a worker and needs the main loop.
 enum Task {
@@ -124,6 +138,8 @@ struct Server {
     open: HashMap<lsp::Uri, OpenDoc>,
     pool: Pool,
     tasks: (Sender<Task>, Receiver<Task>),
+    /// Documents whose diagnostics are due, and when (see [`DEBOUNCE`]).
+    due: HashMap<lsp::Uri, Instant>,
 }
 
 /// Serves until `exit` (or the end of input). Returns the process exit code: 0 when `shutdown`
@@ -138,6 +154,7 @@ pub fn serve(incoming: Receiver<Incoming>, out: Sender<Outgoing>) -> u8 {
         open: HashMap::new(),
         pool: Pool::new(workers),
         tasks: crossbeam_channel::unbounded(),
+        due: HashMap::new(),
     };
     let code = server.run(&incoming);
     // Cancel what is still running, then let the workers drain their queue and stop.
@@ -151,7 +168,18 @@ impl Server {
     fn run(&mut self, incoming: &Receiver<Incoming>) -> u8 {
         let tasks = self.tasks.1.clone();
         loop {
+            // Edits reach the database (and cancel the work on the old text) once no message waits.
+            if incoming.is_empty() {
+                self.flush_edits();
+            }
+            self.start_due_diagnostics();
+            // Wake up when the next debounced diagnostics run is due, if any.
+            let wake = match self.due.values().min() {
+                Some(at) => crossbeam_channel::at(*at),
+                None => crossbeam_channel::never(),
+            };
             crossbeam_channel::select! {
+                recv(wake) -> _ => {}
                 recv(incoming) -> msg => {
                     let Ok(msg) = msg else {
                         // End of input without `exit`.
@@ -170,6 +198,16 @@ impl Server {
                     }
                 }
             }
+        }
+    }
+
+    /// Starts the diagnostics runs whose debounce delay is over.
+    fn start_due_diagnostics(&mut self) {
+        let now = Instant::now();
+        let ready: Vec<lsp::Uri> = self.due.iter().filter(|(_, at)| **at <= now).map(|(u, _)| u.clone()).collect();
+        for uri in ready {
+            self.due.remove(&uri);
+            self.schedule_diagnostics(uri);
         }
     }
 
@@ -295,6 +333,7 @@ impl Server {
             return;
         };
         let file = doc.file;
+        self.flush_edits();
         let snapshot = self.db.clone();
         let out = self.out.clone();
         let tasks = self.tasks.0.clone();
@@ -370,7 +409,7 @@ impl Server {
                 f
             }
         };
-        self.open.insert(doc.uri.clone(), OpenDoc { file, version: doc.version });
+        self.open.insert(doc.uri.clone(), OpenDoc { file, version: doc.version, pending: None });
         self.schedule_diagnostics(doc.uri);
     }
 
@@ -382,16 +421,25 @@ impl Server {
         };
         doc.version = p.text_document.version;
         let file = doc.file;
-        let mut text = file.text(&self.db).clone();
+        let text = doc.pending.get_or_insert_with(|| file.text(&self.db).clone());
         for change in p.content_changes {
-            apply_change(&mut text, change);
+            apply_change(text, change);
         }
-        file.set_text(&mut self.db).to(text);
-        self.schedule_diagnostics(uri);
+        self.due.insert(uri, Instant::now() + DEBOUNCE);
+    }
+
+    /// Writes the pending edits of every document to the database.
+    fn flush_edits(&mut self) {
+        for doc in self.open.values_mut() {
+            if let Some(text) = doc.pending.take() {
+                doc.file.set_text(&mut self.db).to(text);
+            }
+        }
     }
 
     fn did_close(&mut self, p: lsp::DidCloseTextDocumentParams) {
         let uri = p.text_document.uri;
+        self.due.remove(&uri);
         if let Some(doc) = self.open.remove(&uri) {
             // Free the text; the input itself stays (salsa inputs cannot be removed).
             doc.file.set_text(&mut self.db).to(String::new());
@@ -415,6 +463,7 @@ impl Server {
     /// after the notification is queued, so diagnostics of an older text are never sent after
     /// those of a newer one (the next edit waits for the snapshot).
     fn schedule_diagnostics(&mut self, uri: lsp::Uri) {
+        self.flush_edits();
         let Some(doc) = self.open.get(&uri) else { return };
         let (file, version) = (doc.file, doc.version);
         let snapshot = self.db.clone();
@@ -445,13 +494,32 @@ pub fn apply_change(text: &mut String, change: lsp::TextDocumentContentChangeEve
         *text = change.text;
         return;
     };
-    let lines = verdict_compiler::source::LineIndex::new(text);
-    let doc = Doc { text, lines: &lines };
-    let (a, b) = (doc.offset(range.start) as usize, doc.offset(range.end) as usize);
+    let (a, b) = (offset_of(text, range.start), offset_of(text, range.end));
     let (start, end) = (a.min(b), a.max(b));
     if text.is_char_boundary(start) && text.is_char_boundary(end) && end <= text.len() {
         text.replace_range(start..end, &change.text);
     }
+}
+
+/// The byte offset of a position (clamped as [`verdict_compiler::source::LineIndex::offset_utf16`]
+/// clamps), found by scanning to its line: an edit needs two positions, and a line index would
+/// read the whole text on every keystroke.
+fn offset_of(text: &str, p: lsp::Position) -> usize {
+    let mut start = 0usize;
+    for _ in 0..p.line {
+        match text.get(start..).and_then(|rest| rest.find('\n')) {
+            Some(i) => start += i + 1,
+            None => return text.len(),
+        }
+    }
+    let mut units = 0u32;
+    for (i, c) in text.get(start..).unwrap_or("").char_indices() {
+        if units >= p.character || c == '\n' {
+            return start + i;
+        }
+        units = units.saturating_add(u32::try_from(c.len_utf16()).unwrap_or(1));
+    }
+    text.len()
 }
 
 /// The diagnostics notification of a document.
@@ -596,6 +664,7 @@ mod tests {
             open: HashMap::new(),
             pool: Pool::new(1),
             tasks: crossbeam_channel::unbounded(),
+            due: HashMap::new(),
         };
         (server, rx)
     }
@@ -608,6 +677,20 @@ mod tests {
             let v = serde_json::to_value(m).unwrap();
             if v["id"] == json!(id) {
                 return v;
+            }
+        }
+    }
+
+    /// Edits find their positions by scanning, without a line index: the same offsets as the
+    /// index gives, clamping included.
+    #[test]
+    fn edit_positions_agree_with_the_line_index() {
+        let text = "ab😀c\n\né\r\nlast 😀😀\nx";
+        let lines = verdict_compiler::source::LineIndex::new(text);
+        for line in 0..7 {
+            for character in 0..12 {
+                let p = lsp::Position { line, character };
+                assert_eq!(offset_of(text, p), lines.offset_utf16(text, line, character) as usize, "{p:?}");
             }
         }
     }

@@ -8,7 +8,7 @@
 use crate::db::{Db, SourceInput, bundle_kind, parse};
 use verdict_compiler::SourceKind;
 use verdict_compiler::tree::{Node, NodeKind};
-use verdict_grammar::ast::{Expr, ExprKind, Item, Lit, LitKind, Operand, Path, Span};
+use verdict_grammar::ast::{Expr, ExprKind, Item, Lit, LitKind, MAX_DEPTH, Path, Span};
 
 /// A name with where it is written, and the extent of what it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +72,10 @@ pub struct Symbols {
     pub lets: Vec<Named>,
     /// Extent of each `let`'s body, in the order of `lets`.
     pub let_bodies: Vec<Span>,
+    /// State series declarations (`state NAME { … }`).
+    pub states: Vec<Named>,
+    /// Extern declarations, each with its signature as written (`no_pii(string) -> bool`).
+    pub externs: Vec<(Named, String)>,
     pub policies: Vec<PolicySym>,
     /// Bare names used as conditions (`let` references), with the rule or `let` they are in.
     pub refs: Vec<(String, Span, Owner)>,
@@ -87,9 +91,10 @@ impl Symbols {
     /// Every path the bundle knows: the schema's, then those used, without repeats.
     pub fn known_paths(&self) -> Vec<Vec<String>> {
         let mut out: Vec<Vec<String>> = Vec::new();
+        let mut seen: std::collections::HashSet<&[String]> = std::collections::HashSet::new();
         let declared = self.schema.iter().flatten().map(|s| &s.segments);
         for p in declared.chain(self.paths.iter().map(|u| &u.segments)) {
-            if !out.contains(p) {
+            if seen.insert(p) {
                 out.push(p.clone());
             }
         }
@@ -102,10 +107,14 @@ impl Symbols {
 pub fn symbols(db: &dyn Db, file: SourceInput) -> Symbols {
     match bundle_kind(db, file) {
         Some(SourceKind::Verdict) => dsl_symbols(&parse(db, file).0.tree.items),
-        Some(SourceKind::Yaml) => verdict_compiler::yaml::load_yaml(file.text(db))
-            .map_or_else(|_| Symbols::default(), |n| tree_symbols(&n, file.text(db))),
-        Some(SourceKind::Json) => verdict_compiler::yaml::load_json(file.text(db))
-            .map_or_else(|_| Symbols::default(), |n| tree_symbols(&n, file.text(db))),
+        Some(SourceKind::Yaml) => {
+            verdict_compiler::yaml::load_yaml_with(file.text(db), &|| db.unwind_if_revision_cancelled())
+                .map_or_else(|_| Symbols::default(), |n| tree_symbols(&n, file.text(db)))
+        }
+        Some(SourceKind::Json) => {
+            verdict_compiler::yaml::load_json_with(file.text(db), &|| db.unwind_if_revision_cancelled())
+                .map_or_else(|_| Symbols::default(), |n| tree_symbols(&n, file.text(db)))
+        }
         None => Symbols::default(),
     }
 }
@@ -116,17 +125,33 @@ fn named(n: &verdict_grammar::ast::Name, span: Span) -> Named {
     Named { name: n.text.clone(), name_span: n.span, span }
 }
 
+/// The text of a name or type literal (`deny`, `"deny"`, `list<string>`). Type applications are
+/// unwound with a loop, not recursion, and nest at most [`MAX_DEPTH`] deep (the compiler refuses
+/// deeper ones).
 fn lit_text(l: &Lit) -> Option<String> {
-    match &l.kind {
-        LitKind::Ident(s) | LitKind::Str(s) => Some(s.clone()),
-        LitKind::Apply(f, a) => Some(format!("{}<{}>", f.text, lit_text(a)?)),
-        _ => None,
+    let mut heads: Vec<&str> = Vec::new();
+    let mut l = l;
+    while let LitKind::Apply(f, a) = &l.kind {
+        if heads.len() >= MAX_DEPTH {
+            return None;
+        }
+        heads.push(&f.text);
+        l = a;
     }
+    let mut text = match &l.kind {
+        LitKind::Ident(s) | LitKind::Str(s) => s.clone(),
+        _ => return None,
+    };
+    for head in heads.into_iter().rev() {
+        text = format!("{head}<{text}>");
+    }
+    Some(text)
 }
 
 fn dsl_symbols(items: &[Item]) -> Symbols {
     let mut s = Symbols::default();
-    let mut exprs: Vec<(&Expr, Owner)> = Vec::new();
+    // Each expression with its owner and whether it is a term (its names are paths).
+    let mut exprs: Vec<(&Expr, Owner, bool)> = Vec::new();
     for item in items {
         match item {
             Item::Bundle(b) => {
@@ -156,9 +181,24 @@ fn dsl_symbols(items: &[Item]) -> Symbols {
                 }
             }
             Item::Let(l) => {
-                exprs.push((&l.expr, Owner::Let(s.lets.len())));
+                exprs.push((&l.expr, Owner::Let(s.lets.len()), false));
                 s.lets.push(named(&l.name, l.span));
                 s.let_bodies.push(l.expr.span);
+            }
+            Item::State(st) => {
+                // `add` is a term: its names are paths.
+                for (k, v) in &st.members {
+                    if k.text == "add" {
+                        exprs.push((v, Owner::None, true));
+                    }
+                }
+                s.states.push(named(&st.name, st.span));
+            }
+            Item::Extern(x) => {
+                let params: Vec<String> = x.params.iter().filter_map(lit_text).collect();
+                let signature =
+                    format!("{}({}) -> {}", x.name.text, params.join(", "), lit_text(&x.returns).unwrap_or_default());
+                s.externs.push((named(&x.name, x.span), signature));
             }
             Item::Policy(p) => {
                 let pi = s.policies.len();
@@ -173,7 +213,7 @@ fn dsl_symbols(items: &[Item]) -> Symbols {
                 }
                 for (ri, r) in p.rules.iter().enumerate() {
                     if let Some(w) = &r.when {
-                        exprs.push((w, Owner::Rule(pi, ri)));
+                        exprs.push((w, Owner::Rule(pi, ri), false));
                     }
                     let reason = r.props.iter().find(|p| p.key.text == "reason").and_then(|p| match &p.value.kind {
                         LitKind::Str(s) => Some(s.clone()),
@@ -195,26 +235,39 @@ fn dsl_symbols(items: &[Item]) -> Symbols {
     if !s.effects_declared {
         s.effects = vec![("deny".into(), Span::default()), ("allow".into(), Span::default())];
     }
-    // INVARIANT: an explicit stack, so hostile nesting cannot overflow the call stack.
-    while let Some((e, owner)) = exprs.pop() {
-        match &e.kind {
-            ExprKind::Or(v) | ExprKind::And(v) => exprs.extend(v.iter().map(|c| (c, owner))),
-            ExprKind::Not(c) | ExprKind::Paren(c) => exprs.push((c, owner)),
-            ExprKind::Cmp { lhs, rhs, .. } => {
-                for o in [lhs, rhs] {
-                    if let Operand::Path(p) = o {
-                        s.paths.push(path_use(p, 0, owner));
-                    }
-                }
-            }
-            ExprKind::Exists(p) | ExprKind::Missing(p) => s.paths.push(path_use(p, 0, owner)),
-            ExprKind::Name(p) => s.refs.push((verdict_grammar::printer::path(p), p.span, owner)),
-            ExprKind::Bool(_) | ExprKind::Error => {}
-        }
+    for (e, owner, term) in exprs {
+        uses(e, owner, term, &|sp| sp, &mut s);
     }
     s.paths.sort_by_key(|u| u.span.start);
     s.refs.sort_by_key(|r| r.1.start);
     s
+}
+
+/// The path uses and `let` references of an expression, placed by `place`. In condition position
+/// a bare name is a reference (to a `let`); in term position (operands, arguments) it is a path.
+/// INVARIANT: an explicit stack, so hostile nesting cannot overflow the call stack.
+fn uses(e: &Expr, owner: Owner, term: bool, place: &dyn Fn(Span) -> Span, s: &mut Symbols) {
+    let mut stack: Vec<(&Expr, bool)> = vec![(e, term)];
+    while let Some((e, term)) = stack.pop() {
+        match &e.kind {
+            ExprKind::Or(v) | ExprKind::And(v) => stack.extend(v.iter().map(|c| (c, false))),
+            ExprKind::Not(c) => stack.push((c, false)),
+            ExprKind::Paren(c) => stack.push((c, term)),
+            ExprKind::Neg(c) => stack.push((c, true)),
+            ExprKind::Cmp { lhs, rhs, .. } | ExprKind::Arith { lhs, rhs, .. } => {
+                stack.push((lhs, true));
+                stack.push((rhs, true));
+            }
+            ExprKind::Call { args, .. } | ExprKind::List(args) => stack.extend(args.iter().map(|c| (c, true))),
+            ExprKind::Name(p) if term => {
+                let mut u = path_use(p, 0, owner);
+                u.span = place(p.span);
+                s.paths.push(u);
+            }
+            ExprKind::Name(p) => s.refs.push((verdict_grammar::printer::path(p), place(p.span), owner)),
+            ExprKind::Bool(_) | ExprKind::Lit(_) | ExprKind::Error => {}
+        }
+    }
 }
 
 fn path_use(p: &Path, base: u32, owner: Owner) -> PathUse {
@@ -350,28 +403,5 @@ fn expr_string_uses(expr: &str, span: Span, text: &str, owner: Owner, s: &mut Sy
     };
     let parsed = verdict_grammar::parse_expr(expr);
     let Some(e) = parsed.tree else { return };
-    let place = |sp: Span| offset.map_or(span, |o| sp.shift(o));
-    let mut stack: Vec<&Expr> = vec![&e];
-    while let Some(e) = stack.pop() {
-        match &e.kind {
-            ExprKind::Or(v) | ExprKind::And(v) => stack.extend(v.iter()),
-            ExprKind::Not(c) | ExprKind::Paren(c) => stack.push(c),
-            ExprKind::Cmp { lhs, rhs, .. } => {
-                for o in [lhs, rhs] {
-                    if let Operand::Path(p) = o {
-                        let mut u = path_use(p, 0, owner);
-                        u.span = place(p.span);
-                        s.paths.push(u);
-                    }
-                }
-            }
-            ExprKind::Exists(p) | ExprKind::Missing(p) => {
-                let mut u = path_use(p, 0, owner);
-                u.span = place(p.span);
-                s.paths.push(u);
-            }
-            ExprKind::Name(p) => s.refs.push((verdict_grammar::printer::path(p), place(p.span), owner)),
-            ExprKind::Bool(_) | ExprKind::Error => {}
-        }
-    }
+    uses(&e, owner, false, &|sp: Span| offset.map_or(span, |o| sp.shift(o)), s);
 }

@@ -9,6 +9,7 @@ use pyo3::types::PyType;
 static VERDICT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static COMPILE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static REQUEST_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static STORE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 fn raise<A: PyErrArguments + Send + Sync + 'static>(
     py: Python<'_>,
@@ -35,4 +36,9 @@ pub fn request_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
 /// `verdict.CompileError` with the diagnostics (a list of dicts, as `verdict check --format json`).
 pub fn compile_error(py: Python<'_>, message: String, diagnostics: Py<PyAny>) -> PyErr {
     raise(py, &COMPILE_ERROR, "CompileError", (message, diagnostics))
+}
+
+/// `verdict.StoreError`: a state store could not commit or release (or be reached).
+pub fn store_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    raise(py, &STORE_ERROR, "StoreError", (message.into(),))
 }

@@ -5,6 +5,7 @@
 //!
 //! - [`engine`]: `Engine` (load, evaluate, observers, the `guard` entry point),
 //! - [`context`]: Python request contexts read along the bundle's paths,
+//! - [`host`]: externs as Python callables, `MemoryStore` and `RedisStore`,
 //! - [`result`]: the result objects, [`pyjson`]: JSON values → Python objects,
 //! - [`source`]: paths, texts and artifacts; compiling with diagnostics,
 //! - [`errors`]: the exceptions (Python classes in `verdict/_errors.py`).
@@ -14,6 +15,7 @@
 mod context;
 mod engine;
 mod errors;
+mod host;
 mod pyjson;
 mod result;
 mod source;
@@ -70,6 +72,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Engine>()?;
     m.add_class::<result::EvaluationResult>()?;
     m.add_class::<result::Decision>()?;
+    m.add_class::<host::MemoryStore>()?;
+    m.add_class::<host::RedisStore>()?;
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(compile, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

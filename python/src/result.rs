@@ -1,15 +1,18 @@
 //! The result objects: a bundle's [`EvaluationResult`] and the per-policy [`Decision`]s, read
 //! through attributes; `to_dict()` is exactly the runtime's JSON (what `verdict eval` prints).
 //!
-//! The runtime's result is kept as it is (shared: untraced results are built once per distinct
-//! outcome, see `engine::Results`) and converted to Python objects attribute by attribute when
-//! they are read, so an evaluation whose caller reads only `kind` builds no dicts.
+//! The runtime's result is kept as it is (shared: plain results that depend only on the outcome
+//! are built once per distinct outcome, see `engine::Results`) and converted to Python objects
+//! attribute by attribute when they are read, so an evaluation whose caller reads only `kind`
+//! builds no dicts. A stateful decision's result keeps the store it was recorded in, for
+//! `commit()` and `release()`.
 
 use crate::pyjson;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::Arc;
 use verdict_runtime::decision;
+use verdict_runtime::state::{self, StateStore};
 
 /// The kind of an allowing decision (`allowed` is `kind == "allow"`).
 const ALLOW: &str = "allow";
@@ -18,6 +21,22 @@ const ALLOW: &str = "allow";
 #[pyclass(frozen, module = "verdict", name = "EvaluationResult")]
 pub struct EvaluationResult {
     pub result: Arc<decision::EvaluationResult>,
+    /// The store a stateful decision was recorded in.
+    pub store: Option<Arc<dyn StateStore>>,
+}
+
+impl EvaluationResult {
+    /// Commits or releases this decision's holds; `None` when it made none.
+    fn settle(&self, py: Python<'_>, now: Option<&Bound<'_, PyAny>>, commit: bool) -> PyResult<Option<&'static str>> {
+        let (Some(store), Some(id)) = (&self.store, self.result.decision_id.as_deref()) else { return Ok(None) };
+        if self.result.holds.is_empty() {
+            return Ok(None);
+        }
+        let at = state::micros(crate::engine::timestamp(py, now)?);
+        let settled =
+            crate::host::with_store(py, || if commit { store.commit(id, at) } else { store.release(id, at) })?;
+        settled.map(|s| Some(crate::host::settled(s))).map_err(|e| crate::host::store_error(py, &e))
+    }
 }
 
 /// One policy's decision (or the bundle's, as `EvaluationResult` exposes it).
@@ -103,6 +122,49 @@ impl EvaluationResult {
                 Ok(Some(list.into_any()))
             }
         }
+    }
+
+    /// The decision's id (stateful bundles; `None` otherwise).
+    #[getter]
+    fn decision_id(&self) -> Option<&str> {
+        self.result.decision_id.as_deref()
+    }
+
+    /// The holds the decision made, as dicts (`state`, `key`, `amount`); empty when none.
+    #[getter]
+    fn holds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pyjson::to_py(py, &serde_json::to_value(&self.result.holds).unwrap_or_default())
+    }
+
+    /// Every rule whose condition held (exhaustive evaluations; `None` otherwise), as dicts
+    /// (`policy_id`, `rule_id`, and `effect` or `error`).
+    #[getter]
+    fn matches<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.result
+            .matches
+            .as_ref()
+            .map(|m| pyjson::to_py(py, &serde_json::to_value(m).unwrap_or_default()))
+            .transpose()
+    }
+
+    /// How many rule conditions were evaluated (exhaustive evaluations; `None` otherwise).
+    #[getter]
+    fn rules_evaluated(&self) -> Option<u64> {
+        self.result.rules_evaluated
+    }
+
+    /// Makes this decision's holds permanent (after the action it allowed succeeded), at `now`
+    /// (the current time when omitted): "committed", or `None` when it made no holds.
+    #[pyo3(signature = (*, now = None))]
+    fn commit(&self, py: Python<'_>, now: Option<&Bound<'_, PyAny>>) -> PyResult<Option<&'static str>> {
+        self.settle(py, now, true)
+    }
+
+    /// Drops this decision's holds (the action failed or was abandoned): "released", or `None`
+    /// when it made no holds.
+    #[pyo3(signature = (*, now = None))]
+    fn release(&self, py: Python<'_>, now: Option<&Bound<'_, PyAny>>) -> PyResult<Option<&'static str>> {
+        self.settle(py, now, false)
     }
 
     #[getter]

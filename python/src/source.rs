@@ -97,11 +97,13 @@ pub fn diagnostics<'py>(
     Ok(list)
 }
 
-/// Compiles a source; errors raise `CompileError` with every diagnostic.
+/// Compiles a source for use (the compiler's `compile_for_use`, as `verdict eval` and `verdict
+/// compile` do: ambiguous priority levels, V005, are refused); errors raise `CompileError` with
+/// every diagnostic.
 pub fn compile(py: Python<'_>, file: &SourceFile, kind: Option<SourceKind>) -> PyResult<ir::Bundle> {
     let kind = kind.unwrap_or_else(|| SourceKind::detect(&file.name, &file.text));
     // Other threads may run Python while a large bundle compiles.
-    let compiled = py.detach(|| verdict_compiler::compile_as(file, kind));
+    let compiled = py.detach(|| verdict_compiler::compile_for_use_as(file, kind));
     if let Some(bundle) = compiled.bundle {
         return Ok(bundle);
     }

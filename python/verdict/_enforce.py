@@ -1,8 +1,9 @@
 """The enforcement helpers of EMBEDDING.md (the PEP side): `Engine.guard` and `Enforcer`.
 
 Both only call `Engine.evaluate` and dispatch on the result: no policy semantics live here.
-Decisions of stateful bundles (holds to commit or release) come with the state support of the
-runtime; the place where a guard will commit or release is marked below.
+Decisions of stateful bundles may make holds (LANGUAGE.md §5.2): a guard commits them when the
+guarded function returns and releases them when it raises or does not run; an `Enforcer` does
+the same around its handler (unless `settle=False`: then the handler settles them).
 """
 
 from __future__ import annotations
@@ -39,6 +40,32 @@ def _context(context: ContextArg, args: tuple[Any, ...], kwargs: dict[str, Any])
     return context
 
 
+def _release(result: EvaluationResult, error: BaseException | None) -> None:
+    """Releases a decision's holds; a release that fails while `error` is on its way out is
+    added to that error's notes rather than hiding it."""
+    if not result.holds:
+        return
+    try:
+        result.release()
+    except Exception as e:
+        if error is None:
+            raise
+        error.add_note(f"verdict: releasing the holds of decision {result.decision_id} failed: {e}")
+
+
+def _settle_call(result: EvaluationResult, call: Callable[[], T]) -> T:
+    """Runs the action a decision allowed: commits its holds when it returns, releases them
+    when it raises."""
+    try:
+        value = call()
+    except BaseException as e:
+        _release(result, e)
+        raise
+    if result.holds:
+        result.commit()
+    return value
+
+
 def guard(engine: Engine, context: ContextArg, mode: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`Engine.guard(context=..., mode=...)`: see the method's documentation."""
     if mode not in ("hard", "soft"):
@@ -51,6 +78,8 @@ def guard(engine: Engine, context: ContextArg, mode: str) -> Callable[[Callable[
         return engine.evaluate(_context(context, args, kwargs))
 
     def refused(result: EvaluationResult) -> Guarded[Any]:
+        # The call does not run: whatever the decision held for it is released.
+        _release(result, None)
         if hard:
             raise PolicyViolation(result)
         return Guarded(result, None)
@@ -65,7 +94,13 @@ def guard(engine: Engine, context: ContextArg, mode: str) -> Callable[[Callable[
                     return refused(result)
                 # Stateful bundles: commit the result's holds when this returns, release them
                 # when it raises (LANGUAGE.md §5.2).
-                value = await fn(*args, **kwargs)
+                try:
+                    value = await fn(*args, **kwargs)
+                except BaseException as e:
+                    _release(result, e)
+                    raise
+                if result.holds:
+                    result.commit()
                 return value if hard else Guarded(result, value)
 
             return guarded_async
@@ -77,7 +112,7 @@ def guard(engine: Engine, context: ContextArg, mode: str) -> Callable[[Callable[
                 return refused(result)
             # Stateful bundles: commit the result's holds when this returns, release them when
             # it raises (LANGUAGE.md §5.2).
-            value = fn(*args, **kwargs)
+            value = _settle_call(result, lambda: fn(*args, **kwargs))
             return value if hard else Guarded(result, value)
 
         return guarded
@@ -92,9 +127,14 @@ class Enforcer:
     (and any arguments for the handler) evaluates the context and returns
     `handlers[result.kind](result, *args, **kwargs)`. A kind with no handler raises
     `UnhandledDecision`: enforcement fails closed, it never falls through to another handler.
+
+    Stateful bundles: the decision's holds are committed when the handler returns and released
+    when it raises (or when no handler takes the decision). With `settle=False` the handler
+    settles them itself (`result.commit()` / `result.release()`), e.g. after a payment gateway
+    answered asynchronously.
     """
 
-    def __init__(self, engine: Engine, handlers: Mapping[str, Callable[..., Any]]) -> None:
+    def __init__(self, engine: Engine, handlers: Mapping[str, Callable[..., Any]], *, settle: bool = True) -> None:
         kinds = {*engine.effects, "not_applicable"}
         unknown = sorted(k for k in handlers if k not in kinds)
         if unknown:
@@ -106,11 +146,17 @@ class Enforcer:
                 raise TypeError(f"the handler for {kind!r} is not callable")
         self.engine = engine
         self.handlers = dict(handlers)
+        self.settle = settle
 
     def __call__(self, context: Context, *args: Any, **kwargs: Any) -> Any:
         result = self.engine.evaluate(context)
         handler = self.handlers.get(result.kind)
         if handler is None:
-            raise UnhandledDecision(result, list(self.handlers))
-        return handler(result, *args, **kwargs)
+            error = UnhandledDecision(result, list(self.handlers))
+            if self.settle:
+                _release(result, error)
+            raise error
+        if not self.settle:
+            return handler(result, *args, **kwargs)
+        return _settle_call(result, lambda: handler(result, *args, **kwargs))
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._native import EvaluationResult
 
-__all__ = ["VerdictError", "CompileError", "RequestError", "PolicyViolation", "UnhandledDecision"]
+__all__ = ["VerdictError", "CompileError", "RequestError", "StoreError", "PolicyViolation", "UnhandledDecision"]
 
 
 class VerdictError(Exception):
@@ -36,6 +36,12 @@ class RequestError(VerdictError, ValueError):
     The message is the runtime's (unknown keys, wrong types, invalid JSON) or says which value of
     a dict context is not JSON, with its path.
     """
+
+
+class StoreError(VerdictError):
+    """A state store refused or failed a commit or release: the decision is unknown (never made,
+    or expired and forgotten), expired, already settled the other way, or the store is
+    unreachable. The message is the store's (`decision `d-1` was released`, ...)."""
 
 
 class PolicyViolation(VerdictError):

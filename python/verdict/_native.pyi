@@ -16,6 +16,31 @@ ContextArg = Context | Callable[..., Context]
 P = ParamSpec("P")
 R = TypeVar("R")
 Observer = TypeVar("Observer", bound=Callable[[EvaluationResult], object])
+Externs = Mapping[str, Callable[..., Any]]
+Now = datetime | str | None
+Settled = Literal["committed", "released"]
+
+class MemoryStore:
+    """One process's state series, holds and decisions; give one to several engines to share it."""
+
+    def __init__(self) -> None: ...
+
+class RedisStore:
+    """State series, holds and decisions in Redis, shared by every process and `verdict serve --store`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str | None = None,
+        connect_timeout: float | None = None,
+        io_timeout: float | None = None,
+    ) -> None: ...
+    def ping(self) -> None: ...
+    @property
+    def prefix(self) -> str: ...
+
+Store = MemoryStore | RedisStore
 
 class Decision:
     """One policy's decision."""
@@ -58,23 +83,65 @@ class EvaluationResult:
     @property
     def trace(self) -> list[dict[str, Any]] | None: ...
     @property
+    def decision_id(self) -> str | None: ...
+    @property
+    def holds(self) -> list[dict[str, Any]]: ...
+    @property
+    def matches(self) -> list[dict[str, Any]] | None: ...
+    @property
+    def rules_evaluated(self) -> int | None: ...
+    @property
     def bundle_id(self) -> str: ...
     @property
     def bundle_version(self) -> str: ...
     @property
     def fingerprint(self) -> str: ...
+    def commit(self, *, now: Now = None) -> Settled | None: ...
+    def release(self, *, now: Now = None) -> Settled | None: ...
     def to_dict(self) -> dict[str, Any]: ...
 
 class Engine:
     """A compiled, loaded bundle; shareable between threads."""
 
     @staticmethod
-    def load(path: str | os.PathLike[str], *, backend: Backend = "jit", form: Form | None = None) -> Engine: ...
+    def load(
+        path: str | os.PathLike[str],
+        *,
+        backend: Backend = "jit",
+        form: Form | None = None,
+        externs: Externs | None = None,
+        store: Store | None = None,
+        trusted_keys: str | list[str] | None = None,
+    ) -> Engine: ...
     @staticmethod
-    def from_source(text: str, form: Form | None = None, *, backend: Backend = "jit") -> Engine: ...
+    def from_source(
+        text: str,
+        form: Form | None = None,
+        *,
+        backend: Backend = "jit",
+        externs: Externs | None = None,
+        store: Store | None = None,
+    ) -> Engine: ...
     @staticmethod
-    def from_artifact(data: bytes, *, backend: Backend = "jit") -> Engine: ...
-    def evaluate(self, context: Context, now: datetime | str | None = None, trace: bool = False) -> EvaluationResult: ...
+    def from_artifact(
+        data: bytes,
+        *,
+        backend: Backend = "jit",
+        externs: Externs | None = None,
+        store: Store | None = None,
+        trusted_keys: str | list[str] | None = None,
+    ) -> Engine: ...
+    def evaluate(
+        self,
+        context: Context,
+        now: Now = None,
+        trace: bool = False,
+        exhaustive: bool = False,
+        *,
+        decision_id: str | None = None,
+    ) -> EvaluationResult: ...
+    def commit(self, decision_id: str, *, now: Now = None) -> Settled: ...
+    def release(self, decision_id: str, *, now: Now = None) -> Settled: ...
     def on_decision(self, callback: Observer) -> Observer: ...
     @overload
     def guard(
@@ -98,6 +165,10 @@ class Engine:
     def fingerprint(self) -> str: ...
     @property
     def effects(self) -> tuple[str, ...]: ...
+    @property
+    def stateful(self) -> bool: ...
+    @property
+    def externs(self) -> tuple[str, ...]: ...
 
 def check(path_or_text: str | os.PathLike[str], form: Form | None = None) -> list[dict[str, Any]]: ...
 def compile(path_or_text: str | os.PathLike[str], form: Form | None = None) -> bytes: ...

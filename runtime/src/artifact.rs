@@ -17,14 +17,19 @@
 //! Format versions: 1, the first; 2, the card scope carries the card's condition ids (so a
 //! service that loads an artifact knows which conditions it must supply from assertions).
 
-use crate::atom::AtomOp;
-use crate::program::{Arg, AtomDef, CardScope, Dispatch, Instant, PolicyCode, Program, RuleCode, Site};
+use crate::program::{
+    Arg, AtomDef, CardScope, DefCode, Dispatch, ExternCode, Instant, Piece, PolicyCode, Program, RuleCode, SeriesCode,
+    Site, TermCode,
+};
+use crate::value::Type;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use verdict_vocab::AtomOp;
+use verdict_vocab::{Arith, Func, NowField, TypeName, Window};
 
 pub const MAGIC: [u8; 8] = *b"\x7fVERDICT";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The version of this toolchain, written into every artifact.
 pub const TOOLCHAIN_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -36,7 +41,7 @@ pub enum ArtifactError {
     Truncated { at: usize },
     ChecksumMismatch,
     Malformed { at: usize, what: String },
-    Invalid(String),
+    Invalid(crate::program::VerifyError),
 }
 
 impl fmt::Display for ArtifactError {
@@ -123,6 +128,79 @@ impl Writer {
                 self.u8(2);
                 self.u32(c);
             }
+            Arg::Term(t) => {
+                self.u8(3);
+                self.u32(t);
+            }
+        }
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    /// A type: its heads from the outside in (`list`, `list`, …, then a non-list head).
+    fn ty(&mut self, t: &Type) {
+        let mut t = t;
+        while let Type::List(inner) = t {
+            self.u8(TypeName::List.code());
+            t = inner;
+        }
+        self.u8(t.head().code());
+    }
+    fn template(&mut self, pieces: Option<&Vec<Piece>>) {
+        let Some(pieces) = pieces else {
+            self.u8(0);
+            return;
+        };
+        self.u8(1);
+        self.len(pieces.len());
+        for p in pieces {
+            match p {
+                Piece::Text(s) => {
+                    self.u8(0);
+                    self.str(s);
+                }
+                Piece::Term { arg, decimals } => {
+                    self.u8(1);
+                    self.arg(*arg);
+                    match decimals {
+                        None => self.u8(0xff),
+                        Some(d) => self.u8(*d),
+                    }
+                }
+            }
+        }
+    }
+    fn term(&mut self, t: &TermCode) {
+        match t {
+            TermCode::Arith { op, lhs, rhs } => {
+                self.u8(1);
+                self.u8(op.code());
+                self.arg(*lhs);
+                self.arg(*rhs);
+            }
+            TermCode::Func { func, arg } => {
+                self.u8(2);
+                self.u8(func.code());
+                self.arg(*arg);
+            }
+            TermCode::Now { field } => {
+                self.u8(3);
+                self.u8(field.code());
+            }
+            TermCode::State { series, window, seconds } => {
+                self.u8(4);
+                self.u32(*series);
+                self.u8(window.code());
+                self.u32(*seconds);
+            }
+            TermCode::Extern { ext, args } => {
+                self.u8(5);
+                self.u32(*ext);
+                self.len(args.len());
+                for a in args {
+                    self.arg(*a);
+                }
+            }
         }
     }
     fn instant(&mut self, i: &Option<Instant>) {
@@ -181,7 +259,7 @@ fn write_body(w: &mut Writer, p: &Program) {
     }
     w.len(p.atoms.len());
     for a in &p.atoms {
-        w.u8(AtomOp::ALL.iter().position(|o| *o == a.op).and_then(|i| u8::try_from(i).ok()).unwrap_or(u8::MAX));
+        w.u8(a.op.code());
         w.arg(a.lhs);
         w.arg(a.rhs);
     }
@@ -194,7 +272,11 @@ fn write_body(w: &mut Writer, p: &Program) {
         w.u32(s.column);
     }
     w.u32s(&p.code);
-    w.u32s(&p.defs);
+    w.len(p.defs.len());
+    for d in &p.defs {
+        w.str(&d.name);
+        w.u32(d.entry);
+    }
     w.len(p.policies.len());
     for pol in &p.policies {
         w.str(&pol.id);
@@ -208,6 +290,7 @@ fn write_body(w: &mut Writer, p: &Program) {
             w.str(&r.reason);
             w.strs(&r.codes);
             w.json(&Value::Object(r.obligations.clone()));
+            w.template(r.template.as_ref());
         }
         w.u32s(&pol.order);
         match &pol.dispatch {
@@ -224,6 +307,36 @@ fn write_body(w: &mut Writer, p: &Program) {
             }
         }
     }
+    w.len(p.terms.len());
+    for t in &p.terms {
+        w.term(t);
+    }
+    w.strs(&p.term_texts);
+    w.len(p.externs.len());
+    for e in &p.externs {
+        w.str(&e.name);
+        w.len(e.params.len());
+        for t in &e.params {
+            w.ty(t);
+        }
+        w.ty(&e.returns);
+    }
+    w.len(p.series.len());
+    for s in &p.series {
+        w.str(&s.name);
+        w.arg(s.add);
+        w.u32s(&s.key);
+        w.u32s(&s.on);
+        w.u8(u8::from(s.hold));
+    }
+    w.str(&p.timezone);
+    w.u64(p.hold_ttl);
+    w.len(p.schema.len());
+    for (path, t) in &p.schema {
+        w.u32(*path);
+        w.ty(t);
+    }
+    w.u32s(&p.required);
 }
 
 // ---- reading -------------------------------------------------------------------------------
@@ -299,8 +412,82 @@ impl<'b> Reader<'b> {
             0 => Ok(Arg::None),
             1 => Ok(Arg::Path(v)),
             2 => Ok(Arg::Const(v)),
+            3 => Ok(Arg::Term(v)),
             t => Err(self.malformed(format!("bad operand tag {t}"))),
         }
+    }
+    fn u64(&mut self) -> Result<u64, ArtifactError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().map_err(|_| self.malformed("u64"))?))
+    }
+    /// A type, read without recursion: list heads are counted (at most the nesting limit),
+    /// then the element head closes them.
+    fn ty(&mut self) -> Result<Type, ArtifactError> {
+        let mut lists = 0usize;
+        loop {
+            let code = self.u8()?;
+            let head = TypeName::from_code(code).ok_or_else(|| self.malformed(format!("unknown type {code}")))?;
+            if head == TypeName::List {
+                lists += 1;
+                if lists > crate::program::MAX_TERM_DEPTH {
+                    return Err(self.malformed("a type nested too deeply"));
+                }
+                continue;
+            }
+            let mut t = match head {
+                TypeName::String => Type::String,
+                TypeName::Number => Type::Number,
+                TypeName::Bool => Type::Bool,
+                TypeName::Object => Type::Object,
+                TypeName::Any | TypeName::List => Type::Any,
+            };
+            for _ in 0..lists {
+                t = Type::List(Box::new(t));
+            }
+            return Ok(t);
+        }
+    }
+    fn code<T>(&mut self, what: &str, from: impl Fn(u8) -> Option<T>) -> Result<T, ArtifactError> {
+        let c = self.u8()?;
+        from(c).ok_or_else(|| self.malformed(format!("unknown {what} {c}")))
+    }
+    fn template(&mut self) -> Result<Option<Vec<Piece>>, ArtifactError> {
+        if !self.flag()? {
+            return Ok(None);
+        }
+        let n = self.count(2)?;
+        let mut pieces = Vec::with_capacity(n);
+        for _ in 0..n {
+            pieces.push(match self.u8()? {
+                0 => Piece::Text(self.str()?),
+                1 => {
+                    let arg = self.arg()?;
+                    let d = self.u8()?;
+                    Piece::Term { arg, decimals: (d != 0xff).then_some(d) }
+                }
+                t => return Err(self.malformed(format!("bad template piece {t}"))),
+            });
+        }
+        Ok(Some(pieces))
+    }
+    fn term(&mut self) -> Result<TermCode, ArtifactError> {
+        Ok(match self.u8()? {
+            1 => TermCode::Arith { op: self.code("operator", Arith::from_code)?, lhs: self.arg()?, rhs: self.arg()? },
+            2 => TermCode::Func { func: self.code("function", Func::from_code)?, arg: self.arg()? },
+            3 => TermCode::Now { field: self.code("time field", NowField::from_code)? },
+            4 => TermCode::State {
+                series: self.u32()?,
+                window: self.code("window", Window::from_code)?,
+                seconds: self.u32()?,
+            },
+            5 => {
+                let ext = self.u32()?;
+                let n = self.count(5)?;
+                let args = (0..n).map(|_| self.arg()).collect::<Result<Vec<_>, _>>()?;
+                TermCode::Extern { ext, args }
+            }
+            t => return Err(self.malformed(format!("bad term tag {t}"))),
+        })
     }
     fn instant(&mut self) -> Result<Option<Instant>, ArtifactError> {
         if !self.flag()? {
@@ -347,7 +534,7 @@ pub fn read(bytes: &[u8]) -> Result<Program, ArtifactError> {
     if b.pos != body.len() {
         return Err(b.malformed("unread bytes at the end of the body"));
     }
-    program.verify().map_err(|e| ArtifactError::Invalid(e.0))?;
+    program.verify().map_err(ArtifactError::Invalid)?;
     Ok(program)
 }
 
@@ -373,7 +560,7 @@ fn read_body(r: &mut Reader<'_>) -> Result<Program, ArtifactError> {
     let mut atoms = Vec::with_capacity(n);
     for _ in 0..n {
         let op = r.u8()?;
-        let op = AtomOp::ALL.get(op as usize).copied().ok_or_else(|| r.malformed(format!("unknown atom kind {op}")))?;
+        let op = AtomOp::from_code(op).ok_or_else(|| r.malformed(format!("unknown atom kind {op}")))?;
         atoms.push(AtomDef { op, lhs: r.arg()?, rhs: r.arg()? });
     }
     let n = r.count(20)?;
@@ -383,7 +570,11 @@ fn read_body(r: &mut Reader<'_>) -> Result<Program, ArtifactError> {
         sites.push(Site { text, span: [r.u32()?, r.u32()?], line: r.u32()?, column: r.u32()? });
     }
     let code = r.u32s()?;
-    let defs = r.u32s()?;
+    let n = r.count(8)?;
+    let mut defs = Vec::with_capacity(n);
+    for _ in 0..n {
+        defs.push(DefCode { name: r.str()?, entry: r.u32()? });
+    }
     let n = r.count(8)?;
     let mut policies = Vec::with_capacity(n);
     for _ in 0..n {
@@ -402,7 +593,8 @@ fn read_body(r: &mut Reader<'_>) -> Result<Program, ArtifactError> {
                 Value::Object(m) => m,
                 _ => return Err(r.malformed("obligations are not an object")),
             };
-            rules.push(RuleCode { id, effect, entry, reason, codes, obligations });
+            let template = r.template()?;
+            rules.push(RuleCode { id, effect, entry, reason, template, codes, obligations });
         }
         let order = r.u32s()?;
         let dispatch = if r.flag()? {
@@ -418,7 +610,39 @@ fn read_body(r: &mut Reader<'_>) -> Result<Program, ArtifactError> {
         };
         policies.push(PolicyCode { id, default, default_reason, rules, order, dispatch });
     }
+    let n = r.count(2)?;
+    let terms = (0..n).map(|_| r.term()).collect::<Result<Vec<_>, _>>()?;
+    let term_texts = r.strs()?;
+    let n = r.count(9)?;
+    let mut externs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.str()?;
+        let np = r.count(1)?;
+        let params = (0..np).map(|_| r.ty()).collect::<Result<Vec<_>, _>>()?;
+        externs.push(ExternCode { name, params, returns: r.ty()? });
+    }
+    let n = r.count(18)?;
+    let mut series = Vec::with_capacity(n);
+    for _ in 0..n {
+        series.push(SeriesCode { name: r.str()?, add: r.arg()?, key: r.u32s()?, on: r.u32s()?, hold: r.flag()? });
+    }
+    let timezone = r.str()?;
+    let hold_ttl = r.u64()?;
+    let n = r.count(5)?;
+    let mut schema = Vec::with_capacity(n);
+    for _ in 0..n {
+        schema.push((r.u32()?, r.ty()?));
+    }
+    let required = r.u32s()?;
     Ok(Program {
+        terms,
+        term_texts,
+        externs,
+        series,
+        timezone,
+        hold_ttl,
+        schema,
+        required,
         bundle_id,
         version,
         fingerprint,
@@ -453,13 +677,17 @@ pub fn disassemble(p: &Program) -> String {
     let arg = |a: Arg| match a {
         Arg::Path(x) => format!("p{x}"),
         Arg::Const(x) => format!("c{x}"),
+        Arg::Term(x) => format!("t{x}"),
         Arg::None => "-".into(),
     };
+    for (i, t) in p.term_texts.iter().enumerate() {
+        let _ = writeln!(out, "term t{i} = {t}");
+    }
     for (i, a) in p.atoms.iter().enumerate() {
         let _ = writeln!(out, "atom a{i} = {} {} {}", a.op.yaml_kind(), arg(a.lhs), arg(a.rhs));
     }
-    for (i, e) in p.defs.iter().enumerate() {
-        let _ = writeln!(out, "def d{i} @{e}");
+    for (i, d) in p.defs.iter().enumerate() {
+        let _ = writeln!(out, "def d{i} {:?} @{}", d.name, d.entry);
     }
     for pol in &p.policies {
         let default = pol.default.and_then(|d| p.effects.get(d as usize)).map_or("none", String::as_str);
@@ -504,4 +732,16 @@ pub fn disassemble(p: &Program) -> String {
         }
     }
     out
+}
+
+/// Reads an artifact under a set of trusted keys: the signature envelope first (see
+/// [`crate::signature`]: with keys, an artifact loads only when one of them signed it and the
+/// signature verifies, checked before the artifact is decoded), then [`read`].
+pub fn read_trusted(
+    bytes: &[u8],
+    keys: &crate::signature::TrustedKeys,
+) -> Result<crate::signature::Trusted, crate::signature::TrustError> {
+    let (artifact, signer) = crate::signature::check(bytes, keys)?;
+    let program = read(artifact)?;
+    Ok(crate::signature::Trusted { program, signer, digest: crate::signature::digest(bytes) })
 }

@@ -1,80 +1,13 @@
 //! The atoms of the condition language and their total, two-valued semantics (LANGUAGE.md §2).
 //!
 //! Every backend — the reference interpreter, the VM, the JIT's host helpers — decides atoms
-//! through [`eval`], so the semantics are written once.
+//! through [`eval`], so the semantics are written once. The atom kinds, their names and artifact
+//! codes are the vocabulary's ([`verdict_vocab::AtomOp`]).
 
 use crate::value::{deep_eq, order};
 use serde_json::Value;
 use std::cmp::Ordering;
-
-/// The kind of an atom. `Exists`/`Missing` read one path; the others compare two operands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AtomOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    In,
-    NotIn,
-    Contains,
-    Matches,
-    StartsWith,
-    EndsWith,
-    Exists,
-    Missing,
-}
-
-impl AtomOp {
-    /// Every atom kind, in a fixed order (for generators and tables).
-    pub const ALL: [AtomOp; 14] = [
-        AtomOp::Eq,
-        AtomOp::Ne,
-        AtomOp::Lt,
-        AtomOp::Le,
-        AtomOp::Gt,
-        AtomOp::Ge,
-        AtomOp::In,
-        AtomOp::NotIn,
-        AtomOp::Contains,
-        AtomOp::Matches,
-        AtomOp::StartsWith,
-        AtomOp::EndsWith,
-        AtomOp::Exists,
-        AtomOp::Missing,
-    ];
-
-    /// The reference format's matcher `kind`.
-    pub fn yaml_kind(self) -> &'static str {
-        match self {
-            AtomOp::Eq => "eq",
-            AtomOp::Ne => "ne",
-            AtomOp::Lt => "lt",
-            AtomOp::Le => "lte",
-            AtomOp::Gt => "gt",
-            AtomOp::Ge => "gte",
-            AtomOp::In => "in",
-            AtomOp::NotIn => "not_in",
-            AtomOp::Contains => "contains",
-            AtomOp::Matches => "regex",
-            AtomOp::StartsWith => "starts_with",
-            AtomOp::EndsWith => "ends_with",
-            AtomOp::Exists => "exists",
-            AtomOp::Missing => "missing",
-        }
-    }
-
-    /// Parses a reference-format matcher `kind` naming an atom.
-    pub fn from_yaml_kind(kind: &str) -> Option<AtomOp> {
-        AtomOp::ALL.into_iter().find(|op| op.yaml_kind() == kind)
-    }
-
-    /// Whether the atom reads one path only.
-    pub fn is_unary(self) -> bool {
-        matches!(self, AtomOp::Exists | AtomOp::Missing)
-    }
-}
+use verdict_vocab::AtomOp;
 
 /// Decides an atom. `None` is a missing path. `regex` is the compiled pattern of a `Matches` atom.
 ///
@@ -84,6 +17,7 @@ pub fn eval(op: AtomOp, lhs: Option<&Value>, rhs: Option<&Value>, regex: Option<
     match op {
         AtomOp::Exists => return lhs.is_some(),
         AtomOp::Missing => return lhs.is_none(),
+        AtomOp::Holds => return matches!(lhs, Some(Value::Bool(true))),
         _ => {}
     }
     let (Some(a), Some(b)) = (lhs, rhs) else {
@@ -117,7 +51,7 @@ pub fn eval(op: AtomOp, lhs: Option<&Value>, rhs: Option<&Value>, regex: Option<
             (Value::String(s), Value::String(p)) => s.ends_with(p.as_str()),
             _ => false,
         },
-        AtomOp::Exists | AtomOp::Missing => false,
+        AtomOp::Exists | AtomOp::Missing | AtomOp::Holds => false,
     }
 }
 
@@ -138,7 +72,7 @@ mod tests {
 
     #[test]
     fn missing_is_false_except_for_presence_atoms() {
-        for op in AtomOp::ALL {
+        for &op in AtomOp::ALL {
             let r = eval(op, None, Some(&json!([1])), None);
             assert_eq!(r, op == AtomOp::Missing, "{op:?}");
         }

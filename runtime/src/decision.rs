@@ -40,8 +40,45 @@ pub struct EvaluationResult {
     pub fingerprint: String,
     pub decision: Decision,
     pub policy_decisions: Vec<Decision>,
+    /// The decision's id: stateful bundles (LANGUAGE.md §5.2), and every response of a service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    /// The holds the decision made (committed or released by `decision_id`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<Hold>,
+    /// Exhaustive results: every rule whose condition holds, in policy then rule order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<Match>>,
+    /// Exhaustive results: how many rule conditions were evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_evaluated: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Vec<TraceEntry>>,
+    /// The updates to record in the state store (holds and permanent updates); not part of the
+    /// JSON (the holds are).
+    #[serde(skip)]
+    pub updates: Vec<crate::state::Update>,
+}
+
+/// A hold a decision made: `amount` added to series `state`/`key` until committed or released.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hold {
+    pub state: String,
+    pub key: Vec<Value>,
+    pub amount: serde_json::Number,
+}
+
+/// A rule whose condition held (or failed) in an exhaustive evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Match {
+    pub policy_id: String,
+    pub rule_id: String,
+    /// The rule's effect, when its condition held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// What failed, when its condition could not be evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One entry of a trace: a gate the bundle checks before its policies, or a policy.
@@ -68,12 +105,34 @@ pub struct PolicyTrace {
     pub decision: String,
 }
 
-/// A rule tried: whether its condition held, and every atom evaluated, in order.
+/// A rule tried: whether its condition held, and every step of its evaluation, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleTrace {
     pub rule: String,
     pub held: bool,
-    pub atoms: Vec<AtomTrace>,
+    /// What failed when the condition could not be decided (the policy then decides its most
+    /// severe effect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub atoms: Vec<TraceStep>,
+}
+
+/// One step of a rule's evaluation: an atom evaluated, or a definition reused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum TraceStep {
+    Atom(AtomTrace),
+    Let(LetTrace),
+}
+
+/// A `let` definition referenced again in the same request: it is not evaluated again (its
+/// steps were traced where it was first evaluated), so a trace stays linear in the bundle's
+/// size however much definitions share.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LetTrace {
+    #[serde(rename = "let")]
+    pub name: String,
+    pub result: bool,
 }
 
 /// An atom evaluated: its text, where it is written, what it read, and its result.
@@ -89,7 +148,9 @@ pub struct AtomTrace {
     pub result: bool,
 }
 
-/// A path an atom read, and its value (absent when the path is missing).
+/// What an atom read: a request path (`missing` when it does not resolve), or a state read or
+/// extern call (by its term text, e.g. `spend.day` or `no_pii(query)`), with its value or what
+/// failed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReadTrace {
     pub path: String,
@@ -97,6 +158,23 @@ pub struct ReadTrace {
     pub value: Option<Value>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub missing: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ReadTrace {
+    /// A request path and its value (`None`: missing).
+    pub fn path(path: String, value: Option<&Value>) -> ReadTrace {
+        ReadTrace { path, value: value.cloned(), missing: value.is_none(), error: None }
+    }
+
+    /// A state read or extern call and its result.
+    pub fn host(what: String, result: Result<Value, String>) -> ReadTrace {
+        match result {
+            Ok(v) => ReadTrace { path: what, value: Some(v), missing: false, error: None },
+            Err(e) => ReadTrace { path: what, value: None, missing: false, error: Some(e) },
+        }
+    }
 }
 
 impl EvaluationResult {

@@ -1,8 +1,12 @@
 //! The Cranelift JIT: a verified program's condition segments compiled to native functions.
 //!
 //! Every rule condition and every definition becomes one native function
-//! `extern "C" fn(env, syms) -> u8` (1 when it holds). Control flow (`and`/`or` short-circuits,
-//! `not`, definition calls) is native. Atoms that compare a path with strings, booleans or null
+//! `extern "C" fn(env, syms, memo, generation) -> u8`: 1 when it holds, 0 when it does not, 2 on
+//! a fault (a host callback that failed or panicked), which returns at once through every caller
+//! and is never negated. Control flow (`and`/`or` short-circuits, `not`, definition calls) is
+//! native. A definition runs at most once per request: its result is kept in `memo` (the
+//! engine's `[stamp, truth]` slots, valid when `stamp == generation`), so definitions that share
+//! sub-definitions cost linear time. Atoms that compare a path with strings, booleans or null
 //! (`==`, `!=`, `in`, `not in`, `exists`, `missing`: [`crate::symbols::fast_atom`]) are native
 //! too: integer compares on the path's *symbol*, read from the request's symbol table `syms`
 //! (one `u32` per path, filled by the engine before the call for every path in
@@ -22,13 +26,18 @@
 //! - `syms` points at a `&[u32]` that [`JitCode::holds`] borrows for the whole call and whose
 //!   length it checks to be the program's path count; native code only reads it, at path ids
 //!   below that count (checked when compiling).
-//! - [`h_atom`] never unwinds: a panic in the host is caught and read as `false`.
+//! - `memo` points at a `&mut [[u32; 2]]` that [`JitCode::holds`] borrows mutably for the whole
+//!   call and whose length it checks to be the program's definition count; native code reads
+//!   and writes it only at definition ids below that count (checked when compiling).
+//! - [`h_atom`] never unwinds: a panic in the host is caught and returned as a fault (2), which
+//!   decides the most severe effect (never read as `false`, which `not` would turn into `true`).
 //! - The module's memory is freed only when the [`JitCode`] drops, and no function pointer
 //!   escapes it (they are private and only called through `&self`).
 
 #![allow(unsafe_code)]
 
 use crate::bytecode::Op;
+use crate::policy::Truth;
 use crate::program::Program;
 use crate::symbols::{self, Symbols, Test};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -43,13 +52,16 @@ use std::panic::AssertUnwindSafe;
 
 /// What native code calls back into: the engine's evaluation of one request.
 pub trait Host {
-    /// Evaluates an atom that is not compiled natively: `(atom, site) -> holds`.
-    fn atom(&mut self, atom: u32, site: u32) -> bool;
+    /// Evaluates an atom that is not compiled natively.
+    fn atom(&mut self, atom: u32, site: u32) -> Truth;
 }
 
-type CondFn = unsafe extern "C" fn(*mut c_void, *const u32) -> u8;
+type CondFn = unsafe extern "C" fn(*mut c_void, *const u32, *mut [u32; 2], u32) -> u8;
 
-/// The host helper for atoms. Never unwinds.
+/// The fault code of native functions and of [`h_atom`].
+const FAULT: i64 = Truth::Fault as i64;
+
+/// The host helper for atoms: 0, 1, or 2 for a fault. Never unwinds: a panic is a fault.
 extern "C" fn h_atom(env: *mut c_void, atom: u32, site: u32) -> u8 {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `env` is the pointer `JitCode::holds` made from a live `&mut &mut dyn Host`
@@ -57,7 +69,7 @@ extern "C" fn h_atom(env: *mut c_void, atom: u32, site: u32) -> u8 {
         let host = unsafe { &mut *env.cast::<&mut dyn Host>() };
         host.atom(atom, site)
     }));
-    u8::from(matches!(result, Ok(true)))
+    result.unwrap_or(Truth::Fault) as u8
 }
 
 /// Owns the JIT module and frees its memory on drop.
@@ -81,10 +93,12 @@ impl Drop for Code {
 
 /// Native condition functions of one program.
 pub struct JitCode {
-    /// `rules[policy][rule]`.
-    rules: Vec<Vec<CondFn>>,
+    /// `rules[policy][rule]`; `None` for a rule left to the bytecode (see [`MAX_NATIVE_OPS`]).
+    rules: Vec<Vec<Option<CondFn>>>,
     /// The program's path count: the length of every symbol table passed to native code.
     paths: usize,
+    /// The program's definition count: the length of every memo passed to native code.
+    defs: usize,
     /// Atoms compiled natively, out of all the program's atoms.
     native_atoms: usize,
     /// The paths native atoms read (sorted, distinct): their symbols must be resolved.
@@ -99,35 +113,81 @@ impl std::fmt::Debug for JitCode {
 }
 
 /// Why a program was not compiled to native code (the engine falls back to the VM).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JitError(pub String);
-
-impl std::fmt::Display for JitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "JIT unavailable: {}", self.0)
-    }
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JitError {
+    /// Cranelift does not support this host (or its settings were refused).
+    #[error("JIT unavailable: unsupported host: {message}")]
+    Host { message: String },
+    /// A condition segment could not be taken from the code.
+    #[error("JIT unavailable: {0}")]
+    Segment(#[from] crate::program::VerifyError),
+    /// Code generation or linking failed.
+    #[error("JIT unavailable: code generation failed: {message}")]
+    Codegen { message: String },
 }
 
 fn err(e: impl std::fmt::Display) -> JitError {
-    JitError(e.to_string())
+    JitError::Codegen { message: e.to_string() }
 }
 
-/// The instructions of the segment starting at `entry`: up to the `Ret` that ends it (the first
-/// `Ret` at or after every jump target seen so far).
-fn segment(code: &[u32], entry: u32) -> Result<Vec<(usize, Op)>, JitError> {
-    let mut out = Vec::new();
-    let mut pc = entry as usize;
-    let mut furthest = pc;
-    loop {
-        let (op, next) = Op::decode(code, pc).ok_or_else(|| err(format!("undecodable instruction at {pc}")))?;
-        out.push((pc, op));
-        match op {
-            Op::JumpIfFalse { target } | Op::JumpIfTrue { target } => furthest = furthest.max(target as usize),
-            Op::Ret {} if pc >= furthest => return Ok(out),
-            _ => {}
+fn host_err(e: impl std::fmt::Display) -> JitError {
+    JitError::Host { message: e.to_string() }
+}
+
+/// A condition segment's instructions with their code offsets.
+type Segment = Vec<(usize, Op)>;
+
+/// The most instructions a segment may have to become native code. Cranelift's compile time
+/// grows faster than linearly in a function's size (a 40,000-atom condition took 30 s); larger
+/// segments run on the bytecode, which decides them identically.
+pub const MAX_NATIVE_OPS: usize = 4096;
+
+/// Which definitions become native: small enough, and calling only native definitions.
+/// Definitions call each other without cycles (verified), so a depth-first walk settles each
+/// once.
+fn native_definitions(def_ops: &[Vec<(usize, Op)>]) -> Vec<bool> {
+    let calls = |d: usize| -> Vec<usize> {
+        def_ops
+            .get(d)
+            .map(|ops| {
+                ops.iter()
+                    .filter_map(|(_, op)| match op {
+                        Op::Call { def } => Some(*def as usize),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let n = def_ops.len();
+    let mut native: Vec<Option<bool>> = vec![None; n];
+    for root in 0..n {
+        let mut stack = vec![root];
+        while let Some(&d) = stack.last() {
+            if native.get(d).copied().flatten().is_some() {
+                stack.pop();
+                continue;
+            }
+            let callees = calls(d);
+            let mut pending: Vec<usize> =
+                callees.iter().copied().filter(|c| native.get(*c).copied().flatten().is_none()).collect();
+            pending.sort_unstable();
+            pending.dedup();
+            // The bound only guards against a cycle, which the verifier excludes: a definition
+            // settled early is merely left to the bytecode.
+            if pending.is_empty() || stack.len() > 4 * n + 16 {
+                let small = def_ops.get(d).is_some_and(|ops| ops.len() <= MAX_NATIVE_OPS);
+                let ok = small && callees.iter().all(|c| native.get(*c).copied().flatten() == Some(true));
+                if let Some(slot) = native.get_mut(d) {
+                    *slot = Some(ok);
+                }
+                stack.pop();
+            } else {
+                stack.extend(pending);
+            }
         }
-        pc = next;
     }
+    native.into_iter().map(|v| v == Some(true)).collect()
 }
 
 /// Native code for an atom that symbols decide: the path's symbol from the table, compared.
@@ -177,10 +237,11 @@ impl JitCode {
         let native_paths: Vec<u32> =
             fast.iter().flatten().map(|(path, _)| *path).collect::<BTreeSet<u32>>().into_iter().collect();
         let mut flags = settings::builder();
-        flags.set("use_colocated_libcalls", "false").map_err(err)?;
-        flags.set("is_pic", "false").map_err(err)?;
-        flags.set("opt_level", "speed").map_err(err)?;
-        let isa = cranelift_native::builder().map_err(err)?.finish(settings::Flags::new(flags)).map_err(err)?;
+        flags.set("use_colocated_libcalls", "false").map_err(host_err)?;
+        flags.set("is_pic", "false").map_err(host_err)?;
+        flags.set("opt_level", "speed").map_err(host_err)?;
+        let isa =
+            cranelift_native::builder().map_err(host_err)?.finish(settings::Flags::new(flags)).map_err(host_err)?;
         let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
         let ptr = module.target_config().pointer_type();
         let call_conv = module.isa().default_call_conv();
@@ -188,6 +249,8 @@ impl JitCode {
         let mut cond_sig = module.make_signature();
         cond_sig.params.push(AbiParam::new(ptr));
         cond_sig.params.push(AbiParam::new(ptr));
+        cond_sig.params.push(AbiParam::new(ptr));
+        cond_sig.params.push(AbiParam::new(types::I32));
         cond_sig.returns.push(AbiParam::new(types::I8));
         let mut helper_sig = cranelift_codegen::ir::Signature::new(call_conv);
         helper_sig.params.push(AbiParam::new(ptr));
@@ -195,15 +258,38 @@ impl JitCode {
         helper_sig.params.push(AbiParam::new(types::I32));
         helper_sig.returns.push(AbiParam::new(types::I8));
 
-        let mut def_ids = Vec::with_capacity(p.defs.len());
-        for i in 0..p.defs.len() {
-            def_ids.push(module.declare_function(&format!("d{i}"), Linkage::Local, &cond_sig).map_err(err)?);
+        // Which segments become native: those of at most `MAX_NATIVE_OPS` instructions whose
+        // called definitions are native too (the rest run on the bytecode, so compile time stays
+        // linear in the program however large one condition is).
+        let def_ops: Vec<Vec<(usize, Op)>> =
+            p.defs.iter().map(|d| crate::program::segment(&p.code, d.entry)).collect::<Result<_, _>>()?;
+        let native_defs = native_definitions(&def_ops);
+        let fits = |ops: &[(usize, Op)]| {
+            ops.len() <= MAX_NATIVE_OPS
+                && ops.iter().all(|(_, op)| match op {
+                    Op::Call { def } => native_defs.get(*def as usize).copied().unwrap_or(false),
+                    _ => true,
+                })
+        };
+        let mut def_ids: Vec<Option<FuncId>> = Vec::with_capacity(p.defs.len());
+        for (i, native) in native_defs.iter().enumerate() {
+            def_ids.push(match native {
+                true => Some(module.declare_function(&format!("d{i}"), Linkage::Local, &cond_sig).map_err(err)?),
+                false => None,
+            });
         }
-        let mut rule_ids: Vec<Vec<FuncId>> = Vec::with_capacity(p.policies.len());
+        let mut rule_ids: Vec<Vec<Option<(FuncId, Segment)>>> = Vec::with_capacity(p.policies.len());
         for (pi, pol) in p.policies.iter().enumerate() {
             let mut ids = Vec::with_capacity(pol.rules.len());
-            for ri in 0..pol.rules.len() {
-                ids.push(module.declare_function(&format!("p{pi}r{ri}"), Linkage::Local, &cond_sig).map_err(err)?);
+            for (ri, r) in pol.rules.iter().enumerate() {
+                let ops = crate::program::segment(&p.code, r.entry)?;
+                ids.push(match fits(&ops) {
+                    true => Some((
+                        module.declare_function(&format!("p{pi}r{ri}"), Linkage::Local, &cond_sig).map_err(err)?,
+                        ops,
+                    )),
+                    false => None,
+                });
             }
             rule_ids.push(ids);
         }
@@ -211,8 +297,7 @@ impl JitCode {
         let mut ctx = module.make_context();
         let mut fctx = FunctionBuilderContext::new();
         let frontend_config = module.target_config();
-        let mut define = |module: &mut JITModule, id: FuncId, entry: u32| -> Result<(), JitError> {
-            let ops = segment(&p.code, entry)?;
+        let mut define = |module: &mut JITModule, id: FuncId, ops: &[(usize, Op)]| -> Result<(), JitError> {
             ctx.func.signature = cond_sig.clone();
             ctx.func.name = UserFuncName::user(0, id.as_u32());
             {
@@ -222,10 +307,12 @@ impl JitCode {
                 let start = b.create_block();
                 b.append_block_params_for_function_params(start);
                 b.switch_to_block(start);
-                let env = *b.block_params(start).first().ok_or_else(|| err("no env parameter"))?;
-                let syms = *b.block_params(start).get(1).ok_or_else(|| err("no syms parameter"))?;
+                let params = b.block_params(start).to_vec();
+                let [env, syms, memo, generation] = params[..] else { return Err(err("wrong parameters")) };
                 let zero = b.ins().iconst(types::I8, 0);
                 b.def_var(f, zero);
+                // One block returns a fault for the whole function.
+                let fault = b.create_block();
                 // A block at every jump target and after every conditional jump.
                 let mut starts: BTreeSet<usize> = BTreeSet::new();
                 for (i, (_, op)) in ops.iter().enumerate() {
@@ -263,7 +350,13 @@ impl JitCode {
                                     let a = b.ins().iconst(types::I32, i64::from(atom));
                                     let s = b.ins().iconst(types::I32, i64::from(site));
                                     let call = b.ins().call_indirect(helper_ref, addr, &[env, a, s]);
-                                    *b.inst_results(call).first().ok_or_else(|| err("helper returns nothing"))?
+                                    let r =
+                                        *b.inst_results(call).first().ok_or_else(|| err("helper returns nothing"))?;
+                                    let failed = b.ins().icmp_imm_u(IntCC::Equal, r, FAULT);
+                                    let go_on = b.create_block();
+                                    b.ins().brif(failed, fault, &[], go_on, &[]);
+                                    b.switch_to_block(go_on);
+                                    r
                                 }
                             };
                             b.def_var(f, v);
@@ -293,10 +386,37 @@ impl JitCode {
                             open = false;
                         }
                         Op::Call { def } => {
-                            let callee = *def_ids.get(def as usize).ok_or_else(|| err("definition out of range"))?;
+                            // The memo slot first: a definition already run for this request is
+                            // read, not run again.
+                            let callee = def_ids
+                                .get(def as usize)
+                                .copied()
+                                .flatten()
+                                .ok_or_else(|| err("call of a definition without native code"))?;
+                            let slot = b.ins().iadd_imm_u(memo, i64::from(def) * 8);
+                            let stamp = b.ins().load(types::I32, MemFlagsData::trusted(), slot, 0);
+                            let known = b.ins().icmp(IntCC::Equal, stamp, generation);
+                            let (hit, miss, join) = (b.create_block(), b.create_block(), b.create_block());
+                            b.append_block_param(join, types::I8);
+                            b.ins().brif(known, hit, &[], miss, &[]);
+                            b.switch_to_block(hit);
+                            let stored = b.ins().load(types::I32, MemFlagsData::trusted(), slot, 4);
+                            let v = b.ins().ireduce(types::I8, stored);
+                            b.ins().jump(join, &[v.into()]);
+                            b.switch_to_block(miss);
                             let fref = module.declare_func_in_func(callee, b.func);
-                            let call = b.ins().call(fref, &[env, syms]);
-                            let v = *b.inst_results(call).first().ok_or_else(|| err("definition returns nothing"))?;
+                            let call = b.ins().call(fref, &[env, syms, memo, generation]);
+                            let r = *b.inst_results(call).first().ok_or_else(|| err("definition returns nothing"))?;
+                            let failed = b.ins().icmp_imm_u(IntCC::Equal, r, FAULT);
+                            let store = b.create_block();
+                            b.ins().brif(failed, fault, &[], store, &[]);
+                            b.switch_to_block(store);
+                            b.ins().store(MemFlagsData::trusted(), generation, slot, 0);
+                            let wide = b.ins().uextend(types::I32, r);
+                            b.ins().store(MemFlagsData::trusted(), wide, slot, 4);
+                            b.ins().jump(join, &[r.into()]);
+                            b.switch_to_block(join);
+                            let v = *b.block_params(join).first().ok_or_else(|| err("no joined value"))?;
                             b.def_var(f, v);
                         }
                         Op::Ret {} => {
@@ -310,6 +430,9 @@ impl JitCode {
                     let cur = b.use_var(f);
                     b.ins().return_(&[cur]);
                 }
+                b.switch_to_block(fault);
+                let code = b.ins().iconst(types::I8, FAULT);
+                b.ins().return_(&[code]);
                 b.seal_all_blocks();
                 b.finalize(frontend_config);
             }
@@ -317,31 +440,38 @@ impl JitCode {
             module.clear_context(&mut ctx);
             Ok(())
         };
-        for (i, id) in def_ids.iter().enumerate() {
-            let entry = *p.defs.get(i).ok_or_else(|| err("definition out of range"))?;
-            define(&mut module, *id, entry)?;
-        }
-        for (pol, ids) in p.policies.iter().zip(&rule_ids) {
-            for (r, id) in pol.rules.iter().zip(ids) {
-                define(&mut module, *id, r.entry)?;
+        for (id, ops) in def_ids.iter().zip(&def_ops) {
+            if let Some(id) = id {
+                define(&mut module, *id, ops)?;
             }
+        }
+        for (id, ops) in rule_ids.iter().flatten().flatten() {
+            define(&mut module, *id, ops)?;
         }
         module.finalize_definitions().map_err(err)?;
         let rules = rule_ids
             .iter()
             .map(|ids| {
                 ids.iter()
-                    .map(|id| {
+                    .map(|slot| {
+                        let (id, _) = slot.as_ref()?;
                         let ptr = module.get_finalized_function(*id);
                         // SAFETY: the function was defined with `cond_sig`, which is
-                        // `extern "C" fn(*mut c_void, *const u32) -> u8` in the platform's default
-                        // convention.
-                        unsafe { std::mem::transmute::<*const u8, CondFn>(ptr) }
+                        // `extern "C" fn(*mut c_void, *const u32, *mut [u32; 2], u32) -> u8` in the
+                        // platform's default convention.
+                        Some(unsafe { std::mem::transmute::<*const u8, CondFn>(ptr) })
                     })
                     .collect()
             })
             .collect();
-        Ok(JitCode { rules, paths: p.paths.len(), native_atoms, native_paths, _code: Code(Some(module)) })
+        Ok(JitCode {
+            rules,
+            paths: p.paths.len(),
+            defs: p.defs.len(),
+            native_atoms,
+            native_paths,
+            _code: Code(Some(module)),
+        })
     }
 
     /// How many of the program's atoms run as native code (the rest call back into the host).
@@ -355,19 +485,30 @@ impl JitCode {
     }
 
     /// Runs a rule's native condition with the request's symbol table `syms` (one entry per
-    /// path, resolved at least for [`JitCode::native_paths`]), calling `host` for every atom it
-    /// does not decide natively. `None` when the rule does not exist or `syms` has the wrong
-    /// length.
-    pub fn holds(&self, policy: usize, rule: usize, host: &mut dyn Host, syms: &[u32]) -> Option<bool> {
-        let f = *self.rules.get(policy)?.get(rule)?;
-        if syms.len() != self.paths {
+    /// path, resolved at least for [`JitCode::native_paths`]) and the request's definition memo
+    /// (`[stamp, truth]` per definition, valid when `stamp == generation`), calling `host` for
+    /// every atom it does not decide natively. `None` when the rule has no native code (it is
+    /// too large, or does not exist) or a table has the wrong length: the caller runs the
+    /// rule's bytecode instead.
+    pub fn holds(
+        &self,
+        policy: usize,
+        rule: usize,
+        host: &mut dyn Host,
+        syms: &[u32],
+        memo: &mut [[u32; 2]],
+        generation: u32,
+    ) -> Option<Truth> {
+        let f = (*self.rules.get(policy)?.get(rule)?)?;
+        if syms.len() != self.paths || memo.len() != self.defs {
             return None;
         }
         let mut host: &mut dyn Host = host;
         let env = (&raw mut host).cast::<c_void>();
         // SAFETY: `f` was compiled by `compile` from a verified program and its module lives as
-        // long as `self`; `env` points at `host`, alive for the whole call; `syms` is borrowed
-        // for the whole call and has the length every native read was checked against.
-        Some(unsafe { f(env, syms.as_ptr()) } != 0)
+        // long as `self`; `env` points at `host`, alive for the whole call; `syms` and `memo` are
+        // borrowed for the whole call and have the lengths every native access was checked
+        // against.
+        Some(Truth::from_code(unsafe { f(env, syms.as_ptr(), memo.as_mut_ptr(), generation) }))
     }
 }

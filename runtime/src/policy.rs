@@ -5,6 +5,52 @@
 use crate::pyrepr::repr;
 use serde_json::Value;
 
+/// The outcome of a condition: it holds, it does not, or it could not be decided — a *fault*
+/// (an extern that failed, a state store that could not answer, a host callback that panicked).
+/// A fault is never read as `false`: `not` keeps it, `and`/`or` stop at it, and the policy being
+/// evaluated decides the bundle's most severe effect, naming the rule (fail closed).
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Truth {
+    False = 0,
+    True = 1,
+    Fault = 2,
+}
+
+impl Truth {
+    #[inline]
+    pub fn of(b: bool) -> Truth {
+        if b { Truth::True } else { Truth::False }
+    }
+
+    /// The code native code returns: anything but 0 and 1 is a fault.
+    #[inline]
+    pub fn from_code(c: u8) -> Truth {
+        match c {
+            0 => Truth::False,
+            1 => Truth::True,
+            _ => Truth::Fault,
+        }
+    }
+}
+
+impl std::ops::Not for Truth {
+    type Output = Truth;
+
+    /// `not`: flips a decided truth, keeps a fault.
+    #[inline]
+    fn not(self) -> Truth {
+        match self {
+            Truth::False => Truth::True,
+            Truth::True => Truth::False,
+            Truth::Fault => Truth::Fault,
+        }
+    }
+}
+
+/// The reason of a policy decided by a fault in one of its rules.
+pub const PANIC_FAULT: &str = "internal error: a condition could not be evaluated (a host callback panicked)";
+
 /// A gate that decided before any policy ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
@@ -63,6 +109,10 @@ pub fn rule_reason(id: &str, description: Option<&str>) -> String {
 pub fn default_reason(effect: Option<&str>) -> String {
     format!("no rule matched; policy default_effect={}", repr(effect.unwrap_or("none")))
 }
+
+/// The start of the reason of a request the run-time schema gate refuses (LANGUAGE.md §3),
+/// followed by the path and what was wrong.
+pub const SCHEMA_REASON: &str = "request does not match the schema: ";
 
 /// The reason when no policy applied.
 pub const NO_POLICY_APPLIED: &str = "no policy applied";

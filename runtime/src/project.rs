@@ -5,10 +5,13 @@
 //! The result is an ordinary [`Request`], pruned: every lookup of a path in the bundle gives
 //! the same answer as on the full request (the merged view is respected: `data`'s keys are kept
 //! for every root the bundle reads, in case `subject`, `action` or `resource` is null). The
-//! request is validated exactly as [`Request::from_value`] does.
+//! request is validated exactly as [`Request::from_value`] does, and the text as strictly as
+//! [`Request::from_json`] reads it ([`crate::json`]: duplicate keys are refused everywhere,
+//! in skipped parts too), so both readers accept the same texts and decide them alike.
 
+use crate::json::{Keys, Skip, Strict};
 use crate::request::{Request, RequestError};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -100,7 +103,9 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
         let mut req = Request::default();
         let mut problem: Option<RequestError> = None;
         let empty = PathTrie::default();
+        let mut keys = Keys::default();
         while let Some(key) = map.next_key::<String>()? {
+            keys.insert::<A::Error>(key.clone())?;
             match key.as_str() {
                 "data" => {
                     // `data`'s keys are the merged view's roots.
@@ -133,7 +138,7 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
                         }
                     }
                 }
-                "action" => match map.next_value::<Value>()? {
+                "action" => match map.next_value::<Strict>()?.0 {
                     Value::Null => req.action = None,
                     v @ Value::String(_) => req.action = Some(v),
                     other => {
@@ -144,7 +149,7 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
                     }
                 },
                 other => {
-                    let _ = map.next_value::<IgnoredAny>()?;
+                    map.next_value_seed(Skip)?;
                     problem = problem.or(Some(refuse(format!(
                         "unknown key `{other}` in request context; expected `subject`, `action`, `resource` or `data`"
                     ))));
@@ -158,7 +163,7 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element_seed(Skip)?.is_some() {}
         Ok(Err(refuse("a request context must be a JSON object, not list".into())))
     }
 
@@ -192,7 +197,7 @@ impl<'de> DeserializeSeed<'de> for NodeSeed<'_> {
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         if self.0.leaf {
-            return Value::deserialize(d);
+            return Strict::deserialize(d).map(|s| s.0);
         }
         d.deserialize_any(self)
     }
@@ -209,14 +214,19 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
+        let mut skipped = Keys::default();
         while let Some(key) = map.next_key::<String>()? {
             match self.0.children.get(&key) {
                 Some(child) => {
+                    if out.contains_key(&key) {
+                        return Err(crate::json::duplicate(&key));
+                    }
                     let v = map.next_value_seed(NodeSeed(child))?;
                     out.insert(key, v);
                 }
                 None => {
-                    let _ = map.next_value::<IgnoredAny>()?;
+                    skipped.insert::<A::Error>(key)?;
+                    map.next_value_seed(Skip)?;
                 }
             }
         }
@@ -235,9 +245,9 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
             let first = matching.next();
             let several = matching.next().is_some();
             let next = match first {
-                Some(_) if several => seq.next_element::<Value>()?,
+                Some(_) if several => seq.next_element::<Strict>()?.map(|s| s.0),
                 Some((_, c)) => seq.next_element_seed(NodeSeed(c))?,
-                None => seq.next_element::<IgnoredAny>()?.map(|_| Value::Null),
+                None => seq.next_element_seed(Skip)?.map(|()| Value::Null),
             };
             match next {
                 Some(v) => out.push(v),

@@ -62,3 +62,60 @@ mod tests {
         assert_eq!(repr("\u{e0001}"), "'\\U000e0001'");
     }
 }
+
+/// `repr(x)` (= `str(x)`) of a finite float as CPython writes it: the shortest digits that read
+/// back to the same value, in fixed notation for decimal exponents from -4 to 15 (with `.0` when
+/// integral), else in scientific notation with a signed, at least two-digit exponent.
+pub fn float(x: f64) -> String {
+    // Rust's `{:e}` gives the same shortest round-trip digits: `d.ddde±x`.
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if (-4..16).contains(&exp) {
+        // Fixed: the point goes after `exp + 1` digits.
+        let point = exp + 1;
+        let body = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+        } else {
+            let p = point as usize;
+            if digits.len() <= p {
+                format!("{digits}{}.0", "0".repeat(p - digits.len()))
+            } else {
+                format!("{}.{}", digits.get(..p).unwrap_or(""), digits.get(p..).unwrap_or(""))
+            }
+        };
+        format!("{sign}{body}")
+    } else {
+        let (first, rest) = digits.split_at(1.min(digits.len()));
+        let mant = if rest.is_empty() { first.to_owned() } else { format!("{first}.{rest}") };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mant}e{esign}{:02}", exp.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod float_tests {
+    #[test]
+    fn floats_as_python_writes_them() {
+        for (x, want) in [
+            (60.0, "60.0"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e16, "1e+16"),
+            (1.5e-5, "1.5e-05"),
+            (1e-4, "0.0001"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (-2.5, "-2.5"),
+            (-0.0, "-0.0"),
+            (1e15, "1000000000000000.0"),
+            (12.34, "12.34"),
+            (5e-324, "5e-324"),
+        ] {
+            assert_eq!(super::float(x), want, "{x}");
+        }
+    }
+}

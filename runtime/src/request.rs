@@ -39,9 +39,10 @@ fn refuse(message: impl Into<String>) -> RequestError {
 }
 
 impl Request {
-    /// Parses and validates a request context from JSON text.
+    /// Parses and validates a request context from JSON text, strictly ([`crate::json`]: a
+    /// duplicate key anywhere is refused, as the projection parser refuses it).
     pub fn from_json(bytes: &[u8]) -> Result<Request, RequestError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| RequestError {
+        let value: Value = crate::json::from_slice(bytes).map_err(|e| RequestError {
             message: format!("invalid JSON: {}", strip_position(&e.to_string())),
             line: Some(e.line()),
             column: Some(e.column()),

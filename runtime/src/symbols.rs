@@ -9,10 +9,10 @@
 //! function of the path's symbol alone: [`fast_atom`] says which atoms are, and how. The JIT
 //! compiles those atoms natively; the rest call back into [`crate::atom::eval`].
 
-use crate::atom::AtomOp;
 use crate::program::{Arg, AtomDef, Program};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
+use verdict_vocab::AtomOp;
 
 /// Not looked up yet in this request (the host resolves it on first use).
 pub const UNRESOLVED: u32 = u32::MAX;
@@ -125,7 +125,7 @@ pub fn fast_atom(def: &AtomDef, p: &Program, symbols: &Symbols) -> Option<(u32, 
     let Arg::Path(path) = def.lhs else { return None };
     let constant = || match def.rhs {
         Arg::Const(c) => p.consts.get(c as usize),
-        Arg::Path(_) | Arg::None => None,
+        Arg::Path(_) | Arg::Term(_) | Arg::None => None,
     };
     let list = || -> Option<Vec<u32>> {
         match constant()? {
@@ -149,7 +149,8 @@ pub fn fast_atom(def: &AtomDef, p: &Program, symbols: &Symbols) -> Option<(u32, 
         | AtomOp::Contains
         | AtomOp::Matches
         | AtomOp::StartsWith
-        | AtomOp::EndsWith => return None,
+        | AtomOp::EndsWith
+        | AtomOp::Holds => return None,
     };
     Some((path, test))
 }
@@ -177,22 +178,10 @@ mod tests {
             json!([]),
         ];
         let p = Program {
-            bundle_id: String::new(),
-            version: String::new(),
-            fingerprint: String::new(),
-            effects: Vec::new(),
-            combine_first: false,
-            effective_from: None,
-            effective_until: None,
-            card_scope: None,
             paths: vec![vec!["x".into()]],
             path_texts: vec!["x".into()],
             consts: consts.clone(),
-            atoms: Vec::new(),
-            sites: Vec::new(),
-            code: Vec::new(),
-            defs: Vec::new(),
-            policies: Vec::new(),
+            ..Program::default()
         };
         let symbols = Symbols::new(&p);
         let values = [
@@ -210,7 +199,7 @@ mod tests {
             Some(json!("")),
         ];
         let mut decided = 0;
-        for op in AtomOp::ALL {
+        for &op in AtomOp::ALL {
             for rhs in (0..consts.len()).map(|c| Arg::Const(c as u32)).chain([Arg::None]) {
                 let def = AtomDef { op, lhs: Arg::Path(0), rhs };
                 let Some((path, test)) = fast_atom(&def, &p, &symbols) else { continue };

@@ -4,13 +4,13 @@ use serde_json::{Number, Value};
 use std::cmp::Ordering;
 
 /// A JSON number widened without loss: every `i64`/`u64` fits an `i128`.
-#[derive(Clone, Copy)]
-enum Num {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Num {
     Int(i128),
     Float(f64),
 }
 
-fn widen(n: &Number) -> Num {
+pub(crate) fn widen(n: &Number) -> Num {
     if let Some(i) = n.as_i64() {
         Num::Int(i128::from(i))
     } else if let Some(u) = n.as_u64() {
@@ -128,6 +128,53 @@ pub fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Array(_) => "list",
         Value::Object(_) => "object",
+    }
+}
+
+/// A declared type: of a schema path (LANGUAGE.md §3) or of an extern's parameter or result
+/// (§5.3). The compiler checks with it at compile time, the runtime at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Type {
+    String,
+    Number,
+    Bool,
+    List(Box<Type>),
+    Object,
+    Any,
+}
+
+impl Type {
+    /// The type as the language writes it (`list<string>`).
+    pub fn name(&self) -> String {
+        match self {
+            Type::List(t) => format!("list<{}>", t.name()),
+            other => other.head().name().to_owned(),
+        }
+    }
+
+    /// The vocabulary entry of the type's head (`list` for `list<string>`).
+    pub fn head(&self) -> verdict_vocab::TypeName {
+        use verdict_vocab::TypeName as T;
+        match self {
+            Type::String => T::String,
+            Type::Number => T::Number,
+            Type::Bool => T::Bool,
+            Type::List(_) => T::List,
+            Type::Object => T::Object,
+            Type::Any => T::Any,
+        }
+    }
+
+    /// Whether a value has the type (a list's elements each have the element type). Recursion
+    /// follows the type's nesting, which the compiler bounds.
+    pub fn admits(&self, v: &Value) -> bool {
+        match (self, v) {
+            (Type::Any, _) => true,
+            (Type::String, Value::String(_)) | (Type::Number, Value::Number(_)) | (Type::Bool, Value::Bool(_)) => true,
+            (Type::Object, Value::Object(_)) => true,
+            (Type::List(t), Value::Array(items)) => items.iter().all(|x| t.admits(x)),
+            _ => false,
+        }
     }
 }
 

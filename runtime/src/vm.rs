@@ -9,16 +9,22 @@
 //! Engines are `Send + Sync` and evaluate through `&self`. No recursion on input: definition
 //! calls use a fixed-size return stack, bounded by the verifier.
 
-use crate::atom::{self, AtomOp};
+use crate::atom;
 use crate::bytecode::Op;
 use crate::decision::{
-    AtomTrace, Decision, EvaluationResult, GateTrace, NOT_APPLICABLE, PolicyTrace, ReadTrace, RuleTrace, TraceEntry,
+    AtomTrace, Decision, EvaluationResult, GateTrace, Hold, LetTrace, Match, NOT_APPLICABLE, PolicyTrace, ReadTrace,
+    RuleTrace, TraceEntry, TraceStep,
 };
-use crate::policy::{self, Gate};
+use crate::env::{Env, Mode};
+use crate::policy::{self, Gate, Truth};
+use crate::program::TermCode;
 use crate::program::{Arg, MAX_CALL_DEPTH, Program, VerifyError};
 use crate::request::Request;
+use crate::term::{self, HostMemo, TermValue};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+use verdict_vocab::AtomOp;
 
 /// A constant list as a hash set of its scalar elements (exact, as deep equality), plus the
 /// elements that are lists or objects, compared one by one.
@@ -91,7 +97,7 @@ fn set_contains(set: &ConstSet, v: &Value) -> bool {
     }
 }
 
-/// The per-thread state of evaluations: atom and definition caches (stamped by generation, so
+/// The per-thread state of evaluations: atom and definition memos (stamped by generation, so
 /// nothing is cleared between requests), the request's symbol table (for the JIT's native
 /// atoms), and the policy results of the last decision.
 #[derive(Debug, Default)]
@@ -99,43 +105,90 @@ pub struct Scratch {
     cache: Cache,
     syms: Vec<u32>,
     results: Vec<PolicyResult>,
+    /// Reasons computed for this decision, per policy: what failed for a policy decided by a
+    /// fault, the rendered template of a deciding rule that has one (allocated only then); the
+    /// schema gate's reason under `u32::MAX`.
+    reasons: Vec<(u32, String)>,
+    /// What failed in the condition being evaluated.
+    fault: Option<String>,
+    /// The extern calls and state reads of this decision.
+    host: HostMemo,
+    /// Extern calls carried into the next decision's memo: a store that runs a decision again
+    /// (after a conflict) must not call the host again.
+    carry: Vec<term::Call>,
 }
 
 #[derive(Debug, Default)]
 struct Cache {
     /// The return stack of definition calls (empty between runs).
     stack: Vec<(u32, u32)>,
-    generation: u32,
-    atom_stamp: Vec<u32>,
-    atom_value: Vec<bool>,
-    def_stamp: Vec<u32>,
-    def_value: Vec<bool>,
+    atoms: Memo,
+    defs: Memo,
 }
 
-impl Scratch {
-    fn begin(&mut self, atoms: usize, defs: usize, policies: usize) {
-        self.cache.begin(atoms, defs);
-        self.results.clear();
-        self.results.reserve(policies);
-    }
+/// Per-request values by index: slot `i` is `[stamp, truth code]`, valid when `stamp` equals the
+/// generation. Native code reads and writes the definitions' memo in this layout.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    pub(crate) generation: u32,
+    pub(crate) slots: Vec<[u32; 2]>,
 }
 
-impl Cache {
-    fn begin(&mut self, atoms: usize, defs: usize) {
-        if self.atom_stamp.len() != atoms || self.def_stamp.len() != defs {
-            self.atom_stamp = vec![0; atoms];
-            self.atom_value = vec![false; atoms];
-            self.def_stamp = vec![0; defs];
-            self.def_value = vec![false; defs];
+impl Memo {
+    fn begin(&mut self, n: usize) {
+        if self.slots.len() != n {
+            self.slots = vec![[0, 0]; n];
             self.generation = 0;
         }
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
-            self.atom_stamp.iter_mut().for_each(|s| *s = 0);
-            self.def_stamp.iter_mut().for_each(|s| *s = 0);
+            self.slots.iter_mut().for_each(|s| s[0] = 0);
             self.generation = 1;
         }
     }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<Truth> {
+        match self.slots.get(i) {
+            Some([stamp, v]) if *stamp == self.generation => Some(Truth::from_code(*v as u8)),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn set(&mut self, i: usize, t: Truth) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = [self.generation, t as u32];
+        }
+    }
+}
+
+impl Scratch {
+    fn begin(&mut self, atoms: usize, defs: usize, policies: usize) {
+        self.cache.atoms.begin(atoms);
+        self.cache.defs.begin(defs);
+        self.results.clear();
+        self.results.reserve(policies);
+        self.reasons.clear();
+        self.fault = None;
+        self.host.reads.clear();
+        self.host.calls.clear();
+        self.host.calls.append(&mut self.carry);
+    }
+
+    /// Records that policy `pi` was decided by a fault, with what failed.
+    fn policy_fault(&mut self, pi: usize) {
+        let message = self.fault.take().unwrap_or_else(|| policy::PANIC_FAULT.to_owned());
+        self.reasons.push((u32::try_from(pi).unwrap_or(u32::MAX), message));
+    }
+}
+
+/// One decision's context for term evaluation: its environment, its memo of extern calls and
+/// state reads, and where a fault's reason goes.
+struct Cx<'c, 'e> {
+    env: &'c Env<'e>,
+    host: &'c mut HostMemo,
+    fault: &'c mut Option<String>,
 }
 
 /// What one policy decided.
@@ -145,12 +198,26 @@ pub enum PolicyResult {
     Rule(u32),
     /// No rule held: the policy's default.
     Default,
+    /// The condition of the rule at this index could not be evaluated: the policy decides the
+    /// bundle's most severe effect (fail closed).
+    Fault(u32),
+}
+
+/// A decision as borrowed texts: the kind, the deciding policy and rule, the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionRef<'a> {
+    pub kind: &'a str,
+    pub policy_id: Option<&'a str>,
+    pub rule_id: Option<&'a str>,
+    pub reason: &'a str,
 }
 
 /// What decided the bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BundleResult {
     Gate(Gate),
+    /// The request does not match the bundle's schema (the reason is in the outcome's reasons).
+    Schema,
     /// The policy at this index decided.
     Policy(usize),
     NotApplicable,
@@ -161,6 +228,10 @@ pub enum BundleResult {
 pub struct Outcome<'s> {
     pub bundle: BundleResult,
     pub policies: &'s [PolicyResult],
+    /// Reasons computed for this decision, by policy index: what failed for a policy decided
+    /// by a fault, the rendered template of a deciding rule that has one (and the schema gate's
+    /// reason under `u32::MAX`).
+    pub reasons: &'s [(u32, String)],
 }
 
 /// A request whose paths are already resolved (and symbolized for the JIT's native atoms),
@@ -204,20 +275,20 @@ trait Input<'r> {
     }
 }
 
-/// Paths up to this many are cached on the stack; more use one allocation.
+/// The first this many paths of a bundle keep their looked-up values on the stack for the
+/// request; later paths are looked up each time an atom reads them (each distinct atom is
+/// evaluated once anyway). Either way a decision allocates nothing, whatever the bundle's size.
 const INLINE_PATHS: usize = 32;
 
 struct RequestInput<'r, 'p> {
     req: &'r Request,
     paths: &'p [Vec<String>],
     inline: [Option<Option<&'r Value>>; INLINE_PATHS],
-    heap: Vec<Option<Option<&'r Value>>>,
 }
 
 impl<'r, 'p> RequestInput<'r, 'p> {
     fn new(req: &'r Request, paths: &'p [Vec<String>]) -> Self {
-        let heap = if paths.len() > INLINE_PATHS { vec![None; paths.len()] } else { Vec::new() };
-        RequestInput { req, paths, inline: [None; INLINE_PATHS], heap }
+        RequestInput { req, paths, inline: [None; INLINE_PATHS] }
     }
 }
 
@@ -225,12 +296,12 @@ impl<'r> Input<'r> for RequestInput<'r, '_> {
     #[inline]
     fn lookup(&mut self, path: u32) -> Option<&'r Value> {
         let i = path as usize;
-        let slot = if i < INLINE_PATHS && self.heap.is_empty() { self.inline.get_mut(i) } else { self.heap.get_mut(i) };
-        let slot = slot?;
+        let segments = self.paths.get(i).map_or(&[][..], Vec::as_slice);
+        let Some(slot) = self.inline.get_mut(i) else { return self.req.lookup(segments) };
         if let Some(v) = slot {
             return *v;
         }
-        let v = self.req.lookup(self.paths.get(i).map_or(&[][..], Vec::as_slice));
+        let v = self.req.lookup(segments);
         *slot = Some(v);
         v
     }
@@ -285,22 +356,27 @@ pub struct Engine {
     until: Option<jiff::Timestamp>,
     trie: crate::project::PathTrie,
     /// Native condition code, when the engine runs on the JIT.
-    jit: Option<crate::jit::JitCode>,
+    /// Set once, when compiled (at construction, or later by [`Engine::tiered`]'s background
+    /// thread); a decision reads it once at its start, so one decision runs on one backend.
+    jit: std::sync::OnceLock<crate::jit::JitCode>,
     /// Why the JIT was not used, when it was asked for and could not be.
     jit_fallback: Option<crate::jit::JitError>,
+    /// The bundle's timezone (calendar windows, `now.*`).
+    tz: jiff::tz::TimeZone,
 }
 
 /// The engine seen from native code during one rule: atoms it does not compile go to the shared
 /// evaluation (and its per-request cache).
-struct JitHost<'e, 'i, 'c, I> {
+struct JitHost<'e, 'i, 'm, 'c, 'x, I> {
     engine: &'e Engine,
     input: &'i mut I,
-    cache: &'c mut Cache,
+    atoms: &'m mut Memo,
+    cx: Cx<'c, 'x>,
 }
 
-impl<'r, I: Input<'r>> crate::jit::Host for JitHost<'_, '_, '_, I> {
-    fn atom(&mut self, atom: u32, site: u32) -> bool {
-        self.engine.atom(atom, site, self.input, self.cache, None)
+impl<'r, I: Input<'r>> crate::jit::Host for JitHost<'_, '_, '_, '_, '_, I> {
+    fn atom(&mut self, atom: u32, site: u32) -> Truth {
+        self.engine.atom(atom, site, self.input, self.atoms, &mut self.cx, None)
     }
 }
 
@@ -326,12 +402,12 @@ impl Engine {
 
     /// The backend conditions run on.
     pub fn backend(&self) -> Backend {
-        if self.jit.is_some() { Backend::Jit } else { Backend::Vm }
+        if self.jit.get().is_some() { Backend::Jit } else { Backend::Vm }
     }
 
     /// How many of the program's atoms the JIT decides natively (0 on the VM).
     pub fn native_atoms(&self) -> usize {
-        self.jit.as_ref().map_or(0, crate::jit::JitCode::native_atoms)
+        self.jit.get().map_or(0, crate::jit::JitCode::native_atoms)
     }
 
     /// Why the JIT was asked for and not used (the engine runs on the VM then).
@@ -350,9 +426,10 @@ impl Engine {
                 _ => None,
             };
             regexes.push(match (a.op, constant(a.rhs)) {
-                (AtomOp::Matches, Some(Value::String(p))) => {
-                    Some(regex::Regex::new(p).map_err(|e| VerifyError(format!("regex: {e}")))?)
-                }
+                (AtomOp::Matches, Some(Value::String(p))) => Some(
+                    regex::Regex::new(p)
+                        .map_err(|e| VerifyError::Regex { atom: regexes.len(), message: e.to_string() })?,
+                ),
                 _ => None,
             });
             sets.push(match (a.op, constant(a.rhs)) {
@@ -368,7 +445,7 @@ impl Engine {
         let time = |i: &Option<crate::program::Instant>| -> Result<Option<jiff::Timestamp>, VerifyError> {
             match i {
                 None => Ok(None),
-                Some(i) => i.timestamp().map(Some).ok_or_else(|| VerifyError("effective time out of range".into())),
+                Some(i) => i.timestamp().map(Some).ok_or(VerifyError::TimeOutOfRange),
             }
         };
         let from = time(&program.effective_from)?;
@@ -384,14 +461,54 @@ impl Engine {
                 d.keys.iter().enumerate().map(|(i, (k, _))| Some((symbols.string(k)?, i))).collect()
             })
             .collect();
-        let (jit, jit_fallback) = match backend {
-            Backend::Vm => (None, None),
-            Backend::Jit => match crate::jit::JitCode::compile(&program, &symbols) {
-                Ok(code) => (Some(code), None),
-                Err(e) => (None, Some(e)),
-            },
+        let jit = std::sync::OnceLock::new();
+        let mut jit_fallback = None;
+        if backend == Backend::Jit {
+            match crate::jit::JitCode::compile(&program, &symbols) {
+                Ok(code) => {
+                    let _ = jit.set(code);
+                }
+                Err(e) => jit_fallback = Some(e),
+            }
+        }
+        let tz = if program.timezone.is_empty() {
+            jiff::tz::TimeZone::UTC
+        } else {
+            jiff::tz::TimeZone::get(&program.timezone).map_err(|_| VerifyError::TimeZone(program.timezone.clone()))?
         };
-        Ok(Engine { program, regexes, sets, dispatch, dispatch_syms, symbols, from, until, trie, jit, jit_fallback })
+        Ok(Engine {
+            program,
+            regexes,
+            sets,
+            dispatch,
+            dispatch_syms,
+            symbols,
+            from,
+            until,
+            trie,
+            jit,
+            jit_fallback,
+            tz,
+        })
+    }
+
+    /// Verifies the program and returns an engine that decides on the VM at once, while a
+    /// background thread compiles the JIT and installs it when it is ready (tiered, as JIT
+    /// runtimes do): no bundle takes longer to load than on the VM, however long native code
+    /// takes to compile. Decisions started before the switch finish on the VM. A JIT that cannot
+    /// be used leaves the engine on the VM (the thread logs nothing: [`Engine::backend`] says
+    /// which backend runs).
+    pub fn tiered(program: Program) -> Result<std::sync::Arc<Engine>, VerifyError> {
+        let engine = std::sync::Arc::new(Engine::with_backend(program, Backend::Vm)?);
+        let background = std::sync::Arc::clone(&engine);
+        let spawned = std::thread::Builder::new().name("verdict-jit".into()).spawn(move || {
+            if let Ok(code) = crate::jit::JitCode::compile(&background.program, &background.symbols) {
+                let _ = background.jit.set(code);
+            }
+        });
+        // Without a thread the engine simply stays on the VM.
+        drop(spawned);
+        Ok(engine)
     }
 
     pub fn program(&self) -> &Program {
@@ -418,10 +535,11 @@ impl Engine {
         }
     }
 
-    /// Decides a request without allocating (once `scratch` is warm) and without a trace.
-    pub fn decide<'s>(&self, req: &Request, now: jiff::Timestamp, scratch: &'s mut Scratch) -> Outcome<'s> {
+    /// Decides a request without allocating (once `scratch` is warm, for bundles without terms
+    /// that build strings, externs or state) and without a trace.
+    pub fn decide<'s>(&self, req: &Request, env: &Env<'_>, scratch: &'s mut Scratch) -> Outcome<'s> {
         let mut input = RequestInput::new(req, &self.program.paths);
-        self.decide_input(&mut input, now, scratch)
+        self.decide_input(&mut input, env, scratch)
     }
 
     /// Parses a request context from JSON bytes — keeping only what the bundle's paths reach
@@ -429,11 +547,11 @@ impl Engine {
     pub fn decide_json<'s>(
         &self,
         json: &[u8],
-        now: jiff::Timestamp,
+        env: &Env<'_>,
         scratch: &'s mut Scratch,
     ) -> Result<Outcome<'s>, crate::request::RequestError> {
         let req = self.trie.parse(json)?;
-        Ok(self.decide(&req, now, scratch))
+        Ok(self.decide(&req, env, scratch))
     }
 
     /// Parses a request context from JSON bytes (projected as in [`Engine::decide_json`]) and
@@ -441,39 +559,112 @@ impl Engine {
     pub fn evaluate_json(
         &self,
         json: &[u8],
-        now: jiff::Timestamp,
-        trace: bool,
+        env: &Env<'_>,
+        mode: Mode,
     ) -> Result<EvaluationResult, crate::request::RequestError> {
         let req = self.trie.parse(json)?;
-        Ok(self.evaluate(&req, now, trace))
+        Ok(self.evaluate(&req, env, mode))
     }
 
     /// Decides a prepared request without allocating (once `scratch` is warm).
-    pub fn decide_prepared<'s>(
-        &self,
-        req: &PreparedRequest,
-        now: jiff::Timestamp,
-        scratch: &'s mut Scratch,
-    ) -> Outcome<'s> {
-        self.decide_input(&mut PreparedInput(req), now, scratch)
+    pub fn decide_prepared<'s>(&self, req: &PreparedRequest, env: &Env<'_>, scratch: &'s mut Scratch) -> Outcome<'s> {
+        self.decide_input(&mut PreparedInput(req), env, scratch)
     }
 
-    /// Decides and builds the full result (with the trace when asked), like the interpreter.
-    pub fn evaluate(&self, req: &Request, now: jiff::Timestamp, trace: bool) -> EvaluationResult {
-        if trace {
-            return self.evaluate_traced(&mut RequestInput::new(req, &self.program.paths), now);
+    /// Whether the bundle declares state series (its decisions carry ids and may make holds).
+    pub fn is_stateful(&self) -> bool {
+        !self.program.series.is_empty()
+    }
+
+    /// Decides and builds the full result (with the trace and every matching rule when the mode
+    /// asks), like the interpreter. The state the decision reads is `env.state`; what it would
+    /// record is in the result's `updates` (see [`Engine::evaluate_with_store`], which records it).
+    pub fn evaluate(&self, req: &Request, env: &Env<'_>, mode: Mode) -> EvaluationResult {
+        let mut input = RequestInput::new(req, &self.program.paths);
+        if mode.trace || mode.exhaustive {
+            let mut scratch = Scratch::default();
+            return self.evaluate_full(&mut input, env, mode, &mut scratch);
         }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => {
-                let outcome = self.decide(req, now, &mut scratch);
-                self.result(&outcome, None)
-            }
-            Err(_) => {
-                let mut scratch = Scratch::default();
-                let outcome = self.decide(req, now, &mut scratch);
-                self.result(&outcome, None)
-            }
+            Ok(mut scratch) => self.evaluate_plain(&mut input, env, &mut scratch),
+            Err(_) => self.evaluate_plain(&mut input, env, &mut Scratch::default()),
         })
+    }
+
+    /// Evaluates a stateful decision against a store: the read-decide-record step runs atomically
+    /// in the store (which may run it again), and the holds and updates are recorded under the
+    /// decision's id (`env.decision_id`, or a generated one). A store that fails decides the
+    /// bundle's most severe effect with the reason (fail closed). Extern calls made by one attempt
+    /// are reused by the next: a call with the same arguments runs once per decision.
+    pub fn evaluate_with_store(
+        &self,
+        req: &Request,
+        env: &Env<'_>,
+        mode: Mode,
+        store: &dyn crate::state::StateStore,
+    ) -> EvaluationResult {
+        let id = env.decision_id.map_or_else(crate::state::new_decision_id, str::to_owned);
+        let mut scratch = Scratch::default();
+        let mut calls = Vec::new();
+        let mut result = None;
+        let hold_ttl = i64::try_from(self.program.hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        let outcome = store.transact(&mut |view| {
+            let env = Env { state: Some(view), decision_id: Some(&id), ..*env };
+            let mut input = RequestInput::new(req, &self.program.paths);
+            scratch.carry = std::mem::take(&mut calls);
+            let r = if mode.trace || mode.exhaustive {
+                self.evaluate_full(&mut input, &env, mode, &mut scratch)
+            } else {
+                self.evaluate_plain(&mut input, &env, &mut scratch)
+            };
+            calls = std::mem::take(&mut scratch.host.calls);
+            let rec = crate::state::Recording {
+                decision_id: id.clone(),
+                time: crate::state::micros(env.now),
+                hold_ttl,
+                updates: r.updates.clone(),
+            };
+            result = Some(r);
+            rec
+        });
+        match (outcome, result) {
+            (Ok(()), Some(r)) => r,
+            (Err(e), _) => self.refused(&id, &format!("state error: {e}")),
+            (Ok(()), None) => self.refused(&id, "state error: the store did not run the decision"),
+        }
+    }
+
+    /// The fail-closed result of a decision that could not be recorded.
+    fn refused(&self, id: &str, reason: &str) -> EvaluationResult {
+        let p = &self.program;
+        EvaluationResult {
+            bundle_id: p.bundle_id.clone(),
+            bundle_version: p.version.clone(),
+            fingerprint: p.fingerprint.clone(),
+            decision: Decision::bare(p.effects.first().map_or("deny", String::as_str), reason),
+            policy_decisions: Vec::new(),
+            decision_id: Some(id.to_owned()),
+            holds: Vec::new(),
+            matches: None,
+            rules_evaluated: None,
+            trace: None,
+            updates: Vec::new(),
+        }
+    }
+
+    /// The full result of an untraced, non-exhaustive decision.
+    fn evaluate_plain<'r, I: Input<'r>>(
+        &self,
+        input: &mut I,
+        env: &Env<'_>,
+        scratch: &mut Scratch,
+    ) -> EvaluationResult {
+        let outcome = self.decide_input(input, env, scratch);
+        let (bundle, policies, reasons) = (outcome.bundle, outcome.policies.to_vec(), outcome.reasons.to_vec());
+        let outcome = Outcome { bundle, policies: &policies, reasons: &reasons };
+        let mut r = self.result(&outcome, None);
+        self.finish(&mut r, input, env, scratch);
+        r
     }
 
     fn gate<'r, I: Input<'r>>(&self, input: &I, now: jiff::Timestamp) -> (Option<Gate>, Option<bool>, Option<bool>) {
@@ -491,25 +682,58 @@ impl Engine {
         (gate, window.map(|w| w.is_none()), scope)
     }
 
+    /// The run-time schema gate (LANGUAGE.md §3): the first required path that is missing, or
+    /// declared path whose value has another type, as the reason of the refusal.
+    fn schema_gate<'r, I: Input<'r>>(&self, input: &mut I) -> Option<String> {
+        let p = &self.program;
+        for &path in &p.required {
+            if input.lookup(path).is_none() {
+                let text = p.path_texts.get(path as usize).map_or("", String::as_str);
+                return Some(format!("{}{text}: required but missing", policy::SCHEMA_REASON));
+            }
+        }
+        for (path, ty) in &p.schema {
+            if let Some(v) = input.lookup(*path)
+                && !ty.admits(v)
+            {
+                let text = p.path_texts.get(*path as usize).map_or("", String::as_str);
+                return Some(format!(
+                    "{}{text}: expected {}, got {}",
+                    policy::SCHEMA_REASON,
+                    ty.name(),
+                    crate::value::type_name(v)
+                ));
+            }
+        }
+        None
+    }
+
     fn decide_input<'r, 's, I: Input<'r>>(
         &self,
         input: &mut I,
-        now: jiff::Timestamp,
+        env: &Env<'_>,
         scratch: &'s mut Scratch,
     ) -> Outcome<'s> {
         let p = &self.program;
         scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
-        if let Some(jit) = &self.jit {
+        let jit = self.jit.get();
+        if let Some(jit) = jit {
             input.init_syms(&mut scratch.syms, p.paths.len());
             for &path in jit.native_paths() {
                 self.sym(&mut scratch.syms, input, path);
             }
         }
-        if let (Some(g), _, _) = self.gate(input, now) {
-            return Outcome { bundle: BundleResult::Gate(g), policies: &scratch.results };
+        if let (Some(g), _, _) = self.gate(input, env.now) {
+            return Outcome { bundle: BundleResult::Gate(g), policies: &scratch.results, reasons: &scratch.reasons };
+        }
+        if (!p.schema.is_empty() || !p.required.is_empty())
+            && let Some(reason) = self.schema_gate(input)
+        {
+            scratch.reasons.push((u32::MAX, reason));
+            return Outcome { bundle: BundleResult::Schema, policies: &scratch.results, reasons: &scratch.reasons };
         }
         for (pi, pol) in p.policies.iter().enumerate() {
-            let by_symbol = if self.jit.is_some() { self.dispatch_syms.get(pi).and_then(Option::as_ref) } else { None };
+            let by_symbol = if jit.is_some() { self.dispatch_syms.get(pi).and_then(Option::as_ref) } else { None };
             let candidates: &[u32] = match (&pol.dispatch, self.dispatch.get(pi).and_then(Option::as_ref)) {
                 // On the JIT the request's symbols are at hand: dispatch on the path's symbol.
                 (Some(d), Some(_)) if let Some(map) = by_symbol => {
@@ -529,18 +753,21 @@ impl Engine {
                 _ => &[],
             };
             let mut result = PolicyResult::Default;
-            if pol.dispatch.is_some() {
-                for &pos in candidates {
-                    let Some(&ri) = pol.order.get(pos as usize) else { continue };
-                    if self.rule_holds(pi, pol, ri, input, scratch, None) {
-                        result = PolicyResult::Rule(ri);
+            let rules: &mut dyn Iterator<Item = u32> = if pol.dispatch.is_some() {
+                &mut candidates.iter().filter_map(|&pos| pol.order.get(pos as usize).copied())
+            } else {
+                &mut pol.order.iter().copied()
+            };
+            for ri in rules {
+                match self.rule_holds(jit, pol, pi, ri, input, env, scratch, None) {
+                    Truth::False => {}
+                    Truth::True => {
+                        result = self.decided_by(pi, ri, input, env, scratch);
                         break;
                     }
-                }
-            } else {
-                for &ri in &pol.order {
-                    if self.rule_holds(pi, pol, ri, input, scratch, None) {
-                        result = PolicyResult::Rule(ri);
+                    Truth::Fault => {
+                        scratch.policy_fault(pi);
+                        result = PolicyResult::Fault(ri);
                         break;
                     }
                 }
@@ -548,7 +775,53 @@ impl Engine {
             scratch.results.push(result);
         }
         let bundle = self.combine(&scratch.results);
-        Outcome { bundle, policies: &scratch.results }
+        Outcome { bundle, policies: &scratch.results, reasons: &scratch.reasons }
+    }
+
+    /// The result of a policy whose rule `ri` held: its reason template (if any) is rendered
+    /// now; a template that cannot be rendered (an extern or state read that fails) is a fault.
+    fn decided_by<'r, I: Input<'r>>(
+        &self,
+        pi: usize,
+        ri: u32,
+        input: &mut I,
+        env: &Env<'_>,
+        scratch: &mut Scratch,
+    ) -> PolicyResult {
+        let template =
+            self.program.policies.get(pi).and_then(|p| p.rules.get(ri as usize)).and_then(|r| r.template.as_ref());
+        let Some(pieces) = template else { return PolicyResult::Rule(ri) };
+        let mut cx = Cx { env, host: &mut scratch.host, fault: &mut scratch.fault };
+        match self.render(pieces, input, &mut cx) {
+            Some(text) => {
+                scratch.reasons.push((u32::try_from(pi).unwrap_or(u32::MAX), text));
+                PolicyResult::Rule(ri)
+            }
+            None => {
+                scratch.policy_fault(pi);
+                PolicyResult::Fault(ri)
+            }
+        }
+    }
+
+    /// Renders a reason template; `None` on a fault (its reason is in `cx.fault`).
+    fn render<'r, I: Input<'r>>(
+        &self,
+        pieces: &[crate::program::Piece],
+        input: &mut I,
+        cx: &mut Cx<'_, '_>,
+    ) -> Option<String> {
+        let mut out = String::new();
+        for piece in pieces {
+            match piece {
+                crate::program::Piece::Text(t) => out.push_str(t),
+                crate::program::Piece::Term { arg, decimals } => {
+                    let v = self.value(*arg, input, cx, None, 0).ok()?;
+                    out.push_str(&term::render(v.as_deref(), *decimals));
+                }
+            }
+        }
+        Some(out)
     }
 
     /// A path's symbol in this request's table, resolved (and kept) on first use.
@@ -563,25 +836,42 @@ impl Engine {
         }
     }
 
+    /// Whether a rule's condition holds: on native code when `jit` (the backend the decision
+    /// started on) compiled the rule and no trace is asked, else on the bytecode.
+    #[allow(clippy::too_many_arguments, reason = "the decision's state, passed down without a struct on the hot path")]
     fn rule_holds<'r, I: Input<'r>>(
         &self,
-        pi: usize,
+        jit: Option<&crate::jit::JitCode>,
         pol: &crate::program::PolicyCode,
+        pi: usize,
         ri: u32,
         input: &mut I,
+        env: &Env<'_>,
         scratch: &mut Scratch,
-        trace: Option<&mut Vec<AtomTrace>>,
-    ) -> bool {
-        let Scratch { cache, syms, .. } = scratch;
+        trace: Option<&mut Vec<TraceStep>>,
+    ) -> Truth {
+        let Scratch { cache, syms, host, fault, .. } = scratch;
+        let cx = Cx { env, host, fault };
         // Native code for untraced decisions; a trace runs the same program's bytecode, which
         // records every atom (the two are held equal by the differential tests).
-        if let (Some(jit), None) = (&self.jit, &trace) {
-            let mut host = JitHost { engine: self, input, cache };
-            return jit.holds(pi, ri as usize, &mut host, syms).unwrap_or(false);
+        if let (Some(jit), None) = (jit, &trace) {
+            let Cache { atoms, defs, .. } = cache;
+            let mut host = JitHost { engine: self, input, atoms, cx };
+            // `None`: the rule has no native code (too large to compile): its bytecode runs.
+            match jit.holds(pi, ri as usize, &mut host, syms, &mut defs.slots, defs.generation) {
+                Some(t) => return t,
+                None => {
+                    let cx = host.cx;
+                    return match pol.rules.get(ri as usize) {
+                        Some(r) => self.run(r.entry, input, cache, cx, None),
+                        None => Truth::False,
+                    };
+                }
+            }
         }
         match pol.rules.get(ri as usize) {
-            Some(r) => self.run(r.entry, input, cache, trace),
-            None => false,
+            Some(r) => self.run(r.entry, input, cache, cx, trace),
+            None => Truth::False,
         }
     }
 
@@ -591,6 +881,7 @@ impl Engine {
         match r {
             PolicyResult::Rule(ri) => pol.rules.get(ri as usize).map(|r| r.effect),
             PolicyResult::Default => pol.default,
+            PolicyResult::Fault(_) => Some(0),
         }
     }
 
@@ -602,75 +893,158 @@ impl Engine {
         }
     }
 
-    /// Runs a condition segment. Definition calls use the scratch's return stack (depth bounded
-    /// by the verifier, so it never grows past `MAX_CALL_DEPTH` entries and, once warm, never
-    /// allocates); jumps only go forward, so every run ends.
+    /// Runs a condition segment (a [`crate::program::segment`]: the verifier guarantees that a
+    /// run from an entry stays inside it). Definition calls use the scratch's return stack
+    /// (depth bounded by the verifier, so it never grows past `MAX_CALL_DEPTH` entries and, once
+    /// warm, never allocates); jumps only go forward, so every run ends. A definition is run
+    /// once per request: later calls read its memo (and a trace shows them as reused).
     fn run<'r, I: Input<'r>>(
         &self,
         entry: u32,
         input: &mut I,
         s: &mut Cache,
-        mut trace: Option<&mut Vec<AtomTrace>>,
-    ) -> bool {
+        mut cx: Cx<'_, '_>,
+        mut trace: Option<&mut Vec<TraceStep>>,
+    ) -> Truth {
         let code = &self.program.code;
         let base = s.stack.len();
         let mut pc = entry as usize;
-        let mut f = false;
+        let mut f = Truth::False;
         while let Some((op, next)) = Op::decode(code, pc) {
             pc = next;
             match op {
-                Op::Atom { atom, site } => f = self.atom(atom, site, input, s, trace.as_deref_mut()),
-                Op::True {} => f = true,
-                Op::False {} => f = false,
+                Op::Atom { atom, site } => {
+                    f = self.atom(atom, site, input, &mut s.atoms, &mut cx, trace.as_deref_mut());
+                    if f == Truth::Fault {
+                        break;
+                    }
+                }
+                Op::True {} => f = Truth::True,
+                Op::False {} => f = Truth::False,
                 Op::Not {} => f = !f,
                 Op::JumpIfFalse { target } => {
-                    if !f {
+                    if f == Truth::False {
                         pc = target as usize;
                     }
                 }
                 Op::JumpIfTrue { target } => {
-                    if f {
+                    if f == Truth::True {
                         pc = target as usize;
                     }
                 }
                 Op::Call { def } => {
                     let d = def as usize;
-                    if trace.is_none() && s.def_stamp.get(d) == Some(&s.generation) {
-                        f = s.def_value.get(d).copied().unwrap_or(false);
-                    } else if let (true, Some(&target)) =
+                    if let Some(known) = s.defs.get(d) {
+                        if let (Some(t), Some(code)) = (trace.as_deref_mut(), self.program.defs.get(d)) {
+                            t.push(TraceStep::Let(LetTrace { name: code.name.clone(), result: known == Truth::True }));
+                        }
+                        f = known;
+                    } else if let (true, Some(code)) =
                         (s.stack.len() - base <= MAX_CALL_DEPTH, self.program.defs.get(d))
                     {
                         s.stack.push((u32::try_from(pc).unwrap_or(u32::MAX), def));
-                        pc = target as usize;
+                        pc = code.entry as usize;
                     } else {
-                        s.stack.truncate(base);
-                        return false;
+                        break;
                     }
                 }
                 Op::Ret {} => {
                     if s.stack.len() <= base {
                         return f;
                     }
-                    let Some((ret, def)) = s.stack.pop() else { return false };
-                    if let (Some(st), Some(v)) = (s.def_stamp.get_mut(def as usize), s.def_value.get_mut(def as usize))
-                    {
-                        *st = s.generation;
-                        *v = f;
-                    }
+                    let Some((ret, def)) = s.stack.pop() else { break };
+                    s.defs.set(def as usize, f);
                     pc = ret as usize;
                 }
             }
         }
+        // A fault (or, impossibly for a verified program, code that ends without `Ret`).
         s.stack.truncate(base);
-        false
+        Truth::Fault
     }
 
-    fn operand<'a, 'r: 'a, I: Input<'r>>(&'a self, arg: Arg, input: &mut I) -> Option<&'a Value> {
-        match arg {
-            Arg::Path(p) => input.lookup(p),
-            Arg::Const(c) => self.program.consts.get(c as usize),
-            Arg::None => None,
+    /// An operand's value (`None` inside: undefined), or `Err` on a fault (its reason is in
+    /// `cx.fault`). Term recursion is bounded by the verified term depth.
+    fn value<'a, 'r: 'a, I: Input<'r>>(
+        &'a self,
+        arg: Arg,
+        input: &mut I,
+        cx: &mut Cx<'_, '_>,
+        mut reads: Option<&mut Vec<ReadTrace>>,
+        depth: usize,
+    ) -> Result<TermValue<'a>, ()> {
+        let p = &self.program;
+        let t = match arg {
+            Arg::Path(path) => {
+                let v = input.lookup(path);
+                if let Some(r) = reads {
+                    r.push(ReadTrace::path(p.path_texts.get(path as usize).cloned().unwrap_or_default(), v));
+                }
+                return Ok(v.map(Cow::Borrowed));
+            }
+            Arg::Const(c) => return Ok(p.consts.get(c as usize).map(Cow::Borrowed)),
+            Arg::None => return Ok(None),
+            Arg::Term(t) => t,
+        };
+        if depth > crate::program::MAX_TERM_DEPTH {
+            *cx.fault = Some("internal error: terms nest too deeply".into());
+            return Err(());
         }
+        let Some(code) = p.terms.get(t as usize) else { return Ok(None) };
+        let text = || p.term_texts.get(t as usize).cloned().unwrap_or_default();
+        Ok(match code {
+            TermCode::Arith { op, lhs, rhs } => {
+                let l = self.value(*lhs, input, cx, reads.as_deref_mut(), depth + 1)?;
+                let r = self.value(*rhs, input, cx, reads, depth + 1)?;
+                term::arith(*op, l.as_deref(), r.as_deref()).map(Cow::Owned)
+            }
+            TermCode::Func { func, arg } => {
+                let a = self.value(*arg, input, cx, reads, depth + 1)?;
+                term::func(*func, a.as_deref()).map(Cow::Owned)
+            }
+            TermCode::Now { field } => Some(Cow::Owned(term::now_field(*field, cx.env.now, &self.tz))),
+            TermCode::State { series, window, seconds } => {
+                let Some(s) = p.series.get(*series as usize) else { return Ok(None) };
+                let key: Vec<(&str, Option<&Value>)> = s
+                    .key
+                    .iter()
+                    .map(|k| (p.path_texts.get(*k as usize).map_or("", String::as_str), input.lookup(*k)))
+                    .collect();
+                let result = match term::window_range(*window, *seconds, cx.env.now, &self.tz) {
+                    Some(range) => term::read_state(cx.env, cx.host, *series, &s.name, &key, range),
+                    None => Err(format!("state error: the {} window of {} is out of range", window.name(), s.name)),
+                };
+                if let Some(r) = reads {
+                    r.push(ReadTrace::host(text(), result.clone().map(Value::Number)));
+                }
+                match result {
+                    Ok(n) => Some(Cow::Owned(Value::Number(n))),
+                    Err(e) => {
+                        *cx.fault = Some(e);
+                        return Err(());
+                    }
+                }
+            }
+            TermCode::Extern { ext, args } => {
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(self.value(*a, input, cx, reads.as_deref_mut(), depth + 1)?);
+                }
+                let Some(e) = p.externs.get(*ext as usize) else { return Ok(None) };
+                let refs: Vec<Option<&Value>> = values.iter().map(|v| v.as_deref()).collect();
+                let result = term::call_extern(cx.env, cx.host, *ext, &e.name, &e.params, &e.returns, &refs);
+                if let Some(r) = reads {
+                    r.push(ReadTrace::host(text(), result.clone()));
+                }
+                match result {
+                    Ok(v) => Some(Cow::Owned(v)),
+                    Err(e) => {
+                        *cx.fault = Some(e);
+                        return Err(());
+                    }
+                }
+            }
+        })
     }
 
     #[inline]
@@ -679,94 +1053,190 @@ impl Engine {
         atom: u32,
         site: u32,
         input: &mut I,
-        s: &mut Cache,
-        trace: Option<&mut Vec<AtomTrace>>,
-    ) -> bool {
+        memo: &mut Memo,
+        cx: &mut Cx<'_, '_>,
+        trace: Option<&mut Vec<TraceStep>>,
+    ) -> Truth {
         let a = atom as usize;
-        let cached = s.atom_stamp.get(a) == Some(&s.generation);
-        if cached && trace.is_none() {
-            s.atom_value.get(a).copied().unwrap_or(false)
-        } else {
-            let Some(def) = self.program.atoms.get(a) else { return false };
-            let l = self.operand(def.lhs, input);
-            let r = self.operand(def.rhs, input);
-            let v = if cached {
-                s.atom_value.get(a).copied().unwrap_or(false)
-            } else {
-                match (def.op, self.sets.get(a).and_then(Option::as_ref), l) {
-                    (AtomOp::In, Some(set), Some(x)) => set_contains(set, x),
-                    (AtomOp::NotIn, Some(set), Some(x)) => !set_contains(set, x),
-                    _ => atom::eval(def.op, l, r, self.regexes.get(a).and_then(Option::as_ref)),
-                }
-            };
-            if let (Some(st), Some(val)) = (s.atom_stamp.get_mut(a), s.atom_value.get_mut(a)) {
-                *st = s.generation;
-                *val = v;
-            }
-            if let (Some(t), Some(site)) = (trace, self.program.sites.get(site as usize)) {
-                let mut read = Vec::new();
-                for (arg, v) in [(def.lhs, l), (def.rhs, r)] {
-                    if let Arg::Path(p) = arg {
-                        read.push(ReadTrace {
-                            path: self.program.path_texts.get(p as usize).cloned().unwrap_or_default(),
-                            value: v.cloned(),
-                            missing: v.is_none(),
-                        });
-                    }
-                }
-                t.push(AtomTrace {
-                    atom: site.text.clone(),
-                    span: site.span,
-                    line: site.line,
-                    column: site.column,
-                    read,
-                    result: v,
-                });
-            }
-            v
+        let cached = memo.get(a);
+        if let (Some(v), None) = (cached, &trace) {
+            return v;
         }
+        let Some(def) = self.program.atoms.get(a) else { return Truth::Fault };
+        let mut reads = trace.as_ref().map(|_| Vec::new());
+        let operands = self
+            .value(def.lhs, input, cx, reads.as_mut(), 0)
+            .and_then(|l| Ok((l, self.value(def.rhs, input, cx, reads.as_mut(), 0)?)));
+        let v = match (cached, &operands) {
+            (Some(v), _) => v,
+            (None, Err(())) => Truth::Fault,
+            (None, Ok((l, r))) => Truth::of(match (def.op, self.sets.get(a).and_then(Option::as_ref), l) {
+                (AtomOp::In, Some(set), Some(x)) => set_contains(set, x),
+                (AtomOp::NotIn, Some(set), Some(x)) => !set_contains(set, x),
+                _ => atom::eval(def.op, l.as_deref(), r.as_deref(), self.regexes.get(a).and_then(Option::as_ref)),
+            }),
+        };
+        // A fault is not kept: evaluating the atom again meets the same failure through the
+        // memo of calls and reads, and sets its reason again.
+        if v != Truth::Fault {
+            memo.set(a, v);
+        }
+        if let (Some(t), Some(site), Some(read)) = (trace, self.program.sites.get(site as usize), reads) {
+            t.push(TraceStep::Atom(AtomTrace {
+                atom: site.text.clone(),
+                span: site.span,
+                line: site.line,
+                column: site.column,
+                read,
+                result: v == Truth::True,
+            }));
+        }
+        v
     }
 
-    /// Evaluates with a trace: every rule of every policy in order, no dispatch shortcuts.
-    fn evaluate_traced<'r, I: Input<'r>>(&self, input: &mut I, now: jiff::Timestamp) -> EvaluationResult {
+    /// Evaluates with a trace or exhaustively: every rule of every policy in order, no
+    /// dispatch shortcuts; exhaustively, past the deciding rule and past failures too.
+    fn evaluate_full<'r, I: Input<'r>>(
+        &self,
+        input: &mut I,
+        env: &Env<'_>,
+        mode: Mode,
+        scratch: &mut Scratch,
+    ) -> EvaluationResult {
         let p = &self.program;
-        let mut scratch = Scratch::default();
         scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
-        let mut entries = Vec::new();
-        let (gate, window, scope) = self.gate(input, now);
-        if let Some(passed) = window {
-            entries.push(TraceEntry::Gate(GateTrace { gate: "effective_window".into(), passed }));
+        // Native code when no trace is asked (the same decisions and calls as the bytecode).
+        let jit = if mode.trace { None } else { self.jit.get() };
+        if let Some(jit) = jit {
+            input.init_syms(&mut scratch.syms, p.paths.len());
+            for &path in jit.native_paths() {
+                self.sym(&mut scratch.syms, input, path);
+            }
         }
-        if let Some(passed) = scope {
-            entries.push(TraceEntry::Gate(GateTrace { gate: "card_scope".into(), passed }));
+        let mut entries = mode.trace.then(Vec::new);
+        let (gate, window, scope) = self.gate(input, env.now);
+        if let (Some(e), Some(passed)) = (entries.as_mut(), window) {
+            e.push(TraceEntry::Gate(GateTrace { gate: "effective_window".into(), passed }));
         }
-        if let Some(g) = gate {
-            let outcome = Outcome { bundle: BundleResult::Gate(g), policies: &[] };
-            return self.result(&outcome, Some(entries));
+        if let (Some(e), Some(passed)) = (entries.as_mut(), scope) {
+            e.push(TraceEntry::Gate(GateTrace { gate: "card_scope".into(), passed }));
         }
-        let mut results = Vec::with_capacity(p.policies.len());
+        let mut matches = mode.exhaustive.then(Vec::new);
+        let mut evaluated = 0u64;
+        let gated = match gate {
+            Some(g) => Some((BundleResult::Gate(g), None)),
+            None if !p.schema.is_empty() || !p.required.is_empty() => {
+                let reason = self.schema_gate(input);
+                if let Some(e) = entries.as_mut() {
+                    e.push(TraceEntry::Gate(GateTrace { gate: "schema".into(), passed: reason.is_none() }));
+                }
+                reason.map(|r| (BundleResult::Schema, Some(r)))
+            }
+            None => None,
+        };
+        if let Some((bundle, reason)) = gated {
+            let reasons: Vec<(u32, String)> = reason.map(|r| (u32::MAX, r)).into_iter().collect();
+            let mut r = self.result(&Outcome { bundle, policies: &[], reasons: &reasons }, entries);
+            if mode.exhaustive {
+                r.matches = Some(Vec::new());
+                r.rules_evaluated = Some(0);
+            }
+            self.finish(&mut r, input, env, scratch);
+            return r;
+        }
         for (pi, pol) in p.policies.iter().enumerate() {
             let mut rules = Vec::new();
-            let mut result = PolicyResult::Default;
+            let mut result = None;
             for &ri in &pol.order {
-                let mut atoms = Vec::new();
-                let held = self.rule_holds(pi, pol, ri, input, &mut scratch, Some(&mut atoms));
-                rules.push(RuleTrace {
-                    rule: pol.rules.get(ri as usize).map(|r| r.id.clone()).unwrap_or_default(),
-                    held,
-                    atoms,
-                });
-                if held {
-                    result = PolicyResult::Rule(ri);
+                let rule = pol.rules.get(ri as usize);
+                let mut steps = Vec::new();
+                let held = self.rule_holds(jit, pol, pi, ri, input, env, scratch, entries.as_ref().map(|_| &mut steps));
+                evaluated += 1;
+                let error = (held == Truth::Fault)
+                    .then(|| scratch.fault.clone().unwrap_or_else(|| policy::PANIC_FAULT.to_owned()));
+                if entries.is_some() {
+                    rules.push(RuleTrace {
+                        rule: rule.map(|r| r.id.clone()).unwrap_or_default(),
+                        held: held == Truth::True,
+                        error: error.clone(),
+                        atoms: steps,
+                    });
+                }
+                if let (Some(m), Some(rule)) = (matches.as_mut(), rule) {
+                    match held {
+                        Truth::True => m.push(Match {
+                            policy_id: pol.id.clone(),
+                            rule_id: rule.id.clone(),
+                            effect: p.effects.get(rule.effect as usize).cloned(),
+                            error: None,
+                        }),
+                        Truth::Fault => m.push(Match {
+                            policy_id: pol.id.clone(),
+                            rule_id: rule.id.clone(),
+                            effect: None,
+                            error: error.clone(),
+                        }),
+                        Truth::False => {}
+                    }
+                }
+                if result.is_none() {
+                    match held {
+                        Truth::False => {}
+                        Truth::True => result = Some(self.decided_by(pi, ri, input, env, scratch)),
+                        Truth::Fault => {
+                            scratch.policy_fault(pi);
+                            result = Some(PolicyResult::Fault(ri));
+                        }
+                    }
+                }
+                scratch.fault = None;
+                if result.is_some() && !mode.exhaustive {
                     break;
                 }
             }
-            results.push(result);
-            let kind = self.kind(results.len() - 1, result).to_owned();
-            entries.push(TraceEntry::Policy(PolicyTrace { policy: pol.id.clone(), rules, decision: kind }));
+            let result = result.unwrap_or(PolicyResult::Default);
+            scratch.results.push(result);
+            if let Some(e) = entries.as_mut() {
+                let kind = self.kind(pi, result).to_owned();
+                e.push(TraceEntry::Policy(PolicyTrace { policy: pol.id.clone(), rules, decision: kind }));
+            }
         }
-        let bundle = self.combine(&results);
-        self.result(&Outcome { bundle, policies: &results }, Some(entries))
+        let bundle = self.combine(&scratch.results);
+        let (policies, reasons) = (scratch.results.clone(), scratch.reasons.clone());
+        let mut r = self.result(&Outcome { bundle, policies: &policies, reasons: &reasons }, entries);
+        if mode.exhaustive {
+            r.matches = matches;
+            r.rules_evaluated = Some(evaluated);
+        }
+        self.finish(&mut r, input, env, scratch);
+        r
+    }
+
+    /// Adds what a stateful decision carries: its id, the updates its kind makes (LANGUAGE.md
+    /// §5.2: every series whose `on` holds the bundle decision's kind and whose `add` is a number
+    /// on this request, with its key values) and the holds among them.
+    fn finish<'r, I: Input<'r>>(&self, r: &mut EvaluationResult, input: &mut I, env: &Env<'_>, scratch: &mut Scratch) {
+        let p = &self.program;
+        if p.series.is_empty() {
+            return;
+        }
+        r.decision_id = Some(env.decision_id.map_or_else(crate::state::new_decision_id, str::to_owned));
+        let Some(kind) = p.effects.iter().position(|e| *e == r.decision.kind) else { return };
+        let mut cx = Cx { env, host: &mut scratch.host, fault: &mut scratch.fault };
+        for s in &p.series {
+            if !s.on.iter().any(|e| *e as usize == kind) {
+                continue;
+            }
+            let Ok(Some(amount)) = self.value(s.add, input, &mut cx, None, 0) else { continue };
+            let Value::Number(amount) = amount.into_owned() else { continue };
+            let key: Option<Vec<Value>> =
+                s.key.iter().map(|k| input.lookup(*k).filter(|v| term::is_key_value(v)).cloned()).collect();
+            let Some(key) = key else { continue };
+            if s.hold {
+                r.holds.push(Hold { state: s.name.clone(), key: key.clone(), amount: amount.clone() });
+            }
+            r.updates.push(crate::state::Update { state: s.name.clone(), key, amount, hold: s.hold });
+        }
     }
 
     /// The effect name (or `not_applicable`) of a policy result.
@@ -774,39 +1244,73 @@ impl Engine {
         self.effect_of(pi, r).and_then(|e| self.program.effects.get(e as usize)).map_or(NOT_APPLICABLE, String::as_str)
     }
 
-    fn policy_decision(&self, pi: usize, r: PolicyResult) -> Decision {
-        let Some(pol) = self.program.policies.get(pi) else { return Decision::bare(NOT_APPLICABLE, "") };
-        match r {
-            PolicyResult::Rule(ri) => {
-                let rule = pol.rules.get(ri as usize);
-                Decision {
-                    kind: self.kind(pi, r).to_owned(),
-                    matched_policy_id: Some(pol.id.clone()),
-                    matched_rule_id: rule.map(|r| r.id.clone()),
-                    reason: rule.map(|r| r.reason.clone()).unwrap_or_default(),
-                    codes: rule.map(|r| r.codes.clone()).unwrap_or_default(),
-                    obligations: rule.map(|r| r.obligations.clone()).unwrap_or_default(),
-                }
+    /// A policy's decision, borrowed from the engine's tables (and the outcome's reasons).
+    pub fn policy_ref<'a>(&'a self, pi: usize, r: PolicyResult, reasons: &'a [(u32, String)]) -> DecisionRef<'a> {
+        let pol = self.program.policies.get(pi);
+        let rule = |ri: u32| pol.and_then(|p| p.rules.get(ri as usize));
+        let computed = reasons.iter().find(|(p, _)| *p as usize == pi).map(|(_, m)| m.as_str());
+        let (rule_id, reason) = match r {
+            PolicyResult::Rule(ri) => (
+                rule(ri).map(|r| r.id.as_str()),
+                computed.unwrap_or_else(|| rule(ri).map_or("", |r| r.reason.as_str())),
+            ),
+            PolicyResult::Default => (None, pol.map_or("", |p| p.default_reason.as_str())),
+            PolicyResult::Fault(ri) => (rule(ri).map(|r| r.id.as_str()), computed.unwrap_or(policy::PANIC_FAULT)),
+        };
+        DecisionRef { kind: self.kind(pi, r), policy_id: pol.map(|p| p.id.as_str()), rule_id, reason }
+    }
+
+    /// The bundle's decision of an outcome, borrowed (no allocation): what a service that needs
+    /// only the kind, the deciding rule and the reason reads.
+    pub fn decision_ref<'a>(&'a self, outcome: &Outcome<'a>) -> DecisionRef<'a> {
+        let most_severe = self.program.effects.first().map_or("deny", String::as_str);
+        match outcome.bundle {
+            BundleResult::Policy(i) => {
+                let r = outcome.policies.get(i).copied().unwrap_or(PolicyResult::Default);
+                self.policy_ref(i, r, outcome.reasons)
             }
-            PolicyResult::Default => Decision {
-                kind: self.kind(pi, r).to_owned(),
-                matched_policy_id: Some(pol.id.clone()),
-                matched_rule_id: None,
-                reason: pol.default_reason.clone(),
-                codes: Vec::new(),
-                obligations: Map::new(),
+            BundleResult::Gate(g) => {
+                DecisionRef { kind: most_severe, policy_id: None, rule_id: None, reason: g.reason() }
+            }
+            BundleResult::Schema => DecisionRef {
+                kind: most_severe,
+                policy_id: None,
+                rule_id: None,
+                reason: outcome.reasons.iter().find(|(p, _)| *p == u32::MAX).map_or(policy::SCHEMA_REASON, |(_, m)| m),
             },
+            BundleResult::NotApplicable => {
+                DecisionRef { kind: NOT_APPLICABLE, policy_id: None, rule_id: None, reason: policy::NO_POLICY_APPLIED }
+            }
         }
     }
 
-    /// The full, JSON-ready result of an outcome.
+    fn policy_decision(&self, pi: usize, r: PolicyResult, reasons: &[(u32, String)]) -> Decision {
+        let d = self.policy_ref(pi, r, reasons);
+        let rule = match r {
+            PolicyResult::Rule(ri) => self.program.policies.get(pi).and_then(|p| p.rules.get(ri as usize)),
+            PolicyResult::Default | PolicyResult::Fault(_) => None,
+        };
+        Decision {
+            kind: d.kind.to_owned(),
+            matched_policy_id: d.policy_id.map(str::to_owned),
+            matched_rule_id: d.rule_id.map(str::to_owned),
+            reason: d.reason.to_owned(),
+            codes: rule.map(|r| r.codes.clone()).unwrap_or_default(),
+            obligations: rule.map(|r| r.obligations.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The full, JSON-ready result of an outcome (without the stateful fields, which
+    /// [`Engine::evaluate`] adds).
     pub fn result(&self, outcome: &Outcome<'_>, trace: Option<Vec<TraceEntry>>) -> EvaluationResult {
         let p = &self.program;
         let policy_decisions: Vec<Decision> =
-            outcome.policies.iter().enumerate().map(|(i, r)| self.policy_decision(i, *r)).collect();
+            outcome.policies.iter().enumerate().map(|(i, r)| self.policy_decision(i, *r, outcome.reasons)).collect();
         let decision = match outcome.bundle {
-            BundleResult::Gate(g) => Decision::bare(p.effects.first().map_or("deny", String::as_str), g.reason()),
-            BundleResult::NotApplicable => Decision::bare(NOT_APPLICABLE, policy::NO_POLICY_APPLIED),
+            BundleResult::Gate(_) | BundleResult::Schema | BundleResult::NotApplicable => {
+                let d = self.decision_ref(outcome);
+                Decision::bare(d.kind, d.reason)
+            }
             BundleResult::Policy(i) => {
                 let mut d = policy_decisions.get(i).cloned().unwrap_or_else(|| Decision::bare(NOT_APPLICABLE, ""));
                 let mut merged = Map::new();
@@ -827,7 +1331,12 @@ impl Engine {
             fingerprint: p.fingerprint.clone(),
             decision,
             policy_decisions,
+            decision_id: None,
+            holds: Vec::new(),
+            matches: None,
+            rules_evaluated: None,
             trace,
+            updates: Vec::new(),
         }
     }
 }

@@ -1,16 +1,27 @@
 //! The audit log: one JSON line per evaluation, registration, condition assertion and reload
-//! event, written by one writer thread.
+//! event, written by one writer thread *before* the answer that reports it leaves.
 //!
-//! Request handlers hand finished lines to a bounded channel; when it is full they wait (async,
-//! without blocking a runtime thread) rather than drop a line, so the log is complete. The
-//! writer batches whatever is queued and flushes once per batch; under load it polls the queue
-//! every millisecond instead of being woken per line. Closing
-//! ([`AuditSink::close`]) is a message in the same queue: every line sent before it is written
-//! and flushed before `close` returns, which graceful shutdown relies on.
+//! Group commit: handlers queue a line with a completion in a bounded channel (they wait for
+//! room, async, rather than drop a line). The writer blocks until a line arrives, takes
+//! everything queued behind it (a batch, up to [`MAX_BATCH`] bytes), writes the batch with one
+//! `write` to the file (opened for appending), with `fsync` durability also `fdatasync`s it, and
+//! only then completes every line of the batch. A handler answers after its line's completion,
+//! so an answered decision is always in the file: a process killed with SIGKILL has handed it to
+//! the kernel already (with `fsync`, it is on disk and survives a power loss too). While the
+//! writer writes one batch, the next one gathers, so the log costs one system call (and one
+//! wake-up) per batch, not per line. When a write fails, every line of its batch completes with
+//! the error and the handlers answer 503 instead of their decisions (fail closed).
+//!
+//! Closing ([`AuditSink::close`]) is a message in the same queue: every line queued before it is
+//! written before `close` returns, which graceful shutdown relies on.
+//!
+//! Lines are built here too: [`line`] for events with a few fields, [`EvaluationLine`] for the
+//! evaluation path (serialized straight from the result). New fields go into those two places.
 
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Where audit lines go.
@@ -21,71 +32,203 @@ pub enum AuditTarget {
     File(PathBuf),
 }
 
+impl AuditTarget {
+    fn describe(&self) -> String {
+        match self {
+            AuditTarget::Stdout => "standard output".into(),
+            AuditTarget::File(p) => format!("`{}`", p.display()),
+        }
+    }
+}
+
+/// How the audit log is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditOptions {
+    pub target: AuditTarget,
+    /// Lines queued for the writer before handlers wait for room.
+    pub capacity: usize,
+    /// `fdatasync` each batch before its lines complete (durable across power loss).
+    pub fsync: bool,
+}
+
+/// A batch is written once it holds this many bytes, even if more lines are queued.
+pub const MAX_BATCH: usize = 1024 * 1024;
+
+/// Why the audit log cannot be started or written.
+#[derive(Debug)]
+pub enum AuditError {
+    /// The file cannot be opened for appending.
+    Open(OpenError),
+    /// `fsync` durability was asked for a target that cannot be synced (a pipe, a terminal).
+    Sync(SyncError),
+    /// The writer thread cannot be started.
+    Thread(ThreadError),
+    /// A batch could not be written (or synced): its lines are not in the log.
+    Write(WriteError),
+    /// The writer has stopped (the server is shutting down).
+    Closed(ClosedError),
+}
+
+#[derive(Debug)]
+pub struct OpenError {
+    pub target: AuditTarget,
+    pub source: std::io::Error,
+}
+
+#[derive(Debug)]
+pub struct SyncError {
+    pub target: AuditTarget,
+    pub source: std::io::Error,
+}
+
+#[derive(Debug)]
+pub struct ThreadError {
+    pub source: std::io::Error,
+}
+
+/// Shared by every line of the failed batch.
+#[derive(Debug, Clone)]
+pub struct WriteError {
+    pub source: Arc<std::io::Error>,
+    /// Whether the write succeeded and the `fdatasync` failed.
+    pub sync: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosedError;
+
+impl std::fmt::Display for AuditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditError::Open(e) => write!(f, "cannot open the audit log {}: {}", e.target.describe(), e.source),
+            AuditError::Sync(e) => write!(
+                f,
+                "the audit log {} cannot be synced ({}): --audit-fsync needs a file (--audit FILE)",
+                e.target.describe(),
+                e.source
+            ),
+            AuditError::Thread(e) => write!(f, "cannot start the audit writer: {}", e.source),
+            AuditError::Write(e) if e.sync => write!(f, "cannot sync the audit log: {}", e.source),
+            AuditError::Write(e) => write!(f, "cannot write the audit log: {}", e.source),
+            AuditError::Closed(_) => write!(f, "the audit log is closed"),
+        }
+    }
+}
+
+impl std::error::Error for AuditError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AuditError::Open(e) => Some(&e.source),
+            AuditError::Sync(e) => Some(&e.source),
+            AuditError::Thread(e) => Some(&e.source),
+            AuditError::Write(e) => Some(&*e.source),
+            AuditError::Closed(_) => None,
+        }
+    }
+}
+
+/// What runs once a line is written (or failed to be): typically it sends the answer that
+/// reports the line to its handler. It runs on the writer thread: it must be quick.
+pub type OnWritten = Box<dyn FnOnce(Result<(), AuditError>) + Send>;
+
 enum Msg {
-    Line(String),
+    Line(String, OnWritten),
     Close(oneshot::Sender<()>),
 }
 
 /// The sending side, shared by every handler.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditSink {
     tx: mpsc::Sender<Msg>,
 }
 
-impl std::fmt::Debug for Msg {
+impl std::fmt::Debug for AuditSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Msg::Line(l) => write!(f, "Line({l})"),
-            Msg::Close(_) => f.write_str("Close"),
-        }
+        f.write_str("AuditSink")
     }
 }
 
+/// A completion that hands the result to an awaiting task.
+fn notify(tx: oneshot::Sender<Result<(), AuditError>>) -> OnWritten {
+    Box::new(move |r| {
+        let _ = tx.send(r);
+    })
+}
+
+fn closed() -> AuditError {
+    AuditError::Closed(ClosedError)
+}
+
 impl AuditSink {
-    /// Opens the target and starts the writer thread.
-    pub fn start(target: &AuditTarget, capacity: usize) -> Result<AuditSink, String> {
-        let out: Box<dyn Write + Send> = match target {
-            AuditTarget::Stdout => Box::new(std::io::stdout()),
-            AuditTarget::File(p) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| format!("cannot open the audit log {}: {e}", p.display()))?,
-            ),
+    /// Opens the target and starts the writer thread. With `fsync`, the target must accept it.
+    pub fn start(options: &AuditOptions) -> Result<AuditSink, AuditError> {
+        let out = match &options.target {
+            AuditTarget::Stdout => {
+                // A descriptor of our own, so each batch is one `write` (no line buffering).
+                use std::os::fd::AsFd;
+                std::io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map(std::fs::File::from)
+                    .map_err(|source| AuditError::Open(OpenError { target: options.target.clone(), source }))?
+            }
+            AuditTarget::File(p) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|source| AuditError::Open(OpenError { target: options.target.clone(), source }))?,
         };
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        if options.fsync {
+            out.sync_data().map_err(|source| AuditError::Sync(SyncError { target: options.target.clone(), source }))?;
+        }
+        // A process killed while writing a batch may have left a partial last line: end it.
+        let torn = match &options.target {
+            AuditTarget::File(p) => ends_mid_line(p),
+            AuditTarget::Stdout => false,
+        };
+        let (tx, rx) = mpsc::channel(options.capacity.max(1));
+        let fsync = options.fsync;
         std::thread::Builder::new()
             .name("verdict-audit".into())
-            .spawn(move || writer(rx, out))
-            .map_err(|e| format!("cannot start the audit writer: {e}"))?;
+            .spawn(move || writer(rx, out, fsync, torn))
+            .map_err(|source| AuditError::Thread(ThreadError { source }))?;
         Ok(AuditSink { tx })
     }
 
-    /// Queues one event; `fields` are written after `time` and `event`.
-    pub async fn emit(&self, event: &str, fields: Map<String, Value>) {
-        if self.tx.send(Msg::Line(line(event, fields))).await.is_err() {
-            tracing::error!(event, "audit log is closed; event not written");
-        }
+    /// Queues a line (one JSON object, no newline) and returns once it is written.
+    pub async fn write(&self, line: String) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Line(line, notify(tx))).await.map_err(|_| closed())?;
+        rx.await.unwrap_or_else(|_| Err(closed()))
     }
 
-    /// Queues a line already serialized (one JSON object starting with `time` and `event`, no
-    /// newline): the evaluation path builds its line without an intermediate `Value`.
-    pub async fn emit_line(&self, line: String) {
-        if self.tx.send(Msg::Line(line)).await.is_err() {
-            tracing::error!("audit log is closed; event not written");
+    /// Writes one event; `fields` are written after `time` and `event`.
+    pub async fn emit(&self, event: &str, fields: Map<String, Value>) -> Result<(), AuditError> {
+        self.write(line(event, fields)).await
+    }
+
+    /// Queues a line from a blocking thread (not an async task); `done` runs once it is written
+    /// or failed. Waits for room in the queue when it is full.
+    pub fn submit_blocking(&self, line: String, done: OnWritten) {
+        // Most of the time there is room: no need for `blocking_send`'s parking machinery.
+        let msg = match self.tx.try_send(Msg::Line(line, done)) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,
+        };
+        if let Err(mpsc::error::SendError(Msg::Line(_, done))) = self.tx.blocking_send(msg) {
+            done(Err(closed()));
         }
     }
 
     /// [`AuditSink::emit`] from a thread outside the async runtime (reloads run on blocking
-    /// threads).
-    pub fn emit_blocking(&self, event: &str, fields: Map<String, Value>) {
-        if self.tx.blocking_send(Msg::Line(line(event, fields))).is_err() {
-            tracing::error!(event, "audit log is closed; event not written");
-        }
+    /// threads): returns once the line is written.
+    pub fn emit_blocking(&self, event: &str, fields: Map<String, Value>) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit_blocking(line(event, fields), notify(tx));
+        rx.blocking_recv().unwrap_or_else(|_| Err(closed()))
     }
 
-    /// Writes and flushes everything queued so far, then stops the writer.
+    /// Writes everything queued so far, then stops the writer.
     pub async fn close(&self) {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Close(ack)).await.is_ok() {
@@ -95,7 +238,7 @@ impl AuditSink {
 }
 
 /// One JSON line: `time`, `event`, then the fields.
-fn line(event: &str, fields: Map<String, Value>) -> String {
+pub fn line(event: &str, fields: Map<String, Value>) -> String {
     let mut m = Map::with_capacity(fields.len() + 2);
     m.insert("time".into(), Value::String(jiff::Timestamp::now().to_string()));
     m.insert("event".into(), Value::String(event.to_owned()));
@@ -103,67 +246,89 @@ fn line(event: &str, fields: Map<String, Value>) -> String {
     Value::Object(m).to_string()
 }
 
-/// The writer drains the queue every millisecond while lines keep coming, so busy handlers
-/// never pay for waking it; after [`IDLE_ROUNDS`] empty rounds it blocks until the next line.
-const IDLE_ROUNDS: u32 = 50;
+/// The audit line of one evaluation (serialized straight from the result, without an
+/// intermediate `Value`). Fields are written in this order.
+#[derive(serde::Serialize)]
+pub struct EvaluationLine<'a> {
+    pub time: String,
+    pub event: &'static str,
+    pub correlation_id: &'a str,
+    pub caller: &'static str,
+    pub bundle_id: &'a str,
+    pub bundle_version: &'a str,
+    pub fingerprint: &'a str,
+    /// `sha256:` of the bytes the bundle was loaded from (the fingerprint is the bundle's claim).
+    pub bundle_digest: &'a str,
+    pub decision: &'a str,
+    pub matched_policy_id: Option<&'a str>,
+    pub matched_rule_id: Option<&'a str>,
+    pub reason: &'a str,
+    pub codes: &'a [String],
+}
 
-fn writer(mut rx: mpsc::Receiver<Msg>, out: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let mut failed = false;
-    let mut idle = 0u32;
+/// Whether a file is not empty and does not end with a newline.
+fn ends_mid_line(path: &std::path::Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last != *b"\n"
+}
+
+/// The writer thread: one batch at a time, each written with one `write` (and one
+/// `fdatasync` with `fsync`), then completed. `torn`: the file ends in a partial line (a failed
+/// write leaves one too), so the next batch starts on a new line.
+fn writer(mut rx: mpsc::Receiver<Msg>, mut out: std::fs::File, fsync: bool, mut torn: bool) {
+    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut waiting: Vec<OnWritten> = Vec::with_capacity(256);
     loop {
-        let mut wrote = false;
-        loop {
-            let msg = match rx.try_recv() {
-                Ok(m) => m,
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    let _ = out.flush();
-                    return;
-                }
-            };
+        let Some(first) = rx.blocking_recv() else { return };
+        let mut close = None;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
             match msg {
-                Msg::Line(l) => {
-                    if let Err(e) = out.write_all(l.as_bytes()).and_then(|()| out.write_all(b"\n")) {
-                        if !failed {
-                            tracing::error!(error = %e, "cannot write the audit log");
-                        }
-                        failed = true;
-                    }
-                    wrote = true;
+                Msg::Line(text, done) => {
+                    batch.extend_from_slice(text.as_bytes());
+                    batch.push(b'\n');
+                    waiting.push(done);
                 }
                 Msg::Close(ack) => {
-                    let _ = out.flush();
-                    let _ = ack.send(());
-                    return;
+                    close = Some(ack);
+                    break;
                 }
             }
-        }
-        if wrote {
-            if let Err(e) = out.flush() {
-                tracing::error!(error = %e, "cannot flush the audit log");
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
-            idle = 0;
-        } else {
-            idle += 1;
         }
-        if idle < IDLE_ROUNDS {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            continue;
+        if !batch.is_empty() {
+            let result = commit(&mut out, &batch, fsync, &mut torn);
+            if let Err(e) = &result {
+                tracing::error!(error = %e.source, lines = waiting.len(), "cannot write the audit log; the batch's requests are answered 503");
+            }
+            for done in waiting.drain(..) {
+                done(result.clone().map_err(AuditError::Write));
+            }
+            batch.clear();
         }
-        // Quiet: block until the next message, then go back to draining.
-        match rx.blocking_recv() {
-            Some(Msg::Line(l)) => {
-                let _ = out.write_all(l.as_bytes()).and_then(|()| out.write_all(b"\n"));
-                let _ = out.flush();
-                idle = 0;
-            }
-            Some(Msg::Close(ack)) => {
-                let _ = out.flush();
-                let _ = ack.send(());
-                return;
-            }
-            None => return,
+        if let Some(ack) = close {
+            let _ = ack.send(());
+            return;
         }
     }
+}
+
+/// Writes one batch (and syncs it with `fsync`).
+fn commit(out: &mut std::fs::File, batch: &[u8], fsync: bool, torn: &mut bool) -> Result<(), WriteError> {
+    if *torn {
+        out.write_all(b"\n").map_err(|e| WriteError { source: Arc::new(e), sync: false })?;
+        *torn = false;
+    }
+    if let Err(e) = out.write_all(batch) {
+        *torn = true;
+        return Err(WriteError { source: Arc::new(e), sync: false });
+    }
+    if fsync {
+        out.sync_data().map_err(|e| WriteError { source: Arc::new(e), sync: true })?;
+    }
+    Ok(())
 }

@@ -40,6 +40,34 @@ impl Caller {
     }
 }
 
+/// Why the tokens are unusable (every protected route then answers 503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthProblem {
+    /// Nothing was configured (the default of an in-process server).
+    Unconfigured,
+    /// One of the two variables is missing or empty.
+    Missing,
+    /// A token is not 32 to 256 visible ASCII characters.
+    Invalid,
+    /// Both variables hold the same token.
+    Same,
+}
+
+impl std::fmt::Display for AuthProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthProblem::Unconfigured => write!(f, "no tokens configured"),
+            AuthProblem::Missing => write!(f, "{ADMIN_TOKEN_ENV} and {EVALUATE_TOKEN_ENV} must both be set"),
+            AuthProblem::Invalid => {
+                write!(f, "{ADMIN_TOKEN_ENV} and {EVALUATE_TOKEN_ENV} must be 32 to 256 visible ASCII characters")
+            }
+            AuthProblem::Same => write!(f, "{ADMIN_TOKEN_ENV} and {EVALUATE_TOKEN_ENV} must differ"),
+        }
+    }
+}
+
+impl std::error::Error for AuthProblem {}
+
 /// The service's authorization configuration.
 #[derive(Clone)]
 pub enum Auth {
@@ -48,7 +76,7 @@ pub enum Auth {
         evaluator: String,
     },
     /// Tokens missing or invalid: protected routes answer 503. The reason is logged at start.
-    Misconfigured(String),
+    Misconfigured(AuthProblem),
     /// No authorization at all (local use only).
     Disabled,
 }
@@ -68,15 +96,13 @@ impl Auth {
     /// Checks two configured tokens; any problem is a misconfiguration (fail closed).
     pub fn from_tokens(admin: Option<String>, evaluator: Option<String>) -> Auth {
         let (Some(admin), Some(evaluator)) = (admin, evaluator) else {
-            return Auth::Misconfigured(format!("{ADMIN_TOKEN_ENV} and {EVALUATE_TOKEN_ENV} must both be set"));
+            return Auth::Misconfigured(AuthProblem::Missing);
         };
         if !valid_token(&admin) || !valid_token(&evaluator) {
-            return Auth::Misconfigured(format!(
-                "{ADMIN_TOKEN_ENV} and {EVALUATE_TOKEN_ENV} must be 32 to 256 visible ASCII characters"
-            ));
+            return Auth::Misconfigured(AuthProblem::Invalid);
         }
         if bool::from(admin.as_bytes().ct_eq(evaluator.as_bytes())) {
-            return Auth::Misconfigured(format!("{ADMIN_TOKEN_ENV} and {EVALUATE_TOKEN_ENV} must differ"));
+            return Auth::Misconfigured(AuthProblem::Same);
         }
         Auth::Tokens { admin, evaluator }
     }

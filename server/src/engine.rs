@@ -5,12 +5,68 @@
 //! picks the fastest backend available: the runtime's engine on the Cranelift JIT, or on the VM
 //! where the JIT is unavailable (logged once per bundle); the reference interpreter remains as the
 //! last resort if the runtime refuses a program (which would be a compiler bug, also logged).
+//!
+//! Every call into the runtime's engine API is in this file, so a change of that API (an
+//! environment parameter, say) changes one place of the service.
 
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::ir;
 use verdict_runtime::decision::EvaluationResult;
+use verdict_runtime::env::{Env, Mode};
+use verdict_runtime::program::VerifyError;
 use verdict_runtime::request::Request;
+use verdict_runtime::signature::{Signer, TrustedKeys};
 use verdict_runtime::{artifact, vm};
+
+/// Why a bundle cannot be made ready to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// A `.vdc` artifact refused by its loader (header, checksum, format, verifier).
+    Artifact(ArtifactRefused),
+    /// A compiled bundle that neither the runtime nor the interpreter accepts (a compiler bug).
+    Unpreparable(Unpreparable),
+}
+
+/// A `.vdc` artifact refused by [`artifact::read`] or by the runtime's verifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRefused {
+    pub source: ArtifactCause,
+}
+
+/// What refused an artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactCause {
+    /// The signature, header, checksum, format or verifier (through `artifact::read_trusted`).
+    Read(verdict_runtime::signature::TrustError),
+    Verify(VerifyError),
+}
+
+/// A compiled bundle that the runtime refused and the interpreter could not prepare either.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpreparable {
+    pub bundle_id: String,
+    pub runtime: VerifyError,
+    /// Why the interpreter could not prepare it.
+    pub interpreter: String,
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Artifact(e) => match &e.source {
+                ArtifactCause::Read(r) => write!(f, "{r}"),
+                ArtifactCause::Verify(v) => write!(f, "the runtime refuses the artifact's program: {v}"),
+            },
+            EngineError::Unpreparable(e) => write!(
+                f,
+                "bundle `{}` cannot be prepared: the runtime refuses it ({}) and so does the interpreter ({})",
+                e.bundle_id, e.runtime, e.interpreter
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
 
 self_cell::self_cell!(
     /// A bundle and the interpreter that borrows it, owned together so the pair can live in an
@@ -35,26 +91,30 @@ pub enum Engine {
 
 impl Engine {
     /// Prepares a compiled bundle with the fastest backend available.
-    pub fn new(bundle: ir::Bundle) -> Result<Engine, String> {
+    pub fn new(bundle: ir::Bundle) -> Result<Engine, EngineError> {
         match vm::Engine::new(verdict_compiler::codegen::program(&bundle)) {
             Ok(engine) => {
                 warn_fallback(&engine);
                 Ok(Engine::Native { bundle: Some(Box::new(bundle)), engine: Box::new(engine) })
             }
-            Err(e) => {
-                tracing::error!(bundle = %bundle.id, "the runtime refused the compiled program ({e}); using the interpreter");
-                InterpCell::try_new(bundle, |b| Interpreter::new(b)).map(Engine::Interp).map_err(|e| e.0)
+            Err(runtime) => {
+                tracing::error!(bundle = %bundle.id, "the runtime refused the compiled program ({runtime}); using the interpreter");
+                let bundle_id = bundle.id.clone();
+                InterpCell::try_new(bundle, |b| Interpreter::new(b)).map(Engine::Interp).map_err(|e| {
+                    EngineError::Unpreparable(Unpreparable { bundle_id, runtime, interpreter: e.to_string() })
+                })
             }
         }
     }
 
-    /// Loads a `.vdc` artifact: header, checksum and program verification first (a refusal says
-    /// why), then the fastest backend.
-    pub fn from_artifact(bytes: &[u8]) -> Result<Engine, String> {
-        let program = artifact::read(bytes).map_err(|e| e.to_string())?;
-        let engine = vm::Engine::new(program).map_err(|e| e.to_string())?;
+    /// Loads a `.vdc` artifact: its signature under the trusted keys, header, checksum and program
+    /// verification first (a refusal says why), then the fastest backend. Also says who signed it.
+    pub fn from_artifact(bytes: &[u8], keys: &TrustedKeys) -> Result<(Engine, Signer), EngineError> {
+        let refused = |source| EngineError::Artifact(ArtifactRefused { source });
+        let trusted = artifact::read_trusted(bytes, keys).map_err(|e| refused(ArtifactCause::Read(e)))?;
+        let engine = vm::Engine::new(trusted.program).map_err(|e| refused(ArtifactCause::Verify(e)))?;
         warn_fallback(&engine);
-        Ok(Engine::Native { bundle: None, engine: Box::new(engine) })
+        Ok((Engine::Native { bundle: None, engine: Box::new(engine) }, trusted.signer))
     }
 
     /// The backend's name, as `GET /version` reports it.
@@ -150,13 +210,27 @@ impl Engine {
         })
     }
 
-    /// Evaluates one request at `now`; with `trace`, records every step.
-    pub fn evaluate(&self, req: &Request, now: jiff::Timestamp, trace: bool) -> EvaluationResult {
+    /// Evaluates one request in its environment.
+    pub fn evaluate(&self, req: &Request, env: &Env<'_>, mode: Mode) -> EvaluationResult {
         match self {
-            Engine::Native { engine, .. } => engine.evaluate(req, now, trace),
-            Engine::Interp(c) => c.borrow_dependent().evaluate(req, now, trace),
+            Engine::Native { engine, .. } => engine.evaluate(req, env, mode),
+            Engine::Interp(c) => c.borrow_dependent().evaluate(req, env, mode),
         }
     }
+}
+
+/// Why a source bundle is refused where trusted keys are configured.
+pub const SOURCE_UNTRUSTED: &str = "not a signed artifact: trusted keys are configured, so only artifacts signed by one of them load (compile with `verdict compile --sign KEY`)";
+
+/// What `GET /bundles/{id}` shows for an artifact: [`Engine::describe`] with the digest of the
+/// bytes loaded and the trusted key that signed them (or `null`).
+pub fn describe_artifact(engine: &Engine, digest: &str, signer: Signer) -> serde_json::Value {
+    let mut json = engine.describe();
+    if let serde_json::Value::Object(m) = &mut json {
+        m.insert("digest".into(), digest.into());
+        m.insert("signed_by".into(), signer.verified().map(|k| k.to_string()).into());
+    }
+    json
 }
 
 /// Says so in the log when an engine runs on the VM because the JIT is unavailable.

@@ -3,11 +3,19 @@
 //! Every protected handler runs the same steps in the same order: authorize (503/401/403),
 //! read the body within the size and time limits (413/408), parse it as unambiguous JSON (400),
 //! check its schema (422), then act (404, 409, …).
+//!
+//! An answer that reports something the audit log records (a decision, a registration, a
+//! condition assertion) leaves only after its audit line is written; if the line cannot be
+//! written, the answer is 503 instead. Decisions are evaluated on the evaluation threads unless
+//! they are known to be cheap ([`decide`]), compilations (sources, artifacts, cards) on blocking
+//! threads a bounded number at once, so no bundle can hold up the async workers.
 
 use crate::AppState;
+use crate::audit::{AuditError, EvaluationLine};
 use crate::auth::{Caller, Role};
 use crate::engine::Engine;
 use crate::error::ApiError;
+use crate::pool::INLINE_INPUT;
 use crate::store::{Loaded, Origin, Outcome, Put, PutError};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -20,10 +28,13 @@ use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::oneshot;
 use verdict_compiler::SourceKind;
 use verdict_compiler::card::{self, CardOptions, POSITIVE_STATUSES};
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request as Context;
+use verdict_runtime::signature;
 
 type St = State<Arc<AppState>>;
 
@@ -44,6 +55,30 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(no_store))
         .with_state(state)
+}
+
+/// The routes of the overflow lane (connections beyond the limit, see [`crate::conn`]): health
+/// and metrics are answered, everything else is told to retry.
+pub(crate) fn overflow_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(at_capacity)
+        .with_state(state)
+}
+
+async fn at_capacity() -> Response {
+    let mut resp = ApiError::new(503, "the server is at its connection limit; retry later").into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// 503 for an answer whose audit line could not be written (the answer is withheld).
+fn audit_failed(st: &AppState, e: &AuditError) -> ApiError {
+    st.metrics.audit_failed();
+    tracing::error!(error = %e, "answer withheld: its audit line is not written");
+    ApiError::new(503, "the audit log cannot be written")
 }
 
 /// `Cache-Control: no-store` on policy material and decisions.
@@ -243,35 +278,60 @@ fn diagnostics_json(file: &SourceFile, diags: &[verdict_compiler::diagnostic::Di
     )
 }
 
+/// Runs a compilation on a blocking thread, a bounded number at once.
+async fn compile_job<T: Send + 'static>(
+    st: &AppState,
+    job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = st.compile_slots.clone().acquire_owned().await.map_err(|_| ApiError::new(503, "shutting down"))?;
+    let done = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        job()
+    });
+    done.await.map_err(|_| ApiError::new(500, "compilation failed"))?
+}
+
 /// Compiles a bundle source on a blocking thread; 422 with the diagnostics when it has errors.
-async fn compile(name: &str, text: String, kind: SourceKind, origin: Origin) -> Result<Loaded, ApiError> {
+async fn compile(
+    st: &AppState,
+    name: &str,
+    text: String,
+    kind: SourceKind,
+    origin: Origin,
+) -> Result<Loaded, ApiError> {
     let name = name.to_owned();
-    let job = tokio::task::spawn_blocking(move || {
+    compile_job(st, move || {
         let file = SourceFile::new(name, text);
-        let compiled = verdict_compiler::compile_as(&file, kind);
+        let digest = signature::digest(file.text.as_bytes());
+        let compiled = verdict_compiler::compile_for_use_as(&file, kind);
         match compiled.bundle {
             Some(b) if !compiled.has_errors() => {
-                let engine = Engine::new(b).map_err(ApiError::invalid_request)?;
+                let engine = Engine::new(b).map_err(|e| ApiError::invalid_request(e.to_string()))?;
                 let json = engine.describe();
-                Ok(Loaded { engine, json, origin })
+                Ok(Loaded::new(engine, json, origin, digest, None))
             }
-            _ => Err(ApiError::invalid_request(crate::reload::describe_errors(&file, &compiled.diagnostics))
-                .with("errors", diagnostics_json(&file, &compiled.diagnostics))),
+            _ => Err(ApiError::invalid_request(
+                crate::reload::CompileErrors::of(&file, &compiled.diagnostics).to_string(),
+            )
+            .with("errors", diagnostics_json(&file, &compiled.diagnostics))),
         }
-    });
-    job.await.map_err(|_| ApiError::new(500, "compilation failed"))?
+    })
+    .await
 }
 
 /// Loads a `.vdc` artifact body on a blocking thread (the JIT compiles there); 422 with the
-/// loader's reason when it is refused (corrupt, tampered, truncated, another format version).
-async fn load_artifact(bytes: Bytes, origin: Origin) -> Result<Loaded, ApiError> {
-    let job = tokio::task::spawn_blocking(move || {
-        let engine = Engine::from_artifact(&bytes)
+/// loader's reason when it is refused (unsigned or badly signed under trusted keys, corrupt,
+/// tampered, truncated, another format version).
+async fn load_artifact(st: &AppState, bytes: Bytes, origin: Origin) -> Result<Loaded, ApiError> {
+    let keys = st.trusted_keys.clone();
+    compile_job(st, move || {
+        let (engine, signer) = Engine::from_artifact(&bytes, &keys)
             .map_err(|e| ApiError::invalid_request(format!("the artifact is refused: {e}")))?;
-        let json = engine.describe();
-        Ok(Loaded { engine, json, origin })
-    });
-    job.await.map_err(|_| ApiError::new(500, "loading the artifact failed"))?
+        let digest = signature::digest(&bytes);
+        let json = crate::engine::describe_artifact(&engine, &digest, signer);
+        Ok(Loaded::new(engine, json, origin, digest, signer.verified()))
+    })
+    .await
 }
 
 /// Reads, parses and compiles a bundle body: a compiled artifact (by content type or by its
@@ -279,7 +339,10 @@ async fn load_artifact(bytes: Bytes, origin: Origin) -> Result<Loaded, ApiError>
 async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Loaded, ApiError> {
     let bytes = read_body(st, headers, body).await?;
     if artifact_declared(headers) || verdict_runtime::artifact::is_artifact(&bytes) {
-        return load_artifact(bytes, Origin::Api).await;
+        return load_artifact(st, bytes, Origin::Api).await;
+    }
+    if !st.trusted_keys.is_empty() {
+        return Err(ApiError::invalid_request(crate::engine::SOURCE_UNTRUSTED));
     }
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_json("the body is not UTF-8"))?;
     let kind = source_kind(headers, &text)?;
@@ -288,7 +351,7 @@ async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<L
     } else if text.trim().is_empty() {
         return Err(ApiError::invalid_request("the request body is empty"));
     }
-    compile("request body", text, kind, Origin::Api).await
+    compile(st, "request body", text, kind, Origin::Api).await
 }
 
 fn put_error(e: PutError) -> ApiError {
@@ -310,6 +373,8 @@ struct Summary {
     id: String,
     version: String,
     fingerprint: String,
+    digest: String,
+    signed_by: Option<String>,
     policies: usize,
     origin: String,
 }
@@ -320,25 +385,35 @@ impl Summary {
             id: l.id().to_owned(),
             version: l.version().to_owned(),
             fingerprint: l.engine.fingerprint().to_owned(),
+            digest: l.digest.clone(),
+            signed_by: l.signer.map(|k| k.to_string()),
             policies: l.engine.policy_count(),
             origin: l.origin.describe(),
         }
     }
 }
 
-async fn audit_registration(st: &AppState, s: &Summary, caller: Caller, outcome: Outcome, more: Vec<(&str, Value)>) {
+async fn audit_registration(
+    st: &AppState,
+    s: &Summary,
+    caller: Caller,
+    outcome: Outcome,
+    more: Vec<(&str, Value)>,
+) -> Result<(), ApiError> {
     let event = if outcome == Outcome::Created { "bundle_registered" } else { "bundle_replaced" };
     tracing::info!(bundle_id = s.id, version = s.version, origin = s.origin, "{event}");
     let mut f = fields(vec![
         ("bundle_id", json!(s.id)),
         ("bundle_version", json!(s.version)),
         ("fingerprint", json!(s.fingerprint)),
+        ("bundle_digest", json!(s.digest)),
+        ("signed_by", json!(s.signed_by)),
         ("policy_count", json!(s.policies)),
         ("origin", json!(s.origin)),
         ("caller", json!(caller.as_str())),
     ]);
     f.extend(fields(more));
-    st.audit.emit(event, f).await;
+    st.audit.emit(event, f).await.map_err(|e| audit_failed(st, &e))
 }
 
 // --- Bundles ----------------------------------------------------------------------------------
@@ -353,8 +428,8 @@ async fn register_bundle(State(st): St, headers: HeaderMap, body: Body) -> Resul
     let loaded = bundle_body(&st, &headers, body).await?;
     let s = Summary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
-    audit_registration(&st, &s, caller, outcome, Vec::new()).await;
-    let body = json!({"bundle_id": s.id, "status": "registered", "version": s.version, "fingerprint": s.fingerprint});
+    audit_registration(&st, &s, caller, outcome, Vec::new()).await?;
+    let body = json!({"bundle_id": s.id, "status": "registered", "version": s.version, "fingerprint": s.fingerprint, "digest": s.digest});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -371,20 +446,29 @@ async fn put_bundle(
     }
     let s = Summary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Upsert).map_err(put_error)?;
-    audit_registration(&st, &s, caller, outcome, Vec::new()).await;
+    audit_registration(&st, &s, caller, outcome, Vec::new()).await?;
     let (status, word) = match outcome {
         Outcome::Created => (StatusCode::CREATED, "registered"),
         Outcome::Replaced => (StatusCode::OK, "replaced"),
     };
-    Ok((status, Json(json!({"bundle_id": id, "status": word, "version": s.version, "fingerprint": s.fingerprint})))
-        .into_response())
+    let body = json!({"bundle_id": id, "status": word, "version": s.version, "fingerprint": s.fingerprint, "digest": s.digest});
+    Ok((status, Json(body)).into_response())
 }
 
-async fn get_bundle(State(st): St, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// The bundle (its reference JSON, or an artifact's metadata), with the digest of the bytes it
+/// was loaded from in `Verdict-Bundle-Digest` (a header, so the JSON still registers as it is).
+async fn get_bundle(State(st): St, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     st.auth.check(&headers, Role::Admin)?;
     let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
-    Ok(Json(loaded.json.clone()))
+    let mut resp = Json(loaded.json.clone()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&loaded.digest) {
+        resp.headers_mut().insert(DIGEST_HEADER, v);
+    }
+    Ok(resp)
 }
+
+/// The response header of `GET /bundles/{id}` with the digest of the bytes loaded.
+const DIGEST_HEADER: &str = "verdict-bundle-digest";
 
 // --- Decision Cards ---------------------------------------------------------------------------
 
@@ -394,11 +478,17 @@ async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<
     let v = json_body(&bytes)?;
     // The whole body must have a canonical form, as the reference checks (no integer beyond ±2^53).
     card::canonical_json(&v).map_err(ApiError::bad_json)?;
+    let bare_card = card::looks_like_card(&v);
     let Value::Object(m) = v else {
         return Err(ApiError::invalid_request("the body must be an object"));
     };
     if let Some(k) = m.keys().find(|k| !["card", "attestation", "allowed_actions"].contains(&k.as_str())) {
-        return Err(ApiError::invalid_request(format!("unknown key `{k}`")));
+        let shape = "the body is `{card, attestation, allowed_actions}`";
+        return Err(ApiError::invalid_request(if bare_card {
+            format!("unknown key `{k}`: {shape}, with the Decision Card under `card`")
+        } else {
+            format!("unknown key `{k}`: {shape}")
+        }));
     }
     let card_value = match m.get("card") {
         Some(c @ Value::Object(_)) => c,
@@ -449,21 +539,27 @@ async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<
         trust = Some(t);
         buyer_id = Some(buyer.to_owned());
     }
-    let opts = CardOptions {
-        attestation,
-        trust: trust.as_ref(),
-        allowed_actions: allowed.as_deref(),
-        now: jiff::Timestamp::now(),
-    };
-    let out = card::compile(card_value, &opts).map_err(|e| refused(e.message))?;
-    let engine = Engine::new(out.bundle).map_err(refused)?;
-    let loaded = Loaded { engine, json: out.json.clone(), origin: Origin::Card };
-    let s = Summary::of(&loaded);
     let digest = card::card_digest(card_value).unwrap_or_default();
+    let card_digest = signature::digest(&bytes);
+    // Verifying the card and compiling its bundle (the JIT too) run on a blocking thread.
+    let (card_value, attestation) = (card_value.clone(), attestation.cloned());
+    let (loaded, json) = compile_job(&st, move || {
+        let opts = CardOptions {
+            attestation: attestation.as_ref(),
+            trust: trust.as_ref(),
+            allowed_actions: allowed.as_deref(),
+            now: jiff::Timestamp::now(),
+        };
+        let out = card::compile(&card_value, &opts).map_err(|e| refused(e.message))?;
+        let engine = Engine::new(out.bundle).map_err(|e| refused(e.to_string()))?;
+        Ok((Loaded::new(engine, out.json.clone(), Origin::Card, card_digest, None), out.json))
+    })
+    .await?;
+    let s = Summary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
     audit_registration(&st, &s, caller, outcome, vec![("card_hash", json!(digest)), ("buyer_id", json!(buyer_id))])
-        .await;
-    Ok((StatusCode::CREATED, Json(out.json)).into_response())
+        .await?;
+    Ok((StatusCode::CREATED, Json(json)).into_response())
 }
 
 async fn assert_condition(
@@ -513,25 +609,31 @@ async fn assert_condition(
                 ("caller", json!(caller.as_str())),
             ]),
         )
-        .await;
+        .await
+        .map_err(|e| audit_failed(&st, &e))?;
     Ok(Json(json!({"bundle_id": id, "condition_id": cid, "status": "asserted"})))
 }
 
 // --- Evaluation -------------------------------------------------------------------------------
 
-/// Evaluates one request: admin-asserted card conditions in, a decision, its metrics and its
-/// audit line out.
+/// Evaluates one request: admin-asserted card conditions in, then, on an evaluation thread
+/// ([`crate::pool`]), the decision, its metrics and its audit line; the answer comes back once
+/// the line is written (the audit writer hands it over, see [`crate::audit`]).
+///
+/// The async worker only checks the conditions and waits: a bundle that is slow to evaluate (a
+/// trace, a large bundle, long strings under regular expressions) costs an evaluation thread,
+/// never the accept loop or the health and metrics routes.
 async fn decide(
-    st: &AppState,
-    engine: &Engine,
+    st: &Arc<AppState>,
+    loaded: Arc<Loaded>,
+    input_len: usize,
     mut req: Context,
     correlation: &str,
     caller: Caller,
     trace: bool,
 ) -> Result<Vec<u8>, ApiError> {
-    let started = Instant::now();
     let now = jiff::Timestamp::now();
-    if let Some(condition_ids) = engine.card_conditions() {
+    if let Some(condition_ids) = loaded.engine.card_conditions() {
         if req.data.contains_key("conditions_satisfied") {
             return Err(ApiError::new(
                 400,
@@ -539,49 +641,95 @@ async fn decide(
             ));
         }
         if !condition_ids.is_empty() {
-            let satisfied = st.store.condition_snapshot(engine.id(), condition_ids, now);
+            let satisfied = st.store.condition_snapshot(loaded.engine.id(), condition_ids, now);
             req.data.insert("conditions_satisfied".into(), Value::Object(satisfied));
         }
     }
-    let result = engine.evaluate(&req, now, trace);
-    let out = serde_json::to_vec(&result).map_err(|_| ApiError::new(500, "cannot serialize the decision"))?;
-    st.metrics.observe(&result.decision.kind, started.elapsed());
-    let d = &result.decision;
-    let line = EvaluationLine {
-        time: now.to_string(),
-        event: "evaluation",
-        correlation_id: correlation,
-        caller: caller.as_str(),
-        bundle_id: &result.bundle_id,
-        bundle_version: &result.bundle_version,
-        fingerprint: &result.fingerprint,
-        decision: &d.kind,
-        matched_policy_id: d.matched_policy_id.as_deref(),
-        matched_rule_id: d.matched_rule_id.as_deref(),
-        reason: &d.reason,
-        codes: &d.codes,
-    };
-    if let Ok(text) = serde_json::to_string(&line) {
-        st.audit.emit_line(text).await;
+    let job = Decision { st: st.clone(), loaded, req, now, correlation: correlation.to_owned(), caller, trace };
+    if !trace && input_len <= INLINE_INPUT && job.loaded.cost.cheap() {
+        let (out, line) = job.evaluate()?;
+        return match st.audit.write(line).await {
+            Ok(()) => Ok(out),
+            Err(e) => Err(audit_failed(st, &e)),
+        };
     }
-    Ok(out)
+    let (answer, answered) = oneshot::channel();
+    // If the pool has stopped, the job (and `answer`) is dropped: answered 500 below.
+    st.pool.run(move || job.run(answer));
+    match answered.await {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(Failure::Audit(e))) => Err(audit_failed(st, &e)),
+        Ok(Err(Failure::Api(e))) => Err(e),
+        // The evaluation panicked (a bug): no decision, and no answer that looks like one.
+        Err(_) => Err(ApiError::new(500, "the evaluation failed")),
+    }
 }
 
-/// The audit line of one evaluation (serialized straight from the result).
-#[derive(serde::Serialize)]
-struct EvaluationLine<'a> {
-    time: String,
-    event: &'static str,
-    correlation_id: &'a str,
-    caller: &'static str,
-    bundle_id: &'a str,
-    bundle_version: &'a str,
-    fingerprint: &'a str,
-    decision: &'a str,
-    matched_policy_id: Option<&'a str>,
-    matched_rule_id: Option<&'a str>,
-    reason: &'a str,
-    codes: &'a [String],
+/// Why a decision job did not produce an answer.
+enum Failure {
+    Api(ApiError),
+    Audit(AuditError),
+}
+
+/// One evaluation, as a blocking thread runs it.
+struct Decision {
+    st: Arc<AppState>,
+    loaded: Arc<Loaded>,
+    req: Context,
+    now: jiff::Timestamp,
+    correlation: String,
+    caller: Caller,
+    trace: bool,
+}
+
+impl Decision {
+    /// Evaluates (recording the bundle's cost) and serializes the answer and the audit line.
+    fn evaluate(&self) -> Result<(Vec<u8>, String), ApiError> {
+        let started = Instant::now();
+        let result = self.loaded.engine.evaluate(&self.req, &Env::at(self.now), Mode::traced(self.trace));
+        let took = started.elapsed();
+        if !self.trace {
+            self.loaded.cost.observe(took);
+        }
+        let out = serde_json::to_vec(&result).map_err(|_| ApiError::new(500, "cannot serialize the decision"))?;
+        self.st.metrics.observe(&result.decision.kind, started.elapsed());
+        let d = &result.decision;
+        let line = EvaluationLine {
+            time: self.now.to_string(),
+            event: "evaluation",
+            correlation_id: &self.correlation,
+            caller: self.caller.as_str(),
+            bundle_id: &result.bundle_id,
+            bundle_version: &result.bundle_version,
+            fingerprint: &result.fingerprint,
+            bundle_digest: &self.loaded.digest,
+            decision: &d.kind,
+            matched_policy_id: d.matched_policy_id.as_deref(),
+            matched_rule_id: d.matched_rule_id.as_deref(),
+            reason: &d.reason,
+            codes: &d.codes,
+        };
+        let text = serde_json::to_string(&line).map_err(|_| ApiError::new(500, "cannot serialize the audit line"))?;
+        Ok((out, text))
+    }
+
+    /// [`Decision::evaluate`] on an evaluation thread, then queues the line; `answer` receives
+    /// the answer once the line is written (or why there is none).
+    fn run(self, answer: oneshot::Sender<Result<Vec<u8>, Failure>>) {
+        let (out, line) = match self.evaluate() {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = answer.send(Err(Failure::Api(e)));
+                return;
+            }
+        };
+        self.st.audit.submit_blocking(
+            line,
+            Box::new(move |written| {
+                let _ = answer.send(written.map(|()| out).map_err(Failure::Audit));
+            }),
+        );
+    }
 }
 
 fn decision_response(out: Vec<u8>, correlation: &str) -> Response {
@@ -604,7 +752,7 @@ async fn evaluate_registered(
     let bytes = read_body(&st, &headers, body).await?;
     let req = context(json_body(&bytes)?)?;
     let loaded = st.store.get(&id).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
-    let out = decide(&st, &loaded.engine, req, &correlation, caller, trace_asked(&uri)).await?;
+    let out = decide(&st, loaded, bytes.len(), req, &correlation, caller, trace_asked(&uri)).await?;
     Ok(decision_response(out, &correlation))
 }
 
@@ -624,7 +772,10 @@ async fn evaluate_oneshot(State(st): St, uri: Uri, headers: HeaderMap, body: Bod
         }
         _ => return Err(ApiError::invalid_request("`bundle` must be a bundle object (or a YAML/.verdict text)")),
     };
-    let loaded = compile("bundle", text, kind, Origin::Api).await?;
-    let out = decide(&st, &loaded.engine, req, &correlation, caller, trace_asked(&uri)).await?;
+    if !st.trusted_keys.is_empty() {
+        return Err(ApiError::invalid_request(crate::engine::SOURCE_UNTRUSTED));
+    }
+    let loaded = compile(&st, "bundle", text, kind, Origin::Api).await?;
+    let out = decide(&st, Arc::new(loaded), bytes.len(), req, &correlation, caller, trace_asked(&uri)).await?;
     Ok(decision_response(out, &correlation))
 }

@@ -10,8 +10,49 @@ use verdict_compiler::card::{Trust, parse_strict_json};
 
 pub const BUYER_KEYS_ENV: &str = "POLICY_ENGINE_BUYER_KEYS_JSON";
 
+/// Why the buyer keys are unusable (positive cards are then answered 503).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysError {
+    /// The variable is not set (or empty).
+    NotSet,
+    /// Not strict JSON.
+    Json(KeysJson),
+    /// The JSON is not `{buyer_id: {key_url: key}}`.
+    Shape(KeysShape),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysJson {
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysShape {
+    NotAnObject,
+    BuyerNotAnObject { buyer: String },
+    KeyNotAString { buyer: String, url: String },
+}
+
+impl std::fmt::Display for KeysError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeysError::NotSet => write!(f, "{BUYER_KEYS_ENV} is not set"),
+            KeysError::Json(e) => write!(f, "{BUYER_KEYS_ENV}: {}", e.message),
+            KeysError::Shape(KeysShape::NotAnObject) => write!(f, "{BUYER_KEYS_ENV} must be an object of buyer ids"),
+            KeysError::Shape(KeysShape::BuyerNotAnObject { buyer }) => {
+                write!(f, "{BUYER_KEYS_ENV}: buyer `{buyer}` must map key URLs to keys")
+            }
+            KeysError::Shape(KeysShape::KeyNotAString { buyer, url }) => {
+                write!(f, "{BUYER_KEYS_ENV}: the key of `{buyer}` at `{url}` must be a base64 string")
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeysError {}
+
 #[derive(Clone)]
-pub struct BuyerKeys(Result<HashMap<String, HashMap<String, String>>, String>);
+pub struct BuyerKeys(Result<HashMap<String, HashMap<String, String>>, KeysError>);
 
 impl std::fmt::Debug for BuyerKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -25,33 +66,32 @@ impl std::fmt::Debug for BuyerKeys {
 impl BuyerKeys {
     /// No keys: every positive card is answered 503.
     pub fn none() -> BuyerKeys {
-        BuyerKeys(Err(format!("{BUYER_KEYS_ENV} is not set")))
+        BuyerKeys(Err(KeysError::NotSet))
     }
 
     /// Parses the configuration text strictly (no duplicate keys).
     pub fn from_json(text: &str) -> BuyerKeys {
-        let parsed = parse_strict_json(text).map_err(|e| format!("{BUYER_KEYS_ENV}: {e}")).and_then(|v| {
-            let serde_json::Value::Object(buyers) = v else {
-                return Err(format!("{BUYER_KEYS_ENV} must be an object of buyer ids"));
-            };
-            let mut out = HashMap::new();
-            for (buyer, urls) in buyers {
-                let serde_json::Value::Object(urls) = urls else {
-                    return Err(format!("{BUYER_KEYS_ENV}: buyer `{buyer}` must map key URLs to keys"));
+        let parsed =
+            parse_strict_json(text).map_err(|e| KeysError::Json(KeysJson { message: e.to_string() })).and_then(|v| {
+                let serde_json::Value::Object(buyers) = v else {
+                    return Err(KeysError::Shape(KeysShape::NotAnObject));
                 };
-                let mut keys = HashMap::new();
-                for (url, key) in urls {
-                    let serde_json::Value::String(key) = key else {
-                        return Err(format!(
-                            "{BUYER_KEYS_ENV}: the key of `{buyer}` at `{url}` must be a base64 string"
-                        ));
+                let mut out = HashMap::new();
+                for (buyer, urls) in buyers {
+                    let serde_json::Value::Object(urls) = urls else {
+                        return Err(KeysError::Shape(KeysShape::BuyerNotAnObject { buyer }));
                     };
-                    keys.insert(url, key);
+                    let mut keys = HashMap::new();
+                    for (url, key) in urls {
+                        let serde_json::Value::String(key) = key else {
+                            return Err(KeysError::Shape(KeysShape::KeyNotAString { buyer, url }));
+                        };
+                        keys.insert(url, key);
+                    }
+                    out.insert(buyer, keys);
                 }
-                out.insert(buyer, keys);
-            }
-            Ok(out)
-        });
+                Ok(out)
+            });
         BuyerKeys(parsed)
     }
 
@@ -63,8 +103,8 @@ impl BuyerKeys {
     }
 
     /// Why the configuration is unusable, if it is.
-    pub fn problem(&self) -> Option<&str> {
-        self.0.as_ref().err().map(String::as_str)
+    pub fn problem(&self) -> Option<&KeysError> {
+        self.0.as_ref().err()
     }
 
     /// The pinned key of a buyer at a URL, if configured and valid.

@@ -4,23 +4,26 @@
 //! [`start`] (an in-process server on a bound address, for tests and embedding). The pieces:
 //! [`handlers`] (routes), [`auth`] (two bearer tokens), [`store`] (atomically swapped bundle
 //! snapshots and condition assertions), [`engine`] (the backend seam), [`reload`] (bundle files
-//! and the watched directory), [`audit`] (JSON lines through a bounded queue), [`metrics`].
+//! and the watched directory), [`audit`] (JSON lines written before the answers that report
+//! them), [`conn`] (the accept loop and the connection limits), [`metrics`].
 //!
 //! Architecture invariant: this crate depends on `compiler` and `runtime`; nothing depends on it
 //! but `cli`, which only turns flags into a [`Config`]. Flags are not parsed here.
 
 pub mod audit;
 pub mod auth;
+pub mod conn;
 pub mod engine;
 pub mod error;
 mod handlers;
 pub mod keys;
 pub mod metrics;
+pub mod pool;
 pub mod reload;
 pub mod store;
 
-use audit::{AuditSink, AuditTarget};
-use auth::Auth;
+use audit::{AuditError, AuditOptions, AuditSink, AuditTarget};
+use auth::{Auth, AuthProblem};
 use keys::BuyerKeys;
 use metrics::Metrics;
 use std::net::SocketAddr;
@@ -28,8 +31,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::Store;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
+use verdict_runtime::signature::TrustedKeys;
 
 /// Request bodies are capped at 128 KiB.
 pub const BODY_LIMIT: usize = 128 * 1024;
@@ -40,6 +44,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// A request's headers must arrive within this time; an idle keep-alive connection is closed
 /// after it too (hyper starts the timer when it waits for the next request).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that stops reading must take the response within this time, or is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections accepted beyond the limit for health and metrics (see [`conn`]).
+pub const OVERFLOW_CONNECTIONS: usize = 32;
 
 /// Everything the service is configured with.
 #[derive(Debug, Clone)]
@@ -54,13 +62,28 @@ pub struct Config {
     pub audit: AuditTarget,
     /// Lines queued for the audit writer before handlers wait.
     pub audit_capacity: usize,
+    /// Sync the audit log to disk (`fdatasync`) before the answers of each batch leave.
+    pub audit_fsync: bool,
     pub auth: Auth,
     pub buyer_keys: BuyerKeys,
     pub body_limit: usize,
     pub read_timeout: Duration,
     /// Time allowed for a request's headers, and for an idle keep-alive connection.
     pub header_timeout: Duration,
+    /// Time a client that stops reading has to take a response.
+    pub write_timeout: Duration,
+    /// Connections served at once; `None`: what the open-file limit leaves room for
+    /// ([`conn::default_connection_limits`], which may also shrink the overflow lane).
+    pub max_connections: Option<usize>,
+    /// Connections accepted beyond the maximum to answer health and metrics (503 otherwise).
+    pub overflow_connections: usize,
+    /// Threads that evaluate decisions (beside the async runtime); `None`: one per core.
+    pub eval_threads: Option<usize>,
     pub max_bundles: usize,
+    /// Public keys of artifact signers. When any is given, only artifacts signed by one of them
+    /// load (from the command line, the watched directory and the API); source bundles are
+    /// refused. Empty: artifacts load on their checksum, signed or not.
+    pub trusted_keys: TrustedKeys,
 }
 
 impl Config {
@@ -73,12 +96,18 @@ impl Config {
             poll_interval: Duration::from_secs(1),
             audit: AuditTarget::Stdout,
             audit_capacity: 65_536,
-            auth: Auth::Misconfigured("no tokens configured".into()),
+            audit_fsync: false,
+            auth: Auth::Misconfigured(AuthProblem::Unconfigured),
             buyer_keys: BuyerKeys::none(),
             body_limit: BODY_LIMIT,
             read_timeout: READ_TIMEOUT,
             header_timeout: HEADER_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+            max_connections: None,
+            overflow_connections: OVERFLOW_CONNECTIONS,
+            eval_threads: None,
             max_bundles: 256,
+            trusted_keys: TrustedKeys::none(),
         }
     }
 
@@ -89,6 +118,121 @@ impl Config {
         self
     }
 }
+
+/// Why the server did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// `--insecure-no-auth` with a non-loopback address.
+    InsecureBind(InsecureBind),
+    /// The audit log cannot be opened (or synced, with `fsync`).
+    Audit(AuditError),
+    /// A bundle given on the command line does not load.
+    Bundles(BundlesFailed),
+    /// The address cannot be bound.
+    Bind(BindFailed),
+    /// The evaluation threads cannot be started.
+    Threads(pool::PoolError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsecureBind {
+    pub bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundlesFailed {
+    pub failures: Vec<(PathBuf, reload::LoadError)>,
+}
+
+#[derive(Debug)]
+pub struct BindFailed {
+    pub bind: SocketAddr,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::InsecureBind(e) => write!(
+                f,
+                "authorization is off (--insecure-no-auth): that is for local use only, bind a loopback address, not `{}`",
+                e.bind
+            ),
+            StartError::Audit(e) => write!(f, "{e}"),
+            StartError::Bundles(e) => {
+                f.write_str("bundles given on the command line must load: ")?;
+                for (i, (_, why)) in e.failures.iter().enumerate() {
+                    write!(f, "{}{why}", if i == 0 { "" } else { "; " })?;
+                }
+                Ok(())
+            }
+            StartError::Bind(e) => write!(f, "cannot bind `{}`: {}", e.bind, e.source),
+            StartError::Threads(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// What went wrong while stopping (the audit log is flushed in every case).
+#[derive(Debug)]
+pub enum ShutdownError {
+    /// Requests were still in flight after [`SHUTDOWN_GRACE`]; they were cut.
+    GraceExceeded(GraceExceeded),
+    /// The serving task failed.
+    Task(TaskFailed),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraceExceeded {
+    pub grace: Duration,
+}
+
+#[derive(Debug)]
+pub struct TaskFailed {
+    pub message: String,
+}
+
+impl std::fmt::Display for ShutdownError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShutdownError::GraceExceeded(e) => {
+                write!(f, "requests still in flight after the shutdown grace period ({} s) were cut", e.grace.as_secs())
+            }
+            ShutdownError::Task(e) => write!(f, "the server task failed: {}", e.message),
+        }
+    }
+}
+
+impl std::error::Error for ShutdownError {}
+
+/// Why [`run`] failed.
+#[derive(Debug)]
+pub enum RunError {
+    /// The async runtime or the signal handlers cannot be set up.
+    Setup(SetupFailed),
+    Start(StartError),
+    Shutdown(ShutdownError),
+}
+
+#[derive(Debug)]
+pub struct SetupFailed {
+    /// What was being set up (`the runtime`, `the SIGTERM handler`).
+    pub what: &'static str,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Setup(e) => write!(f, "cannot set up {}: {}", e.what, e.source),
+            RunError::Start(e) => write!(f, "{e}"),
+            RunError::Shutdown(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -101,6 +245,11 @@ pub(crate) struct AppState {
     pub body_limit: usize,
     pub read_timeout: Duration,
     pub files: Mutex<reload::Files>,
+    /// The evaluation threads.
+    pub pool: pool::Pool,
+    /// Bundle compilations running at once (on blocking threads).
+    pub compile_slots: Arc<Semaphore>,
+    pub trusted_keys: TrustedKeys,
 }
 
 /// A running server.
@@ -119,12 +268,9 @@ async fn reload_now(state: &Arc<AppState>, force: bool) -> reload::ReloadReport 
 }
 
 /// Loads the bundles, binds the address and serves until [`Server::shutdown`].
-pub async fn start(config: Config) -> Result<Server, String> {
+pub async fn start(config: Config) -> Result<Server, StartError> {
     if matches!(config.auth, Auth::Disabled) && !config.bind.ip().is_loopback() {
-        return Err(format!(
-            "authorization is off (--insecure-no-auth): that is for local use only, bind a loopback address, not {}",
-            config.bind
-        ));
+        return Err(StartError::InsecureBind(InsecureBind { bind: config.bind }));
     }
     match &config.auth {
         Auth::Disabled => tracing::warn!(
@@ -136,10 +282,23 @@ pub async fn start(config: Config) -> Result<Server, String> {
         }
         Auth::Tokens { .. } => tracing::info!("bearer-token authorization on"),
     }
+    if !config.trusted_keys.is_empty() {
+        let ids: Vec<String> = config.trusted_keys.ids().map(|k| k.to_string()).collect();
+        tracing::info!(keys = %ids.join(","), "only artifacts signed by a trusted key load");
+    }
     if let Some(why) = config.buyer_keys.problem() {
         tracing::warn!("{why}: positive Decision Cards will be answered 503");
     }
-    let audit = AuditSink::start(&config.audit, config.audit_capacity)?;
+    let audit = AuditSink::start(&AuditOptions {
+        target: config.audit.clone(),
+        capacity: config.audit_capacity,
+        fsync: config.audit_fsync,
+    })
+    .map_err(StartError::Audit)?;
+    let threads = config
+        .eval_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+        .max(1);
     let state = Arc::new(AppState {
         store: Store::new(config.max_bundles),
         auth: config.auth.clone(),
@@ -149,23 +308,38 @@ pub async fn start(config: Config) -> Result<Server, String> {
         body_limit: config.body_limit,
         read_timeout: config.read_timeout,
         files: Mutex::new(reload::Files::new(config.bundles.clone(), config.watch.clone())),
+        pool: pool::Pool::start(threads).map_err(StartError::Threads)?,
+        compile_slots: Arc::new(Semaphore::new(threads)),
+        trusted_keys: config.trusted_keys.clone(),
     });
     let report = reload_now(&state, true).await;
-    let explicit_failures: Vec<String> =
-        report.failed.iter().filter(|(p, _)| config.bundles.contains(p)).map(|(_, why)| why.clone()).collect();
-    if !explicit_failures.is_empty() {
+    let failures: Vec<(PathBuf, reload::LoadError)> =
+        report.failed.into_iter().filter(|(p, _)| config.bundles.contains(p)).collect();
+    if !failures.is_empty() {
         state.audit.close().await;
-        return Err(format!("bundles given on the command line must load: {}", explicit_failures.join("; ")));
+        return Err(StartError::Bundles(BundlesFailed { failures }));
     }
     let listener = match tokio::net::TcpListener::bind(config.bind).await {
         Ok(l) => l,
-        Err(e) => {
+        Err(source) => {
             state.audit.close().await;
-            return Err(format!("cannot bind {}: {e}", config.bind));
+            return Err(StartError::Bind(BindFailed { bind: config.bind, source }));
         }
     };
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, bundles = state.store.len(), "listening");
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(source) => {
+            state.audit.close().await;
+            return Err(StartError::Bind(BindFailed { bind: config.bind, source }));
+        }
+    };
+    let (max, overflow) = match config.max_connections {
+        Some(max) => (max.max(1), config.overflow_connections),
+        None => conn::default_connection_limits(config.overflow_connections),
+    };
+    let limits =
+        conn::Limits { max, overflow, header_timeout: config.header_timeout, write_timeout: config.write_timeout };
+    tracing::info!(%addr, bundles = state.store.len(), max_connections = limits.max, eval_threads = threads, audit_fsync = config.audit_fsync, "listening");
     let poller = (config.watch.is_some() || !config.bundles.is_empty()).then(|| {
         let st = state.clone();
         let every = config.poll_interval;
@@ -178,47 +352,9 @@ pub async fn start(config: Config) -> Result<Server, String> {
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = handlers::router(state.clone());
-    let serving = tokio::spawn(accept_loop(listener, app, stopped, config.header_timeout));
+    let overflow_app = handlers::overflow_router(state.clone());
+    let serving = tokio::spawn(conn::accept_loop(listener, app, overflow_app, stopped, limits, state.clone()));
     Ok(Server { addr, state, stop: Some(stop), serving, poller })
-}
-
-/// Accepts connections and serves HTTP/1.1 on each (TCP_NODELAY, a header read timeout), until
-/// `stop`; then waits for the connections to finish their requests (graceful shutdown).
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    mut stop: oneshot::Receiver<()>,
-    header_timeout: Duration,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                    let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut stop => break,
-        }
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
 }
 
 impl Server {
@@ -233,7 +369,7 @@ impl Server {
 
     /// Stops accepting, lets requests in flight finish (up to [`SHUTDOWN_GRACE`]), then writes
     /// and flushes the audit log.
-    pub async fn shutdown(mut self) -> Result<(), String> {
+    pub async fn shutdown(mut self) -> Result<(), ShutdownError> {
         if let Some(p) = self.poller.take() {
             p.abort();
         }
@@ -241,11 +377,12 @@ impl Server {
             let _ = stop.send(());
         }
         let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.serving).await {
-            Ok(Ok(r)) => r.map_err(|e| e.to_string()),
-            Ok(Err(e)) => Err(format!("the server task failed: {e}")),
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(ShutdownError::Task(TaskFailed { message: e.to_string() })),
+            Ok(Err(e)) => Err(ShutdownError::Task(TaskFailed { message: e.to_string() })),
             Err(_) => {
                 self.serving.abort();
-                Err("requests still in flight after the shutdown grace period were cut".into())
+                Err(ShutdownError::GraceExceeded(GraceExceeded { grace: SHUTDOWN_GRACE }))
             }
         };
         self.state.audit.close().await;
@@ -256,18 +393,23 @@ impl Server {
 
 /// Runs the service until SIGTERM or SIGINT (graceful shutdown, audit flushed); SIGHUP reloads
 /// the bundle files.
-pub fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> Result<(), String> {
+pub fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> Result<(), RunError> {
+    fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
+        move |source| RunError::Setup(SetupFailed { what, source })
+    }
+    let limit = conn::raise_open_file_limit();
+    tracing::debug!(?limit, "open-file limit");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("verdict-serve")
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(setup("the runtime"))?;
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-        let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-        let server = start(config).await?;
+        let mut term = signal(SignalKind::terminate()).map_err(setup("the SIGTERM handler"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(setup("the SIGINT handler"))?;
+        let mut hup = signal(SignalKind::hangup()).map_err(setup("the SIGHUP handler"))?;
+        let server = start(config).await.map_err(RunError::Start)?;
         on_listening(server.addr());
         loop {
             tokio::select! {
@@ -279,6 +421,6 @@ pub fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> Result<(), 
                 }
             }
         }
-        server.shutdown().await
+        server.shutdown().await.map_err(RunError::Shutdown)
     })
 }

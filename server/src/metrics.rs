@@ -1,5 +1,6 @@
 //! Prometheus metrics in the text exposition format (0.0.4), kept in atomics: decisions by
-//! effect, an evaluation latency histogram, bundles loaded, reload failures.
+//! effect, an evaluation latency histogram, bundles loaded, reload failures, connections (open,
+//! over the limit, dropped for not reading) and audit write failures.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,6 +21,20 @@ pub struct Metrics {
     sum_nanos: AtomicU64,
     count: AtomicU64,
     reload_failures: AtomicU64,
+    connections_open: AtomicU64,
+    connections_over_limit: AtomicU64,
+    write_timeouts: AtomicU64,
+    audit_failures: AtomicU64,
+}
+
+/// Counts a connection as open while it lives.
+#[derive(Debug)]
+pub struct OpenConnection<'m>(&'m Metrics);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn escape(label: &str) -> String {
@@ -49,6 +64,27 @@ impl Metrics {
 
     pub fn reload_failed(&self) {
         self.reload_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection served (within the limit) until the guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection<'_> {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self)
+    }
+
+    /// A connection arrived while the limit was reached (it went to the overflow lane).
+    pub fn connection_over_limit(&self) {
+        self.connections_over_limit.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection was dropped because its client did not take a response in time.
+    pub fn write_timed_out(&self) {
+        self.write_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An answer was withheld (503) because its audit line could not be written.
+    pub fn audit_failed(&self) {
+        self.audit_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text.
@@ -84,6 +120,36 @@ impl Metrics {
         out.push_str("# HELP verdict_bundle_reload_failures_total Bundle files that failed to compile on (re)load.\n");
         out.push_str("# TYPE verdict_bundle_reload_failures_total counter\n");
         let _ = writeln!(out, "verdict_bundle_reload_failures_total {}", self.reload_failures.load(Ordering::Relaxed));
+        let counters = [
+            (
+                "verdict_connections_open",
+                "gauge",
+                "Connections being served (within the limit).",
+                &self.connections_open,
+            ),
+            (
+                "verdict_connections_over_limit_total",
+                "counter",
+                "Connections that arrived at the limit (answered on the overflow lane or closed).",
+                &self.connections_over_limit,
+            ),
+            (
+                "verdict_connection_write_timeouts_total",
+                "counter",
+                "Connections dropped because the client did not take a response within the write timeout.",
+                &self.write_timeouts,
+            ),
+            (
+                "verdict_audit_write_failures_total",
+                "counter",
+                "Answers withheld (503) because their audit line could not be written.",
+                &self.audit_failures,
+            ),
+        ];
+        for (name, kind, help, value) in counters {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+        }
         out
     }
 }

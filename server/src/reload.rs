@@ -9,14 +9,15 @@
 //! Everything here is blocking (file reads, compilation): it runs on blocking threads.
 
 use crate::AppState;
-use crate::engine::Engine;
-use crate::store::{Loaded, Origin, Outcome, Put};
+use crate::engine::{Engine, EngineError};
+use crate::store::{Loaded, Origin, Outcome, Put, PutError};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use verdict_compiler::diagnostic::Severity;
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::signature::{self, TrustedKeys};
 
 /// The extensions of bundle files in a watched directory.
 pub const EXTENSIONS: [&str; 5] = ["verdict", "yaml", "yml", "json", "vdc"];
@@ -42,7 +43,7 @@ pub struct ReloadReport {
     /// Bundle ids loaded or reloaded.
     pub loaded: Vec<String>,
     /// Files that failed, with why.
-    pub failed: Vec<(PathBuf, String)>,
+    pub failed: Vec<(PathBuf, LoadError)>,
     /// Bundle ids removed with their files.
     pub removed: Vec<String>,
 }
@@ -53,39 +54,150 @@ impl Files {
     }
 }
 
-/// Compiles a bundle file (or loads a `.vdc` artifact, recognised by its header) into a
-/// [`Loaded`]; the error lists the diagnostics with positions, or says why an artifact is refused.
-pub fn compile_file(path: &Path, bytes: Vec<u8>) -> Result<Loaded, String> {
-    if verdict_runtime::artifact::is_artifact(&bytes) {
-        let engine = Engine::from_artifact(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        let json = engine.describe();
-        return Ok(Loaded { engine, json, origin: Origin::File(path.to_owned()) });
-    }
-    let text =
-        String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
-    let file = SourceFile::new(path.display().to_string(), text);
-    let compiled = verdict_compiler::compile(&file);
-    let bundle = match compiled.bundle {
-        Some(b) if !compiled.has_errors() => b,
-        _ => return Err(describe_errors(&file, &compiled.diagnostics)),
-    };
-    let engine = Engine::new(bundle)?;
-    let json = engine.describe();
-    Ok(Loaded { engine, json, origin: Origin::File(path.to_owned()) })
+/// Why a bundle file was not loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The file cannot be read.
+    Read(ReadError),
+    /// A source file that is not UTF-8.
+    NotUtf8(NotUtf8),
+    /// A source with compile errors.
+    Compile(CompileErrors),
+    /// An artifact refused, or a bundle the backends cannot prepare.
+    Engine(EngineFailed),
+    /// A source file while trusted keys are configured (only signed artifacts load then).
+    Untrusted(PathBuf),
+    /// The bundle compiled but the store refused it (its id belongs to another origin, or the
+    /// store is full).
+    Store(StoreRefused),
 }
 
-/// The errors of a compilation as `file:line:column: CODE message` lines (at most five).
-pub fn describe_errors(file: &SourceFile, diags: &[verdict_compiler::diagnostic::Diagnostic]) -> String {
-    let errors: Vec<String> = diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .take(5)
-        .map(|d| {
-            let (line, col) = file.line_col(d.span.start);
-            format!("{}:{line}:{col}: {} {}", file.name, d.code.as_str(), d.message)
-        })
-        .collect();
-    if errors.is_empty() { format!("{}: does not compile", file.name) } else { errors.join("; ") }
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadError {
+    pub path: PathBuf,
+    pub kind: std::io::ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotUtf8 {
+    pub path: PathBuf,
+    /// The offset of the first byte that is not UTF-8.
+    pub at: usize,
+}
+
+/// The error diagnostics of a compilation (the first five), with positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileErrors {
+    /// The file's name as the diagnostics show it.
+    pub file: String,
+    pub errors: Vec<CompileError>,
+}
+
+/// One error diagnostic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    pub code: String,
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineFailed {
+    pub path: PathBuf,
+    pub source: EngineError,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRefused {
+    pub path: PathBuf,
+    pub bundle_id: String,
+    pub source: PutError,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Read(e) => write!(f, "cannot read `{}`: {}", e.path.display(), e.message),
+            LoadError::NotUtf8(e) => write!(f, "`{}` is not UTF-8 text (byte {})", e.path.display(), e.at),
+            LoadError::Compile(e) => write!(f, "{e}"),
+            LoadError::Engine(e) => write!(f, "`{}`: {}", e.path.display(), e.source),
+            LoadError::Untrusted(path) => write!(f, "`{}`: {}", path.display(), crate::engine::SOURCE_UNTRUSTED),
+            LoadError::Store(e) => match &e.source {
+                PutError::Full(n) => write!(f, "`{}`: the bundle store is full ({n} bundles)", e.path.display()),
+                PutError::OwnedBy(o) => write!(
+                    f,
+                    "`{}`: bundle id `{}` is already registered by {}",
+                    e.path.display(),
+                    e.bundle_id,
+                    o.describe()
+                ),
+                PutError::Exists => {
+                    write!(f, "`{}`: bundle id `{}` is already registered", e.path.display(), e.bundle_id)
+                }
+            },
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl std::fmt::Display for CompileErrors {
+    /// `file:line:column: CODE message` for each error, separated by `; `.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.errors.is_empty() {
+            return write!(f, "{}: does not compile", self.file);
+        }
+        for (i, e) in self.errors.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}{}:{}:{}: {} {}", self.file, e.line, e.column, e.code, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl CompileErrors {
+    /// The error diagnostics of a compilation (at most five).
+    pub fn of(file: &SourceFile, diags: &[verdict_compiler::diagnostic::Diagnostic]) -> CompileErrors {
+        let errors = diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .take(5)
+            .map(|d| {
+                let (line, column) = file.line_col(d.span.start);
+                CompileError { code: d.code.as_str().to_owned(), line, column, message: d.message.clone() }
+            })
+            .collect();
+        CompileErrors { file: file.name.clone(), errors }
+    }
+}
+
+/// Compiles a bundle file (or loads a `.vdc` artifact, recognised by its header) into a
+/// [`Loaded`]; the error has the diagnostics with positions, or says why an artifact is refused.
+/// With trusted keys, only artifacts one of them signed load.
+pub fn compile_file(path: &Path, bytes: Vec<u8>, keys: &TrustedKeys) -> Result<Loaded, LoadError> {
+    let engine_failed = |source| LoadError::Engine(EngineFailed { path: path.to_owned(), source });
+    let digest = signature::digest(&bytes);
+    if verdict_runtime::artifact::is_artifact(&bytes) {
+        let (engine, signer) = Engine::from_artifact(&bytes, keys).map_err(engine_failed)?;
+        let json = crate::engine::describe_artifact(&engine, &digest, signer);
+        return Ok(Loaded::new(engine, json, Origin::File(path.to_owned()), digest, signer.verified()));
+    }
+    if !keys.is_empty() {
+        return Err(LoadError::Untrusted(path.to_owned()));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| LoadError::NotUtf8(NotUtf8 { path: path.to_owned(), at: e.utf8_error().valid_up_to() }))?;
+    let file = SourceFile::new(path.display().to_string(), text);
+    let compiled = verdict_compiler::compile_for_use(&file);
+    let bundle = match compiled.bundle {
+        Some(b) if !compiled.has_errors() => b,
+        _ => return Err(LoadError::Compile(CompileErrors::of(&file, &compiled.diagnostics))),
+    };
+    let engine = Engine::new(bundle).map_err(engine_failed)?;
+    let json = engine.describe();
+    Ok(Loaded::new(engine, json, Origin::File(path.to_owned()), digest, None))
 }
 
 fn content_hash(bytes: &[u8]) -> u64 {
@@ -113,6 +225,13 @@ fn fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
+/// Writes a reload event to the audit log (the change is made: a failure is logged).
+fn audit(st: &AppState, event: &str, pairs: &[(&str, Value)]) {
+    if let Err(e) = st.audit.emit_blocking(event, fields(pairs)) {
+        tracing::error!(event, error = %e, "the reload event is not in the audit log");
+    }
+}
+
 /// Loads every changed file (every file with `force`), and drops the bundles of files gone
 /// from the watched directory.
 pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
@@ -136,7 +255,7 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => {
-                let why = format!("cannot read {}: {e}", path.display());
+                let why = LoadError::Read(ReadError { path: path.clone(), kind: e.kind(), message: e.to_string() });
                 tracing::error!("{why}; the loaded version (if any) stays");
                 report.failed.push((path.clone(), why));
                 continue;
@@ -149,18 +268,19 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
         }
         seen.hash = Some(hash);
         let file = path.display().to_string();
-        let loaded = match compile_file(path, bytes) {
+        let loaded = match compile_file(path, bytes, &st.trusted_keys) {
             Ok(l) => l,
             Err(why) => {
                 st.metrics.reload_failed();
                 tracing::error!(file, errors = %why, "bundle file does not compile; the loaded version (if any) stays");
-                st.audit.emit_blocking("bundle_rejected", fields(&[("file", json!(file)), ("errors", json!(why))]));
+                audit(st, "bundle_rejected", &[("file", json!(file)), ("errors", json!(why.to_string()))]);
                 report.failed.push((path.clone(), why));
                 continue;
             }
         };
         let (id, version, fingerprint) =
             (loaded.id().to_owned(), loaded.version().to_owned(), loaded.engine.fingerprint().to_owned());
+        let (digest, signer) = (loaded.digest.clone(), loaded.signer.map(|k| k.to_string()));
         match st.store.put(loaded, Put::File) {
             Ok(outcome) => {
                 if let Some(old) = seen.id.replace(id.clone())
@@ -170,28 +290,25 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
                 }
                 let event = if outcome == Outcome::Created { "bundle_loaded" } else { "bundle_reloaded" };
                 tracing::info!(file, bundle_id = id, version, fingerprint, "{event}");
-                st.audit.emit_blocking(
+                audit(
+                    st,
                     event,
-                    fields(&[
+                    &[
                         ("bundle_id", json!(id)),
                         ("bundle_version", json!(version)),
                         ("fingerprint", json!(fingerprint)),
+                        ("bundle_digest", json!(digest)),
+                        ("signed_by", json!(signer)),
                         ("origin", json!(format!("file:{file}"))),
-                    ]),
+                    ],
                 );
                 report.loaded.push(id);
             }
-            Err(e) => {
-                let why = match e {
-                    crate::store::PutError::OwnedBy(o) => {
-                        format!("bundle id `{id}` is already registered by {}", o.describe())
-                    }
-                    crate::store::PutError::Full(n) => format!("the bundle store is full ({n} bundles)"),
-                    crate::store::PutError::Exists => format!("bundle id `{id}` is already registered"),
-                };
+            Err(source) => {
+                let why = LoadError::Store(StoreRefused { path: path.clone(), bundle_id: id, source });
                 st.metrics.reload_failed();
                 tracing::error!(file, "{why}");
-                st.audit.emit_blocking("bundle_rejected", fields(&[("file", json!(file)), ("errors", json!(why))]));
+                audit(st, "bundle_rejected", &[("file", json!(file)), ("errors", json!(why.to_string()))]);
                 report.failed.push((path.clone(), why));
             }
         }
@@ -204,9 +321,10 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
                 && st.store.remove_if(&id, &Origin::File(p.clone()))
             {
                 tracing::info!(file = %p.display(), bundle_id = id, "bundle file removed; bundle unloaded");
-                st.audit.emit_blocking(
+                audit(
+                    st,
                     "bundle_removed",
-                    fields(&[("bundle_id", json!(id)), ("origin", json!(format!("file:{}", p.display())))]),
+                    &[("bundle_id", json!(id)), ("origin", json!(format!("file:{}", p.display())))],
                 );
                 report.removed.push(id);
             }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use verdict_runtime::signature::KeyId;
 
 /// Where a bundle came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,9 +45,22 @@ pub struct Loaded {
     /// The bundle in the reference JSON format (what `GET /bundles/{id}` returns).
     pub json: Value,
     pub origin: Origin,
+    /// What its evaluations have been costing (see [`crate::pool::Cost`]).
+    pub cost: crate::pool::Cost,
+    /// `sha256:` of the bytes this bundle was loaded from (the artifact file, signature included,
+    /// or the source text): what audit lines and `GET /bundles/{id}` report, since an artifact's
+    /// own fingerprint is only what the artifact claims.
+    pub digest: String,
+    /// The trusted key whose signature verified, for an artifact loaded under trusted keys.
+    pub signer: Option<KeyId>,
 }
 
 impl Loaded {
+    /// A bundle loaded from bytes with this digest (`signer`: the trusted key that signed it).
+    pub fn new(engine: Engine, json: Value, origin: Origin, digest: String, signer: Option<KeyId>) -> Loaded {
+        Loaded { engine, json, origin, cost: crate::pool::Cost::default(), digest, signer }
+    }
+
     pub fn id(&self) -> &str {
         self.engine.id()
     }

@@ -16,6 +16,7 @@ use verdict_compiler::diagnostic::{Code, Diagnostic};
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::ir::{Bundle, MatchMode, Policy};
 use verdict_runtime::decision::{EvaluationResult, NOT_APPLICABLE};
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 
 /// A moment inside the bundle's effective window (its start, else just before its end).
@@ -31,9 +32,9 @@ pub fn inside_window(b: &Bundle) -> jiff::Timestamp {
 
 /// Evaluates a request context on a bundle inside its window.
 pub fn eval(b: &Bundle, req: &Value) -> Result<EvaluationResult, String> {
-    let interp = Interpreter::new(b).map_err(|e| e.0)?;
+    let interp = Interpreter::new(b).map_err(|e| e.to_string())?;
     let r = Request::from_value(req.clone()).map_err(|e| format!("witness is not a valid request: {e}"))?;
-    Ok(interp.evaluate(&r, inside_window(b), false))
+    Ok(interp.evaluate(&r, &Env::at(inside_window(b)), Mode::PLAIN))
 }
 
 /// Whether one rule's condition holds on a request: a bundle with that rule alone, no gates,
@@ -393,17 +394,17 @@ pub fn check_universal(b: &Bundle, diags: &[Diagnostic], n: usize, seed: u64) ->
         return Ok(0);
     }
     let now = inside_window(b);
-    let interp = Interpreter::new(b).map_err(|e| e.0)?;
+    let interp = Interpreter::new(b).map_err(|e| e.to_string())?;
     let mut others: Vec<Option<Interpreter<'_>>> = Vec::new();
     for (_, c) in &claims {
         others.push(match c {
-            Claim::Redundant(_, _, w) | Claim::NeverHolds(w) => Some(Interpreter::new(w).map_err(|e| e.0)?),
+            Claim::Redundant(_, _, w) | Claim::NeverHolds(w) => Some(Interpreter::new(w).map_err(|e| e.to_string())?),
             _ => None,
         });
     }
     for req in random_requests(b, n, seed) {
         let r = Request::from_value(req.clone()).map_err(|e| format!("generated a bad request {req}: {e}"))?;
-        let res = interp.evaluate(&r, now, false);
+        let res = interp.evaluate(&r, &Env::at(now), Mode::PLAIN);
         for ((what, c), other) in claims.iter().zip(&others) {
             let broken = match c {
                 Claim::NeverDecides(p, i) => matched(&res, b, *p, *i),
@@ -411,14 +412,14 @@ pub fn check_universal(b: &Bundle, diags: &[Diagnostic], n: usize, seed: u64) ->
                 Claim::Redundant(p, i, _) => {
                     matched(&res, b, *p, *i)
                         && other.as_ref().is_some_and(|o| {
-                            let alt = o.evaluate(&r, now, false);
+                            let alt = o.evaluate(&r, &Env::at(now), Mode::PLAIN);
                             alt.policy_decisions.get(*p).map(|d| &d.kind)
                                 != res.policy_decisions.get(*p).map(|d| &d.kind)
                         })
                 }
-                Claim::NeverHolds(_) => {
-                    other.as_ref().is_some_and(|o| o.evaluate(&r, now, false).decision.kind != NOT_APPLICABLE)
-                }
+                Claim::NeverHolds(_) => other
+                    .as_ref()
+                    .is_some_and(|o| o.evaluate(&r, &Env::at(now), Mode::PLAIN).decision.kind != NOT_APPLICABLE),
             };
             if broken {
                 return Err(format!("{what}: contradicted by {req}"));
@@ -449,13 +450,14 @@ pub fn verify_diff(old: &Bundle, new: &Bundle, report: &DiffReport) -> Result<()
 /// Checks an "equivalent" verdict by random search: no request (aimed at either bundle's
 /// constants) gets different decision kinds.
 pub fn check_equivalent(old: &Bundle, new: &Bundle, n: usize, seed: u64) -> Result<(), String> {
-    let (io, in_) = (Interpreter::new(old).map_err(|e| e.0)?, Interpreter::new(new).map_err(|e| e.0)?);
+    let (io, in_) =
+        (Interpreter::new(old).map_err(|e| e.to_string())?, Interpreter::new(new).map_err(|e| e.to_string())?);
     let (to, tn) = (inside_window(old), inside_window(new));
     let mut reqs = random_requests(old, n / 2, seed);
     reqs.extend(random_requests(new, n - n / 2, seed ^ 0x5555));
     for req in reqs {
         let r = Request::from_value(req.clone()).map_err(|e| e.to_string())?;
-        let (a, b) = (io.evaluate(&r, to, false), in_.evaluate(&r, tn, false));
+        let (a, b) = (io.evaluate(&r, &Env::at(to), Mode::PLAIN), in_.evaluate(&r, &Env::at(tn), Mode::PLAIN));
         if a.decision.kind != b.decision.kind {
             return Err(format!("claimed equivalent, but {req} gives {} then {}", a.decision.kind, b.decision.kind));
         }

@@ -8,10 +8,13 @@
 pub mod analysis;
 pub mod families;
 pub mod generate;
+pub mod hostile;
+pub mod workloads;
 
 use serde_json::Value;
 use verdict_compiler::source::SourceFile;
 use verdict_compiler::{SourceKind, compile_as};
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 
 /// One bundle of the seed-compat corpus with its cases.
@@ -71,7 +74,7 @@ pub fn eval_source(name: &str, text: &str, kind: SourceKind, context: &Value) ->
     let Some(bundle) = compiled.bundle else {
         return Err(format!("compile failed: {:?}", compiled.diagnostics));
     };
-    let interp = verdict_compiler::interp::Interpreter::new(&bundle).map_err(|e| e.0)?;
+    let interp = verdict_compiler::interp::Interpreter::new(&bundle).map_err(|e| e.to_string())?;
     let req = Request::from_value(context.clone()).map_err(|e| e.to_string())?;
-    Ok(interp.evaluate(&req, jiff::Timestamp::now(), false).to_json())
+    Ok(interp.evaluate(&req, &Env::at(jiff::Timestamp::now()), Mode::PLAIN).to_json())
 }

@@ -73,7 +73,7 @@ fn check_bundle(name: &str, b: &Bundle, seed: u64) -> usize {
                 let operand = |s: Side| match s {
                     Side::Path(_) => v.as_ref(),
                     Side::Const(c) => dom.consts.get(c),
-                    Side::None => None,
+                    Side::Term(_) | Side::None => None,
                 };
                 let re = match dom.constant_of(def.rhs) {
                     Some(Value::String(pat)) if def.op == verdict_compiler::ir::AtomOp::Matches => regexes.get(pat),

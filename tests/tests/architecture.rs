@@ -1,7 +1,8 @@
 //! The dependency rules of ARCHITECTURE.md, checked on every crate's `Cargo.toml` (after
 //! rust-analyzer's `tidy`): `runtime` depends on neither `grammar` nor `compiler`; `grammar`
-//! depends on no other Verdict crate; only `cli` parses flags (clap); only `lsp` speaks LSP and
-//! hosts the salsa database; only `cli` depends on the service crate `server`.
+//! depends on no other Verdict crate but the vocabulary, which depends on nothing; only `cli`
+//! parses flags (clap); only `lsp` speaks LSP and hosts the salsa database; only `cli` depends on
+//! the service crate `server`.
 
 use std::path::Path;
 
@@ -35,9 +36,13 @@ fn runtime_links_neither_grammar_nor_compiler() {
 }
 
 #[test]
-fn grammar_depends_on_no_verdict_crate() {
+fn grammar_depends_on_no_verdict_crate_but_the_vocabulary() {
     let deps = dependencies("grammar");
-    assert!(!deps.iter().any(|d| d.starts_with("verdict-")), "{deps:?}");
+    assert!(!deps.iter().any(|d| d.starts_with("verdict-") && d != "verdict-vocab"), "{deps:?}");
+    assert!(dependencies("vocab").is_empty(), "the vocabulary depends on nothing");
+    for krate in ["grammar", "runtime"] {
+        assert!(dependencies(krate).iter().any(|d| d == "verdict-vocab"), "{krate} derives from the vocabulary");
+    }
 }
 
 #[test]

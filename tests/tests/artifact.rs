@@ -6,7 +6,8 @@
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::artifact::{self, ArtifactError, FORMAT_VERSION, MAGIC};
 use verdict_runtime::bytecode::Op;
-use verdict_runtime::program::Program;
+use verdict_runtime::program::{DefCode, Program, VerifyError};
+use verdict_runtime::vm::{Backend, Engine};
 
 /// The example bundles (one per folder), compiled to programs.
 fn example_programs() -> Vec<(String, Program)> {
@@ -120,7 +121,7 @@ fn the_verifier_refuses_broken_programs_even_with_a_valid_checksum() {
     }
     cases.push(("order not a permutation", p));
     let mut p = good.clone();
-    p.defs = vec![0];
+    p.defs = vec![DefCode { name: "d".into(), entry: 0 }];
     let mut code = Vec::new();
     Op::Call { def: 0 }.encode(&mut code);
     Op::Ret {}.encode(&mut code);
@@ -135,6 +136,55 @@ fn the_verifier_refuses_broken_programs_even_with_a_valid_checksum() {
         let r = artifact::read(&artifact::write(&p));
         assert!(matches!(r, Err(ArtifactError::Invalid(_))), "{what}: {r:?}");
     }
+}
+
+/// A definition whose self-call hides behind a jump past a `Ret`:
+/// `d0: True; JumpIfTrue @4; Ret; @4: Call d0; Ret`, and one rule `Call d0; Ret`. Every reader
+/// of the code must see the same segment (up to the last `Ret`), so the cycle is found at load
+/// and never reaches the JIT (where it was a native self-call without a depth guard).
+fn self_call_behind_a_jump() -> Program {
+    let (_, mut p) = example_programs().remove(0);
+    let mut code = Vec::new();
+    for op in [Op::True {}, Op::JumpIfTrue { target: 4 }, Op::Ret {}, Op::Call { def: 0 }, Op::Ret {}] {
+        op.encode(&mut code);
+    }
+    let rule_entry = u32::try_from(code.len()).unwrap();
+    Op::Call { def: 0 }.encode(&mut code);
+    Op::Ret {}.encode(&mut code);
+    p.code = code;
+    p.defs = vec![DefCode { name: "d".into(), entry: 0 }];
+    p.policies.truncate(1);
+    let pol = &mut p.policies[0];
+    pol.rules.truncate(1);
+    pol.rules[0].entry = rule_entry;
+    pol.order = vec![0];
+    pol.dispatch = None;
+    p
+}
+
+#[test]
+fn a_self_call_behind_a_jump_is_refused_at_load() {
+    let p = self_call_behind_a_jump();
+    let bytes = artifact::write(&p);
+    let err = artifact::read(&bytes).unwrap_err();
+    assert_eq!(err, ArtifactError::Invalid(VerifyError::CallCycle));
+    assert_eq!(err.to_string(), "artifact refused by the verifier: definitions call each other in a cycle");
+    // The engine refuses the program too, whatever the backend.
+    for backend in [Backend::Jit, Backend::Vm] {
+        assert!(matches!(Engine::with_backend(p.clone(), backend), Err(VerifyError::CallCycle)));
+    }
+}
+
+#[test]
+fn segments_that_overlap_are_refused() {
+    let (_, mut p) = example_programs().remove(0);
+    let entries: Vec<u32> = p.policies.iter().flat_map(|pol| pol.rules.iter().map(|r| r.entry)).collect();
+    assert!(entries.len() >= 2);
+    if let Some(r) = p.policies.last_mut().and_then(|pol| pol.rules.last_mut()) {
+        r.entry = entries[0];
+    }
+    let err = artifact::read(&artifact::write(&p)).unwrap_err();
+    assert!(matches!(err, ArtifactError::Invalid(VerifyError::OverlappingSegments { .. })), "{err:?}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use verdict_compiler::card::{self, CardError, CardOptions, Input, Trust};
 use verdict_compiler::interp::Interpreter;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 use verdict_tests::compare;
 
@@ -112,7 +113,7 @@ fn every_conformance_card() {
                     decisions += 1;
                     let req = Request::from_value(c["context"].clone()).unwrap();
                     // Effective windows are relative to the day the corpus was made: real clock.
-                    let actual = interp.evaluate(&req, jiff::Timestamp::now(), false).to_json();
+                    let actual = interp.evaluate(&req, &Env::at(jiff::Timestamp::now()), Mode::PLAIN).to_json();
                     if let Err(e) = compare(&actual, &c["expect"]) {
                         failures.push(format!("line {line_no} {name} case {j}: {e}"));
                     }
@@ -202,7 +203,9 @@ fn a_card_signed_here_verifies_and_scopes_to_use() {
     let out = signed(&approved_card()).unwrap();
     assert_eq!(out.json["card_scope"], json!({"vendor_id": "v-1", "allowed_actions": ["use"], "condition_ids": []}));
     let interp = Interpreter::new(&out.bundle).unwrap();
-    let eval = |ctx: Value| interp.evaluate(&Request::from_value(ctx).unwrap(), fixed_now(), false).decision.kind;
+    let eval = |ctx: Value| {
+        interp.evaluate(&Request::from_value(ctx).unwrap(), &Env::at(fixed_now()), Mode::PLAIN).decision.kind
+    };
     assert_eq!(eval(json!({"action": "use", "resource": {"vendor_id": "v-1"}})), "allow");
     assert_eq!(eval(json!({"action": "train", "resource": {"vendor_id": "v-1"}})), "deny");
     assert_eq!(eval(json!({"action": "use", "resource": {"vendor_id": "v-2"}})), "deny");
@@ -420,7 +423,7 @@ fn negative_and_unknown_statuses_deny_everything_without_a_signature() {
         assert_eq!(out.json["policies"][0]["id"], format!("dc-t1__{status}"));
         let interp = Interpreter::new(&out.bundle).unwrap();
         let req = Request::from_value(json!({"action": "use", "resource": {"vendor_id": "v-1"}})).unwrap();
-        assert_eq!(interp.evaluate(&req, fixed_now(), false).decision.kind, "deny", "{status}");
+        assert_eq!(interp.evaluate(&req, &Env::at(fixed_now()), Mode::PLAIN).decision.kind, "deny", "{status}");
     }
 }
 
@@ -442,7 +445,7 @@ fn conditions_map_to_one_policy_each() {
     let interp = Interpreter::new(&out.bundle).unwrap();
     let eval = |sat: Value| {
         let ctx = json!({"action": "use", "resource": {"vendor_id": "v-1"}, "data": {"conditions_satisfied": sat}});
-        interp.evaluate(&Request::from_value(ctx).unwrap(), fixed_now(), false).decision
+        interp.evaluate(&Request::from_value(ctx).unwrap(), &Env::at(fixed_now()), Mode::PLAIN).decision
     };
     assert_eq!(eval(json!({"dpa": true, "back\\slash.dot": true, "c3": true})).kind, "allow");
     let d = eval(json!({"dpa": true, "back\\slash.dot": true}));

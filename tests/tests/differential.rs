@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use verdict_compiler::SourceKind;
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{Backend, Engine, Scratch};
 use verdict_tests::generate::{Rng, bundle, request};
@@ -39,23 +40,23 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
         let ctx = request(&mut rng);
         let req = Request::from_value(ctx.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let trace = i % 4 == 0;
-        let want = interp.evaluate(&req, now, trace).to_json();
-        let got = engine.evaluate(&req, now, trace).to_json();
+        let want = interp.evaluate(&req, &Env::at(now), Mode::traced(trace)).to_json();
+        let got = engine.evaluate(&req, &Env::at(now), Mode::traced(trace)).to_json();
         prop_assert_eq!(&got, &want, "seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
-        let native = jit.evaluate(&req, now, trace).to_json();
+        let native = jit.evaluate(&req, &Env::at(now), Mode::traced(trace)).to_json();
         prop_assert_eq!(&native, &want, "JIT: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
         // The JIT's other entry points: a prepared request (symbols computed once), and one
         // updated path by path.
-        let untraced = if trace { interp.evaluate(&req, now, false).to_json() } else { want.clone() };
+        let untraced = if trace { interp.evaluate(&req, &Env::at(now), Mode::PLAIN).to_json() } else { want.clone() };
         let prepared = jit.prepare(&req);
-        let outcome = jit.decide_prepared(&prepared, now, &mut scratch);
+        let outcome = jit.decide_prepared(&prepared, &Env::at(now), &mut scratch);
         let native = jit.result(&outcome, None).to_json();
         prop_assert_eq!(&native, &untraced, "JIT prepared: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, ctx);
         for (p, segments) in jit.program().paths.iter().enumerate() {
             reused.set(p as u32, req.lookup(segments).cloned());
         }
         reused.set_scope(req.action.clone(), req.resource.as_ref().and_then(|r| r.get("vendor_id")).cloned());
-        let outcome = jit.decide_prepared(&reused, now, &mut scratch);
+        let outcome = jit.decide_prepared(&reused, &Env::at(now), &mut scratch);
         let native = jit.result(&outcome, None).to_json();
         prop_assert_eq!(
             &native,
@@ -76,11 +77,13 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
         }
         let bytes = noisy.to_string();
         let projected = engine
-            .evaluate_json(bytes.as_bytes(), now, trace)
+            .evaluate_json(bytes.as_bytes(), &Env::at(now), Mode::traced(trace))
             .map_err(|e| TestCaseError::fail(e.to_string()))?
             .to_json();
         prop_assert_eq!(&projected, &want, "projection: seed {} request {}\nbundle {}\ncontext {}", seed, i, b, noisy);
-        let native = jit.evaluate_json(bytes.as_bytes(), now, trace).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let native = jit
+            .evaluate_json(bytes.as_bytes(), &Env::at(now), Mode::traced(trace))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(
             &native.to_json(),
             &want,
@@ -117,19 +120,31 @@ proptest! {
             }
         };
         let engine = Engine::new(verdict_compiler::codegen::program(&ir)).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let mut text = request(&mut rng).to_string().into_bytes();
-        match seed % 4 {
+        let req = request(&mut rng);
+        let mut text = req.to_string().into_bytes();
+        match seed % 6 {
             0 => text.truncate(cut.min(text.len())),
             1 => { let at = cut % text.len().max(1); if let Some(b) = text.get_mut(at) { *b = junk; } }
             2 => text = format!("{{\"extra\": 1, \"data\": {}}}", String::from_utf8_lossy(&text)).into_bytes(),
+            // A key repeated at the top level, or inside one of the context's objects (read by
+            // the bundle or skipped): both readers must refuse it.
+            3 | 4 => {
+                let target = if seed % 6 == 3 { Some(&req) } else { req.as_object().and_then(|o| o.values().find(|v| v.as_object().is_some_and(|m| !m.is_empty()))) };
+                if let Some(key) = target.and_then(|t| t.as_object()).and_then(|o| o.keys().nth(cut % o.len().max(1))) {
+                    let inner = target.map(ToString::to_string).unwrap_or_default();
+                    let doubled = format!("{}, {}: {}}}", inner.strip_suffix('}').unwrap_or(&inner), serde_json::Value::from(key.as_str()), junk);
+                    text = String::from_utf8_lossy(&text).replacen(&inner, &doubled, 1).into_bytes();
+                    prop_assert!(Request::from_json(&text).is_err(), "duplicate `{}` accepted in {}", key, String::from_utf8_lossy(&text));
+                }
+            }
             _ => {}
         }
         let full = Request::from_json(&text);
         let now = jiff::Timestamp::now();
-        let projected = engine.evaluate_json(&text, now, false);
+        let projected = engine.evaluate_json(&text, &Env::at(now), Mode::PLAIN);
         prop_assert_eq!(full.is_ok(), projected.is_ok(), "{:?} vs {:?} on {}", full.as_ref().err(), projected.as_ref().err(), String::from_utf8_lossy(&text));
         if let (Ok(req), Ok(p)) = (full, projected) {
-            prop_assert_eq!(engine.evaluate(&req, now, false).to_json(), p.to_json());
+            prop_assert_eq!(engine.evaluate(&req, &Env::at(now), Mode::PLAIN).to_json(), p.to_json());
         }
     }
 }

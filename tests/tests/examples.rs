@@ -12,6 +12,7 @@ use verdict_compiler::diagnostic::Severity;
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::ir::Bundle;
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
@@ -173,7 +174,7 @@ fn examples_give_their_expected_decisions() {
             .filter_map(|(n, b)| match Interpreter::new(b) {
                 Ok(i) => Some((n.as_str(), i)),
                 Err(e) => {
-                    failures.push(format!("{}/{n}: cannot prepare: {}", ex.name, e.0));
+                    failures.push(format!("{}/{n}: cannot prepare: {e}", ex.name));
                     None
                 }
             })
@@ -220,7 +221,7 @@ fn examples_give_their_expected_decisions() {
             };
             for (n, interp) in &interps {
                 total += 1;
-                let actual = interp.evaluate(&req, jiff::Timestamp::now(), false).to_json();
+                let actual = interp.evaluate(&req, &Env::at(jiff::Timestamp::now()), Mode::PLAIN).to_json();
                 if let Err(e) = check_case(&actual, &case.expect) {
                     failures.push(format!(
                         "{}/cases.jsonl:{} with {n}: {e}\n  got decision {}",

@@ -16,6 +16,7 @@ use verdict_compiler::diagnostic::Diagnostic;
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::source::SourceFile;
 use verdict_compiler::{SourceKind, emit};
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -222,13 +223,13 @@ fn compile_all_forms(text: &str) {
             let _ = emit::fingerprint(&bundle);
             let _ = emit::yaml(&emit::to_json(&bundle));
             if let Ok(interp) = Interpreter::new(&bundle) {
-                let result = interp.evaluate(&Request::default(), jiff::Timestamp::now(), true);
+                let result = interp.evaluate(&Request::default(), &Env::at(jiff::Timestamp::now()), Mode::TRACE);
                 let _ = result.to_json();
                 let req = Request::from_json(
                     br#"{"subject": {"id": "u-1", "role": "admin"}, "action": "read", "resource": {"tags": ["locked"], "id": "r"}, "data": {"risk_score": 0.9}}"#,
                 )
                 .unwrap();
-                let _ = interp.evaluate(&req, jiff::Timestamp::now(), false);
+                let _ = interp.evaluate(&req, &Env::at(jiff::Timestamp::now()), Mode::PLAIN);
             }
         }
     }

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::source::SourceFile;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 
 fn evaluate(name: &str, text: &str, ctx: Value, now: &str, trace: bool) -> Value {
@@ -13,7 +14,7 @@ fn evaluate(name: &str, text: &str, ctx: Value, now: &str, trace: bool) -> Value
     let interp = Interpreter::new(&bundle).unwrap_or_else(|e| unreachable!("{e:?}"));
     let req = Request::from_value(ctx).unwrap_or_default();
     let now = now.parse().unwrap_or_else(|e| unreachable!("{e}"));
-    let mut v = interp.evaluate(&req, now, trace).to_json();
+    let mut v = interp.evaluate(&req, &Env::at(now), Mode::traced(trace)).to_json();
     if let Some(o) = v.as_object_mut() {
         o.insert("fingerprint".into(), json!("<fingerprint>"));
     }

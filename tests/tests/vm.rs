@@ -6,6 +6,7 @@ use verdict_compiler::SourceKind;
 use verdict_compiler::interp::Interpreter;
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::artifact;
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 use verdict_runtime::vm::{Backend, Engine};
 use verdict_tests::{compare, seed_compat};
@@ -31,15 +32,15 @@ fn seed_compat_vm_equals_interpreter_with_traces() {
             for (i, (ctx, expect)) in case.cases.iter().enumerate() {
                 let req = Request::from_value(ctx.clone()).unwrap_or_default();
                 for trace in [false, true] {
-                    let want = interp.evaluate(&req, now, trace).to_json();
-                    let got = engine.evaluate(&req, now, trace).to_json();
+                    let want = interp.evaluate(&req, &Env::at(now), Mode::traced(trace)).to_json();
+                    let got = engine.evaluate(&req, &Env::at(now), Mode::traced(trace)).to_json();
                     assert_eq!(got, want, "line {} case {i} trace={trace}", case.line);
                 }
-                let got = engine.evaluate(&req, now, false).to_json();
+                let got = engine.evaluate(&req, &Env::at(now), Mode::PLAIN).to_json();
                 compare(&got, expect).unwrap_or_else(|e| unreachable!("line {} case {i}: {e}", case.line));
                 let prepared = engine.prepare(&req);
                 let mut scratch = verdict_runtime::vm::Scratch::default();
-                let outcome = engine.decide_prepared(&prepared, now, &mut scratch);
+                let outcome = engine.decide_prepared(&prepared, &Env::at(now), &mut scratch);
                 let via_prepared: Value = engine.result(&outcome, None).to_json();
                 assert_eq!(via_prepared, got, "prepared request, line {} case {i}", case.line);
                 checked += 1;

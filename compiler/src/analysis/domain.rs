@@ -47,6 +47,10 @@ pub struct DomainLimits {
 pub enum Side {
     Path(usize),
     Const(usize),
+    /// A term (arithmetic, a function, a state read, an extern call), by its canonical text
+    /// interned in [`Domain::terms`]: an atom with a term operand is an opaque variable (its
+    /// values are not modelled, so every universal claim stays true).
+    Term(usize),
     None,
 }
 
@@ -196,6 +200,10 @@ pub struct Domain {
     /// Per atom: its truth on the merged regions of its path, as runs (path-vs-constant atoms).
     truths: HashMap<usize, Runs>,
     opaque: BTreeMap<OpaqueKey, u32>,
+    /// The canonical texts of the terms atoms read, interned (so equal terms of two bundles
+    /// are one operand for `diff`).
+    pub terms: Vec<String>,
+    term_ids: HashMap<String, usize>,
     next_var: u32,
     atom_memo: HashMap<usize, NodeId, FxBuild>,
     regex_cache: HashMap<String, Option<regex::Regex>>,
@@ -272,6 +280,8 @@ impl Domain {
             substrings_added: HashMap::new(),
             truths: HashMap::new(),
             opaque: BTreeMap::new(),
+            terms: Vec::new(),
+            term_ids: HashMap::new(),
             next_var: 0,
             atom_memo: HashMap::default(),
             regex_cache: HashMap::new(),
@@ -321,6 +331,14 @@ impl Domain {
                 Some(v) => Side::Const(self.intern_const(v.clone())),
                 None => Side::None,
             },
+            Operand::Term(t) => {
+                let text = b.term(t).map_or(String::new(), |t| t.text.clone());
+                let next = self.terms.len();
+                Side::Term(*self.term_ids.entry(text.clone()).or_insert_with(|| {
+                    self.terms.push(text);
+                    next
+                }))
+            }
             Operand::None => Side::None,
         }
     }
@@ -374,6 +392,8 @@ impl Domain {
                 self.atoms.push(a);
                 self.atom_ids.insert(a, id);
                 match (a.lhs, a.rhs) {
+                    // Opaque: not attached to a path's regions.
+                    (Side::Term(_), _) | (_, Side::Term(_)) => {}
                     (Side::Path(p), Side::Path(q)) => {
                         for x in [p, q] {
                             if let Some(pd) = self.paths.get_mut(x) {
@@ -544,7 +564,7 @@ impl Domain {
                         patterns.push(Pattern::Regex(s.clone()));
                     }
                 }
-                (O::Matches, false) | (O::Exists | O::Missing, _) => {}
+                (O::Matches, false) | (O::Exists | O::Missing | O::Holds, _) => {}
             }
         }
         let points = numbers::sorted_points(points);
@@ -962,7 +982,7 @@ impl Domain {
             match s {
                 Side::Path(_) => v,
                 Side::Const(c) => self.consts.get(c),
-                Side::None => None,
+                Side::Term(_) | Side::None => None,
             }
         };
         if atom::eval(def.op, operand(def.lhs), operand(def.rhs), re.as_ref()) { Truth::T } else { Truth::F }
@@ -1095,6 +1115,10 @@ impl Domain {
         }
         let Some(def) = self.atoms.get(a).copied() else { return Ok(FALSE) };
         let node = match (def.lhs, def.rhs) {
+            (Side::Term(_), _) | (_, Side::Term(_)) => {
+                let v = self.opaque_var(OpaqueKey::Atom(a));
+                bdd.var(v)?
+            }
             (Side::Path(p), Side::Path(q)) => self.path_path(bdd, def.op, p, q)?,
             (Side::Path(p), _) | (_, Side::Path(p)) => self.path_const(bdd, a, p)?,
             (l, r) => {

@@ -26,7 +26,7 @@
 use super::bdd::{FALSE, NodeId, Res, TRUE};
 use super::graph::{Edge, RuleGraph, RuleRef};
 use super::oracle::Oracle;
-use super::{Model, Options, witness};
+use super::{Model, Options, Scope, witness};
 use crate::diagnostic::{Code, Diagnostic, Severity};
 use crate::ir::{Bundle, Combine, Cond, CondId, EffectId, MatchMode, Policy, Rule};
 use std::collections::BTreeMap;
@@ -188,9 +188,21 @@ impl<'b> Ctx<'b> {
     fn all(&mut self) -> Res<()> {
         let g = self.model.dom.scope(&mut self.model.bdd, 0)?;
         self.u = self.model.bdd.and(self.s, g)?;
-        for p in 0..self.b.policies.len() {
-            let run = self.run_policy(p)?;
+        let only_ambiguity = self.opts.scope == Scope::Ambiguity;
+        for (p, pol) in self.b.policies.iter().enumerate() {
+            let run = if only_ambiguity && pol.match_mode != MatchMode::Priority {
+                Run { order: Vec::new(), m: Vec::new(), e: Vec::new(), status: Vec::new(), unmatched: FALSE }
+            } else {
+                self.run_policy(p)?
+            };
             self.runs.push(run);
+        }
+        if only_ambiguity {
+            for (p, pol) in self.b.policies.iter().enumerate() {
+                if pol.match_mode == MatchMode::Priority {
+                    self.ambiguity(p)?;
+                }
+            }
         }
         if self.opts.scope.bundle() {
             self.definitions()?;
@@ -274,7 +286,8 @@ impl<'b> Ctx<'b> {
     }
 
     /// The conjuncts of a condition (through `and` and definitions), for unsatisfiable cores.
-    fn conjuncts(&self, c: CondId, out: &mut Vec<CondId>, depth: usize) {
+    /// Each definition is expanded once (`seen`), so shared definitions cost linear time.
+    fn conjuncts(&self, c: CondId, out: &mut Vec<CondId>, seen: &mut Vec<bool>, depth: usize) {
         // INVARIANT: depth is bounded by the IR's nesting limit (128, through definitions).
         if out.len() >= 64 || depth > verdict_grammar::ast::MAX_DEPTH {
             return;
@@ -282,12 +295,13 @@ impl<'b> Ctx<'b> {
         match self.b.cond(c).map(|n| &n.cond) {
             Some(Cond::All(kids)) => {
                 for k in kids {
-                    self.conjuncts(*k, out, depth + 1);
+                    self.conjuncts(*k, out, seen, depth + 1);
                 }
             }
             Some(Cond::Ref(d)) => {
-                if let Some(def) = self.b.defs.get(d.index()) {
-                    self.conjuncts(def.cond, out, depth + 1);
+                let first = seen.get_mut(d.index()).is_some_and(|s| !std::mem::replace(s, true));
+                if let (true, Some(def)) = (first, self.b.defs.get(d.index())) {
+                    self.conjuncts(def.cond, out, seen, depth + 1);
                 }
             }
             Some(_) if !out.contains(&c) => out.push(c),
@@ -298,7 +312,7 @@ impl<'b> Ctx<'b> {
     /// Labels on a minimal set of conjuncts whose conjunction (with the structure) is empty.
     fn unsat_core(&mut self, c: CondId) -> Res<Vec<(Span, String)>> {
         let mut parts = Vec::new();
-        self.conjuncts(c, &mut parts, 0);
+        self.conjuncts(c, &mut parts, &mut vec![false; self.b.defs.len()], 0);
         let mut sets = Vec::with_capacity(parts.len());
         for &k in &parts {
             sets.push(self.model.cond(0, k)?);
@@ -935,6 +949,10 @@ impl<'b> Ctx<'b> {
         let mut seen: Vec<usize> = Vec::new();
         for (c, node) in b.conds.iter().enumerate() {
             let Cond::Atom(a) = &node.cond else { continue };
+            // An atom over terms has no value on a request alone: it cannot be a literal here.
+            if matches!(a.lhs, crate::ir::Operand::Term(_)) || matches!(a.rhs, crate::ir::Operand::Term(_)) {
+                continue;
+            }
             let Some(id) = self.model.dom.cond_atoms.first().and_then(|v| v.get(c)).copied().flatten() else {
                 continue;
             };
@@ -948,7 +966,7 @@ impl<'b> Ctx<'b> {
             let operand = |o: crate::ir::Operand| match o {
                 crate::ir::Operand::Path(p) => req.lookup(b.path(p)),
                 crate::ir::Operand::Const(k) => b.constant(k),
-                crate::ir::Operand::None => None,
+                crate::ir::Operand::Term(_) | crate::ir::Operand::None => None,
             };
             let re = match (a.op, a.rhs) {
                 (crate::ir::AtomOp::Matches, crate::ir::Operand::Const(k)) => match b.constant(k) {

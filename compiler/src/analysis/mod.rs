@@ -80,15 +80,18 @@ pub enum Scope {
     /// The findings about the bundle as a whole: unsatisfiable definitions (V002), conflicts
     /// between policies (V004) and gaps (V010).
     Bundle,
+    /// Only same-priority ambiguity (V005) in `match priority` policies: the check every bundle
+    /// compiled for use must pass (see [`crate::compile_for_use`]).
+    Ambiguity,
 }
 
 impl Scope {
     fn policies(self) -> bool {
-        self != Scope::Bundle
+        matches!(self, Scope::All | Scope::Policies)
     }
 
     fn bundle(self) -> bool {
-        self != Scope::Policies
+        matches!(self, Scope::All | Scope::Bundle)
     }
 }
 

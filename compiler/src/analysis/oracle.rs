@@ -8,6 +8,7 @@ use crate::interp::Interpreter;
 use crate::ir::{Bundle, Combine, MatchMode, Policy};
 use serde_json::Value;
 use verdict_runtime::decision::{EvaluationResult, NOT_APPLICABLE};
+use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 
 /// A moment at which the bundle is in effect: its start, else just before its end, else the
@@ -39,7 +40,7 @@ impl<'b> Oracle<'b> {
     /// The decision on a request context (`None` if it is not a valid context).
     pub fn evaluate(&self, req: &Value) -> Option<EvaluationResult> {
         let r = Request::from_value(req.clone()).ok()?;
-        Some(self.interp.evaluate(&r, self.now, false))
+        Some(self.interp.evaluate(&r, &Env::at(self.now), Mode::PLAIN))
     }
 
     /// Whether each listed rule (policy index, rule index) holds on the request: evaluates a
@@ -71,7 +72,7 @@ impl<'b> Oracle<'b> {
         }
         let interp = Interpreter::new(&probe).ok()?;
         let r = Request::from_value(req.clone()).ok()?;
-        let result = interp.evaluate(&r, self.now, false);
+        let result = interp.evaluate(&r, &Env::at(self.now), Mode::PLAIN);
         Some(result.policy_decisions.iter().map(|d| d.kind != NOT_APPLICABLE).collect())
     }
 

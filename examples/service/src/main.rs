@@ -15,8 +15,10 @@ use serde_json::json;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use verdict_runtime::artifact;
+use verdict_runtime::env::Env;
 use verdict_runtime::request::Request;
-use verdict_runtime::vm::{BundleResult, Engine, PolicyResult, Scratch};
+use verdict_runtime::signature::TrustedKeys;
+use verdict_runtime::vm::{Engine, Scratch};
 
 fn main() -> ExitCode {
     let Some(path) = std::env::args().nth(1) else {
@@ -25,7 +27,9 @@ fn main() -> ExitCode {
     };
     let engine = match std::fs::read(&path)
         .map_err(|e| e.to_string())
-        .and_then(|bytes| artifact::read(&bytes).map_err(|e| e.to_string()))
+        // No trusted keys: signed and unsigned artifacts load on their checksum.
+        .and_then(|bytes| artifact::read_trusted(&bytes, &TrustedKeys::none()).map_err(|e| e.to_string()))
+        .map(|trusted| trusted.program)
         .and_then(|program| Engine::new(program).map_err(|e| e.to_string()))
     {
         Ok(engine) => engine,
@@ -47,25 +51,9 @@ fn main() -> ExitCode {
         let answer = match Request::from_json(line.as_bytes()) {
             Err(e) => json!({"line": n + 1, "error": e.to_string()}),
             Ok(req) => {
-                let outcome = engine.decide(&req, jiff::Timestamp::now(), &mut scratch);
-                let (kind, policy, rule, reason) = match outcome.bundle {
-                    BundleResult::Policy(i) => {
-                        let r = outcome.policies.get(i).copied().unwrap_or(PolicyResult::Default);
-                        let pol = program.policies.get(i);
-                        let (rule, reason) = match r {
-                            PolicyResult::Rule(ri) => {
-                                let rule = pol.and_then(|p| p.rules.get(ri as usize));
-                                (rule.map(|r| r.id.as_str()), rule.map_or("", |r| r.reason.as_str()))
-                            }
-                            PolicyResult::Default => (None, pol.map_or("", |p| p.default_reason.as_str())),
-                        };
-                        (engine.kind(i, r), pol.map(|p| p.id.as_str()), rule, reason)
-                    }
-                    BundleResult::Gate(g) => {
-                        (program.effects.first().map_or("deny", String::as_str), None, None, g.reason())
-                    }
-                    BundleResult::NotApplicable => ("not_applicable", None, None, "no policy applied"),
-                };
+                let outcome = engine.decide(&req, &Env::at(jiff::Timestamp::now()), &mut scratch);
+                let d = engine.decision_ref(&outcome);
+                let (kind, policy, rule, reason) = (d.kind, d.policy_id, d.rule_id, d.reason);
                 json!({"line": n + 1, "decision": kind, "policy": policy, "rule": rule, "reason": reason})
             }
         };

@@ -1,0 +1,121 @@
+//! Arithmetic on JSON numbers with Python's number semantics (LANGUAGE.md §5.1), shared by
+//! terms (`amount * 1.2`) and state sums (LANGUAGE.md §5.2), so both agree to the bit.
+//!
+//! - Integer op integer is an integer when the exact result fits `i64`, otherwise the `f64` of
+//!   the exact result (Python would keep a big integer; the spec rounds it once).
+//! - With a float operand the operation is IEEE-754 on the two values as `f64`.
+//! - `/` always gives a float; division by zero and non-finite results are undefined (`None`).
+
+use crate::value::{Num, widen};
+use serde_json::Number;
+use verdict_vocab::Arith;
+
+/// The `f64` nearest an exact integer (what Python's `float(int)` gives).
+fn float_of(i: i128) -> f64 {
+    i as f64
+}
+
+fn as_f64(n: Num) -> f64 {
+    match n {
+        Num::Int(i) => float_of(i),
+        Num::Float(f) => f,
+    }
+}
+
+/// An exact integer result: an integer when it fits `i64`, else its nearest float.
+fn int_result(i: i128) -> Option<Number> {
+    match i64::try_from(i) {
+        Ok(v) => Some(Number::from(v)),
+        Err(_) => Number::from_f64(float_of(i)),
+    }
+}
+
+/// A float result; `None` when it is not finite.
+fn float_result(f: f64) -> Option<Number> {
+    if f.is_finite() { Number::from_f64(f) } else { None }
+}
+
+/// `a op b` for the binary operators; `None` when undefined.
+pub fn binary(op: Arith, a: &Number, b: &Number) -> Option<Number> {
+    let (x, y) = (widen(a), widen(b));
+    match (op, x, y) {
+        (Arith::Div, _, _) => {
+            let d = as_f64(y);
+            if d == 0.0 {
+                return None;
+            }
+            // Python's int / int divides the exact integers, correctly rounded: for operands
+            // that are exact in f64 (|i| ≤ 2^53) f64 division is the correctly rounded quotient.
+            float_result(as_f64(x) / d)
+        }
+        (Arith::Add, Num::Int(i), Num::Int(j)) => int_result(i + j),
+        (Arith::Sub, Num::Int(i), Num::Int(j)) => int_result(i - j),
+        (Arith::Mul, Num::Int(i), Num::Int(j)) => match i.checked_mul(j) {
+            Some(p) => int_result(p),
+            None => float_result(float_of(i) * float_of(j)),
+        },
+        (Arith::Add, _, _) => float_result(as_f64(x) + as_f64(y)),
+        (Arith::Sub, _, _) => float_result(as_f64(x) - as_f64(y)),
+        (Arith::Mul, _, _) => float_result(as_f64(x) * as_f64(y)),
+        (Arith::Neg, _, _) => None,
+    }
+}
+
+/// `-a`.
+pub fn neg(a: &Number) -> Option<Number> {
+    match widen(a) {
+        Num::Int(i) => int_result(-i),
+        Num::Float(f) => float_result(-f),
+    }
+}
+
+/// `abs(a)`.
+pub fn abs(a: &Number) -> Option<Number> {
+    match widen(a) {
+        Num::Int(i) => int_result(i.abs()),
+        Num::Float(f) => float_result(f.abs()),
+    }
+}
+
+/// The sum of `amounts` in order, starting from the integer 0: how a state read adds up its
+/// updates (every store gives the same value for the same sequence).
+pub fn sum<'a>(amounts: impl IntoIterator<Item = &'a Number>) -> Option<Number> {
+    let mut acc = Number::from(0);
+    for a in amounts {
+        acc = binary(Arith::Add, &acc, a)?;
+    }
+    Some(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(v: serde_json::Value) -> Number {
+        match v {
+            serde_json::Value::Number(n) => n,
+            _ => Number::from(0),
+        }
+    }
+
+    #[test]
+    fn python_semantics() {
+        use serde_json::json;
+        let op = |o, a, b| binary(o, &n(a), &n(b)).map(serde_json::Value::Number);
+        assert_eq!(op(Arith::Add, json!(1), json!(2)), Some(json!(3)));
+        assert_eq!(op(Arith::Add, json!(1), json!(2.5)), Some(json!(3.5)));
+        assert_eq!(op(Arith::Div, json!(1), json!(2)), Some(json!(0.5)));
+        assert_eq!(op(Arith::Div, json!(4), json!(2)), Some(json!(2.0)));
+        assert_eq!(op(Arith::Div, json!(1), json!(0)), None);
+        assert_eq!(op(Arith::Div, json!(1.0), json!(0.0)), None);
+        assert_eq!(op(Arith::Mul, json!(i64::MAX), json!(2)), Some(json!(1.8446744073709552e19)));
+        assert_eq!(op(Arith::Add, json!(i64::MAX), json!(1)), Some(json!(9.223372036854776e18)));
+        assert_eq!(op(Arith::Sub, json!(0.1), json!(0.3)), Some(json!(0.1 - 0.3)));
+        assert_eq!(op(Arith::Mul, json!(1e308), json!(10)), None);
+        assert_eq!(neg(&n(json!(i64::MIN))).map(serde_json::Value::Number), Some(json!(9.223372036854776e18)));
+        assert_eq!(abs(&n(json!(-2))).map(serde_json::Value::Number), Some(json!(2)));
+        let amounts = [n(json!(10)), n(json!(0.1)), n(json!(0.2))];
+        assert_eq!(sum(&amounts).map(serde_json::Value::Number), Some(json!((10.0 + 0.1) + 0.2)));
+        assert_eq!(sum(&[]).map(serde_json::Value::Number), Some(json!(0)));
+    }
+}

@@ -1,0 +1,288 @@
+//! The semantics of terms (LANGUAGE.md §5.1–5.5) that every backend shares: arithmetic,
+//! functions, the fields of `now`, the time ranges of state windows, extern calls and state
+//! reads with their fail-closed errors, per-decision memos, and reason templates. The
+//! interpreter walks the IR and the VM walks the program's term table; both compute each step
+//! here, so the semantics are written once.
+//!
+//! A term's value is `None` when it is *undefined* (a missing path, an operand of the wrong type,
+//! a division by zero, a non-finite result): an atom with an undefined operand is false. A term
+//! that cannot be evaluated at all — an extern that fails, a state store that cannot answer —
+//! is a *fault* (`Err` with the reason), which decides the most severe effect.
+
+use crate::env::Env;
+use crate::number;
+use crate::state::{Micros, Range};
+use crate::value::Type;
+use serde_json::{Number, Value};
+use verdict_vocab::{Arith, Func, NowField, Window};
+
+/// A term's value, borrowed from the request or the program when it can be.
+pub type TermValue<'a> = Option<std::borrow::Cow<'a, Value>>;
+
+/// `lhs op rhs` (or `-lhs` for `Neg`): numbers only, not bools.
+pub fn arith(op: Arith, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value> {
+    let (Some(Value::Number(a)), b) = (lhs, rhs) else { return None };
+    let n = match (op, b) {
+        (Arith::Neg, None) => number::neg(a)?,
+        (_, Some(Value::Number(b))) => number::binary(op, a, b)?,
+        _ => return None,
+    };
+    Some(Value::Number(n))
+}
+
+/// A built-in function of one argument.
+pub fn func(f: Func, arg: Option<&Value>) -> Option<Value> {
+    let arg = arg?;
+    Some(match (f, arg) {
+        (Func::Lower, Value::String(s)) => Value::String(s.to_lowercase()),
+        (Func::Upper, Value::String(s)) => Value::String(s.to_uppercase()),
+        (Func::Len, Value::String(s)) => Value::from(s.chars().count()),
+        (Func::Len, Value::Array(items)) => Value::from(items.len()),
+        (Func::Len, Value::Object(m)) => Value::from(m.len()),
+        (Func::Abs, Value::Number(n)) => Value::Number(number::abs(n)?),
+        _ => return None,
+    })
+}
+
+/// A field of the evaluation time: in `tz` except `epoch` (whole seconds since 1970, UTC).
+pub fn now_field(field: NowField, now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Value {
+    if field == NowField::Epoch {
+        return Value::from(now.as_second());
+    }
+    let z = now.to_zoned(tz.clone());
+    Value::from(match field {
+        NowField::Year => i64::from(z.year()),
+        NowField::Month => i64::from(z.month()),
+        NowField::Day => i64::from(z.day()),
+        NowField::Hour => i64::from(z.hour()),
+        NowField::Minute => i64::from(z.minute()),
+        NowField::Weekday => i64::from(z.weekday().to_monday_zero_offset()),
+        NowField::Epoch => now.as_second(),
+    })
+}
+
+/// The time range a state window reads at `now`: a calendar period of `tz` containing `now`
+/// (weeks start on Monday 00:00), all time, or the sliding `(now - seconds, now]`. `None` when
+/// the calendar cannot represent the period (at the ends of time).
+pub fn window_range(window: Window, seconds: u32, now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Option<Range> {
+    use jiff::civil::Date;
+    let at = |d: Date| d.to_zoned(tz.clone()).ok().map(|z| crate::state::micros(z.timestamp()));
+    let z = now.to_zoned(tz.clone());
+    let date = z.date();
+    let (from, until): (Micros, Micros) = match window {
+        Window::Total => return Some(Range::Total),
+        Window::Last => {
+            let until = crate::state::micros(now);
+            return Some(Range::Sliding {
+                after: until.checked_sub(i64::from(seconds).checked_mul(1_000_000)?)?,
+                until,
+            });
+        }
+        Window::Hour => {
+            let start = z.with().minute(0).second(0).subsec_nanosecond(0).build().ok()?;
+            let from = crate::state::micros(start.timestamp());
+            (from, from.checked_add(3_600_000_000)?)
+        }
+        Window::Day => (at(date)?, at(date.tomorrow().ok()?)?),
+        Window::Week => {
+            let monday = date.checked_sub(jiff::Span::new().days(z.weekday().to_monday_zero_offset())).ok()?;
+            (at(monday)?, at(monday.checked_add(jiff::Span::new().days(7)).ok()?)?)
+        }
+        Window::Month => {
+            let first = date.first_of_month();
+            (at(first)?, at(first.checked_add(jiff::Span::new().months(1)).ok()?)?)
+        }
+        Window::Year => {
+            let first = date.first_of_year();
+            (at(first)?, at(first.checked_add(jiff::Span::new().years(1)).ok()?)?)
+        }
+    };
+    Some(Range::Period { from, until })
+}
+
+/// Whether a value can select a state series (a key value): a string, a number or a bool.
+pub fn is_key_value(v: &Value) -> bool {
+    matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
+}
+
+/// An extern call of one decision: `(extern index, arguments, result or fault reason)`.
+pub type Call = (u32, Vec<Value>, Result<Value, String>);
+/// A state read of one decision: `(series index, key values, range, sum or fault reason)`.
+pub type Read = (u32, Vec<Value>, Range, Result<Number, String>);
+
+/// The calls and reads one decision has made: each extern call with the same arguments and each
+/// state read of the same series and range runs once (LANGUAGE.md §5.3), and their order is the
+/// order every backend makes them in (the interpreter's short-circuit order).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct HostMemo {
+    /// In call order.
+    pub calls: Vec<Call>,
+    /// In read order.
+    pub reads: Vec<Read>,
+}
+
+impl HostMemo {
+    pub fn clear(&mut self) {
+        self.calls.clear();
+        self.reads.clear();
+    }
+}
+
+/// Calls extern `index` (`name` with its declared `params` and `returns`) on `args` (`None`:
+/// undefined), once per decision: the result, or the fault's reason (`extern error: NAME: …`).
+pub fn call_extern(
+    env: &Env<'_>,
+    memo: &mut HostMemo,
+    index: u32,
+    name: &str,
+    params: &[Type],
+    returns: &Type,
+    args: &[Option<&Value>],
+) -> Result<Value, String> {
+    let fail = |what: String| Err(format!("extern error: {name}: {what}"));
+    let mut values = Vec::with_capacity(args.len());
+    for (i, (a, ty)) in args.iter().zip(params).enumerate() {
+        match a {
+            None => return fail(format!("argument {} is undefined", i + 1)),
+            Some(v) if !ty.admits(v) => {
+                return fail(format!("argument {} must be {}, not {}", i + 1, ty.name(), crate::value::type_name(v)));
+            }
+            Some(v) => values.push((*v).clone()),
+        }
+    }
+    if let Some((_, _, r)) = memo.calls.iter().find(|(e, a, _)| *e == index && *a == values) {
+        return r.clone();
+    }
+    let result = match env.externs {
+        None => Err(format!("extern error: {name}: not bound")),
+        Some(host) => match host.call(name, &values) {
+            Ok(v) if returns.admits(&v) => Ok(v),
+            Ok(v) => Err(format!(
+                "extern error: {name}: returned {}, expected {}",
+                crate::value::type_name(&v),
+                returns.name()
+            )),
+            Err(e) => Err(format!("extern error: {name}: {e}")),
+        },
+    };
+    memo.calls.push((index, values, result.clone()));
+    result
+}
+
+/// Reads state series `index` (`name`, keyed by the values at its key paths, whose texts name
+/// them in errors) over `range`, once per decision: the sum, or the fault's reason
+/// (`state error: …`).
+pub fn read_state(
+    env: &Env<'_>,
+    memo: &mut HostMemo,
+    index: u32,
+    name: &str,
+    key: &[(&str, Option<&Value>)],
+    range: Range,
+) -> Result<Number, String> {
+    let mut values = Vec::with_capacity(key.len());
+    for (text, v) in key {
+        match v {
+            None => return Err(format!("state error: key {text} of {} is missing", crate::pyrepr::repr(name))),
+            Some(v) if !is_key_value(v) => {
+                return Err(format!(
+                    "state error: key {text} of {} is {}, not a string, number or bool",
+                    crate::pyrepr::repr(name),
+                    crate::value::type_name(v)
+                ));
+            }
+            Some(v) => values.push((*v).clone()),
+        }
+    }
+    if let Some((_, _, _, r)) = memo.reads.iter().find(|(s, k, r, _)| *s == index && *k == values && *r == range) {
+        return r.clone();
+    }
+    let result = match env.state {
+        None => Err("state error: no state store".to_owned()),
+        Some(view) => {
+            view.read(name, &values, range, crate::state::micros(env.now)).map_err(|e| format!("state error: {e}"))
+        }
+    };
+    memo.reads.push((index, values, range, result.clone()));
+    result
+}
+
+/// Renders a value as Python's `str()` would (LANGUAGE.md §5.5): `60`, `60.0`, `True`, `None`,
+/// strings as they are, lists and objects as compact JSON; `<undefined>` for an undefined term.
+/// With `decimals`, a number is written with that many decimals, rounding the exact binary value
+/// half to even (Python's `format(x, ".2f")`); anything else as without.
+pub fn render(v: Option<&Value>, decimals: Option<u8>) -> String {
+    match (v, decimals) {
+        (None, _) => "<undefined>".to_owned(),
+        (Some(Value::Number(n)), Some(d)) => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            format!("{:.*}", usize::from(d), f)
+        }
+        (Some(Value::Number(n)), None) => {
+            if n.is_f64() {
+                crate::pyrepr::float(n.as_f64().unwrap_or(f64::NAN))
+            } else {
+                n.to_string()
+            }
+        }
+        (Some(Value::Bool(true)), _) => "True".to_owned(),
+        (Some(Value::Bool(false)), _) => "False".to_owned(),
+        (Some(Value::Null), _) => "None".to_owned(),
+        (Some(Value::String(s)), _) => s.clone(),
+        (Some(other), _) => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn arithmetic_and_functions() {
+        assert_eq!(arith(Arith::Mul, Some(&json!(100)), Some(&json!(1.2))), Some(json!(120.0)));
+        assert_eq!(arith(Arith::Add, Some(&json!(true)), Some(&json!(1))), None);
+        assert_eq!(arith(Arith::Neg, Some(&json!(2)), None), Some(json!(-2)));
+        assert_eq!(arith(Arith::Div, Some(&json!(1)), Some(&json!(0))), None);
+        assert_eq!(func(Func::Lower, Some(&json!("AWS Marketplace"))), Some(json!("aws marketplace")));
+        assert_eq!(func(Func::Len, Some(&json!("héllo"))), Some(json!(5)));
+        assert_eq!(func(Func::Len, Some(&json!({"a": 1}))), Some(json!(1)));
+        assert_eq!(func(Func::Abs, Some(&json!(-1.5))), Some(json!(1.5)));
+        assert_eq!(func(Func::Upper, Some(&json!(1))), None);
+    }
+
+    #[test]
+    fn calendar_windows() {
+        let tz = jiff::tz::TimeZone::UTC;
+        let now: jiff::Timestamp = "2026-11-30T10:15:00Z".parse().unwrap_or_default();
+        let us = |s: &str| crate::state::micros(s.parse::<jiff::Timestamp>().unwrap_or_default());
+        let period = |a: &str, b: &str| Some(Range::Period { from: us(a), until: us(b) });
+        assert_eq!(window_range(Window::Hour, 0, now, &tz), period("2026-11-30T10:00:00Z", "2026-11-30T11:00:00Z"));
+        assert_eq!(window_range(Window::Day, 0, now, &tz), period("2026-11-30T00:00:00Z", "2026-12-01T00:00:00Z"));
+        // 2026-11-30 is a Monday.
+        assert_eq!(window_range(Window::Week, 0, now, &tz), period("2026-11-30T00:00:00Z", "2026-12-07T00:00:00Z"));
+        assert_eq!(window_range(Window::Month, 0, now, &tz), period("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"));
+        assert_eq!(window_range(Window::Year, 0, now, &tz), period("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"));
+        assert_eq!(
+            window_range(Window::Last, 3600, now, &tz),
+            Some(Range::Sliding { after: us("2026-11-30T09:15:00Z"), until: us("2026-11-30T10:15:00Z") })
+        );
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap_or(jiff::tz::TimeZone::UTC);
+        assert_eq!(window_range(Window::Day, 0, now, &berlin), period("2026-11-29T23:00:00Z", "2026-11-30T23:00:00Z"));
+        assert_eq!(now_field(NowField::Weekday, now, &tz), json!(0));
+        assert_eq!(now_field(NowField::Hour, now, &berlin), json!(11));
+    }
+
+    #[test]
+    fn rendering_as_python() {
+        assert_eq!(render(Some(&json!(60)), None), "60");
+        assert_eq!(render(Some(&json!(60.0)), None), "60.0");
+        assert_eq!(render(Some(&json!(60)), Some(2)), "60.00");
+        assert_eq!(render(Some(&json!(2.675)), Some(2)), "2.67");
+        assert_eq!(render(Some(&json!(true)), None), "True");
+        assert_eq!(render(Some(&json!(null)), None), "None");
+        assert_eq!(render(Some(&json!("aws")), Some(2)), "aws");
+        assert_eq!(render(Some(&json!([1, "a"])), None), "[1,\"a\"]");
+        assert_eq!(render(None, None), "<undefined>");
+    }
+}
