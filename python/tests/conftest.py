@@ -66,3 +66,70 @@ def example_dirs() -> list[Path]:
 
 def read_cases(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RedisServer:
+    """A throwaway `redis-server` on a free loopback port, without persistence."""
+
+    def __init__(self) -> None:
+        import socket
+        import subprocess
+        import time
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # Hang guard: Redis answers within milliseconds; give it 20 s on a loaded machine.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_server():  # type: ignore[no-untyped-def]
+    """A real `redis-server` (Debian's `redis-server` package; `.ci/run` installs it). Missing, it
+    fails the run under CI; elsewhere the Redis tests are skipped with a reason."""
+    if shutil.which("redis-server") is None:
+        message = "redis-server is missing (apt-get install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+_prefixes = iter(range(1, 1_000_000))
+
+
+def fresh_prefix() -> str:
+    """A key prefix no other test uses, so tests share one server without sharing state."""
+    return f"pytest:{os.getpid()}:{next(_prefixes)}:"
