@@ -5,9 +5,10 @@
 //! or JSON text through the runtime's projection parser), decides, and calls the observers.
 //! The decision itself runs detached from the interpreter when it is long enough for another
 //! thread to gain from it (see [`Core::decide`]); decisions against a state store always do
-//! (see `host`). A plain result of a stateless bundle whose outcome computed no reason depends
-//! only on the outcome (which rule or default each policy took, and what decided the bundle),
-//! so the runtime builds it once per distinct outcome and evaluations share it ([`Results`]).
+//! (see `host`). A plain result of a bundle without state or externs whose outcome computed no
+//! reason depends only on the outcome (which rule or default each policy took, and what decided
+//! the bundle), so the runtime builds it once per distinct outcome and evaluations share it
+//! ([`Results`]).
 
 use crate::context::{Fault, Trie};
 use crate::errors;
@@ -60,11 +61,15 @@ const MAX_CACHED_RESULTS: usize = 4096;
 /// Untraced results by outcome, built by the runtime (`vm::Engine::result`) the first time an
 /// outcome occurs.
 ///
-/// INVARIANT: only results that depend on nothing but the outcome are shared: decisions of
-/// stateless bundles (no `decision_id`, `holds` or updates), neither traced nor exhaustive, whose
-/// outcome computed no reason (`Outcome::reasons` empty: no rendered template, no extern or state
-/// fault, no schema refusal). Extern results only reach a result through the outcome and those
-/// reasons, so decisions with externs share results too when their reasons are empty.
+/// INVARIANT: only results that depend on nothing but the outcome are shared: plain decisions
+/// (neither traced nor exhaustive: no trace, `matches` or `rules_evaluated`) of bundles that
+/// declare no state (no `decision_id`, `holds` or state reads) and no extern (no host call),
+/// whose outcome computed no reason (`Outcome::reasons` empty: no rendered template, no fault, no
+/// schema refusal). The evaluation time reaches a result only through the outcome (effective
+/// windows, `now` conditions) and rendered reasons, so it needs no exclusion of its own.
+/// Bundles with externs are excluded although their results, too, only depend on the outcome and
+/// the reasons: a host call costs more than building the result, and nothing a host returns is
+/// ever kept beyond its decision.
 #[derive(Default)]
 struct Results {
     by_outcome: RwLock<FxHashMap<Box<[u64]>, Arc<decision::EvaluationResult>>>,
@@ -132,6 +137,9 @@ struct Core {
     externs: Vec<String>,
     /// Whether the bundle declares state series.
     stateful: bool,
+    /// Whether plain results may be shared between decisions of the same outcome (no state, no
+    /// externs: see [`Results`]).
+    share: bool,
     /// Whether untraced decisions are worth detaching for.
     detach: bool,
     results: Results,
@@ -158,8 +166,9 @@ impl Core {
         let trie = PathTrie::new(p.paths.iter().map(Vec::as_slice));
         let walker = Trie::new(py, &trie);
         let effects = p.effects.clone();
-        let externs = p.externs.iter().map(|e| e.name.clone()).collect();
+        let externs: Vec<String> = p.externs.iter().map(|e| e.name.clone()).collect();
         let stateful = engine.is_stateful();
+        let share = !stateful && externs.is_empty();
         let detach = p.code.len() > DETACH_ABOVE_CODE_BYTES;
         Core {
             backend: Backend::Native(Box::new(engine)),
@@ -168,6 +177,7 @@ impl Core {
             effects,
             externs,
             stateful,
+            share,
             detach,
             results: Results::default(),
         }
@@ -187,6 +197,7 @@ impl Core {
             effects,
             externs,
             stateful,
+            share: false,
             detach: true,
             results: Results::default(),
         }
@@ -212,15 +223,17 @@ impl Core {
         })
     }
 
-    /// Decides one request of a stateless bundle. Traced, exhaustive and interpreted
-    /// evaluations, and untraced ones of large programs, run detached so other threads can run
-    /// Python meanwhile (externs attach again for their calls).
+    /// Decides one request of a stateless bundle. Plain decisions of bundles without externs
+    /// share their results ([`Results`]) and run attached unless the program is large; every
+    /// other decision (traced, exhaustive, interpreted, or calling externs) runs detached so
+    /// other threads can run Python meanwhile (externs attach again for their calls).
     fn decide(&self, py: Python<'_>, req: &Request, ask: Ask<'_>) -> Arc<decision::EvaluationResult> {
-        let plain = ask.mode == Mode::PLAIN;
+        let shared = self.share && ask.mode == Mode::PLAIN;
         match &self.backend {
-            Backend::Native(e) if !plain => Arc::new(py.detach(|| e.evaluate(req, &ask.env(), ask.mode))),
-            Backend::Native(e) if self.detach => py.detach(|| self.shared(e, req, ask)),
-            Backend::Native(e) => self.shared(e, req, ask),
+            Backend::Native(e) if shared && self.detach => py.detach(|| self.shared(e, req, ask)),
+            Backend::Native(e) if shared => self.shared(e, req, ask),
+            // Externs attach again for each call only (EMBEDDING.md, "Threads").
+            Backend::Native(e) => Arc::new(py.detach(|| e.evaluate(req, &ask.env(), ask.mode))),
             Backend::Interp(c) => Arc::new(py.detach(|| c.borrow_dependent().evaluate(req, &ask.env(), ask.mode))),
         }
     }
@@ -685,15 +698,17 @@ impl Engine {
 
     /// A decorator that runs the function only when the bundle allows it (EMBEDDING.md):
     /// `mode="hard"` raises `PolicyViolation` otherwise, `mode="soft"` returns
-    /// `Guarded(result, value)`. Implemented in `verdict._enforce`.
-    #[pyo3(signature = (context = None, *, mode = "hard"))]
+    /// `Guarded(result, value)`. `now`: the evaluation time, or a callable giving it (also used
+    /// to commit or release the holds). Implemented in `verdict._enforce`.
+    #[pyo3(signature = (context = None, *, mode = "hard", now = None))]
     fn guard<'py>(
         slf: &Bound<'py, Self>,
         context: Option<Bound<'py, PyAny>>,
         mode: &str,
+        now: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        py.import("verdict._enforce")?.getattr("guard")?.call1((slf, context, mode))
+        py.import("verdict._enforce")?.getattr("guard")?.call1((slf, context, mode, now))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
