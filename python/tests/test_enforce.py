@@ -168,3 +168,134 @@ def test_enforcer_refuses_handlers_for_kinds_the_bundle_cannot_decide(engine: ve
         verdict.Enforcer(engine, handlers={"allow": "run"})  # type: ignore[dict-item]
     # `not_applicable` is a kind every bundle can decide.
     verdict.Enforcer(engine, handlers={"not_applicable": lambda r: None})
+
+
+# Stateful bundles: a guard or an Enforcer commits the decision's holds when the guarded call
+# returns and releases them when it raises (or does not run).
+BUDGET = """
+bundle wallet {
+  version "1"
+  timezone "UTC"
+  hold_ttl "10m"
+}
+
+state spend {
+  add amount
+  key [subject.id]
+  on [allow]
+  apply commit
+}
+
+policy wallet {
+  default allow
+  match first
+
+  rule over_budget deny {
+    when spend.day + amount > 100
+    reason f"spent or held {spend.day}"
+  }
+}
+"""
+T0 = "2025-03-20T09:00:00Z"
+
+
+def payment(amount: float, agent: str = "a-1") -> dict:
+    return {"subject": {"id": agent}, "data": {"amount": amount}}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def wallet(request: pytest.FixtureRequest) -> verdict.Engine:
+    if request.param == "memory":
+        store: verdict.MemoryStore | verdict.RedisStore = verdict.MemoryStore()
+    else:
+        from conftest import fresh_prefix
+
+        store = verdict.RedisStore(request.getfixturevalue("redis_server").url, prefix=fresh_prefix())
+    return verdict.Engine.from_source(BUDGET, store=store)
+
+
+def spent(engine: verdict.Engine) -> str:
+    """What the day's series holds, as the refusal of an impossible payment tells it."""
+    return engine.evaluate(payment(1000), now=T0).reason
+
+
+def test_guard_commits_on_return_and_releases_on_exception(wallet: verdict.Engine) -> None:
+    settled: list[str] = []
+
+    @wallet.guard(context=lambda amount, fail=False: payment(amount), now=T0)
+    def pay(amount: float, fail: bool = False) -> str:
+        if fail:
+            raise ConnectionError("gateway down")
+        return "paid"
+
+    wallet.on_decision(lambda r: settled.append(r.decision_id or ""))
+    assert pay(30) == "paid"
+    assert spent(wallet) == "spent or held 30"
+    with pytest.raises(ConnectionError):
+        pay(50, fail=True)
+    assert spent(wallet) == "spent or held 30"  # released
+    # The committed decision is committed: releasing it now is refused.
+    with pytest.raises(verdict.StoreError, match="was committed"):
+        wallet.release(settled[0], now=T0)
+    with pytest.raises(verdict.StoreError, match="was released"):
+        wallet.commit(settled[2], now=T0)
+    # A refusal makes no holds; the call does not run.
+    assert pay(60) == "paid" and spent(wallet) == "spent or held 90"
+    with pytest.raises(verdict.PolicyViolation, match="spent or held 90"):
+        pay(20)
+
+
+def test_soft_and_async_guards_settle_too(wallet: verdict.Engine) -> None:
+    @wallet.guard(context=lambda amount: payment(amount), mode="soft", now=lambda: T0)
+    def pay(amount: float) -> float:
+        if amount == 13:
+            raise ValueError("unlucky")
+        return amount
+
+    first, second = pay(40), pay(40)
+    assert (first.value, second.value, first.result.allowed) == (40, 40, True)
+    assert spent(wallet) == "spent or held 80"
+    with pytest.raises(ValueError):
+        pay(13)
+    assert spent(wallet) == "spent or held 80"
+    refused = pay(30)
+    assert (refused.result.kind, refused.value, refused.result.holds) == ("deny", None, [])
+
+    @wallet.guard(context=lambda amount: payment(amount, "a-2"), now=T0)
+    async def pay_async(amount: float) -> float:
+        await asyncio.sleep(0)
+        if amount > 35:
+            raise TimeoutError("no answer")
+        return amount
+
+    assert asyncio.run(pay_async(30)) == 30
+    with pytest.raises(TimeoutError):
+        asyncio.run(pay_async(70))
+    assert wallet.evaluate(payment(70, "a-2"), now=T0).allowed  # 30 committed, 70 released
+
+
+def test_enforcer_settles_around_its_handler(wallet: verdict.Engine) -> None:
+    def charge(r: verdict.EvaluationResult, amount: float) -> str:
+        if amount == 13:
+            raise ValueError("unlucky")
+        return f"charged {amount}"
+
+    enforcer = verdict.Enforcer(
+        wallet, handlers={"allow": charge, "deny": lambda r, amount: f"refused: {r.reason}"}, now=T0
+    )
+    assert enforcer(payment(60), 60) == "charged 60"
+    with pytest.raises(ValueError):
+        enforcer(payment(13), 13)
+    assert enforcer(payment(50), 50) == "refused: spent or held 60"
+    # No handler for an allowed decision: fails closed, and its holds are released.
+    partial = verdict.Enforcer(wallet, handlers={"deny": lambda r: "refused"}, now=T0)
+    with pytest.raises(verdict.UnhandledDecision):
+        partial(payment(40))
+    assert spent(wallet) == "spent or held 60"
+    # settle=False: the handler settles (here: after an asynchronous gateway answered).
+    pending: list[verdict.EvaluationResult] = []
+    manual = verdict.Enforcer(wallet, handlers={"allow": lambda r: pending.append(r)}, settle=False, now=T0)
+    manual(payment(40))
+    assert spent(wallet) == "spent or held 100"
+    assert pending[0].release(now=T0) == "released"
+    assert spent(wallet) == "spent or held 60"

@@ -4,6 +4,12 @@ Both only call `Engine.evaluate` and dispatch on the result: no policy semantics
 Decisions of stateful bundles may make holds (LANGUAGE.md §5.2): a guard commits them when the
 guarded function returns and releases them when it raises or does not run; an `Enforcer` does
 the same around its handler (unless `settle=False`: then the handler settles them).
+
+Both take `now=`: the evaluation time (an aware datetime or RFC 3339 text) or a callable
+returning one, called for the decision and again when its holds are committed or released (the
+current time when omitted). A service with its own clock (or a test) passes it here, so that a
+decision and its settling happen on the same clock: holds expire `hold_ttl` after the decision's
+time, and committing them at a later clock's time would find them expired.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from ._errors import PolicyViolation, UnhandledDecision, VerdictError
@@ -24,6 +31,8 @@ T = TypeVar("T")
 
 Context = Mapping[str, Any] | str | bytes
 ContextArg = Context | Callable[..., Context] | None
+Now = datetime | str | None
+NowArg = Now | Callable[[], Now]
 
 
 class Guarded(NamedTuple, Generic[T]):
@@ -40,33 +49,40 @@ def _context(context: ContextArg, args: tuple[Any, ...], kwargs: dict[str, Any])
     return context
 
 
-def _release(result: EvaluationResult, error: BaseException | None) -> None:
+def _now(now: NowArg) -> Now:
+    """The time `now=` gives at this moment."""
+    return now() if callable(now) else now
+
+
+def _release(result: EvaluationResult, error: BaseException | None, now: NowArg) -> None:
     """Releases a decision's holds; a release that fails while `error` is on its way out is
     added to that error's notes rather than hiding it."""
     if not result.holds:
         return
     try:
-        result.release()
+        result.release(now=_now(now))
     except Exception as e:
         if error is None:
             raise
         error.add_note(f"verdict: releasing the holds of decision {result.decision_id} failed: {e}")
 
 
-def _settle_call(result: EvaluationResult, call: Callable[[], T]) -> T:
+def _settle_call(result: EvaluationResult, call: Callable[[], T], now: NowArg) -> T:
     """Runs the action a decision allowed: commits its holds when it returns, releases them
     when it raises."""
     try:
         value = call()
     except BaseException as e:
-        _release(result, e)
+        _release(result, e, now)
         raise
     if result.holds:
-        result.commit()
+        result.commit(now=_now(now))
     return value
 
 
-def guard(engine: Engine, context: ContextArg, mode: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def guard(
+    engine: Engine, context: ContextArg, mode: str, now: NowArg = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`Engine.guard(context=..., mode=...)`: see the method's documentation."""
     if mode not in ("hard", "soft"):
         raise ValueError(f'mode must be "hard" or "soft", not {mode!r}')
@@ -75,11 +91,11 @@ def guard(engine: Engine, context: ContextArg, mode: str) -> Callable[[Callable[
     hard = mode == "hard"
 
     def decide(args: tuple[Any, ...], kwargs: dict[str, Any]) -> EvaluationResult:
-        return engine.evaluate(_context(context, args, kwargs))
+        return engine.evaluate(_context(context, args, kwargs), now=_now(now))
 
     def refused(result: EvaluationResult) -> Guarded[Any]:
         # The call does not run: whatever the decision held for it is released.
-        _release(result, None)
+        _release(result, None, now)
         if hard:
             raise PolicyViolation(result)
         return Guarded(result, None)
@@ -97,10 +113,10 @@ def guard(engine: Engine, context: ContextArg, mode: str) -> Callable[[Callable[
                 try:
                     value = await fn(*args, **kwargs)
                 except BaseException as e:
-                    _release(result, e)
+                    _release(result, e, now)
                     raise
                 if result.holds:
-                    result.commit()
+                    result.commit(now=_now(now))
                 return value if hard else Guarded(result, value)
 
             return guarded_async
@@ -112,7 +128,7 @@ def guard(engine: Engine, context: ContextArg, mode: str) -> Callable[[Callable[
                 return refused(result)
             # Stateful bundles: commit the result's holds when this returns, release them when
             # it raises (LANGUAGE.md §5.2).
-            value = _settle_call(result, lambda: fn(*args, **kwargs))
+            value = _settle_call(result, lambda: fn(*args, **kwargs), now)
             return value if hard else Guarded(result, value)
 
         return guarded
@@ -131,10 +147,17 @@ class Enforcer:
     Stateful bundles: the decision's holds are committed when the handler returns and released
     when it raises (or when no handler takes the decision). With `settle=False` the handler
     settles them itself (`result.commit()` / `result.release()`), e.g. after a payment gateway
-    answered asynchronously.
+    answered asynchronously. `now=` is the clock, as for `Engine.guard`.
     """
 
-    def __init__(self, engine: Engine, handlers: Mapping[str, Callable[..., Any]], *, settle: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        handlers: Mapping[str, Callable[..., Any]],
+        *,
+        settle: bool = True,
+        now: NowArg = None,
+    ) -> None:
         kinds = {*engine.effects, "not_applicable"}
         unknown = sorted(k for k in handlers if k not in kinds)
         if unknown:
@@ -147,16 +170,17 @@ class Enforcer:
         self.engine = engine
         self.handlers = dict(handlers)
         self.settle = settle
+        self.now = now
 
     def __call__(self, context: Context, *args: Any, **kwargs: Any) -> Any:
-        result = self.engine.evaluate(context)
+        result = self.engine.evaluate(context, now=_now(self.now))
         handler = self.handlers.get(result.kind)
         if handler is None:
             error = UnhandledDecision(result, list(self.handlers))
             if self.settle:
-                _release(result, error)
+                _release(result, error, self.now)
             raise error
         if not self.settle:
             return handler(result, *args, **kwargs)
-        return _settle_call(result, lambda: handler(result, *args, **kwargs))
+        return _settle_call(result, lambda: handler(result, *args, **kwargs), self.now)
 

@@ -18,6 +18,7 @@ R = TypeVar("R")
 Observer = TypeVar("Observer", bound=Callable[[EvaluationResult], object])
 Externs = Mapping[str, Callable[..., Any]]
 Now = datetime | str | None
+NowArg = Now | Callable[[], Now]
 Settled = Literal["committed", "released"]
 
 class MemoryStore:
@@ -145,11 +146,11 @@ class Engine:
     def on_decision(self, callback: Observer) -> Observer: ...
     @overload
     def guard(
-        self, context: ContextArg | None = None, *, mode: Literal["hard"] = "hard"
+        self, context: ContextArg | None = None, *, mode: Literal["hard"] = "hard", now: NowArg = None
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
     @overload
     def guard(
-        self, context: ContextArg | None = None, *, mode: Literal["soft"]
+        self, context: ContextArg | None = None, *, mode: Literal["soft"], now: NowArg = None
     ) -> Callable[[Callable[P, R]], Callable[P, Guarded[R]]]: ...
     @property
     def observer_errors(self) -> int: ...
