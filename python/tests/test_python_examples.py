@@ -11,13 +11,13 @@ from pathlib import Path
 from types import ModuleType
 
 import verdict
-from conftest import ROOT
+from conftest import ROOT, RedisServer, fresh_prefix
 
 EXAMPLES = ROOT / "examples" / "python"
 
 
-def run(script: Path) -> list[str]:
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+def run(script: Path, *args: str) -> list[str]:
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
@@ -31,7 +31,12 @@ def load(path: Path, name: str) -> ModuleType:
 
 
 def test_the_example_bundles_check_clean() -> None:
-    for bundle in (EXAMPLES / "gateway" / "bundle.verdict", EXAMPLES / "agent_tool" / "bundle.yaml"):
+    bundles = (
+        EXAMPLES / "gateway" / "bundle.verdict",
+        EXAMPLES / "agent_tool" / "bundle.yaml",
+        EXAMPLES / "payment_agent" / "bundle.verdict",
+    )
+    for bundle in bundles:
         errors = [d for d in verdict.check(bundle) if d["severity"] != "info"]
         assert errors == [], bundle
 
@@ -91,3 +96,35 @@ def test_agent_tool_demo() -> None:
         "send_email: refused (secret-in-arguments): a call argument carries a credential",
         "decisions: {'allow': 3, 'deny': 4}",
     ]
+
+
+PAYMENTS = [
+    "03-20 10:00 openai USD 120.00: paid ch_1",
+    "03-20 10:05 openai USD 250.00: refused (per_transaction_cap): Amount $250.00 exceeds the per-transaction cap of $200.00",
+    "03-20 10:05 casino USD 10.00: refused (approved_merchant): Merchant 'casino' is not approved",
+    "03-20 10:05 aws EUR 20.00: refused (currency): Only USD payments are allowed (got EUR)",
+    "03-20 10:10 gpu-cloud USD 180.00: failed (card declined by gpu-cloud); hold released",
+    "03-20 10:10 aws USD 180.00: paid ch_2",
+    "03-20 11:00 openai USD 100.00: refused (daily_budget): Daily budget exhausted ($450.00 of $500.00 spent or held)",
+    "03-20 11:00 anthropic USD 150.00: paid ch_3",
+    "03-20 11:00 openai USD 50.00: paid ch_4",
+    "03-20 11:00 openai USD 0.01: refused (daily_budget): Daily budget exhausted ($500.00 of $500.00 spent or held)",
+    "03-21 00:00 openai USD 200.00: paid ch_5",
+    "charged: openai 120.00, aws 180.00, anthropic 150.00, openai 50.00, openai 200.00",
+]
+
+
+def test_payment_agent_demo() -> None:
+    # The declined payment's hold is released (10:10 aws 180 fits), the in-flight payment's hold
+    # refuses the concurrent one (11:00 openai 100), and the budget is reached exactly.
+    assert run(EXAMPLES / "payment_agent" / "agent.py") == PAYMENTS
+
+
+def test_payment_agent_on_redis(redis_server: RedisServer) -> None:
+    prefix = fresh_prefix()
+    script = EXAMPLES / "payment_agent" / "agent.py"
+    assert run(script, "--redis", redis_server.url, "--prefix", prefix) == PAYMENTS
+    # A second run on the same Redis and prefix finds the first run's spending: the budget is
+    # shared by every process.
+    again = run(script, "--redis", redis_server.url, "--prefix", prefix)
+    assert again[0] == "03-20 10:00 openai USD 120.00: refused (daily_budget): Daily budget exhausted ($500.00 of $500.00 spent or held)"
