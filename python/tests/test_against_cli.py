@@ -17,13 +17,17 @@ from conftest import NOW, card_bundles, example_dirs, read_cases, seed_compat
 FIELDS = ("kind", "matched_policy_id", "matched_rule_id", "reason")
 
 
-def cli_eval(bin: Path, bundle: Path, contexts: list[Any], tmp: Path, *, backend: str, trace: bool) -> list[Any]:
+def cli_eval(
+    bin: Path, bundle: Path, contexts: list[Any], tmp: Path, *, backend: str, trace: bool, exhaustive: bool = False
+) -> list[Any]:
     """`verdict eval BUNDLE --contexts FILE.jsonl`: one JSON value per context."""
     lines = tmp / "contexts.jsonl"
     lines.write_text("".join(json.dumps(c) + "\n" for c in contexts))
     cmd = [str(bin), "eval", str(bundle), "--contexts", str(lines), "--backend", backend, "--now", NOW]
     if trace:
         cmd.append("--trace")
+    if exhaustive:
+        cmd.append("--exhaustive")
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert run.returncode in (0, 2), run.stderr
     out = [json.loads(line) for line in run.stdout.splitlines()]
@@ -105,6 +109,17 @@ def test_examples_match_the_cli(verdict_bin: Path, example: Path, tmp_path: Path
             problem = compare_reference(engine.evaluate(case["context"], now=NOW).to_dict(), case["expect"])
             if problem:
                 failures.append(f"{bundle} case {i}: {problem}")
+        # Exhaustive results (every matching rule, how many conditions were evaluated).
+        want = cli_eval(verdict_bin, bundle, contexts, tmp_path, backend="jit", trace=False, exhaustive=True)
+        for name, e in engines(bundle).items():
+            for i, (ctx, w) in enumerate(zip(contexts, want)):
+                if "error" in w:
+                    continue
+                got = e.evaluate(ctx, now=NOW, exhaustive=True)
+                if dumped(got.to_dict()) != dumped(w):
+                    failures.append(f"{bundle.name} case {i} {name} exhaustive:\n got {dumped(got.to_dict())}\nwant {dumped(w)}")
+                if (got.matches, got.rules_evaluated) != (w["matches"], w["rules_evaluated"]):
+                    failures.append(f"{bundle.name} case {i} {name}: matches/rules_evaluated attributes differ")
     assert not failures, "\n".join(failures[:10])
 
 
