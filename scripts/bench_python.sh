@@ -15,7 +15,8 @@ if [ -z "$python" ]; then
     fi
     candidates+=(python3)
     for c in "${candidates[@]}"; do
-        if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
+        # pyenv's shims exist for versions that are not selected: they fail, quietly here.
+        if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
             python=$c
             break
         fi
