@@ -80,6 +80,7 @@ pub fn run(old: &Path, new: &Path, format: Format) -> u8 {
                 "transitions": transitions,
                 "unverified": unverified,
                 "undecided": report.undecided,
+                "faults": report.faults,
             })
             .to_string()
         }
@@ -101,6 +102,11 @@ pub fn run(old: &Path, new: &Path, format: Format) -> u8 {
             }
             if report.undecided {
                 out.push_str("undecided: the analysis ran out of budget before proving equivalence\n");
+            }
+            if report.faults {
+                out.push_str(
+                    "not claimed equivalent: rules read state or call externs, and where they fail the most severe effect decides; the comparison covers decisions without failures\n",
+                );
             }
             out.trim_end().to_owned()
         }

@@ -1,7 +1,8 @@
 //! A real editor as the client: a headless Neovim (Debian's 0.7.2, built-in LSP client) attaches
-//! `verdict lsp` to `nvim/demo.verdict` with `nvim/e2e.lua`, which writes the diagnostics, a hover
-//! and the document symbols it received; they must equal `nvim/expected.txt`. Skipped, with a
-//! notice, where `nvim` is not installed (`.ci/run` installs it).
+//! `verdict lsp` to `nvim/demo.verdict` with `nvim/e2e.lua`, which writes the diagnostics, two
+//! hovers (a `let` use and a state read) and the document symbols it received; they must equal
+//! `nvim/expected.txt`. Skipped, with a notice, where `nvim` is not installed (`.ci/run` installs
+//! it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;

@@ -42,8 +42,8 @@ struct Gen<'b> {
     atom_ids: HashMap<AtomDef, u32>,
     sites: Vec<Site>,
     code: Vec<u32>,
-    /// Which terms may fault, by term id.
-    fallible: Vec<bool>,
+    /// Which terms and conditions may fault.
+    fallible: ir::Fallibility,
 }
 
 fn arg(o: ir::Operand) -> Arg {
@@ -66,25 +66,6 @@ fn term(t: &ir::Term) -> TermCode {
         }
         ir::Term::Extern(e, args) => TermCode::Extern { ext: e.0, args: args.iter().map(|a| arg(*a)).collect() },
     }
-}
-
-/// Which terms may fault (state reads and extern calls, or terms built on them), by term id.
-fn fallible_terms(b: &Bundle) -> Vec<bool> {
-    let mut out: Vec<bool> = Vec::with_capacity(b.terms.len());
-    for t in &b.terms {
-        let operand = |o: &ir::Operand, out: &Vec<bool>| match o {
-            ir::Operand::Term(t) => out.get(t.index()).copied().unwrap_or(true),
-            _ => false,
-        };
-        let f = match &t.term {
-            ir::Term::State { .. } | ir::Term::Extern(..) => true,
-            ir::Term::Now(_) => false,
-            ir::Term::Arith(_, l, r) => operand(l, &out) || operand(r, &out),
-            ir::Term::Func(_, a) => operand(a, &out),
-        };
-        out.push(f);
-    }
-    out
 }
 
 fn len_u32(n: usize) -> u32 {
@@ -202,35 +183,7 @@ impl Gen<'_> {
         out
     }
 
-    /// Whether a condition may fault (it reads state or calls an extern somewhere). Definitions
-    /// are walked once each.
-    fn cond_fallible(&self, id: CondId, defs: &mut Vec<Option<bool>>, depth: usize) -> bool {
-        if depth > verdict_grammar::ast::MAX_DEPTH + 1 {
-            return true;
-        }
-        let Some(node) = self.b.cond(id) else { return false };
-        match &node.cond {
-            Cond::Const(_) => false,
-            Cond::Atom(a) => [a.lhs, a.rhs].iter().any(|o| match o {
-                ir::Operand::Term(t) => self.fallible.get(t.index()).copied().unwrap_or(true),
-                _ => false,
-            }),
-            Cond::Not(c) => self.cond_fallible(*c, defs, depth + 1),
-            Cond::All(v) | Cond::Any(v) => v.iter().any(|c| self.cond_fallible(*c, defs, depth + 1)),
-            Cond::Ref(d) => {
-                if let Some(known) = defs.get(d.index()).copied().flatten() {
-                    return known;
-                }
-                let f = self.b.defs.get(d.index()).is_some_and(|def| self.cond_fallible(def.cond, defs, depth + 1));
-                if let Some(slot) = defs.get_mut(d.index()) {
-                    *slot = Some(f);
-                }
-                f
-            }
-        }
-    }
-
-    fn dispatch(&self, p: &ir::Policy, order: &[usize]) -> Option<Dispatch> {
+    fn dispatch(&mut self, p: &ir::Policy, order: &[usize]) -> Option<Dispatch> {
         if p.rules.len() < 4 {
             return None;
         }
@@ -238,13 +191,12 @@ impl Gen<'_> {
         let mut per_rule: Vec<Constraints> = Vec::with_capacity(order.len());
         let mut counts: HashMap<u32, usize> = HashMap::new();
         let mut defs = vec![None; self.b.defs.len()];
-        let mut fallible_defs = vec![None; self.b.defs.len()];
         for &ri in order {
             // A rule that may call an extern or read state is always visited: skipping it when
             // a later conjunct rules it out would skip the calls (and faults) the interpreter
             // makes, in its order, before reaching that conjunct.
             let m = match p.rules.get(ri) {
-                Some(r) if !self.cond_fallible(r.cond, &mut fallible_defs, 0) => self.constraints(r.cond, &mut defs, 0),
+                Some(r) if !self.fallible.cond(self.b, r.cond) => self.constraints(r.cond, &mut defs, 0),
                 _ => Constraints::new(),
             };
             for path in m.keys() {
@@ -286,7 +238,7 @@ pub fn program(b: &Bundle) -> Program {
         atom_ids: HashMap::new(),
         sites: Vec::new(),
         code: Vec::new(),
-        fallible: fallible_terms(b),
+        fallible: ir::Fallibility::new(b),
     };
     let defs: Vec<DefCode> =
         b.defs.iter().map(|d| DefCode { name: d.name.clone(), entry: g.segment(d.cond) }).collect();

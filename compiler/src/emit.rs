@@ -47,19 +47,17 @@ pub struct Names<'a> {
     pub paths: &'a [Vec<String>],
     pub consts: &'a [Value],
     pub terms: &'a [TermNode],
-    pub defs: &'a [Def],
     pub states: &'a [StateDecl],
     pub externs: &'a [ExternDecl],
+    /// The names of lets, states and externs (a bare first segment would be read as one).
+    pub roots: &'a std::collections::HashSet<String>,
 }
 
 impl Names<'_> {
     /// Whether a request path whose first segment is `root` must be written `input.root…`:
     /// a `let`, a state series, an extern or `now` would take a bare name first.
     fn reserved(&self, root: &str) -> bool {
-        root == verdict_vocab::NOW
-            || self.defs.iter().any(|d| d.name == root)
-            || self.states.iter().any(|s| s.name == root)
-            || self.externs.iter().any(|e| e.name == root)
+        root == verdict_vocab::NOW || self.roots.contains(root)
     }
 
     fn path(&self, p: PathId) -> Path {
@@ -165,9 +163,9 @@ impl Bundle {
             paths: &self.paths,
             consts: &self.consts,
             terms: &self.terms,
-            defs: &self.defs,
             states: &self.states,
             externs: &self.externs,
+            roots: &self.roots,
         }
     }
 }

@@ -64,6 +64,10 @@ pub struct Bundle {
     pub hold_ttl: Option<u64>,
     /// Paths every request must have (checked at run time with the schema).
     pub required: Vec<(PathId, Span)>,
+    /// The names of every `let`, state and extern: a request path whose first segment is one of
+    /// them is printed `input.…` (derived from `defs`, `states` and `externs`; a set so printing
+    /// stays linear however many there are).
+    pub roots: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +268,75 @@ pub struct Rule {
     pub tags: Option<Vec<String>>,
     /// A reason template (instead of `description`).
     pub template: Option<Template>,
+}
+
+/// Which terms, conditions and definitions may **fault** (LANGUAGE.md §5.2, §5.3): a state read
+/// or an extern call, or anything built on one. The one definition codegen (fallible rules are
+/// never skipped by dispatch) and the analysis (a fallible rule may decide by its fault) share.
+#[derive(Debug, Clone)]
+pub struct Fallibility {
+    terms: Vec<bool>,
+    defs: Vec<Option<bool>>,
+}
+
+impl Fallibility {
+    pub fn new(b: &Bundle) -> Fallibility {
+        let mut terms: Vec<bool> = Vec::with_capacity(b.terms.len());
+        for t in &b.terms {
+            // INVARIANT: operands come before the terms that use them, so `terms` holds them.
+            let operand = |o: &Operand, terms: &Vec<bool>| match o {
+                Operand::Term(t) => terms.get(t.index()).copied().unwrap_or(true),
+                _ => false,
+            };
+            let f = match &t.term {
+                Term::State { .. } | Term::Extern(..) => true,
+                Term::Now(_) => false,
+                Term::Arith(_, l, r) => operand(l, &terms) || operand(r, &terms),
+                Term::Func(_, a) => operand(a, &terms),
+            };
+            terms.push(f);
+        }
+        Fallibility { terms, defs: vec![None; b.defs.len()] }
+    }
+
+    /// Whether term `t` may fault.
+    pub fn term(&self, t: TermId) -> bool {
+        self.terms.get(t.index()).copied().unwrap_or(true)
+    }
+
+    /// Whether an operand may fault.
+    pub fn operand(&self, o: Operand) -> bool {
+        matches!(o, Operand::Term(t) if self.term(t))
+    }
+
+    /// Whether condition `id` may fault somewhere (each definition is walked once).
+    pub fn cond(&mut self, b: &Bundle, id: CondId) -> bool {
+        self.cond_at(b, id, 0)
+    }
+
+    fn cond_at(&mut self, b: &Bundle, id: CondId, depth: usize) -> bool {
+        // INVARIANT: the IR's depth bound holds; past it, answer the safe "may fault".
+        if depth > verdict_grammar::ast::MAX_DEPTH + 1 {
+            return true;
+        }
+        let Some(node) = b.cond(id) else { return false };
+        match &node.cond {
+            Cond::Const(_) => false,
+            Cond::Atom(a) => self.operand(a.lhs) || self.operand(a.rhs),
+            Cond::Not(c) => self.cond_at(b, *c, depth + 1),
+            Cond::All(v) | Cond::Any(v) => v.iter().any(|c| self.cond_at(b, *c, depth + 1)),
+            Cond::Ref(d) => {
+                if let Some(known) = self.defs.get(d.index()).copied().flatten() {
+                    return known;
+                }
+                let f = b.defs.get(d.index()).is_some_and(|def| self.cond_at(b, def.cond, depth + 1));
+                if let Some(slot) = self.defs.get_mut(d.index()) {
+                    *slot = Some(f);
+                }
+                f
+            }
+        }
+    }
 }
 
 impl Bundle {

@@ -12,7 +12,7 @@ use crate::source::SourceFile;
 use crate::tree::{Key, Node, NodeKind};
 use petgraph::graph::DiGraph;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use verdict_grammar::ast::{self, Expr, ExprKind, MAX_DEPTH, Span};
 use verdict_runtime::request::split_field;
 
@@ -61,6 +61,7 @@ pub fn lower_with(
         extern_ids: HashMap::new(),
         states: Vec::new(),
         state_ids: HashMap::new(),
+        roots: HashSet::new(),
     };
     cx.after_syntax_error = form == Form::Dsl && cx.diags.iter().any(|d| d.code == Code::Syntax);
     let errors_before = cx.diags.iter().filter(|d| d.severity == Severity::Error).count();
@@ -98,6 +99,9 @@ struct Lower<'a> {
     extern_ids: HashMap<String, ExternId>,
     states: Vec<StateDecl>,
     state_ids: HashMap<String, StateId>,
+    /// The names declared so far that a request path's first segment must not be read as
+    /// (lets, states, externs): printing asks once per path, so a set, not a scan.
+    roots: HashSet<String>,
 }
 
 /// The declared type of a path, `Some(None)` when known but untyped, `None` when unknown.
@@ -555,6 +559,7 @@ impl Lower<'_> {
         }
         self.check_definitions();
         Some(Bundle {
+            roots: std::mem::take(&mut self.roots),
             id: id?,
             version: version?,
             description,
@@ -665,6 +670,7 @@ impl Lower<'_> {
             }
             let id = DefId(u32::try_from(self.defs.len()).unwrap_or(u32::MAX));
             self.defs.push(Def { name: k.text.clone(), cond: CondId(u32::MAX), span: k.span });
+            self.roots.insert(k.text.clone());
             self.def_ids.insert(k.text.clone(), id);
             bodies.push((id, v));
         }
@@ -723,41 +729,39 @@ impl Lower<'_> {
         if cyclic {
             return;
         }
-        // Nesting depth through definitions (children precede parents in the arena, and the
-        // definition graph is acyclic, so a fixed point is reached in at most |defs| rounds).
-        let mut depth = vec![0usize; self.conds.len()];
-        let mut def_depth = vec![0usize; self.defs.len()];
-        for _ in 0..=self.defs.len() {
-            let mut changed = false;
-            for (i, node) in self.conds.iter().enumerate() {
-                let d = 1 + match &node.cond {
-                    Cond::Const(_) | Cond::Atom(_) => 0,
-                    Cond::Not(c) => depth.get(c.index()).copied().unwrap_or(0),
-                    Cond::All(v) | Cond::Any(v) => {
-                        v.iter().map(|c| depth.get(c.index()).copied().unwrap_or(0)).max().unwrap_or(0)
+        // Nesting depth through definitions: one memoised post-order walk over the arena, where
+        // a definition use continues into the definition's condition (the graph is acyclic, as
+        // checked above), so the work is linear in the nodes and edges however much is shared.
+        let children = |i: usize| -> Vec<usize> {
+            match self.conds.get(i).map(|n| &n.cond) {
+                Some(Cond::Not(c)) => vec![c.index()],
+                Some(Cond::All(v) | Cond::Any(v)) => v.iter().map(|c| c.index()).collect(),
+                Some(Cond::Ref(d)) => self.defs.get(d.index()).map(|d| d.cond.index()).into_iter().collect(),
+                Some(Cond::Const(_) | Cond::Atom(_)) | None => Vec::new(),
+            }
+        };
+        let mut depth: Vec<Option<usize>> = vec![None; self.conds.len()];
+        for root in 0..self.conds.len() {
+            let mut stack = vec![(root, false)];
+            while let Some((i, expanded)) = stack.pop() {
+                if depth.get(i).copied().flatten().is_some() {
+                    continue;
+                }
+                let kids = children(i);
+                if expanded {
+                    let d = 1 + kids.iter().filter_map(|k| depth.get(*k).copied().flatten()).max().unwrap_or(0);
+                    if let Some(slot) = depth.get_mut(i) {
+                        *slot = Some(d);
                     }
-                    Cond::Ref(d) => def_depth.get(d.index()).copied().unwrap_or(0),
-                };
-                if let Some(slot) = depth.get_mut(i)
-                    && *slot != d
-                {
-                    *slot = d;
-                    changed = true;
+                } else {
+                    stack.push((i, true));
+                    stack.extend(
+                        kids.into_iter().filter(|k| depth.get(*k).copied().flatten().is_none()).map(|k| (k, false)),
+                    );
                 }
-            }
-            for (i, def) in self.defs.iter().enumerate() {
-                let d = depth.get(def.cond.index()).copied().unwrap_or(0);
-                if let Some(slot) = def_depth.get_mut(i)
-                    && *slot != d
-                {
-                    *slot = d;
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
             }
         }
+        let depth: Vec<usize> = depth.into_iter().map(|d| d.unwrap_or(0)).collect();
         if let Some((i, _)) = depth.iter().enumerate().find(|(_, d)| **d > MAX_DEPTH) {
             let span = self.conds.get(i).map_or(Span::default(), |c| c.span);
             self.error(
@@ -1447,9 +1451,9 @@ impl Lower<'_> {
             paths: &self.paths,
             consts: &self.consts,
             terms: &self.terms,
-            defs: &self.defs,
             states: &self.states,
             externs: &self.externs,
+            roots: &self.roots,
         }
     }
 
@@ -1544,6 +1548,7 @@ impl Lower<'_> {
             if let (Some(params), Some(returns)) = (params, returns) {
                 let id = ExternId(u32::try_from(self.externs.len()).unwrap_or(u32::MAX));
                 self.externs.push(ExternDecl { name: k.text.clone(), params, returns, span: k.span });
+                self.roots.insert(k.text.clone());
                 self.extern_ids.insert(k.text.clone(), id);
             }
         }
@@ -1576,6 +1581,7 @@ impl Lower<'_> {
                 span: k.span,
             });
             self.state_ids.insert(k.text.clone(), id);
+            self.roots.insert(k.text.clone());
             bodies.push((id, v));
         }
         for (id, v) in bodies {

@@ -3,7 +3,8 @@
 //!
 //! - [`db`]: the salsa database; source files are inputs; parse, per-policy checks, the context
 //!   check and whole-file compiles are tracked queries; [`db::file_diagnostics`] gathers them.
-//! - [`symbols`]: the symbol index (bundle, effects, schema, `let`s, policies, rules, uses).
+//! - [`symbols`]: the symbol index (bundle, effects, schema, `let`s, states, externs, policies,
+//!   rules, and the uses of `let`s, paths and terms, reason templates included).
 //! - [`ide`]: hover, definition, references, outline, completion, formatting as plain data.
 //! - [`proto`]: byte offsets ↔ UTF-16 positions, diagnostics and symbols → LSP types.
 //! - [`transport`]: framed JSON-RPC over stdio that survives malformed input.

@@ -82,6 +82,8 @@ pub fn outline(doc: Doc<'_>, node: &OutlineNode) -> lsp::DocumentSymbol {
     let kind = match node.kind {
         OutlineKind::Bundle => lsp::SymbolKind::MODULE,
         OutlineKind::Let => lsp::SymbolKind::CONSTANT,
+        OutlineKind::State => lsp::SymbolKind::STRUCT,
+        OutlineKind::Extern => lsp::SymbolKind::INTERFACE,
         OutlineKind::Policy => lsp::SymbolKind::CLASS,
         OutlineKind::Rule => lsp::SymbolKind::METHOD,
     };
@@ -111,8 +113,19 @@ pub fn completion(c: &Completion) -> lsp::CompletionItem {
         CompletionKind::Effect => lsp::CompletionItemKind::ENUM_MEMBER,
         CompletionKind::Path => lsp::CompletionItemKind::FIELD,
         CompletionKind::Let => lsp::CompletionItemKind::VARIABLE,
+        CompletionKind::State => lsp::CompletionItemKind::STRUCT,
+        CompletionKind::Extern => lsp::CompletionItemKind::INTERFACE,
+        CompletionKind::Function => lsp::CompletionItemKind::FUNCTION,
+        CompletionKind::Window => lsp::CompletionItemKind::PROPERTY,
+        CompletionKind::TimeField => lsp::CompletionItemKind::PROPERTY,
     };
-    lsp::CompletionItem { label: c.label.clone(), kind: Some(kind), detail: c.detail.clone(), ..Default::default() }
+    lsp::CompletionItem {
+        label: c.label.clone(),
+        kind: Some(kind),
+        detail: c.detail.clone(),
+        insert_text: c.insert.clone(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -109,8 +109,9 @@ fn every_request(uri: &str, line: u32, character: u32) -> Vec<(&'static str, Val
     ]
 }
 
-/// `obligations` (and a schema type) nested 30,000–50,000 deep in every form: diagnostics with
-/// V107, an answer to every request, and the server goes on.
+/// `obligations` (and a schema type, terms in `state` blocks and reason templates) nested
+/// 30,000–50,000 deep in every form: diagnostics with V107, an answer to every request, and the
+/// server goes on.
 #[test]
 fn deeply_nested_documents_get_diagnostics_and_answers() {
     const OBJECTS: usize = 30_000;
@@ -147,6 +148,28 @@ fn deeply_nested_documents_get_diagnostics_and_answers() {
             "V107",
         ),
         (
+            "file:///terms.verdict",
+            "verdict",
+            format!(
+                "bundle b {{}}\nstate s {{ add {}1{} }}\npolicy p {{\n  rule r allow {{\n    when s.day + 1 > 2\n    reason f\"{{{}s.day{}:.2f}}\"\n  }}\n}}\n",
+                "(".repeat(LISTS),
+                ")".repeat(LISTS),
+                "(".repeat(LISTS),
+                ")".repeat(LISTS)
+            ),
+            "V107",
+        ),
+        (
+            "file:///terms.yaml",
+            "yaml",
+            format!(
+                "bundle_id: b\nstate: {{s: {{add: amount}}}}\npolicies: [{{id: p, rules: [{{id: r, effect: allow, when: 's.day > 1', reason_template: '{{{}s.day{}}}'}}]}}]\n",
+                "-".repeat(LISTS),
+                " + 1".repeat(LISTS)
+            ),
+            "V107",
+        ),
+        (
             "file:///objects.yaml",
             "yaml",
             format!(
@@ -169,7 +192,8 @@ fn deeply_nested_documents_get_diagnostics_and_answers() {
         c.open(uri, language, text);
         let diags = c.diagnostics(uri, 1);
         assert!(diags.iter().any(|d| d["code"] == *code), "{uri}: {diags:?}");
-        for (line, character) in [(1, 8), (4, 6), (0, 0)] {
+        // The last position is on the term inside the template of `terms.verdict`.
+        for (line, character) in [(1, 8), (4, 6), (0, 0), (4, 14 + LISTS as u32 + 2)] {
             for (method, params) in every_request(uri, line, character) {
                 c.request(id, method, params);
                 let r = c.wait_for(&format!("{method} on {uri}"), GUARD, |m| m["id"] == id);

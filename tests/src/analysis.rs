@@ -18,6 +18,7 @@ use verdict_compiler::ir::{Bundle, MatchMode, Policy};
 use verdict_runtime::decision::{EvaluationResult, NOT_APPLICABLE};
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
+use verdict_runtime::state::StateView;
 
 /// A moment inside the bundle's effective window (its start, else just before its end).
 pub fn inside_window(b: &Bundle) -> jiff::Timestamp {
@@ -30,12 +31,27 @@ pub fn inside_window(b: &Bundle) -> jiff::Timestamp {
     jiff::Timestamp::UNIX_EPOCH
 }
 
-/// Evaluates a request context on a bundle inside its window.
+/// Evaluates a request context on a bundle inside its window, in the world witnesses are judged
+/// in (every state series empty, no extern bound: [`crate::host::Empty`]); an error when the
+/// evaluation faults.
 pub fn eval(b: &Bundle, req: &Value) -> Result<EvaluationResult, String> {
     let interp = Interpreter::new(b).map_err(|e| e.to_string())?;
     let r = Request::from_value(req.clone()).map_err(|e| format!("witness is not a valid request: {e}"))?;
-    Ok(interp.evaluate(&r, &Env::at(inside_window(b)), Mode::PLAIN))
+    let env = Env { now: inside_window(b), decision_id: None, state: Some(&crate::host::Empty), externs: None };
+    let mut host = verdict_runtime::term::HostMemo::default();
+    let result = interp.evaluate_memo(&r, &env, Mode::PLAIN, &mut host);
+    // A fault decides by the host's failure, not by the rules: no finding may rest on one.
+    if let Some(e) =
+        host.calls.iter().find_map(|c| c.2.as_ref().err()).or(host.reads.iter().find_map(|x| x.3.as_ref().err()))
+    {
+        return Err(format!("the witness faults: {e}"));
+    }
+    Ok(result)
 }
+
+/// The worlds a universal claim must survive on each request: the empty one and a few drawn
+/// ones (extern results of every type and errors, state sums and outages).
+const WORLDS: u64 = 3;
 
 /// Whether one rule's condition holds on a request: a bundle with that rule alone, no gates,
 /// default `none`.
@@ -402,27 +418,40 @@ pub fn check_universal(b: &Bundle, diags: &[Diagnostic], n: usize, seed: u64) ->
             _ => None,
         });
     }
-    for req in random_requests(b, n, seed) {
+    for (k, req) in random_requests(b, n, seed).into_iter().enumerate() {
         let r = Request::from_value(req.clone()).map_err(|e| format!("generated a bad request {req}: {e}"))?;
-        let res = interp.evaluate(&r, &Env::at(now), Mode::PLAIN);
-        for ((what, c), other) in claims.iter().zip(&others) {
-            let broken = match c {
-                Claim::NeverDecides(p, i) => matched(&res, b, *p, *i),
-                Claim::NeverDefault(p) => res.policy_decisions.get(*p).is_some_and(|d| d.matched_rule_id.is_none()),
-                Claim::Redundant(p, i, _) => {
-                    matched(&res, b, *p, *i)
-                        && other.as_ref().is_some_and(|o| {
-                            let alt = o.evaluate(&r, &Env::at(now), Mode::PLAIN);
-                            alt.policy_decisions.get(*p).map(|d| &d.kind)
-                                != res.policy_decisions.get(*p).map(|d| &d.kind)
-                        })
-                }
-                Claim::NeverHolds(_) => other
-                    .as_ref()
-                    .is_some_and(|o| o.evaluate(&r, &Env::at(now), Mode::PLAIN).decision.kind != NOT_APPLICABLE),
+        for w in 0..=WORLDS {
+            let drawn = crate::host::Drawn { salt: seed.wrapping_mul(1_000_003).wrapping_add(k as u64 * 7 + w) };
+            let env = if w == 0 {
+                Env { now, decision_id: None, state: Some(&crate::host::Empty), externs: None }
+            } else {
+                Env { now, decision_id: None, state: Some(&drawn), externs: Some(&drawn) }
             };
-            if broken {
-                return Err(format!("{what}: contradicted by {req}"));
+            let res = interp.evaluate(&r, &env, Mode::PLAIN);
+            for ((what, c), other) in claims.iter().zip(&others) {
+                let broken = match c {
+                    Claim::NeverDecides(p, i) => matched(&res, b, *p, *i),
+                    Claim::NeverDefault(p) => res.policy_decisions.get(*p).is_some_and(|d| d.matched_rule_id.is_none()),
+                    Claim::Redundant(p, i, _) => {
+                        matched(&res, b, *p, *i)
+                            && other.as_ref().is_some_and(|o| {
+                                let alt = o.evaluate(&r, &env, Mode::PLAIN);
+                                alt.policy_decisions.get(*p).map(|d| &d.kind)
+                                    != res.policy_decisions.get(*p).map(|d| &d.kind)
+                            })
+                    }
+                    // The probe's one rule decides by holding, or by a fault (which is not holding).
+                    Claim::NeverHolds(_) => other.as_ref().is_some_and(|o| {
+                        let mut host = verdict_runtime::term::HostMemo::default();
+                        let kind = o.evaluate_memo(&r, &env, Mode::PLAIN, &mut host).decision.kind;
+                        let faulted =
+                            host.calls.iter().any(|c| c.2.is_err()) || host.reads.iter().any(|x| x.3.is_err());
+                        kind != NOT_APPLICABLE && !faulted
+                    }),
+                };
+                if broken {
+                    return Err(format!("{what}: contradicted by {req} in world {w}"));
+                }
             }
         }
     }
@@ -455,11 +484,24 @@ pub fn check_equivalent(old: &Bundle, new: &Bundle, n: usize, seed: u64) -> Resu
     let (to, tn) = (inside_window(old), inside_window(new));
     let mut reqs = random_requests(old, n / 2, seed);
     reqs.extend(random_requests(new, n - n / 2, seed ^ 0x5555));
-    for req in reqs {
+    for (k, req) in reqs.into_iter().enumerate() {
         let r = Request::from_value(req.clone()).map_err(|e| e.to_string())?;
-        let (a, b) = (io.evaluate(&r, &Env::at(to), Mode::PLAIN), in_.evaluate(&r, &Env::at(tn), Mode::PLAIN));
-        if a.decision.kind != b.decision.kind {
-            return Err(format!("claimed equivalent, but {req} gives {} then {}", a.decision.kind, b.decision.kind));
+        for w in 0..=WORLDS {
+            let drawn = crate::host::Drawn { salt: seed.wrapping_mul(1_000_003).wrapping_add(k as u64 * 7 + w) };
+            let env = |now| {
+                if w == 0 {
+                    Env { now, decision_id: None, state: Some(&crate::host::Empty as &dyn StateView), externs: None }
+                } else {
+                    Env { now, decision_id: None, state: Some(&drawn as &dyn StateView), externs: Some(&drawn) }
+                }
+            };
+            let (a, b) = (io.evaluate(&r, &env(to), Mode::PLAIN), in_.evaluate(&r, &env(tn), Mode::PLAIN));
+            if a.decision.kind != b.decision.kind {
+                return Err(format!(
+                    "claimed equivalent, but {req} gives {} then {} in world {w}",
+                    a.decision.kind, b.decision.kind
+                ));
+            }
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod families;
 pub mod generate;
+pub mod host;
 pub mod hostile;
 pub mod workloads;
 

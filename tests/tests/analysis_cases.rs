@@ -376,3 +376,46 @@ fn budgets_turn_blow_up_into_undecided_never_into_wrong_claims() {
     }
     assert!(undecided > 10, "the tiny budget should run out on many bundles ({undecided})");
 }
+
+/// Rules that read state or call externs may fault, and a fault decides (the most severe effect,
+/// naming the rule): such a rule is neither redundant nor unreachable where it is reached, and
+/// later rules stay reachable (a fault only takes requests away from them).
+#[test]
+fn rules_that_may_fault_decide_by_their_faults() {
+    let head = "bundle \"t\" {\n  effects [deny, review, allow]\n}\nextern ok(any) -> bool\nstate spend { add 1  key [subject.id] }\n";
+    let with = |rules: &str| format!("{head}policy p {{\n  default deny\n{rules}\n}}\n");
+    // Without the extern, `a` (deny) would be redundant beside the default deny.
+    check(&with("rule a deny { when x == 1 }\nrule b allow { when x == 2 }"), &["V003 a"]);
+    check(&with("rule a deny { when x == 1 and ok(y) }\nrule b allow { when x == 2 }"), &[]);
+    // The same call in a later rule is memoized (it would have faulted in `a` already), but the
+    // analysis does not track which calls were made: it stays silent rather than guess.
+    check(&with("rule a deny { when x == 1 and ok(y) }\nrule b allow { when x == 1 and ok(y) }"), &[]);
+    // A later rule that cannot fault is shadowed as before.
+    check(&with("rule a deny { when x == 1 or ok(y) }\nrule b allow { when x == 1 }"), &["V001 b"]);
+    // A fallible rule behind a catch-all is never reached, so it is unreachable.
+    check(&with("rule a allow { when true }\nrule b deny { when spend.day > 10 }"), &["V001 b", "V009 p"]);
+    // A contradiction the extern is reached before: the rule can still fault, so no V002.
+    check(&with("rule a allow { when ok(y) and x == 1 and x == 2 }"), &[]);
+    // After the contradiction, the extern is never reached: V002 stands.
+    check(&with("rule a allow { when x == 1 and x == 2 and ok(y) }"), &["V002 a"]);
+    // A state read: the rule may fault (the key may be missing, the store down).
+    check(&with("rule a deny { when spend.day > 100 }\nrule b allow { when x == 2 }"), &[]);
+}
+
+/// `diff` never claims equivalence when a rule may fault where it is reached, even between a
+/// bundle and itself: the comparison covers only decisions without faults.
+#[test]
+fn diff_claims_no_equivalence_over_faults() {
+    let src =
+        format!("{HEAD}extern ok(any) -> bool\npolicy p {{\n  default deny\n  rule a allow {{ when ok(y) }}\n}}\n");
+    let b = compile("f.verdict", &src, SourceKind::Verdict);
+    let report = verdict_compiler::analysis::diff(&b, &b, &Options::default());
+    assert!(report.faults && !report.equivalent() && report.transitions.is_empty(), "{report:?}");
+    // An extern behind a condition that never holds is never reached: equivalence stands.
+    let src = format!(
+        "{HEAD}extern ok(any) -> bool\npolicy p {{\n  default deny\n  rule a allow {{ when x == 1 and x == 2 and ok(y) }}\n}}\n"
+    );
+    let b = compile("g.verdict", &src, SourceKind::Verdict);
+    let report = verdict_compiler::analysis::diff(&b, &b, &Options::default());
+    assert!(!report.faults && report.equivalent(), "{report:?}");
+}

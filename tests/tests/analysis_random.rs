@@ -32,7 +32,27 @@ fn value(rng: &mut Rng) -> String {
     }
 }
 
+/// Atoms over terms (LANGUAGE.md §5): arithmetic, functions and time (which never fault), state
+/// reads and extern calls (which may). The claims must hold in every world the host can be.
+fn term_atom(rng: &mut Rng) -> String {
+    let p = pick(rng, &PATHS);
+    match rng.below(9) {
+        0 => format!("{p} * 2 > {}", pick(rng, &NUMBERS)),
+        1 => format!("len({p}) >= {}", 1 + rng.below(2)),
+        2 => format!("now.hour >= {}", rng.below(24)),
+        3 => format!("ok({p})"),
+        4 => format!("not ok({p})"),
+        5 => format!("risk({p}) > 0.8"),
+        6 => format!("calls.day > {}", rng.below(3)),
+        7 => format!("spend.last(\"1h\") + {p} > 100"),
+        _ => format!("lower({p}) == \"a\""),
+    }
+}
+
 fn atom(rng: &mut Rng) -> String {
+    if rng.chance(12) {
+        return term_atom(rng);
+    }
     let p = pick(rng, &PATHS);
     match rng.below(16) {
         0 => format!("{p} == {}", value(rng)),
@@ -74,6 +94,8 @@ fn bundle(rng: &mut Rng) -> String {
         out.push_str("  card_scope { vendor_id: \"v\", allowed_actions: [\"read\", \"use\"] }\n");
     }
     out.push_str("}\n");
+    out.push_str("extern ok(any) -> bool\nextern risk(any) -> number\n");
+    out.push_str("state calls { add 1 }\nstate spend { add 1  key [subject.role] }\n");
     if rng.chance(30) {
         out.push_str(&format!("let d = {}\n", formula(rng, 2)));
     }

@@ -55,6 +55,26 @@ fn compile(text: &str) -> verdict_compiler::ir::Bundle {
     compiled.bundle.unwrap_or_else(|| panic!("{:?}", compiled.diagnostics))
 }
 
+/// A chain of 30,000 definitions, each one level deeper than the last: the depth through
+/// definitions is found in one linear walk (a fixed point over the arena took one round per
+/// level, quadratic work) and the bundle is refused with V107 naming the limit.
+#[test]
+fn a_long_chain_of_definitions_is_refused_in_linear_time() {
+    let mut text = String::from("bundle \"chain\" {}\nlet a0 = x == 0\n");
+    for i in 1..30_000 {
+        text.push_str(&format!("let a{i} = a{} or x == {i}\n", i - 1));
+    }
+    text.push_str("policy p {\n  default deny\n  rule r allow { when a29999 }\n}\n");
+    let diags = within_guard("compile", move || {
+        verdict_compiler::compile_for_use(&SourceFile::new("chain.verdict", text)).diagnostics
+    });
+    assert!(
+        diags.iter().any(|d| d.code == verdict_compiler::diagnostic::Code::TooDeep),
+        "{:?}",
+        diags.iter().map(|d| &d.message).collect::<Vec<_>>()
+    );
+}
+
 const CONTEXT: &str = r#"{"subject": {"role": "admin"}, "action": "act3"}"#;
 
 #[test]

@@ -1,6 +1,6 @@
 -- A headless Neovim (0.7 API) as a real LSP client of `verdict lsp`:
 --   VERDICT_BIN=… VERDICT_NVIM_OUT=… nvim --headless --clean -n -c 'luafile e2e.lua' demo.verdict
--- Attaches the server to the buffer, waits for its diagnostics, asks for a hover and the
+-- Attaches the server to the buffer, waits for its diagnostics, asks for two hovers and the
 -- document symbols through the client, and writes what it received to $VERDICT_NVIM_OUT
 -- (one line each; diagnostics with Neovim's 1-based lines and 0-based byte columns).
 
@@ -41,17 +41,23 @@ for _, d in ipairs(vim.diagnostic.get(0)) do
 end
 table.sort(lines)
 
--- A hover on the use of `is_admin` (0-based line 10, character 10).
+-- A hover at a 0-based position: its `n`-th line.
 local uri = vim.uri_from_bufnr(0)
-local hover = vim.lsp.buf_request_sync(0, "textDocument/hover",
-  { textDocument = { uri = uri }, position = { line = 10, character = 10 } }, 10000)
-local hover_text = "none"
-for _, r in pairs(hover or {}) do
-  if r.result and r.result.contents then
-    hover_text = vim.split(r.result.contents.value, "\n", { plain = true })[2] or "?"
+local function hover_line(line, character, n)
+  local hover = vim.lsp.buf_request_sync(0, "textDocument/hover",
+    { textDocument = { uri = uri }, position = { line = line, character = character } }, 10000)
+  local text = "none"
+  for _, r in pairs(hover or {}) do
+    if r.result and r.result.contents then
+      text = vim.split(r.result.contents.value, "\n", { plain = true })[n] or "?"
+    end
   end
+  return text
 end
-table.insert(lines, "hover " .. hover_text)
+-- The use of `is_admin` (line 10, character 10): its definition; the state read `spend.day`
+-- (line 41, character 12): its window in words.
+table.insert(lines, "hover " .. hover_line(10, 10, 2))
+table.insert(lines, "hover " .. hover_line(41, 12, 4))
 
 local symbols = vim.lsp.buf_request_sync(0, "textDocument/documentSymbol", { textDocument = { uri = uri } }, 10000)
 for _, r in pairs(symbols or {}) do

@@ -47,12 +47,16 @@ pub struct DiffReport {
     pub unverified: Vec<(String, String)>,
     /// A budget ran out before the comparison finished.
     pub undecided: bool,
+    /// A rule of either bundle may fault (it reads state or calls an extern where it is
+    /// reached): a fault decides the most severe effect whatever the rules say, so the
+    /// comparison covers only decisions without faults, and equivalence is not claimed.
+    pub faults: bool,
 }
 
 impl DiffReport {
-    /// Proved equivalent: no transition, nothing unverified, nothing undecided.
+    /// Proved equivalent: no transition, nothing unverified, nothing undecided, no faults.
     pub fn equivalent(&self) -> bool {
-        self.transitions.is_empty() && self.unverified.is_empty() && !self.undecided
+        self.transitions.is_empty() && self.unverified.is_empty() && !self.undecided && !self.faults
     }
 }
 
@@ -64,13 +68,12 @@ pub fn diff(old: &Bundle, new: &Bundle, opts: &Options) -> DiffReport {
         report.undecided = true;
         return report;
     }
-    let finals = (|| -> Res<(BTreeMap<String, NodeId>, BTreeMap<String, NodeId>)> {
-        Ok((decisions(&mut model, 0)?, decisions(&mut model, 1)?))
-    })();
-    let Ok((fo, fn_)) = finals else {
+    let finals = (|| -> Res<(Finals, Finals)> { Ok((decisions(&mut model, 0)?, decisions(&mut model, 1)?)) })();
+    let Ok(((fo, faults_old), (fn_, faults_new))) = finals else {
         report.undecided = true;
         return report;
     };
+    report.faults = faults_old || faults_new;
     let (Some(oo), Some(on)) = (Oracle::new(old), Oracle::new(new)) else {
         report.undecided = true;
         return report;
@@ -126,10 +129,14 @@ fn decider(b: &Bundle, d: &verdict_runtime::decision::Decision) -> Decider {
     Decider { policy: d.matched_policy_id.clone(), rule: d.matched_rule_id.clone(), span }
 }
 
+/// Per effect name, its decision set; and whether some rule may fault where it is reached.
+type Finals = (BTreeMap<String, NodeId>, bool);
+
 /// The final decision of bundle `bi`, per effect name (and `not_applicable`), over all
-/// requests that satisfy the structure constraint.
-fn decisions(model: &mut Model<'_>, bi: usize) -> Res<BTreeMap<String, NodeId>> {
-    let Some(b) = model.bundles.get(bi).copied() else { return Ok(BTreeMap::new()) };
+/// requests that satisfy the structure constraint (faults aside), and whether a rule may fault.
+fn decisions(model: &mut Model<'_>, bi: usize) -> Res<Finals> {
+    let Some(b) = model.bundles.get(bi).copied() else { return Ok((BTreeMap::new(), false)) };
+    let mut faults = false;
     let s = model.structure;
     let g = model.dom.scope(&mut model.bdd, bi)?;
     let u = model.bdd.and(s, g)?;
@@ -141,6 +148,8 @@ fn decisions(model: &mut Model<'_>, bi: usize) -> Res<BTreeMap<String, NodeId>> 
         for i in crate::interp::rule_order(b, pol) {
             let Some(rule) = pol.rules.get(i) else { continue };
             let m = model.cond(bi, rule.cond)?;
+            let f = model.fault(bi, rule.cond)?;
+            faults = faults || !model.bdd.disjoint(f, unmatched)?;
             let e = model.bdd.and(m, unmatched)?;
             unmatched = model.bdd.diff(unmatched, m)?;
             let slot = d.entry(Some(rule.effect)).or_insert(FALSE);
@@ -195,5 +204,5 @@ fn decisions(model: &mut Model<'_>, bi: usize) -> Res<BTreeMap<String, NodeId>> 
         *slot = model.bdd.or(*slot, outside)?;
     }
     out.retain(|_, v| *v != FALSE);
-    Ok(out)
+    Ok((out, faults))
 }

@@ -74,8 +74,15 @@ enum Status {
 struct Run {
     order: Vec<usize>,
     m: Vec<NodeId>,
+    /// Where the rule decides: its condition holds, or may fault (a fault decides too: the most
+    /// severe effect, with this rule named), and no earlier rule held.
     e: Vec<NodeId>,
+    /// Where the rule's condition, evaluated, may fault (`FALSE` for rules without state reads
+    /// or extern calls), wherever the rule is reached or not.
+    f: Vec<NodeId>,
     status: Vec<Status>,
+    /// Where no rule holds. Faults are left in (a fault stops the policy, so the real set is
+    /// smaller): an over-approximation, as every universal claim needs.
     unmatched: NodeId,
 }
 
@@ -85,6 +92,9 @@ impl Run {
     }
     fn e(&self, i: usize) -> NodeId {
         self.e.get(i).copied().unwrap_or(FALSE)
+    }
+    fn f(&self, i: usize) -> NodeId {
+        self.f.get(i).copied().unwrap_or(FALSE)
     }
     fn status(&self, i: usize) -> Status {
         self.status.get(i).copied().unwrap_or(Status::Unsat)
@@ -191,7 +201,14 @@ impl<'b> Ctx<'b> {
         let only_ambiguity = self.opts.scope == Scope::Ambiguity;
         for (p, pol) in self.b.policies.iter().enumerate() {
             let run = if only_ambiguity && pol.match_mode != MatchMode::Priority {
-                Run { order: Vec::new(), m: Vec::new(), e: Vec::new(), status: Vec::new(), unmatched: FALSE }
+                Run {
+                    order: Vec::new(),
+                    m: Vec::new(),
+                    e: Vec::new(),
+                    f: Vec::new(),
+                    status: Vec::new(),
+                    unmatched: FALSE,
+                }
             } else {
                 self.run_policy(p)?
             };
@@ -250,7 +267,14 @@ impl<'b> Ctx<'b> {
     fn run_policy(&mut self, p: usize) -> Res<Run> {
         let b = self.b;
         let Some(pol) = b.policies.get(p) else {
-            return Ok(Run { order: Vec::new(), m: Vec::new(), e: Vec::new(), status: Vec::new(), unmatched: FALSE });
+            return Ok(Run {
+                order: Vec::new(),
+                m: Vec::new(),
+                e: Vec::new(),
+                f: Vec::new(),
+                status: Vec::new(),
+                unmatched: FALSE,
+            });
         };
         let order = crate::interp::rule_order(b, pol);
         let n = pol.rules.len();
@@ -258,27 +282,34 @@ impl<'b> Ctx<'b> {
             order: order.clone(),
             m: vec![FALSE; n],
             e: vec![FALSE; n],
+            f: vec![FALSE; n],
             status: vec![Status::Live; n],
             unmatched: self.u,
         };
         for &i in &order {
             let Some(rule) = pol.rules.get(i) else { continue };
             let mi = self.model.cond(0, rule.cond)?;
+            let fault = self.model.fault(0, rule.cond)?;
             self.graph.set_bucket(RuleRef { policy: p, rule: i }, &self.model.dom, &self.model.bdd, mi);
             let bdd = &mut self.model.bdd;
-            let status = if bdd.disjoint(mi, self.s)? {
+            // A rule that may fault decides where it faults as well as where it holds.
+            let di = bdd.or(mi, fault)?;
+            let status = if bdd.disjoint(di, self.s)? {
                 Status::Unsat
-            } else if bdd.disjoint(mi, self.u)? {
+            } else if bdd.disjoint(di, self.u)? {
                 Status::OutOfScope
             } else {
                 Status::Live
             };
-            let ei = bdd.and(mi, run.unmatched)?;
+            let ei = bdd.and(di, run.unmatched)?;
             let status = if status == Status::Live && ei == FALSE { Status::Shadowed } else { status };
             run.unmatched = bdd.diff(run.unmatched, mi)?;
-            if let (Some(ms), Some(es), Some(ss)) = (run.m.get_mut(i), run.e.get_mut(i), run.status.get_mut(i)) {
+            if let (Some(ms), Some(es), Some(fs), Some(ss)) =
+                (run.m.get_mut(i), run.e.get_mut(i), run.f.get_mut(i), run.status.get_mut(i))
+            {
                 *ms = mi;
                 *es = ei;
+                *fs = fault;
                 *ss = status;
             }
         }
@@ -423,7 +454,7 @@ impl<'b> Ctx<'b> {
         let (Some(pol), Some(run)) = (b.policies.get(p), self.runs.get(p)) else { return Ok(()) };
         let Some(rule) = pol.rules.get(i) else { return Ok(()) };
         let me = RuleRef { policy: p, rule: i };
-        let mi = run.m(i);
+        let (mi, fault) = (run.m(i), run.f(i));
         // Nearest first, and at most `MAX_SCAN` of them: the claim is proved already, the scan
         // only names the covering rules.
         let earlier: Vec<(usize, NodeId)> = run
@@ -436,7 +467,8 @@ impl<'b> Ctx<'b> {
             .map(|&k| (k, run.m(k)))
             .collect();
         let bdd = &mut self.model.bdd;
-        let target = bdd.and(mi, self.u)?;
+        let decides = bdd.or(mi, fault)?;
+        let target = bdd.and(decides, self.u)?;
         let nvars = self.model.dom.var_count();
         let mut cands: Vec<(usize, NodeId, f64)> = Vec::new();
         for (k, mk) in earlier {
@@ -506,7 +538,9 @@ impl<'b> Ctx<'b> {
         for &i in run.order.iter().rev() {
             let Some(rule) = pol.rules.get(i) else { continue };
             let mi = run.m(i);
-            if run.live(i) {
+            // A rule that may fault where it is reached is never redundant: removing it removes
+            // its faults.
+            if run.live(i) && bdd.disjoint(run.f(i), run.e(i))? {
                 let same = rest.iter().find(|(o, _)| *o == Some(rule.effect)).map_or(FALSE, |x| x.1);
                 if bdd.implies(run.e(i), same)? {
                     redundant.push(i);
@@ -518,6 +552,14 @@ impl<'b> Ctx<'b> {
             match rest.iter_mut().find(|(o, _)| *o == Some(rule.effect)) {
                 Some((_, set)) => *set = bdd.or(*set, mi)?,
                 None => rest.push((Some(rule.effect), mi)),
+            }
+            // Where this rule may fault, the rest of the policy decides by that fault, not by
+            // an effect: out of every set (an under-approximation, so "the same" stays sound).
+            let fi = run.f(i);
+            if fi != FALSE {
+                for (_, set) in rest.iter_mut() {
+                    *set = bdd.diff(*set, fi)?;
+                }
             }
         }
         redundant.reverse();
@@ -588,7 +630,7 @@ impl<'b> Ctx<'b> {
                 pol.id
             ),
         )
-        .with_help("remove the default or the catch-all rule, or narrow the rules")
+        .with_help("narrow the rules, or drop the catch-all rule and let the default decide (a policy may have no rules: `policy p { default deny }`)")
         .in_rule(Some(&pol.id), None);
         let mut labels = 0;
         for &i in &run.order {

@@ -146,6 +146,9 @@ pub(crate) struct Model<'b> {
     pub dom: Domain,
     pub bundles: Vec<&'b Bundle>,
     memo: Vec<Vec<Option<NodeId>>>,
+    /// Per bundle: which conditions may fault, and the memo of [`Model::fault`].
+    fallible: Vec<crate::ir::Fallibility>,
+    fault_memo: Vec<Vec<Option<NodeId>>>,
     /// What holds of every request (how prefix paths fit together).
     pub structure: NodeId,
 }
@@ -158,6 +161,8 @@ impl<'b> Model<'b> {
             dom,
             bundles: bundles.to_vec(),
             memo: bundles.iter().map(|b| vec![None; b.conds.len()]).collect(),
+            fallible: bundles.iter().map(|b| crate::ir::Fallibility::new(b)).collect(),
+            fault_memo: bundles.iter().map(|b| vec![None; b.conds.len()]).collect(),
             structure: TRUE,
         };
         let s = m.dom.structure(&mut m.bdd);
@@ -214,6 +219,59 @@ impl<'b> Model<'b> {
             },
         };
         if let Some(slot) = self.memo.get_mut(b).and_then(|v| v.get_mut(c.index())) {
+            *slot = Some(out);
+        }
+        Ok(out)
+    }
+
+    /// The assignments where evaluating condition `c` of bundle `b` reaches an atom that may
+    /// fault (a state read or an extern call, LANGUAGE.md §5.2–5.3), in the interpreter's
+    /// short-circuit order: an over-approximation of where the condition can fault. `FALSE` for
+    /// a condition that cannot fault, without diagram work.
+    pub fn fault(&mut self, b: usize, c: CondId) -> Res<NodeId> {
+        let Some(bundle) = self.bundles.get(b).copied() else { return Ok(FALSE) };
+        let may = match self.fallible.get_mut(b) {
+            Some(f) => f.cond(bundle, c),
+            None => false,
+        };
+        if !may {
+            return Ok(FALSE);
+        }
+        // INVARIANT: recursion follows the condition's nesting like `cond`; memoized per node.
+        if let Some(n) = self.fault_memo.get(b).and_then(|v| v.get(c.index())).copied().flatten() {
+            return Ok(n);
+        }
+        let Some(node) = bundle.cond(c) else { return Ok(FALSE) };
+        use crate::ir::Cond;
+        let out = match &node.cond {
+            Cond::Const(_) => FALSE,
+            // A fallible atom is reached wherever its condition is evaluated.
+            Cond::Atom(_) => TRUE,
+            Cond::Not(x) => self.fault(b, *x)?,
+            // `and` evaluates a conjunct where every earlier one held; `or` where every earlier
+            // one failed; both stop at a fault.
+            Cond::All(kids) | Cond::Any(kids) => {
+                let all = matches!(node.cond, Cond::All(_));
+                let (mut acc, mut reach) = (FALSE, TRUE);
+                for k in kids {
+                    if reach == FALSE {
+                        break;
+                    }
+                    let f = self.fault(b, *k)?;
+                    let here = self.bdd.and(reach, f)?;
+                    acc = self.bdd.or(acc, here)?;
+                    let x = self.cond(b, *k)?;
+                    let go_on = if all { x } else { self.bdd.not(x)? };
+                    reach = self.bdd.and(reach, go_on)?;
+                }
+                acc
+            }
+            Cond::Ref(d) => match bundle.defs.get(d.index()) {
+                Some(def) => self.fault(b, def.cond)?,
+                None => FALSE,
+            },
+        };
+        if let Some(slot) = self.fault_memo.get_mut(b).and_then(|v| v.get_mut(c.index())) {
             *slot = Some(out);
         }
         Ok(out)

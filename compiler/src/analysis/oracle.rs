@@ -3,13 +3,38 @@
 //!
 //! Evaluation happens at [`witness_time`], a moment inside the bundle's effective window, so the
 //! window gate never hides what the policies decide.
+//!
+//! State and externs: every state series reads as empty (the state of a fresh store, a state
+//! every deployment passes through), and no extern is bound. A witness whose evaluation faults
+//! (an extern call, a state read whose key is missing) is no witness: a fault decides by the
+//! host's failure, not by the rules, so the oracle answers `None` for it.
 
 use crate::interp::Interpreter;
 use crate::ir::{Bundle, Combine, MatchMode, Policy};
-use serde_json::Value;
+use serde_json::{Number, Value};
 use verdict_runtime::decision::{EvaluationResult, NOT_APPLICABLE};
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
+use verdict_runtime::state::{Micros, Range, StateView, StoreError};
+use verdict_runtime::term::HostMemo;
+
+/// Every series empty.
+struct Empty;
+
+impl StateView for Empty {
+    fn read(&self, _: &str, _: &[Value], _: Range, _: Micros) -> Result<Number, StoreError> {
+        Ok(Number::from(0))
+    }
+}
+
+/// Evaluates without faults: `None` when a state read or an extern call failed.
+fn clean(interp: &Interpreter<'_>, r: &Request, now: jiff::Timestamp) -> Option<EvaluationResult> {
+    let env = Env { now, decision_id: None, state: Some(&Empty), externs: None };
+    let mut host = HostMemo::default();
+    let result = interp.evaluate_memo(r, &env, Mode::PLAIN, &mut host);
+    let faulted = host.calls.iter().any(|c| c.2.is_err()) || host.reads.iter().any(|r| r.3.is_err());
+    (!faulted).then_some(result)
+}
 
 /// A moment at which the bundle is in effect: its start, else just before its end, else the
 /// Unix epoch (any moment will do).
@@ -37,10 +62,11 @@ impl<'b> Oracle<'b> {
         Some(Oracle { bundle, interp, now: witness_time(bundle) })
     }
 
-    /// The decision on a request context (`None` if it is not a valid context).
+    /// The decision on a request context (`None` if it is not a valid context, or its
+    /// evaluation faulted).
     pub fn evaluate(&self, req: &Value) -> Option<EvaluationResult> {
         let r = Request::from_value(req.clone()).ok()?;
-        Some(self.interp.evaluate(&r, &Env::at(self.now), Mode::PLAIN))
+        clean(&self.interp, &r, self.now)
     }
 
     /// Whether each listed rule (policy index, rule index) holds on the request: evaluates a
@@ -72,7 +98,7 @@ impl<'b> Oracle<'b> {
         }
         let interp = Interpreter::new(&probe).ok()?;
         let r = Request::from_value(req.clone()).ok()?;
-        let result = interp.evaluate(&r, &Env::at(self.now), Mode::PLAIN);
+        let result = clean(&interp, &r, self.now)?;
         Some(result.policy_decisions.iter().map(|d| d.kind != NOT_APPLICABLE).collect())
     }
 
