@@ -1,5 +1,5 @@
 //! `verdict check`: compile (parse, lower, type-check), then — when the bundle compiled without
-//! errors — the rule-graph analysis (`verdict_compiler::analysis::analyze`), whose findings are
+//! errors — the rule-graph analysis (`verdict_compiler::check_as`), whose findings are
 //! rendered like any other diagnostic (labels as related locations, the witness as a note).
 
 use crate::Format;
@@ -19,18 +19,15 @@ pub fn run(paths: &[std::path::PathBuf], format: Format, deny_warnings: bool) ->
                 continue;
             }
         };
-        let compiled = verdict_compiler::compile(&file);
-        let mut diagnostics = compiled.diagnostics;
-        if let Some(bundle) = &compiled.bundle {
-            diagnostics.extend(verdict_compiler::analysis::analyze(bundle));
-        }
+        let kind = verdict_compiler::SourceKind::detect(&file.name, &file.text);
+        let diagnostics = verdict_compiler::check_as(&file, kind);
         for d in &diagnostics {
             let counts = d.severity == Severity::Error || (deny_warnings && d.severity == Severity::Warning);
             if counts {
                 worst = worst.max(1);
             }
             match format {
-                Format::Json => all_json.push(render::json(&file, d)),
+                Format::Json => all_json.push(verdict_compiler::diagnostic::to_json(&file, d)),
                 Format::Human => render::human(&file, d, color, &mut human),
             }
         }

@@ -1,7 +1,7 @@
-//! Rendering diagnostics: ariadne reports for people, a JSON array for tools.
+//! Rendering diagnostics: ariadne reports for people (the JSON form for tools is
+//! `verdict_compiler::diagnostic::to_json`).
 
 use ariadne::{Config, IndexType, Label, Report, ReportKind, Source};
-use serde_json::{Value, json};
 use std::io::IsTerminal;
 use verdict_compiler::diagnostic::{Diagnostic, Severity};
 use verdict_compiler::source::{MAX_SOURCE_BYTES, SourceFile, too_large};
@@ -43,35 +43,6 @@ fn label_text(d: &Diagnostic) -> String {
         (Some(p), Some(r)) => format!("in rule `{r}` of policy `{p}`"),
         _ => d.code.summary().to_owned(),
     }
-}
-
-/// A diagnostic as TOOLCHAIN.md's JSON object.
-pub fn json(file: &SourceFile, d: &Diagnostic) -> Value {
-    let (line, column) = file.line_col(d.span.start);
-    let (end_line, end_column) = file.line_col(d.span.end);
-    let related: Vec<Value> = d
-        .labels
-        .iter()
-        .map(|l| {
-            let (line, column) = file.line_col(l.span.start);
-            json!({"message": l.message, "file": file.name, "line": line, "column": column})
-        })
-        .collect();
-    json!({
-        "code": d.code.as_str(),
-        "severity": d.severity.as_str(),
-        "message": d.message,
-        "file": file.name,
-        "line": line,
-        "column": column,
-        "end_line": end_line,
-        "end_column": end_column,
-        "policy": d.policy,
-        "rule": d.rule,
-        "related": related,
-        "help": d.help,
-        "witness": d.witness,
-    })
 }
 
 /// Whether to colour output written to standard error.

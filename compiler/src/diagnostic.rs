@@ -1,7 +1,10 @@
 //! Diagnostics as plain data: a code, a severity, a message, a primary span, labels and help.
 //! The CLI renders them with ariadne; the language server converts them to LSP; nothing here
-//! knows either.
+//! knows either. [`to_json`] is the one JSON form (TOOLCHAIN.md's `check --format json` object),
+//! shared by the CLI and the Python package.
 
+use crate::source::SourceFile;
+use serde_json::{Value, json};
 use verdict_grammar::ast::Span;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -77,6 +80,35 @@ impl Diagnostic {
         self.rule = rule.map(str::to_owned);
         self
     }
+}
+
+/// A diagnostic as TOOLCHAIN.md's JSON object, with lines and columns in `file`.
+pub fn to_json(file: &SourceFile, d: &Diagnostic) -> Value {
+    let (line, column) = file.line_col(d.span.start);
+    let (end_line, end_column) = file.line_col(d.span.end);
+    let related: Vec<Value> = d
+        .labels
+        .iter()
+        .map(|l| {
+            let (line, column) = file.line_col(l.span.start);
+            json!({"message": l.message, "file": file.name, "line": line, "column": column})
+        })
+        .collect();
+    json!({
+        "code": d.code.as_str(),
+        "severity": d.severity.as_str(),
+        "message": d.message,
+        "file": file.name,
+        "line": line,
+        "column": column,
+        "end_line": end_line,
+        "end_column": end_column,
+        "policy": d.policy,
+        "rule": d.rule,
+        "related": related,
+        "help": d.help,
+        "witness": d.witness,
+    })
 }
 
 macro_rules! codes {

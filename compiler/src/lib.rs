@@ -115,6 +115,17 @@ fn may_be_ambiguous(b: &ir::Bundle) -> bool {
     })
 }
 
+/// What `verdict check` reports on one source of a given form: every compile diagnostic, then,
+/// when the bundle compiled without errors, the rule analysis' findings.
+pub fn check_as(file: &SourceFile, kind: SourceKind) -> Vec<Diagnostic> {
+    let compiled = compile_as(file, kind);
+    let mut diagnostics = compiled.diagnostics;
+    if let Some(bundle) = &compiled.bundle {
+        diagnostics.extend(analysis::analyze(bundle));
+    }
+    diagnostics
+}
+
 /// Compiles one source file of a given form.
 pub fn compile_as(file: &SourceFile, kind: SourceKind) -> Compiled {
     compile_with(file, kind, &|| {})

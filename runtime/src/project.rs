@@ -36,6 +36,17 @@ impl PathTrie {
         root
     }
 
+    /// Whether a path of the bundle ends here (the whole value here is read).
+    pub fn is_leaf(&self) -> bool {
+        self.leaf
+    }
+
+    /// The next steps of the bundle's paths from here, for walkers of other request trees (the
+    /// Python package walks a `dict` along them).
+    pub fn children(&self) -> impl Iterator<Item = (&str, &PathTrie)> {
+        self.children.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     fn insert<'s>(&mut self, path: impl IntoIterator<Item = &'s str>) {
         let mut node = self;
         for seg in path {

@@ -60,36 +60,40 @@ impl Request {
         };
         let mut req = Request::default();
         for (key, v) in map {
-            match key.as_str() {
-                "data" => match v {
-                    Value::Object(m) => req.data = m,
-                    other => {
-                        return Err(refuse(format!(
-                            "`data` must be an object, not {}",
-                            crate::value::type_name(&other)
-                        )));
-                    }
-                },
-                "subject" => req.subject = object_or_null("subject", v)?,
-                "resource" => req.resource = object_or_null("resource", v)?,
-                "action" => match v {
-                    Value::Null => req.action = None,
-                    Value::String(_) => req.action = Some(v),
-                    other => {
-                        return Err(refuse(format!(
-                            "`action` must be a string or null, not {}",
-                            crate::value::type_name(&other)
-                        )));
-                    }
-                },
-                other => {
-                    return Err(refuse(format!(
-                        "unknown key `{other}` in request context; expected `subject`, `action`, `resource` or `data`"
-                    )));
-                }
-            }
+            req.set_key(&key, v)?;
         }
         Ok(req)
+    }
+
+    /// Sets one top-level key of a context, validated as [`Request::from_value`] does; for
+    /// readers of other request trees (the Python package sets the keys of a `dict` in order).
+    pub fn set_key(&mut self, key: &str, v: Value) -> Result<(), RequestError> {
+        match key {
+            "data" => match v {
+                Value::Object(m) => self.data = m,
+                other => {
+                    return Err(refuse(format!("`data` must be an object, not {}", crate::value::type_name(&other))));
+                }
+            },
+            "subject" => self.subject = object_or_null("subject", v)?,
+            "resource" => self.resource = object_or_null("resource", v)?,
+            "action" => match v {
+                Value::Null => self.action = None,
+                Value::String(_) => self.action = Some(v),
+                other => {
+                    return Err(refuse(format!(
+                        "`action` must be a string or null, not {}",
+                        crate::value::type_name(&other)
+                    )));
+                }
+            },
+            other => {
+                return Err(refuse(format!(
+                    "unknown key `{other}` in request context; expected `subject`, `action`, `resource` or `data`"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The value of a top-level key of the merged view: `subject`, `action` and `resource` when

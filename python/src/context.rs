@@ -1,0 +1,323 @@
+//! Python request contexts → runtime requests, reading only what the bundle's paths reach.
+//!
+//! A `dict` context is walked along the bundle's path trie (the runtime's
+//! [`PathTrie`], mirrored here with interned Python keys so that each step is one dict lookup
+//! without building a key): only the values on a path are converted to JSON, the rest of the
+//! dict is never looked at. This is what `Engine::decide_json` does for JSON bytes with the
+//! runtime's projection parser, for a Python tree.
+//!
+//! Every top-level key goes, in order, through the runtime's validation ([`Request::set_key`],
+//! what [`Request::from_value`] does for each key) with its pruned value (reduced to its JSON type
+//! where it is not read), so the refusals (unknown keys, wrong types) are the runtime's own. What the walk reaches must be JSON: `None`, `bool`, `int`,
+//! `float` (finite), `str`, `dict` with `str` keys, `list` or `tuple`; anything else is refused
+//! with the path where it was found.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde_json::{Map, Number, Value};
+use verdict_runtime::project::PathTrie;
+use verdict_runtime::request::Request;
+
+/// Values nested deeper than this are refused (the limit serde_json sets for JSON text).
+pub const MAX_DEPTH: usize = 128;
+
+/// Why a context was refused.
+pub enum Fault {
+    /// The context is not what a request context may be; `path` is innermost first.
+    Refused { path: Vec<String>, message: String },
+    /// Python raised while the context was read.
+    Python(PyErr),
+}
+
+impl Fault {
+    fn refused(message: impl Into<String>) -> Fault {
+        Fault::Refused { path: Vec::new(), message: message.into() }
+    }
+
+    /// Adds the step that led to where the fault was found.
+    fn at(self, step: &str) -> Fault {
+        match self {
+            Fault::Refused { mut path, message } => {
+                path.push(step.to_owned());
+                Fault::Refused { path, message }
+            }
+            other => other,
+        }
+    }
+
+    /// The message a Python caller sees.
+    pub fn message(path: &[String], message: &str) -> String {
+        if path.is_empty() {
+            return message.to_owned();
+        }
+        let steps: Vec<&str> = path.iter().rev().map(String::as_str).collect();
+        format!("request context `{}`: {message}", steps.join("."))
+    }
+}
+
+struct Node {
+    leaf: bool,
+    children: Vec<Child>,
+}
+
+struct Child {
+    /// The step as an interned Python string (its hash is computed once).
+    key: Py<PyString>,
+    text: String,
+    /// The list index this step names, when it is written in ASCII digits (`1`, `01`).
+    index: Option<usize>,
+    node: usize,
+}
+
+/// The bundle's path trie with Python keys, as an arena (node 0 is the merged view's root).
+pub struct Trie {
+    nodes: Vec<Node>,
+    subject: Option<usize>,
+    resource: Option<usize>,
+}
+
+/// The list index a step names: ASCII digits only, as the runtime's `request::step` reads it.
+fn list_index(step: &str) -> Option<usize> {
+    if step.is_empty() || !step.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    step.parse().ok()
+}
+
+impl Trie {
+    /// Mirrors the runtime's trie (an explicit stack: paths may be long).
+    pub fn new(py: Python<'_>, trie: &PathTrie) -> Trie {
+        let mut nodes = vec![Node { leaf: trie.is_leaf(), children: Vec::new() }];
+        let mut stack = vec![(trie, 0usize)];
+        while let Some((t, at)) = stack.pop() {
+            let mut children = Vec::new();
+            for (step, child) in t.children() {
+                let id = nodes.len();
+                nodes.push(Node { leaf: child.is_leaf(), children: Vec::new() });
+                children.push(Child {
+                    key: PyString::intern(py, step).unbind(),
+                    text: step.to_owned(),
+                    index: list_index(step),
+                    node: id,
+                });
+                stack.push((child, id));
+            }
+            if let Some(n) = nodes.get_mut(at) {
+                n.children = children;
+            }
+        }
+        let root_child = |name: &str| nodes.first()?.children.iter().find(|c| c.text == name).map(|c| c.node);
+        let (subject, resource) = (root_child("subject"), root_child("resource"));
+        Trie { nodes, subject, resource }
+    }
+
+    /// Reads a request context from a Python object that is not JSON text: a `dict` is walked
+    /// along the trie; anything else is refused (by the runtime where it is JSON).
+    pub fn request(&self, context: &Bound<'_, PyAny>) -> Result<Request, Fault> {
+        if let Ok(dict) = context.cast::<PyDict>() {
+            return self.top(dict);
+        }
+        match shape(context) {
+            Ok(v) => Request::from_value(v).map_err(|e| Fault::refused(e.message)),
+            Err(_) => Err(Fault::refused(format!(
+                "a request context must be a dict, or JSON text as str or bytes, not `{}`",
+                type_name(context)
+            ))),
+        }
+    }
+
+    /// The top-level object: every key given to the runtime's validation in order (it refuses
+    /// unknown ones), each value pruned to what the bundle reads.
+    fn top(&self, dict: &Bound<'_, PyDict>) -> Result<Request, Fault> {
+        let mut req = Request::default();
+        for (k, v) in dict.iter() {
+            let Ok(key) = k.cast::<PyString>() else {
+                return Err(Fault::refused(format!("request context keys must be strings, not `{}`", type_name(&k))));
+            };
+            let key = key.to_str().map_err(|_| Fault::refused("a key is not valid Unicode (a lone surrogate)"))?;
+            let value = match key {
+                // `data`'s keys are the merged view's roots.
+                "data" if v.is_instance_of::<PyDict>() => self.walk(&v, 0, 1),
+                "subject" | "resource" if v.is_instance_of::<PyDict>() => {
+                    match if key == "subject" { self.subject } else { self.resource } {
+                        Some(node) => self.walk(&v, node, 1),
+                        None => Ok(Value::Object(Map::new())),
+                    }
+                }
+                "data" | "subject" | "resource" | "action" => shape(&v),
+                // Refused by the runtime as an unknown key.
+                _ => Ok(Value::Null),
+            };
+            req.set_key(key, value.map_err(|f| f.at(key))?).map_err(|e| Fault::refused(e.message))?;
+        }
+        Ok(req)
+    }
+
+    /// The value at a trie node: whole at a leaf, else only the steps the trie has.
+    fn walk(&self, obj: &Bound<'_, PyAny>, node: usize, depth: usize) -> Result<Value, Fault> {
+        let Some(n) = self.nodes.get(node) else { return Ok(Value::Null) };
+        if n.leaf {
+            return to_value(obj, depth);
+        }
+        if depth >= MAX_DEPTH {
+            return Err(too_deep());
+        }
+        let py = obj.py();
+        if let Ok(dict) = obj.cast::<PyDict>() {
+            let mut out = Map::with_capacity(n.children.len().min(dict.len()));
+            for c in &n.children {
+                if let Some(v) = dict.get_item(c.key.bind(py)).map_err(Fault::Python)? {
+                    let v = self.walk(&v, c.node, depth + 1).map_err(|f| f.at(&c.text))?;
+                    out.insert(c.text.clone(), v);
+                }
+            }
+            return Ok(Value::Object(out));
+        }
+        if let Ok(list) = obj.cast::<PyList>() {
+            return self.walk_items(n, list.len(), |i| list.get_item(i), depth);
+        }
+        if let Ok(tuple) = obj.cast::<PyTuple>() {
+            return self.walk_items(n, tuple.len(), |i| tuple.get_item(i), depth);
+        }
+        // A scalar where the path goes on: kept (its type matters to lookups that stop here).
+        to_value(obj, depth)
+    }
+
+    /// A list at an inner node: the elements the trie names, with `null` placeholders before
+    /// them so indices stay right (as the projection parser keeps them).
+    fn walk_items<'py>(
+        &self,
+        n: &Node,
+        len: usize,
+        item: impl Fn(usize) -> PyResult<Bound<'py, PyAny>>,
+        depth: usize,
+    ) -> Result<Value, Fault> {
+        let mut steps: Vec<(usize, &Child)> =
+            n.children.iter().filter_map(|c| c.index.filter(|&i| i < len).map(|i| (i, c))).collect();
+        steps.sort_by_key(|(i, _)| *i);
+        let Some(&(last, _)) = steps.last() else { return Ok(Value::Array(Vec::new())) };
+        let mut out = vec![Value::Null; last + 1];
+        let mut k = 0;
+        while let Some(&(i, c)) = steps.get(k) {
+            // Two steps naming one element (`1` and `01`): the element is read whole.
+            let several = steps.get(k + 1).is_some_and(|(j, _)| *j == i);
+            let obj = item(i).map_err(Fault::Python)?;
+            let v = if several { to_value(&obj, depth + 1) } else { self.walk(&obj, c.node, depth + 1) };
+            let v = v.map_err(|f| f.at(&i.to_string()))?;
+            if let Some(slot) = out.get_mut(i) {
+                *slot = v;
+            }
+            while steps.get(k).is_some_and(|(j, _)| *j == i) {
+                k += 1;
+            }
+        }
+        Ok(Value::Array(out))
+    }
+}
+
+fn too_deep() -> Fault {
+    Fault::refused(format!("nested deeper than {MAX_DEPTH} levels"))
+}
+
+/// The Python type's name, for messages.
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".to_owned())
+}
+
+/// A value reduced to its JSON type, for a top-level key whose value the runtime only checks
+/// the type of: scalars as they are, `{}` for a dict, `[]` for a list or tuple.
+fn shape(obj: &Bound<'_, PyAny>) -> Result<Value, Fault> {
+    if obj.is_instance_of::<PyDict>() {
+        Ok(Value::Object(Map::new()))
+    } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        Ok(Value::Array(Vec::new()))
+    } else {
+        to_value(obj, 0)
+    }
+}
+
+/// Converts a whole Python value to JSON; `depth` is its nesting level in the context.
+pub fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Fault> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return match s.to_str() {
+            Ok(s) => Ok(Value::String(s.to_owned())),
+            Err(_) => Err(Fault::refused("a string with a lone surrogate is not valid Unicode")),
+        };
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(i) = obj.cast::<PyInt>() {
+        return int_value(i);
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let x = f.value();
+        return Number::from_f64(x).map(Value::Number).ok_or_else(|| {
+            // Python's spelling of the value.
+            let text = if x.is_nan() {
+                "nan"
+            } else if x > 0.0 {
+                "inf"
+            } else {
+                "-inf"
+            };
+            Fault::refused(format!("`{text}` is not a JSON number (JSON has no NaN or infinity)"))
+        });
+    }
+    if depth >= MAX_DEPTH {
+        return Err(too_deep());
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let mut out = Map::with_capacity(dict.len());
+        for (k, v) in dict.iter() {
+            let Ok(key) = k.cast::<PyString>() else {
+                return Err(Fault::refused(format!("object keys must be strings, not `{}`", type_name(&k))));
+            };
+            let key = key.to_str().map_err(|_| Fault::refused("a key is not valid Unicode (a lone surrogate)"))?;
+            let v = to_value(&v, depth + 1).map_err(|f| f.at(key))?;
+            out.insert(key.to_owned(), v);
+        }
+        return Ok(Value::Object(out));
+    }
+    if let Ok(list) = obj.cast::<PyList>() {
+        let mut out = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            out.push(to_value(&item, depth + 1).map_err(|f| f.at(&i.to_string()))?);
+        }
+        return Ok(Value::Array(out));
+    }
+    if let Ok(tuple) = obj.cast::<PyTuple>() {
+        let mut out = Vec::with_capacity(tuple.len());
+        for (i, item) in tuple.iter().enumerate() {
+            out.push(to_value(&item, depth + 1).map_err(|f| f.at(&i.to_string()))?);
+        }
+        return Ok(Value::Array(out));
+    }
+    let name = type_name(obj);
+    let hint = match name.as_str() {
+        "set" | "frozenset" => " (use a list)",
+        "bytes" | "bytearray" => " (decode it to str)",
+        "datetime" | "date" | "time" => " (format it as an RFC 3339 string)",
+        "Decimal" => " (use int, float or str)",
+        _ => "",
+    };
+    Err(Fault::refused(format!("`{name}` is not a JSON value{hint}")))
+}
+
+/// An integer as JSON text would carry it: i64 or u64 exactly, beyond that the nearest f64 (as
+/// serde_json reads a long integer literal), refused when even that overflows.
+fn int_value(i: &Bound<'_, PyInt>) -> Result<Value, Fault> {
+    if let Ok(v) = i.extract::<i64>() {
+        return Ok(Value::from(v));
+    }
+    if let Ok(v) = i.extract::<u64>() {
+        return Ok(Value::from(v));
+    }
+    match i.extract::<f64>().ok().and_then(Number::from_f64) {
+        Some(n) => Ok(Value::Number(n)),
+        None => Err(Fault::refused("an integer too large for a JSON number")),
+    }
+}
