@@ -14,6 +14,7 @@ mod fmt;
 mod keys;
 mod render;
 mod serve;
+mod test;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -162,6 +163,22 @@ enum Command {
     },
     /// Run the language server on stdin/stdout (for editors).
     Lsp,
+    /// Run policy test files (`*.test.yaml`): each case's decision against its expectations,
+    /// with coverage and a suggested case for every rule no case reaches.
+    Test {
+        /// Test files, or folders searched for `*.test.yaml`, `*.test.yml` and `*.test.json`
+        /// (default: the current folder).
+        paths: Vec<PathBuf>,
+        /// Report coverage: rules that decided in some case, atoms seen true and false, and a
+        /// request for every rule no case reaches.
+        #[arg(long)]
+        coverage: bool,
+        /// Fail (exit 1) when the rule coverage, in percent, is below this (implies `--coverage`).
+        #[arg(long, value_name = "PCT")]
+        min_coverage: Option<f64>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: test::TestFormat,
+    },
 }
 
 fn main() -> ExitCode {
@@ -212,6 +229,9 @@ fn main() -> ExitCode {
         Command::Diff { old, new, format } => diff::run(&old, &new, format),
         Command::Serve(args) => serve::run(args),
         Command::Lsp => verdict_lsp::run_stdio(),
+        Command::Test { paths, coverage, min_coverage, format } => {
+            test::run(&test::Options { paths: &paths, coverage, min_coverage, format })
+        }
     };
     ExitCode::from(code)
 }
