@@ -13,6 +13,7 @@ mod eval;
 mod fmt;
 mod keys;
 mod render;
+mod schema;
 mod serve;
 mod test;
 
@@ -179,6 +180,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: test::TestFormat,
     },
+    /// Print the JSON Schema (2020-12) of a contract (the files under `contracts/`).
+    Schema {
+        #[arg(value_enum)]
+        contract: schema::Contract,
+    },
 }
 
 fn main() -> ExitCode {
@@ -232,6 +238,7 @@ fn main() -> ExitCode {
         Command::Test { paths, coverage, min_coverage, format } => {
             test::run(&test::Options { paths: &paths, coverage, min_coverage, format })
         }
+        Command::Schema { contract } => schema::run(contract),
     };
     ExitCode::from(code)
 }
