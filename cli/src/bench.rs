@@ -4,7 +4,8 @@
 //!
 //! Each decision is timed on its own (`Instant` before and after) and the clock's own cost,
 //! measured before the run, is subtracted from every sample, so a 40 ns decision does not read
-//! as 60. Requests are cycled in file order for `--duration` per backend, after an untimed
+//! as 60. A second, shorter phase times batches of decisions as a whole (no clock read per
+//! decision, as criterion does), whose median per-decision mean is reported beside. Requests are cycled in file order for `--duration` per backend, after an untimed
 //! warm-up. Stateful bundles decide against an in-memory store whose holds are released after
 //! each decision (untimed), with a fresh store every [`STORE_RESET`] decisions.
 
@@ -74,7 +75,13 @@ struct Row {
     /// Decisions per second of decision time (the sum of the corrected samples).
     per_sec: f64,
     hist: Histogram<u64>,
+    /// The median over batches of [`BATCH`] decisions of their mean time (stateless bundles):
+    /// no clock read per decision, so comparable with criterion's per-iteration figures.
+    batched: Option<u64>,
 }
+
+/// Decisions per batch of the batched phase.
+const BATCH: u64 = 256;
 
 pub fn run(opts: &Options<'_>) -> u8 {
     let duration = match parse_duration(opts.duration) {
@@ -406,10 +413,33 @@ fn measure(
         }
         if timed {
             let per_sec = if total == 0 { 0.0 } else { n as f64 * 1e9 / total as f64 };
-            return Ok(Row { backend, fallback, decisions: n, per_sec, hist });
+            let batched = if stateful { None } else { batches(requests, duration / 5, &mut decide) };
+            return Ok(Row { backend, fallback, decisions: n, per_sec, hist, batched });
         }
     }
     Err("no measurement".into())
+}
+
+/// The batched phase: for `span`, batches of [`BATCH`] decisions timed as a whole; the median of
+/// their per-decision means.
+fn batches(
+    requests: &[Req],
+    span: Duration,
+    decide: &mut impl FnMut(&Req, Option<&dyn StateStore>) -> Option<String>,
+) -> Option<u64> {
+    let mut means = Vec::new();
+    let start = Instant::now();
+    let mut next = requests.iter().cycle();
+    while start.elapsed() < span.max(Duration::from_millis(50)) && means.len() < 1_000_000 {
+        let t = Instant::now();
+        for _ in 0..BATCH {
+            let r = next.next()?;
+            std::hint::black_box(decide(r, None));
+        }
+        means.push(u64::try_from(t.elapsed().as_nanos() / u128::from(BATCH)).unwrap_or(u64::MAX));
+    }
+    means.sort_unstable();
+    means.get(means.len() / 2).copied()
 }
 
 fn latency_json(h: &Histogram<u64>) -> Value {
@@ -440,6 +470,9 @@ fn report_json(
                 "decisions_per_sec": r.per_sec.round(),
                 "latency_ns": latency_json(&r.hist),
             });
+            if let (Some(b), Value::Object(m)) = (r.batched, &mut v) {
+                m.insert("batched_median_ns".into(), json!(b));
+            }
             if let (Some(f), Value::Object(m)) = (&r.fallback, &mut v) {
                 m.insert("jit_fallback".into(), json!(f));
             }
@@ -547,13 +580,13 @@ fn human(
         duration.as_secs_f64()
     );
     s.push_str(&format!(
-        "{:<8} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-        "backend", "decisions/s", "decisions", "p50", "p95", "p99", "p99.9", "max"
+        "{:<8} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+        "backend", "decisions/s", "decisions", "p50", "p95", "p99", "p99.9", "max", "batched"
     ));
     for r in rows {
         let q = |x: f64| ns(if x >= 1.0 { r.hist.max() } else { r.hist.value_at_quantile(x) });
         s.push_str(&format!(
-            "{:<8} {:>12.0} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+            "{:<8} {:>12.0} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
             r.backend,
             r.per_sec,
             r.decisions,
@@ -561,7 +594,8 @@ fn human(
             q(0.95),
             q(0.99),
             q(0.999),
-            q(1.0)
+            q(1.0),
+            r.batched.map_or_else(|| "-".to_owned(), ns)
         ));
         if let Some(f) = &r.fallback {
             s.push_str(&format!("         (the JIT is unavailable: {f}; the VM was measured)\n"));
@@ -581,5 +615,8 @@ fn human(
             ));
         }
     }
+    s.push_str(&format!(
+        "\n`batched`: the median of the mean time of batches of {BATCH} decisions (no clock read per decision)"
+    ));
     s.trim_end().to_owned()
 }

@@ -45,6 +45,9 @@ fn check_shape(r: &Value, backends: &[&str]) {
         let q: Vec<u64> = ["min", "p50", "p95", "p99", "p99_9", "max"].iter().map(|k| l[k].as_u64().unwrap()).collect();
         assert!(q.windows(2).all(|w| w[0] <= w[1]), "percentiles in order: {l}");
         assert!(q[0] >= 1);
+        if r["stateful"] == false {
+            assert!(b["batched_median_ns"].as_u64().unwrap() >= 1, "{b}");
+        }
     }
     assert!(r["timer_overhead_ns"].is_u64());
 }
@@ -153,7 +156,10 @@ fn stateful_and_extern_bundles_are_measured_from_their_example_files() {
     ]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("decisions/s") && text.contains("p99.9") && text.lines().any(|l| l.starts_with("vm ")),
+        text.contains("decisions/s")
+            && text.contains("p99.9")
+            && text.contains("batched")
+            && text.lines().any(|l| l.starts_with("vm ")),
         "{text}"
     );
 }
