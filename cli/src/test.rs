@@ -79,8 +79,8 @@ struct Mismatch {
 /// The outcome of one test file.
 struct FileRun {
     path: String,
-    /// The key of its bundle in the loaded map, once the bundle loaded.
-    bundle: Option<PathBuf>,
+    /// Its bundle's path (as the first test file naming it reaches it), once the bundle loaded.
+    bundle: Option<String>,
     diagnostics: Vec<Value>,
     /// Why the file could not be run (bad test file, bundle that does not compile).
     error: Option<String>,
@@ -209,7 +209,7 @@ fn run_file(path: &Path, now: jiff::Timestamp, format: TestFormat, loaded: &mut 
         out.error = Some("the test file does not match its bundle".into());
         return out;
     }
-    out.bundle = Some(key);
+    out.bundle = Some(l.path.clone());
     for case in &file.cases {
         let started = Instant::now();
         let (result, mismatches) = run_case(l, &file, case, now);
@@ -669,7 +669,7 @@ fn json_out(runs: &[FileRun], reports: &[BundleReport], opts: &Options<'_>, rule
                     })
                 })
                 .collect();
-            json!({"file": r.path, "bundle": r.bundle.as_ref().map(|b| b.display().to_string()), "error": r.error, "diagnostics": r.diagnostics, "cases": cases})
+            json!({"file": r.path, "bundle": r.bundle, "error": r.error, "diagnostics": r.diagnostics, "cases": cases})
         })
         .collect();
     let (cases, failed, errors) = counts(runs);
