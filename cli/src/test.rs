@@ -641,7 +641,7 @@ fn human(runs: &[FileRun], reports: &[BundleReport], opts: &Options<'_>, rule_pc
     }
     s.push_str(&format!("\n{} passed, {failed} failed", cases - failed));
     if errors > 0 {
-        s.push_str(&format!(", {errors} test files with errors"));
+        s.push_str(&format!(", {errors} test file{} with errors", if errors == 1 { "" } else { "s" }));
     }
     s.push('\n');
     write_stdout(&s)

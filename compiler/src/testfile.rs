@@ -464,7 +464,7 @@ fn check_rule(b: &Bundle, policy: Option<&crate::ir::Policy>, rule: &str, span: 
             .with_help(format!("its rules: {}", list(p.rules.iter().map(|r| r.id.as_str())))),
         None => Diagnostic::error(Code::BadValue, span, format!("bundle `{}` has no rule `{rule}`", b.id)),
     };
-    out.push(d.in_rule(policy.map(|p| p.id.as_str()), Some(rule)));
+    out.push(d);
 }
 
 fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
