@@ -13,10 +13,10 @@ mod diff;
 mod eval;
 mod fmt;
 mod keys;
+mod policy_test;
 mod render;
 mod schema;
 mod serve;
-mod test;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -179,7 +179,7 @@ enum Command {
         #[arg(long, value_name = "PCT")]
         min_coverage: Option<f64>,
         #[arg(long, value_enum, default_value = "human")]
-        format: test::TestFormat,
+        format: policy_test::TestFormat,
     },
     /// Measure decisions per second and latency percentiles of a bundle on given requests, per
     /// backend.
@@ -269,7 +269,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Lsp => verdict_lsp::run_stdio(),
         Command::Test { paths, coverage, min_coverage, format } => {
-            test::run(&test::Options { paths: &paths, coverage, min_coverage, format })
+            policy_test::run(&policy_test::Options { paths: &paths, coverage, min_coverage, format })
         }
         Command::Schema { contract } => schema::run(contract),
         Command::Bench { source, contexts, backend, duration, input, format, externs, now, compare, max_regress } => {
