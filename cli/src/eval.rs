@@ -218,7 +218,7 @@ fn mocks(path: &Path) -> Result<ExternTable, u8> {
 }
 
 /// An engine on the chosen backend; a JIT that is unavailable falls back to the VM, said on stderr.
-fn engine(
+pub(crate) fn engine(
     program: verdict_runtime::program::Program,
     backend: Backend,
 ) -> Result<Engine, verdict_runtime::program::VerifyError> {
@@ -351,18 +351,30 @@ fn events(ev: &Evaluator<'_>, stateful: bool, path: &Path, run: &Run<'_>) -> u8 
         let id = format!("e{line_no}");
         let result = run.decide(ev, stateful, &req, now, Some(&id));
         let mut out = result.to_json();
-        // Only a decision that made holds has anything to commit or release.
-        if !result.holds.is_empty() {
-            let at = verdict_runtime::state::micros(now);
-            let settled = match then.as_str() {
-                "commit" => Some(run.store.commit(&id, at)),
-                "release" => Some(run.store.release(&id, at)),
-                _ => None,
-            };
-            if let (Some(Err(e)), Value::Object(m)) = (settled, &mut out) {
-                m.insert("then_error".into(), Value::String(e.to_string()));
-            }
+        if let (Err(e), Value::Object(m)) = (settle(run.store, &id, &result, &then, now), &mut out) {
+            m.insert("then_error".into(), Value::String(e));
         }
         Ok(out)
     })
+}
+
+/// Commits, releases (or, for `hold`, leaves) the holds of a decision made under `id`; only a
+/// decision that made holds has anything to settle.
+pub(crate) fn settle(
+    store: &dyn StateStore,
+    id: &str,
+    result: &EvaluationResult,
+    then: &str,
+    now: jiff::Timestamp,
+) -> Result<(), String> {
+    if result.holds.is_empty() {
+        return Ok(());
+    }
+    let at = verdict_runtime::state::micros(now);
+    let settled = match then {
+        "commit" => store.commit(id, at),
+        "release" => store.release(id, at),
+        _ => return Ok(()),
+    };
+    settled.map(|_| ()).map_err(|e| e.to_string())
 }

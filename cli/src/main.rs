@@ -4,6 +4,7 @@
 //! (errors, a non-allow decision, unformatted files, differing bundles), 2 unreadable or invalid
 //! input.
 
+mod bench;
 mod card;
 mod check;
 mod compile;
@@ -12,7 +13,9 @@ mod diff;
 mod eval;
 mod fmt;
 mod keys;
+mod policy_test;
 mod render;
+mod schema;
 mod serve;
 mod store;
 
@@ -32,7 +35,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Human,
     Json,
@@ -165,6 +168,59 @@ enum Command {
     },
     /// Run the language server on stdin/stdout (for editors).
     Lsp,
+    /// Run policy test files (`*.test.yaml`): each case's decision against its expectations,
+    /// with coverage and a suggested case for every rule no case reaches.
+    Test {
+        /// Test files, or folders searched for `*.test.yaml`, `*.test.yml` and `*.test.json`
+        /// (default: the current folder).
+        paths: Vec<PathBuf>,
+        /// Report coverage: rules that decided in some case, atoms seen true and false, and a
+        /// request for every rule no case reaches.
+        #[arg(long)]
+        coverage: bool,
+        /// Fail (exit 1) when the rule coverage, in percent, is below this (implies `--coverage`).
+        #[arg(long, value_name = "PCT")]
+        min_coverage: Option<f64>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: policy_test::TestFormat,
+    },
+    /// Measure decisions per second and latency percentiles of a bundle on given requests, per
+    /// backend.
+    Bench {
+        source: PathBuf,
+        /// A JSON Lines file of request contexts (or of objects with a `context`, as in
+        /// `cases.jsonl`), decided in order, round and round.
+        contexts: PathBuf,
+        /// The backends to measure (repeatable) [default: jit, vm, and interp for a source].
+        #[arg(long, value_enum)]
+        backend: Vec<Backend>,
+        /// How long to measure each backend (`5s`, `500ms`, `1m`, or seconds).
+        #[arg(long, default_value = "5s")]
+        duration: String,
+        /// What each timed decision starts from.
+        #[arg(long, value_enum, default_value = "json")]
+        input: bench::Input,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Bind externs to mocks (as `verdict eval --externs`).
+        #[arg(long, value_name = "FILE.json")]
+        externs: Option<PathBuf>,
+        /// Evaluate as of this RFC 3339 time instead of now.
+        #[arg(long)]
+        now: Option<String>,
+        /// Compare with a report of `verdict bench --format json`: exit 1 when the median or p99
+        /// latency of a backend is worse by more than `--max-regress`.
+        #[arg(long, value_name = "BASELINE.json")]
+        compare: Option<PathBuf>,
+        /// The regression allowed by `--compare`, in percent.
+        #[arg(long, value_name = "PCT", default_value_t = 10.0)]
+        max_regress: f64,
+    },
+    /// Print the JSON Schema (2020-12) of a contract (the files under `contracts/`).
+    Schema {
+        #[arg(value_enum)]
+        contract: schema::Contract,
+    },
 }
 
 fn main() -> ExitCode {
@@ -215,6 +271,24 @@ fn main() -> ExitCode {
         Command::Diff { old, new, format } => diff::run(&old, &new, format),
         Command::Serve(args) => serve::run(args),
         Command::Lsp => verdict_lsp::run_stdio(),
+        Command::Test { paths, coverage, min_coverage, format } => {
+            policy_test::run(&policy_test::Options { paths: &paths, coverage, min_coverage, format })
+        }
+        Command::Schema { contract } => schema::run(contract),
+        Command::Bench { source, contexts, backend, duration, input, format, externs, now, compare, max_regress } => {
+            bench::run(&bench::Options {
+                source: &source,
+                contexts: &contexts,
+                backends: &backend,
+                duration: &duration,
+                input,
+                format,
+                externs: externs.as_deref(),
+                now: now.as_deref(),
+                compare: compare.as_deref(),
+                max_regress,
+            })
+        }
     };
     ExitCode::from(code)
 }

@@ -21,6 +21,7 @@ pub mod interp;
 pub mod ir;
 pub mod lower;
 pub mod source;
+pub mod testfile;
 pub mod tree;
 pub mod yaml;
 

@@ -162,6 +162,10 @@ pub fn bundle_kind(db: &dyn Db, file: SourceInput) -> Option<SourceKind> {
     if too_large(file.text(db).len()).is_some() {
         return None;
     }
+    // A policy test file is YAML or JSON that is not a bundle (see [`test_diagnostics`]).
+    if is_test_file(file.name(db)) {
+        return None;
+    }
     match file.lang(db) {
         Lang::Verdict => Some(SourceKind::Verdict),
         Lang::Yaml | Lang::Json => {
@@ -483,6 +487,93 @@ fn shift_back(s: Span, offset: u32, len: u32) -> Option<Span> {
     } else {
         None
     }
+}
+
+// ---- policy test files ---------------------------------------------------------------------
+
+/// Whether a document (by its path or URI) is a policy test file (`*.test.yaml`, `*.test.yml`,
+/// `*.test.json`).
+pub fn is_test_file(name: &str) -> bool {
+    verdict_compiler::testfile::is_test_file(&name.to_ascii_lowercase())
+}
+
+/// A parsed test file and the diagnostics of its structure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedTest {
+    pub file: Option<verdict_compiler::testfile::TestFile>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The test file's model (as `verdict test` reads it); empty for documents that are not test
+/// files or are over the size limit.
+#[salsa::tracked(returns(ref))]
+pub fn parse_test(db: &dyn Db, file: SourceInput) -> ParsedTest {
+    if !is_test_file(file.name(db)) || too_large(file.text(db).len()).is_some() {
+        return ParsedTest { file: None, diagnostics: Vec::new() };
+    }
+    let (file, diagnostics) = verdict_compiler::testfile::parse(file.text(db));
+    ParsedTest { file, diagnostics }
+}
+
+/// The bundle path a test file names, as written (relative to the test file).
+pub fn test_bundle_path(db: &dyn Db, file: SourceInput) -> Option<String> {
+    parse_test(db, file).file.as_ref().map(|f| f.bundle.value.clone())
+}
+
+/// A test file and the document of the bundle it names (`None`: the bundle could not be read),
+/// which the server resolves: an open document, or the file on disk.
+#[salsa::interned(debug)]
+pub struct TestTarget<'db> {
+    #[returns(copy)]
+    pub test: SourceInput,
+    #[returns(copy)]
+    pub bundle: Option<SourceInput>,
+}
+
+/// The diagnostics of a test file: its structure, then its expectations and contexts checked
+/// against the bundle's IR (`testfile::check`: unknown policies, rules and effects, contexts that
+/// are not request contexts or that the bundle's schema refuses). The bundle's compile is the
+/// bundle document's own query, shared with its diagnostics when it is open.
+#[salsa::tracked(returns(ref))]
+pub fn test_diagnostics<'db>(db: &'db dyn Db, target: TestTarget<'db>) -> Vec<Diagnostic> {
+    let test = target.test(db);
+    if let Some(d) = too_large(test.text(db).len()) {
+        return vec![d];
+    }
+    let parsed = parse_test(db, test);
+    let mut out = parsed.diagnostics.clone();
+    if let Some(file) = &parsed.file {
+        let written = &file.bundle.value;
+        match target.bundle(db) {
+            None => out.push(Diagnostic::error(
+                Code::BadValue,
+                file.bundle.span,
+                format!("cannot read the bundle `{written}` (relative to this file)"),
+            )),
+            Some(b) => match bundle_ir(db, b) {
+                Some(ir) => out.extend(verdict_compiler::testfile::check(file, &ir)),
+                None => {
+                    let errors =
+                        compile_file(db, b).diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+                    let why = if bundle_kind(db, b).is_none() {
+                        "is not a bundle".to_owned()
+                    } else {
+                        format!("does not compile ({errors} errors)")
+                    };
+                    out.push(Diagnostic {
+                        severity: Severity::Warning,
+                        ..Diagnostic::error(
+                            Code::BadValue,
+                            file.bundle.span,
+                            format!("the bundle `{written}` {why}: the cases are not checked against it"),
+                        )
+                    });
+                }
+            },
+        }
+    }
+    out.sort_by_key(|d| (d.span.start, d.span.end));
+    out
 }
 
 /// Whether any error-severity diagnostic is present (for tests and the CLI-equivalence check).

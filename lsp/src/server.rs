@@ -15,7 +15,9 @@
 //! clamped, documents that are not bundles get empty results, and every handler runs under
 //! `catch_unwind` (a panic is logged to stderr and answered with `InternalError`).
 
-use crate::db::{Database, Lang, SourceInput, file_diagnostics, line_index};
+use crate::db::{
+    Database, Lang, SourceInput, TestTarget, file_diagnostics, is_test_file, line_index, test_diagnostics,
+};
 use crate::ide;
 use crate::proto::{self, Doc};
 use crate::transport::{Incoming, Outgoing, raw_error};
@@ -27,6 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The capabilities announced in the `initialize` response.
@@ -140,6 +143,8 @@ struct Server {
     tasks: (Sender<Task>, Receiver<Task>),
     /// Documents whose diagnostics are due, and when (see [`DEBOUNCE`]).
     due: HashMap<lsp::Uri, Instant>,
+    /// Bundles named by test files and read from disk (not open in the editor), by path.
+    disk: HashMap<PathBuf, SourceInput>,
 }
 
 /// Serves until `exit` (or the end of input). Returns the process exit code: 0 when `shutdown`
@@ -155,6 +160,7 @@ pub fn serve(incoming: Receiver<Incoming>, out: Sender<Outgoing>) -> u8 {
         pool: Pool::new(workers),
         tasks: crossbeam_channel::unbounded(),
         due: HashMap::new(),
+        disk: HashMap::new(),
     };
     let code = server.run(&incoming);
     // Cancel what is still running, then let the workers drain their queue and stop.
@@ -466,12 +472,25 @@ impl Server {
         self.flush_edits();
         let Some(doc) = self.open.get(&uri) else { return };
         let (file, version) = (doc.file, doc.version);
+        let test = if is_test_file(uri.as_str()) {
+            Some(self.test_bundle(&uri, file))
+        } else {
+            // A bundle may have changed: the open test files are checked again against it.
+            let later = Instant::now() + DEBOUNCE;
+            for u in self.open.keys().filter(|u| is_test_file(u.as_str())) {
+                self.due.entry(u.clone()).or_insert(later);
+            }
+            None
+        };
         let snapshot = self.db.clone();
         let out = self.out.clone();
         let tasks = self.tasks.0.clone();
         self.pool.execute(Box::new(move || {
             let result = catch_unwind(AssertUnwindSafe(|| {
-                salsa::Cancelled::catch(AssertUnwindSafe(|| publish_params(&snapshot, file, &uri, Some(version))))
+                salsa::Cancelled::catch(AssertUnwindSafe(|| match test {
+                    Some(bundle) => publish_test_params(&snapshot, file, bundle, &uri, Some(version)),
+                    None => publish_params(&snapshot, file, &uri, Some(version)),
+                }))
             }));
             match result {
                 Ok(Ok(params)) => {
@@ -486,6 +505,92 @@ impl Server {
             drop(snapshot);
         }));
     }
+}
+
+impl Server {
+    /// The document of the bundle a test file names: the open document of that path, or the file
+    /// read from disk again (its input's text set only when it changed, so the bundle's compile
+    /// is reused); `None` when it cannot be read.
+    fn test_bundle(&mut self, uri: &lsp::Uri, file: SourceInput) -> Option<SourceInput> {
+        let written = crate::db::test_bundle_path(&self.db, file)?;
+        let dir = file_path(uri)?.parent()?.to_path_buf();
+        let path = normalize(&dir.join(written));
+        let open = self.open.iter().find(|(u, _)| file_path(u).is_some_and(|p| normalize(&p) == path));
+        if let Some((_, doc)) = open {
+            return Some(doc.file);
+        }
+        let text = read_source(&path)?;
+        match self.disk.get(&path) {
+            Some(f) => {
+                let f = *f;
+                if *f.text(&self.db) != text {
+                    f.set_text(&mut self.db).to(text);
+                }
+                Some(f)
+            }
+            None => {
+                let name = path.display().to_string();
+                let lang = Lang::detect("", &name);
+                let f = SourceInput::new(&self.db, name, text, lang);
+                self.disk.insert(path, f);
+                Some(f)
+            }
+        }
+    }
+}
+
+/// A bundle file's text, if it can be read within the source size limit.
+fn read_source(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let limit = verdict_compiler::source::MAX_SOURCE_BYTES as u64;
+    let f = std::fs::File::open(path).ok()?;
+    if f.metadata().ok()?.len() > limit {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    f.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The local path of a `file:` URI (percent-decoded), or `None` for other schemes.
+fn file_path(uri: &lsp::Uri) -> Option<PathBuf> {
+    let text = uri.as_str();
+    let rest = text.strip_prefix("file://")?;
+    // `file://host/path` names a host; only local files (empty host or localhost) are read.
+    let path = if rest.starts_with('/') { rest } else { rest.strip_prefix("localhost")? };
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |k: usize| bytes.get(k).and_then(|c| (*c as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().map(PathBuf::from)
+}
+
+/// A path with `.` and `..` resolved lexically (the file need not exist).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Applies one content change: the whole text, or a UTF-16 range (clamped, and put in order).
@@ -531,6 +636,20 @@ pub fn publish_params(
 ) -> lsp::PublishDiagnosticsParams {
     let doc = Doc { text: file.text(db), lines: line_index(db, file) };
     let diagnostics = file_diagnostics(db, file).iter().map(|d| proto::diagnostic(doc, uri, d)).collect();
+    lsp::PublishDiagnosticsParams { uri: uri.clone(), diagnostics, version }
+}
+
+/// The diagnostics notification of a policy test file.
+pub fn publish_test_params(
+    db: &Database,
+    file: SourceInput,
+    bundle: Option<SourceInput>,
+    uri: &lsp::Uri,
+    version: Option<i32>,
+) -> lsp::PublishDiagnosticsParams {
+    let target = TestTarget::new(db, file, bundle);
+    let doc = Doc { text: file.text(db), lines: line_index(db, file) };
+    let diagnostics = test_diagnostics(db, target).iter().map(|d| proto::diagnostic(doc, uri, d)).collect();
     lsp::PublishDiagnosticsParams { uri: uri.clone(), diagnostics, version }
 }
 
@@ -665,8 +784,19 @@ mod tests {
             pool: Pool::new(1),
             tasks: crossbeam_channel::unbounded(),
             due: HashMap::new(),
+            disk: HashMap::new(),
         };
         (server, rx)
+    }
+
+    #[test]
+    fn file_uris_become_paths() {
+        let uri = |s: &str| s.parse::<lsp::Uri>().unwrap();
+        assert_eq!(file_path(&uri("file:///a%20b/c%C3%A9.test.yaml")), Some(PathBuf::from("/a b/cé.test.yaml")));
+        assert_eq!(file_path(&uri("file://localhost/x/y.yaml")), Some(PathBuf::from("/x/y.yaml")));
+        assert_eq!(file_path(&uri("untitled:Untitled-1")), None);
+        assert_eq!(file_path(&uri("file://server/share/y.yaml")), None);
+        assert_eq!(normalize(Path::new("/a/b/../c/./d.yaml")), PathBuf::from("/a/c/d.yaml"));
     }
 
     fn response(rx: &Receiver<Outgoing>, id: i32) -> serde_json::Value {

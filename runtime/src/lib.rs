@@ -16,6 +16,7 @@
 pub mod artifact;
 pub mod atom;
 pub mod bytecode;
+pub mod coverage;
 pub mod decision;
 pub mod env;
 pub mod externs;

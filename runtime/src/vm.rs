@@ -102,9 +102,9 @@ fn set_contains(set: &ConstSet, v: &Value) -> bool {
 /// atoms), and the policy results of the last decision.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    cache: Cache,
+    pub(crate) cache: Cache,
     syms: Vec<u32>,
-    results: Vec<PolicyResult>,
+    pub(crate) results: Vec<PolicyResult>,
     /// Reasons computed for this decision, per policy: what failed for a policy decided by a
     /// fault, the rendered template of a deciding rule that has one (allocated only then); the
     /// schema gate's reason under `u32::MAX`.
@@ -119,10 +119,10 @@ pub struct Scratch {
 }
 
 #[derive(Debug, Default)]
-struct Cache {
+pub(crate) struct Cache {
     /// The return stack of definition calls (empty between runs).
     stack: Vec<(u32, u32)>,
-    atoms: Memo,
+    pub(crate) atoms: Memo,
     defs: Memo,
 }
 
@@ -583,7 +583,7 @@ impl Engine {
         let mut input = RequestInput::new(req, &self.program.paths);
         if mode.trace || mode.exhaustive {
             let mut scratch = Scratch::default();
-            return self.evaluate_full(&mut input, env, mode, &mut scratch);
+            return self.evaluate_full(&mut input, env, mode, &mut scratch, true);
         }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => self.evaluate_plain(&mut input, env, &mut scratch),
@@ -603,8 +603,21 @@ impl Engine {
         mode: Mode,
         store: &dyn crate::state::StateStore,
     ) -> EvaluationResult {
+        self.with_store(req, env, mode, store, &mut Scratch::default(), false)
+    }
+
+    /// [`Engine::evaluate_with_store`] in `scratch`; `covered`: on the bytecode, every decision
+    /// built in full (the policy results and the atom memo stay in `scratch` for coverage).
+    fn with_store(
+        &self,
+        req: &Request,
+        env: &Env<'_>,
+        mode: Mode,
+        store: &dyn crate::state::StateStore,
+        scratch: &mut Scratch,
+        covered: bool,
+    ) -> EvaluationResult {
         let id = env.decision_id.map_or_else(crate::state::new_decision_id, str::to_owned);
-        let mut scratch = Scratch::default();
         let mut calls = Vec::new();
         let mut result = None;
         let hold_ttl = i64::try_from(self.program.hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
@@ -612,10 +625,10 @@ impl Engine {
             let env = Env { state: Some(view), decision_id: Some(&id), ..*env };
             let mut input = RequestInput::new(req, &self.program.paths);
             scratch.carry = std::mem::take(&mut calls);
-            let r = if mode.trace || mode.exhaustive {
-                self.evaluate_full(&mut input, &env, mode, &mut scratch)
+            let r = if mode.trace || mode.exhaustive || covered {
+                self.evaluate_full(&mut input, &env, mode, scratch, !covered)
             } else {
-                self.evaluate_plain(&mut input, &env, &mut scratch)
+                self.evaluate_plain(&mut input, &env, scratch)
             };
             calls = std::mem::take(&mut scratch.host.calls);
             let rec = crate::state::Recording {
@@ -632,6 +645,35 @@ impl Engine {
             (Err(e), _) => self.refused(&id, &format!("state error: {e}")),
             (Ok(()), None) => self.refused(&id, "state error: the store did not run the decision"),
         }
+    }
+
+    /// Evaluates like [`Engine::evaluate`] (with a store: [`Engine::evaluate_with_store`]), always
+    /// on the bytecode and visiting rules in order as the interpreter does, and records in
+    /// `coverage` which rules decided their policies, which defaults applied and which atoms were
+    /// seen true and false. For test suites: no trace is built, and the decision paths services
+    /// use are untouched.
+    pub fn evaluate_covered(
+        &self,
+        req: &Request,
+        env: &Env<'_>,
+        mode: Mode,
+        store: Option<&dyn crate::state::StateStore>,
+        coverage: &mut crate::coverage::Coverage,
+    ) -> EvaluationResult {
+        let mut scratch = std::mem::take(&mut coverage.scratch);
+        let r = match store {
+            Some(store) => self.with_store(req, env, mode, store, &mut scratch, true),
+            None => {
+                let mut input = RequestInput::new(req, &self.program.paths);
+                self.evaluate_full(&mut input, env, mode, &mut scratch, false)
+            }
+        };
+        // A decision the store refused made no policy decisions: nothing to record.
+        if !r.policy_decisions.is_empty() {
+            coverage.record(&scratch.results, &scratch.cache.atoms);
+        }
+        coverage.scratch = scratch;
+        r
     }
 
     /// The fail-closed result of a decision that could not be recorded.
@@ -1102,11 +1144,13 @@ impl Engine {
         env: &Env<'_>,
         mode: Mode,
         scratch: &mut Scratch,
+        native: bool,
     ) -> EvaluationResult {
         let p = &self.program;
         scratch.begin(p.atoms.len(), p.defs.len(), p.policies.len());
-        // Native code when no trace is asked (the same decisions and calls as the bytecode).
-        let jit = if mode.trace { None } else { self.jit.get() };
+        // Native code when no trace is asked (the same decisions and calls as the bytecode),
+        // unless the caller wants the bytecode's atom memo (coverage).
+        let jit = if mode.trace || !native { None } else { self.jit.get() };
         if let Some(jit) = jit {
             input.init_syms(&mut scratch.syms, p.paths.len());
             for &path in jit.native_paths() {

@@ -32,6 +32,7 @@ pub mod findings;
 pub mod graph;
 pub mod numbers;
 pub mod oracle;
+pub mod reach;
 pub mod strings;
 pub mod witness;
 
