@@ -100,6 +100,10 @@ pub struct Pushed {
     /// The revision active before the push.
     pub previous: Option<String>,
     pub status: PushStatus,
+    /// How many subscribers (watching replicas) received the announcement: 0 unless activated.
+    /// Replicas not subscribed at that moment catch up by their poll or by the full check they
+    /// make when they subscribe again.
+    pub notified: u64,
 }
 
 /// Why a bundle operation failed.
@@ -251,7 +255,8 @@ impl BundleSource {
         let mut inv = self.push.prepare_invoke();
         inv.key(self.meta_key(bundle_id)).key(self.revision_key(bundle_id, &revision));
         inv.arg(bundle_id).arg(&revision).arg(want).arg(bytes).arg(self.channel()).arg(message);
-        let (status, before): (String, String) = lease.run(Idempotent::No, |c| inv.invoke(c)).map_err(unavailable)?;
+        let (status, before, notified): (String, String, u64) =
+            lease.run(Idempotent::No, |c| inv.invoke(c)).map_err(unavailable)?;
         let previous = (!before.is_empty()).then_some(before);
         let status = match status.as_str() {
             "activated" => PushStatus::Activated,
@@ -265,7 +270,7 @@ impl BundleSource {
             }
             other => return Err(SourceError::Unavailable(format!("unexpected answer `{other}` from redis"))),
         };
-        Ok(Pushed { bundle_id: bundle_id.to_owned(), revision, previous, status })
+        Ok(Pushed { bundle_id: bundle_id.to_owned(), revision, previous, status, notified })
     }
 
     /// The active revision of a bundle.

@@ -42,8 +42,8 @@ fn a_push_moves_the_pointer_and_revisions_are_never_rewritten() -> Result<(), St
 
     let first = s.push("p", a, &Expect::Nothing).map_err(|e| e.to_string())?;
     assert_eq!(
-        (first.revision.as_str(), first.previous.as_deref(), first.status),
-        (ra.as_str(), None, PushStatus::Activated)
+        (first.revision.as_str(), first.previous.as_deref(), first.status, first.notified),
+        (ra.as_str(), None, PushStatus::Activated, 0)
     );
     assert_eq!(s.active("p").map_err(|e| e.to_string())?, Some(ra.clone()));
     assert_eq!(s.revision("p", &ra).map_err(|e| e.to_string())?.as_deref(), Some(a));
@@ -217,10 +217,11 @@ fn a_watch_reports_pushes_and_subscribes_again_after_every_loss() -> Result<(), 
     let watch = Watch::start(&server, "w:", Duration::from_secs(3600))?;
     watch.expect("subscribed", |n| *n == Notice::Subscribed)?;
     let s = source(&server, "w:")?;
-    s.push("x", b"one", &Expect::Any).map_err(|e| e.to_string())?;
+    let pushed = s.push("x", b"one", &Expect::Any).map_err(|e| e.to_string())?;
+    assert_eq!(pushed.notified, 1, "the watch received the announcement");
     assert_eq!(watch.expect("changed", |n| !matches!(n, Notice::Poll))?, Notice::Changed("x".into()));
     // An unchanged push announces nothing; the next move does.
-    s.push("x", b"one", &Expect::Any).map_err(|e| e.to_string())?;
+    assert_eq!(s.push("x", b"one", &Expect::Any).map_err(|e| e.to_string())?.notified, 0);
     s.push("y", b"two", &Expect::Any).map_err(|e| e.to_string())?;
     assert_eq!(watch.expect("changed", |n| !matches!(n, Notice::Poll))?, Notice::Changed("y".into()));
 
