@@ -126,7 +126,14 @@ pub(crate) async fn follow(
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new().name("verdict-bundles".into()).spawn(move || {
-        source.watch(every, &flag, |notice| sync.on(notice));
+        source.watch(every, &flag, |notice| {
+            // A panic while handling one notice (a bug) must not stop the following ones.
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sync.on(notice)));
+            if handled.is_err() {
+                sync.st.metrics.source_connected(false);
+                sync.connected = false;
+            }
+        });
     })?;
     Ok(Follower { stop, thread: Some(thread) })
 }
