@@ -58,7 +58,8 @@ fn replica(url: &str, name: &str) -> Result<Replica, String> {
 fn serving(addr: SocketAddr, id: &str) -> Result<Option<String>, String> {
     let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
-    let req = format!("GET /bundles/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n");
+    let req =
+        format!("GET /bundles/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
@@ -101,7 +102,8 @@ fn main() -> Result<(), String> {
         took.push(started.elapsed());
     }
     took.sort_unstable();
-    let at = |q: f64| took.get(((took.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or_default();
+    let at =
+        |q: f64| took.get(((took.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or_default();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "push -> active on both replicas, {PUSHES} pushes: min {:.2} ms, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
