@@ -14,6 +14,7 @@ mod eval;
 mod fmt;
 mod keys;
 mod policy_test;
+mod push;
 mod render;
 mod schema;
 mod serve;
@@ -158,6 +159,9 @@ enum Command {
     },
     /// Run the policy decision point HTTP service.
     Serve(serve::ServeArgs),
+    /// Publish a bundle to Redis as a new revision and make it active for every `verdict serve
+    /// --bundles-from` replica (compiled to an artifact first; compare-and-swap with `--expect`).
+    Push(push::PushArgs),
     /// Rewrite `.verdict` files in canonical layout.
     Fmt {
         #[arg(required = true)]
@@ -270,6 +274,7 @@ fn main() -> ExitCode {
         Command::Fmt { files, check } => fmt::run(&files, check),
         Command::Diff { old, new, format } => diff::run(&old, &new, format),
         Command::Serve(args) => serve::run(args),
+        Command::Push(args) => push::run(&args),
         Command::Lsp => verdict_lsp::run_stdio(),
         Command::Test { paths, coverage, min_coverage, format } => {
             policy_test::run(&policy_test::Options { paths: &paths, coverage, min_coverage, format })

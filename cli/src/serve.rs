@@ -31,9 +31,18 @@ pub struct ServeArgs {
     /// Threads that evaluate decisions beside the async workers (traced, slow or large ones; cheap ones run inline) [default: one per core].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub eval_threads: Option<u16>,
-    /// How often bundle files are checked for changes, in milliseconds (SIGHUP reloads at once).
+    /// How often bundle files (and Redis, with --bundles-from) are checked for changes, in milliseconds (SIGHUP reloads the files at once).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub poll_ms: u64,
+    /// Load the bundles pushed to this Redis (`verdict push`) at their active revision and follow every change: redis://[:password@]host[:port][/db].
+    #[arg(long, value_name = "URL")]
+    pub bundles_from: Option<String>,
+    /// The key prefix of --bundles-from (as given to `verdict push --prefix`).
+    #[arg(long, value_name = "PREFIX", default_value = "verdict:", requires = "bundles_from")]
+    pub bundles_prefix: String,
+    /// This replica's name in its Redis status key (`<prefix>replica:<name>`) [default: host name:port].
+    #[arg(long, value_name = "NAME", requires = "bundles_from")]
+    pub replica_id: Option<String>,
     /// Switch authorization off. For local experiments only: refused unless bound to a loopback address.
     #[arg(long)]
     pub insecure_no_auth: bool,
@@ -58,6 +67,9 @@ pub fn run(args: ServeArgs) -> u8 {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Otherwise a log line that cannot be written (standard error closed) is reported with
+        // `eprintln!`, which panics: the thread that logged (the Redis follower, a handler) dies.
+        .log_internal_errors(false)
         .try_init();
     let mut config = verdict_server::Config::new(args.bind).with_env();
     config.trusted_keys = match crate::keys::trusted_keys(&args.trusted_keys) {
@@ -86,6 +98,13 @@ pub fn run(args: ServeArgs) -> u8 {
     config.bundles = args.bundles;
     config.watch = args.watch;
     config.poll_interval = Duration::from_millis(args.poll_ms.max(10));
+    config.bundles_from = args.bundles_from.map(|url| {
+        let mut from = verdict_server::source::RedisBundles::new(url);
+        from.prefix = args.bundles_prefix;
+        from.replica = args.replica_id;
+        from.poll_interval = config.poll_interval;
+        from
+    });
     config.audit = args.audit.map_or(AuditTarget::Stdout, AuditTarget::File);
     config.audit_fsync = args.audit_fsync;
     config.max_connections = args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX));

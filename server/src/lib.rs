@@ -7,9 +7,10 @@
 //! and the watched directory), [`audit`] (JSON lines written before the answers that report
 //! them), [`conn`] (the accept loop and the connection limits), [`metrics`], [`decisions`]
 //! (the state store, commit and release) and [`shadow`] (shadow evaluation of a candidate).
+//! [`source`] follows bundles pushed to Redis (`--bundles-from`).
 //!
-//! Architecture invariant: this crate depends on `compiler` and `runtime`; nothing depends on it
-//! but `cli`, which only turns flags into a [`Config`]. Flags are not parsed here.
+//! Architecture invariant: this crate depends on `compiler`, `runtime` and `store-redis`; nothing
+//! depends on it but `cli`, which only turns flags into a [`Config`]. Flags are not parsed here.
 
 pub mod audit;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod pool;
 pub mod reload;
 pub mod shadow;
+pub mod source;
 pub mod store;
 
 use audit::{AuditError, AuditOptions, AuditSink, AuditTarget};
@@ -65,6 +67,8 @@ pub struct Config {
     pub watch: Option<PathBuf>,
     /// How often files are checked for changes (SIGHUP forces a reload at any time).
     pub poll_interval: Duration,
+    /// Bundles pushed to Redis, loaded at start and followed (see [`source`]).
+    pub bundles_from: Option<source::RedisBundles>,
     pub audit: AuditTarget,
     /// Lines queued for the audit writer before handlers wait.
     pub audit_capacity: usize,
@@ -102,6 +106,7 @@ impl Config {
             bundles: Vec::new(),
             watch: None,
             poll_interval: Duration::from_secs(1),
+            bundles_from: None,
             audit: AuditTarget::Stdout,
             audit_capacity: 65_536,
             audit_fsync: false,
@@ -141,6 +146,8 @@ pub enum StartError {
     Bind(BindFailed),
     /// The evaluation threads cannot be started.
     Threads(pool::PoolError),
+    /// The bundle source (`--bundles-from`) cannot be used, or its thread started.
+    Source(source::SourceFailed),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +184,7 @@ impl std::fmt::Display for StartError {
             }
             StartError::Bind(e) => write!(f, "cannot bind `{}`: {}", e.bind, e.source),
             StartError::Threads(e) => write!(f, "{e}"),
+            StartError::Source(e) => write!(f, "{e}"),
         }
     }
 }
@@ -273,6 +281,7 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<std::io::Result<()>>,
     poller: Option<JoinHandle<()>>,
+    follower: Option<source::Follower>,
 }
 
 async fn reload_now(state: &Arc<AppState>, force: bool) -> reload::ReloadReport {
@@ -302,6 +311,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     if let Some(why) = config.buyer_keys.problem() {
         tracing::warn!("{why}: positive Decision Cards will be answered 503");
     }
+    let bundle_source = config.bundles_from.as_ref().map(source::open).transpose().map_err(StartError::Source)?;
     let audit = AuditSink::start(&AuditOptions {
         target: config.audit.clone(),
         capacity: config.audit_capacity,
@@ -350,6 +360,19 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             return Err(StartError::Bind(BindFailed { bind: config.bind, source }));
         }
     };
+    let follower = match (bundle_source, &config.bundles_from) {
+        (Some(bundles), Some(from)) => {
+            let replica = from.replica.clone().unwrap_or_else(|| source::default_replica(addr.port()));
+            match source::follow(bundles, from, replica, state.clone()).await {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    state.audit.close().await;
+                    return Err(StartError::Source(source::SourceFailed { message: e.to_string() }));
+                }
+            }
+        }
+        _ => None,
+    };
     let (max, overflow) = match config.max_connections {
         Some(max) => (max.max(1), config.overflow_connections),
         None => conn::default_connection_limits(config.overflow_connections),
@@ -371,7 +394,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let app = handlers::router(state.clone());
     let overflow_app = handlers::overflow_router(state.clone());
     let serving = tokio::spawn(conn::accept_loop(listener, app, overflow_app, stopped, limits, state.clone()));
-    Ok(Server { addr, state, stop: Some(stop), serving, poller })
+    Ok(Server { addr, state, stop: Some(stop), serving, poller, follower })
 }
 
 impl Server {
@@ -389,6 +412,9 @@ impl Server {
     pub async fn shutdown(mut self) -> Result<(), ShutdownError> {
         if let Some(p) = self.poller.take() {
             p.abort();
+        }
+        if let Some(f) = self.follower.take() {
+            f.stop().await;
         }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

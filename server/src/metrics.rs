@@ -1,6 +1,6 @@
 //! Prometheus metrics in the text exposition format (0.0.4), kept in atomics: decisions by
-//! effect, an evaluation latency histogram, bundles loaded, reload failures, connections (open,
-//! over the limit, dropped for not reading) and audit write failures.
+//! effect, an evaluation latency histogram, bundles loaded, reload failures, bundles from Redis,
+//! connections (open, over the limit, dropped for not reading) and audit write failures.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,6 +21,10 @@ pub struct Metrics {
     sum_nanos: AtomicU64,
     count: AtomicU64,
     reload_failures: AtomicU64,
+    /// Bundle revisions from Redis activated, refused, and whether Redis answers (see `source`).
+    source_activations: AtomicU64,
+    source_rejections: AtomicU64,
+    source_connected: AtomicU64,
     connections_open: AtomicU64,
     connections_over_limit: AtomicU64,
     write_timeouts: AtomicU64,
@@ -67,6 +71,21 @@ impl Metrics {
 
     pub fn reload_failed(&self) {
         self.reload_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A bundle revision from Redis now serves.
+    pub fn source_activated(&self) {
+        self.source_activations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A bundle revision from Redis was refused (it does not verify or load).
+    pub fn source_rejected(&self) {
+        self.source_rejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the bundle source (Redis) answered last time it was asked.
+    pub fn source_connected(&self, up: bool) {
+        self.source_connected.store(u64::from(up), Ordering::Relaxed);
     }
 
     /// Counts a connection served (within the limit) until the guard is dropped.
@@ -136,6 +155,30 @@ impl Metrics {
         out.push_str("# HELP verdict_bundle_reload_failures_total Bundle files that failed to compile on (re)load.\n");
         out.push_str("# TYPE verdict_bundle_reload_failures_total counter\n");
         let _ = writeln!(out, "verdict_bundle_reload_failures_total {}", self.reload_failures.load(Ordering::Relaxed));
+        let source = [
+            (
+                "verdict_bundle_source_activations_total",
+                "counter",
+                "Bundle revisions from Redis (--bundles-from) activated.",
+                &self.source_activations,
+            ),
+            (
+                "verdict_bundle_source_rejections_total",
+                "counter",
+                "Bundle revisions from Redis refused (digest, signature, compilation or bundle id); the previous version kept serving.",
+                &self.source_rejections,
+            ),
+            (
+                "verdict_bundle_source_connected",
+                "gauge",
+                "1 when Redis (--bundles-from) answered the last check, else 0.",
+                &self.source_connected,
+            ),
+        ];
+        for (name, kind, help, value) in source {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+        }
         let counters = [
             (
                 "verdict_connections_open",

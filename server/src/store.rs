@@ -26,6 +26,8 @@ pub enum Origin {
     Card,
     /// Loaded from a file given on the command line or found in the watched directory.
     File(PathBuf),
+    /// Pushed to Redis and followed there (`--bundles-from`, see [`crate::source`]).
+    Redis,
 }
 
 impl Origin {
@@ -34,6 +36,7 @@ impl Origin {
             Origin::Api => "api".into(),
             Origin::Card => "decision-card".into(),
             Origin::File(p) => format!("file:{}", p.display()),
+            Origin::Redis => "redis".into(),
         }
     }
 }
@@ -76,9 +79,10 @@ pub enum Put {
     /// Only if the id is free (`POST`): otherwise [`PutError::Exists`].
     Create,
     /// Create or replace an API or card bundle (`PUT /bundles/{id}`); a file's bundle is the
-    /// file's to change.
+    /// file's to change, and a bundle from Redis is Redis's.
     Upsert,
-    /// Create or replace the bundle of a file (reloads); a bundle of another origin keeps its id.
+    /// Create or replace the bundle of a file (reloads) or from Redis; a bundle of another origin
+    /// keeps its id.
     File,
 }
 
@@ -153,7 +157,7 @@ impl Store {
             None => Outcome::Created,
             Some(old) => match how {
                 Put::Create => return Err(PutError::Exists),
-                Put::Upsert if matches!(old.origin, Origin::File(_)) => {
+                Put::Upsert if matches!(old.origin, Origin::File(_) | Origin::Redis) => {
                     return Err(PutError::OwnedBy(old.origin.clone()));
                 }
                 Put::File if old.origin != loaded.origin => return Err(PutError::OwnedBy(old.origin.clone())),

@@ -125,6 +125,33 @@ impl RedisServer {
         }
     }
 
+    /// Runs one command as the default user (`ACL SETUSER …`, `HGETALL …`) and gives its answer as
+    /// text: a simple or bulk string as it is, an integer in decimal, nil as `None`, an array as
+    /// its elements' texts joined by newlines.
+    pub fn command(&self, args: &[&str]) -> Result<Option<String>, String> {
+        fn text(v: redis::Value) -> Option<String> {
+            match v {
+                redis::Value::Nil => None,
+                redis::Value::Okay => Some("OK".into()),
+                redis::Value::Int(n) => Some(n.to_string()),
+                redis::Value::SimpleString(s) => Some(s),
+                redis::Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                redis::Value::Array(items) | redis::Value::Set(items) => {
+                    Some(items.into_iter().filter_map(text).collect::<Vec<_>>().join("\n"))
+                }
+                other => Some(format!("{other:?}")),
+            }
+        }
+        let client = redis::Client::open(self.url()).map_err(|e| e.to_string())?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let (name, rest) = args.split_first().ok_or("no command")?;
+        let mut cmd = redis::cmd(name);
+        for a in rest {
+            cmd.arg(*a);
+        }
+        cmd.query::<redis::Value>(&mut conn).map(text).map_err(|e| e.to_string())
+    }
+
     /// Stops (SIGSTOP) or continues (SIGCONT) the server: a server that accepts connections but
     /// answers nothing.
     pub fn signal(&self, signal: &str) -> Result<(), String> {
