@@ -734,15 +734,14 @@ impl Decision {
         let mode = Mode::traced(self.trace);
         let engine = &self.loaded.engine;
         let mut reads = Vec::new();
-        let mut result = match (self.stateful, &self.shadow) {
-            (false, _) => engine.evaluate(&self.req, &env, mode),
-            (true, None) => engine.evaluate_with_store(&self.req, &env, mode, &self.st.state),
-            (true, Some(_)) => {
-                let capture = decisions::Capture::new(&self.st.state);
-                let r = engine.evaluate_with_store(&self.req, &env, mode, &capture);
-                reads = capture.into_reads();
-                r
-            }
+        let mut result = if self.stateful {
+            // The reads go into the audit line (and to the shadow candidate).
+            let capture = decisions::Capture::new(&self.st.state);
+            let r = engine.evaluate_with_store(&self.req, &env, mode, &capture);
+            reads = capture.into_reads();
+            r
+        } else {
+            engine.evaluate(&self.req, &env, mode)
         };
         let took = started.elapsed();
         if !self.trace {
@@ -755,6 +754,7 @@ impl Decision {
         self.st.metrics.observe(&result.decision.kind, started.elapsed());
         let d = &result.decision;
         let decision_id = result.decision_id.as_deref().unwrap_or_default();
+        let input = self.loaded.inputs.prune(&self.req);
         let line = EvaluationLine {
             time: self.now.to_string(),
             event: "evaluation",
@@ -770,9 +770,17 @@ impl Decision {
             matched_rule_id: d.matched_rule_id.as_deref(),
             reason: &d.reason,
             codes: &d.codes,
+            obligations: &d.obligations,
             holds: &result.holds,
+            input: &input,
+            state_reads: &reads,
         };
-        let text = serde_json::to_string(&line).map_err(|_| ApiError::new(500, "cannot serialize the audit line"))?;
+        let mut text =
+            serde_json::to_string(&line).map_err(|_| ApiError::new(500, "cannot serialize the audit line"))?;
+        if !self.loaded.inputs_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            // The first evaluation of this bundle version also writes the paths its lines record.
+            text = format!("{}\n{text}", crate::audit::inputs_line(&self.loaded));
+        }
         let live = self.shadow.as_ref().map(|_| {
             let live = shadow::Live {
                 kind: d.kind.clone(),

@@ -5,8 +5,9 @@
 //! [`handlers`] (routes), [`auth`] (two bearer tokens), [`store`] (atomically swapped bundle
 //! snapshots and condition assertions), [`engine`] (the backend seam), [`reload`] (bundle files
 //! and the watched directory), [`audit`] (JSON lines written before the answers that report
-//! them), [`conn`] (the accept loop and the connection limits), [`metrics`], [`decisions`]
-//! (the state store, commit and release) and [`shadow`] (shadow evaluation of a candidate).
+//! them), [`inputs`] (what an evaluation's audit line records of its request), [`conn`] (the accept
+//! loop and the connection limits), [`metrics`], [`decisions`] (the state store, commit and
+//! release) and [`shadow`] (shadow evaluation of a candidate).
 //!
 //! Architecture invariant: this crate depends on `compiler` and `runtime`; nothing depends on it
 //! but `cli`, which only turns flags into a [`Config`]. Flags are not parsed here.
@@ -18,6 +19,7 @@ pub mod decisions;
 pub mod engine;
 pub mod error;
 mod handlers;
+pub mod inputs;
 pub mod keys;
 pub mod metrics;
 pub mod pool;
