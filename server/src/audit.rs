@@ -15,6 +15,10 @@
 //! Closing ([`AuditSink::close`]) is a message in the same queue: every line queued before it is
 //! written before `close` returns, which graceful shutdown relies on.
 //!
+//! With `--audit-url`, each batch written is then offered to the audit stream
+//! ([`crate::stream`]), which POSTs it to a collector, best effort: never before the file has it,
+//! never holding up the writer.
+//!
 //! Lines are built here too: [`line`] for events with a few fields, [`EvaluationLine`] for the
 //! evaluation path (serialized straight from the result; it records the obligations, the
 //! request pruned to the paths the bundle reads ([`crate::inputs`]) and a stateful decision's
@@ -22,6 +26,7 @@
 //! lines record. New fields go into those places.
 
 use crate::decisions::Read;
+use crate::stream::AuditStream;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::PathBuf;
@@ -166,7 +171,8 @@ fn closed() -> AuditError {
 
 impl AuditSink {
     /// Opens the target and starts the writer thread. With `fsync`, the target must accept it.
-    pub fn start(options: &AuditOptions) -> Result<AuditSink, AuditError> {
+    /// With a `stream`, every batch written is also offered to it ([`crate::stream`]).
+    pub fn start(options: &AuditOptions, stream: Option<AuditStream>) -> Result<AuditSink, AuditError> {
         let out = match &options.target {
             AuditTarget::Stdout => {
                 // A descriptor of our own, so each batch is one `write` (no line buffering).
@@ -195,7 +201,7 @@ impl AuditSink {
         let fsync = options.fsync;
         std::thread::Builder::new()
             .name("verdict-audit".into())
-            .spawn(move || writer(rx, out, fsync, torn))
+            .spawn(move || writer(rx, out, fsync, torn, stream))
             .map_err(|source| AuditError::Thread(ThreadError { source }))?;
         Ok(AuditSink { tx })
     }
@@ -366,7 +372,13 @@ fn ends_mid_line(path: &std::path::Path) -> bool {
 /// The writer thread: one batch at a time, each written with one `write` (and one
 /// `fdatasync` with `fsync`), then completed. `torn`: the file ends in a partial line (a failed
 /// write leaves one too), so the next batch starts on a new line.
-fn writer(mut rx: mpsc::Receiver<Msg>, mut out: std::fs::File, fsync: bool, mut torn: bool) {
+fn writer(
+    mut rx: mpsc::Receiver<Msg>,
+    mut out: std::fs::File,
+    fsync: bool,
+    mut torn: bool,
+    stream: Option<AuditStream>,
+) {
     let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut waiting: Vec<OnWritten> = Vec::with_capacity(256);
     loop {
@@ -394,8 +406,13 @@ fn writer(mut rx: mpsc::Receiver<Msg>, mut out: std::fs::File, fsync: bool, mut 
             if let Err(e) = &result {
                 tracing::error!(error = %e.source, lines = waiting.len(), "cannot write the audit log; the batch's requests are answered 503");
             }
+            let written = result.is_ok();
             for done in waiting.drain(..) {
                 done(result.clone().map_err(AuditError::Write));
+            }
+            // After the answers are released; only lines the file holds go to the collector.
+            if let (true, Some(s)) = (written, &stream) {
+                s.offer(&batch, batch.iter().filter(|b| **b == b'\n').count());
             }
             batch.clear();
         }

@@ -155,6 +155,9 @@ async fn version(State(st): St) -> Json<Value> {
 async fn metrics(State(st): St) -> Response {
     let mut text = st.metrics.render(st.store.len());
     text.push_str(&decisions::metrics_text(&st.state));
+    if let Some(s) = &st.stream {
+        text.push_str(&s.metrics_text());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

@@ -1,11 +1,16 @@
 //! Decision logs you can use (issue 14): audit lines that record the obligations and the inputs a
-//! decision read (and replay to the same decision). In-process servers on 127.0.0.1.
+//! decision read (and replay to the same decision), and the audit stream to a real HTTP collector
+//! (up, down, slow: decisions never wait, drops are counted). In-process servers on 127.0.0.1;
+//! the collector is an axum server in the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+use axum::body::Bytes;
+use axum::http::HeaderMap;
 use reqwest::{Client, StatusCode};
 use serde_json::{Number, Value, json};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
@@ -13,10 +18,13 @@ use verdict_runtime::state::{Micros, Range, StateView, StoreError};
 use verdict_server::audit::{AuditTarget, StateRead};
 use verdict_server::auth::Auth;
 use verdict_server::decisions::Read;
+use verdict_server::stream::StreamOptions;
 use verdict_server::{Config, Server, start};
 
 const ADMIN: &str = "admin-token-0123456789abcdef-0123456789";
 const EVAL: &str = "evaluate-token-0123456789abcdef-0123456";
+/// A hang guard for things that happen in the background (never a measurement).
+const WITHIN: Duration = Duration::from_secs(60);
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// A stateful budget: approvals hold their amount; a total over `limit` is denied.
@@ -105,6 +113,20 @@ impl Harness {
             .await
             .unwrap();
         assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    }
+
+    async fn metrics(&self) -> String {
+        self.client.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap()
+    }
+
+    async fn metric(&self, series: &str) -> u64 {
+        let text = self.metrics().await;
+        let line = text.lines().find(|l| l.rsplit_once(' ').is_some_and(|(name, _)| name == series));
+        line.and_then(|l| l.rsplit_once(' ')).unwrap_or_else(|| panic!("no `{series}` in {text}")).1.parse().unwrap()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.audit).unwrap().lines().map(str::to_owned).collect()
     }
 
     /// Stops the server (flushing the audit log and the stream) and returns the audit lines.
@@ -219,5 +241,168 @@ async fn stateful_lines_record_the_state_reads_a_replay_needs() {
         let (who, amount) = (["a", "a", "b", "a", "a"][i], [10, 15, 10, 10, 4][i]);
         assert_eq!(line["input"], json!({"subject": {"id": who}, "data": {"amount": amount}}));
         assert_eq!(replay(&dsl, line), answer["decision"], "{line}");
+    }
+}
+
+// --- The audit stream ---------------------------------------------------------------------------
+
+/// How the test's collector answers.
+#[derive(Clone, Copy)]
+enum Answer {
+    Ok,
+    /// Never within the stream's timeout.
+    Slow,
+}
+
+/// A collector of POSTed audit batches (an axum server on 127.0.0.1).
+struct Collector {
+    url: String,
+    batches: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+async fn collector(answer: Answer) -> Collector {
+    let batches: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen = batches.clone();
+    let app = axum::Router::new().route(
+        "/ingest",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let seen = seen.clone();
+            async move {
+                if let Answer::Slow = answer {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                let ctype = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                seen.lock().unwrap().push((ctype, String::from_utf8(body.to_vec()).unwrap()));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Collector { url, batches }
+}
+
+/// A URL where nothing listens (a port bound, then released).
+fn nobody() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ingest", l.local_addr().unwrap());
+    drop(l);
+    url
+}
+
+fn streaming(url: &str, queue: usize, timeout: Duration) -> impl FnOnce(&mut Config) {
+    let options = StreamOptions { url: url.to_owned(), queue, timeout };
+    move |c: &mut Config| c.audit_stream = Some(options)
+}
+
+/// `n` evaluations, `clients` at a time; each must be answered 200.
+async fn load(h: &Harness, bundle: &str, n: usize, clients: usize) {
+    let h_base = h.base.clone();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, base, bundle) = (h.client.clone(), h_base.clone(), bundle.to_owned());
+        tasks.push(tokio::spawn(async move {
+            for i in (c..n).step_by(clients) {
+                let ctx = json!({"subject": {"role": "service"}, "action": "infer", "resource": {"model": "gpt-4o"}, "data": {"risk_score": (i % 10) as f64 / 10.0}});
+                let resp = client
+                    .post(format!("{base}/bundles/{bundle}/evaluate"))
+                    .timeout(Duration::from_secs(30))
+                    .bearer_auth(EVAL)
+                    .header("x-request-id", format!("load-{i}"))
+                    .json(&ctx)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(WITHIN, t).await.expect("decisions hung").unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_posts_every_line_of_the_file_to_the_collector() {
+    let c = collector(Answer::Ok).await;
+    let h = harness("stream-up", streaming(&c.url, 10_000, Duration::from_secs(10))).await;
+    h.put_bundle("ai-inference-gate", &example("examples/ai-inference/bundle.verdict")).await;
+    load(&h, "ai-inference-gate", 300, 8).await;
+    // While serving: the collector catches up.
+    let started = Instant::now();
+    while h.metric("verdict_audit_stream_lines_sent_total").await < h.lines().len() as u64 {
+        assert!(started.elapsed() < WITHIN, "{}", h.metrics().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.metric("verdict_audit_stream_lines_dropped_total{reason=\"queue_full\"}").await, 0);
+    assert_eq!(h.metric("verdict_audit_stream_lines_dropped_total{reason=\"send_failed\"}").await, 0);
+    h.put_bundle("budget", &budget(30)).await;
+    // After a graceful shutdown, the collector has exactly the file's lines, in order.
+    let file = h.finish().await;
+    let batches = c.batches.lock().unwrap().clone();
+    assert!(batches.iter().all(|(ctype, body)| ctype == "application/x-ndjson" && body.ends_with('\n')));
+    let streamed: Vec<String> = batches.iter().flat_map(|(_, b)| b.lines().map(str::to_owned)).collect();
+    assert_eq!(streamed, file);
+    assert_eq!(parse(&streamed).iter().filter(|l| l["event"] == "evaluation").count(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_no_decision_and_every_line_is_counted() {
+    let h = harness("stream-down", streaming(&nobody(), 10_000, Duration::from_secs(2))).await;
+    h.put_bundle("ai-inference-gate", &example("examples/ai-inference/bundle.verdict")).await;
+    load(&h, "ai-inference-gate", 200, 8).await;
+    let started = Instant::now();
+    loop {
+        let queued = h.metric("verdict_audit_stream_queued_lines").await;
+        let dropped = h.metric("verdict_audit_stream_lines_dropped_total{reason=\"queue_full\"}").await
+            + h.metric("verdict_audit_stream_lines_dropped_total{reason=\"send_failed\"}").await;
+        if queued == 0 && dropped == h.lines().len() as u64 {
+            break;
+        }
+        assert!(started.elapsed() < WITHIN, "{}", h.metrics().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.metric("verdict_audit_stream_lines_sent_total").await, 0);
+    assert!(h.metric("verdict_audit_stream_post_failures_total").await > 0);
+    // The file is the durable log: every decision is there.
+    let lines = parse(&h.finish().await);
+    assert_eq!(lines.iter().filter(|l| l["event"] == "evaluation").count(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_collector_fills_the_bounded_queue_and_decisions_go_on() {
+    // The collector never answers (within the test): the first POST holds its lines, the queue
+    // takes at most 20, every other line is dropped at once.
+    let c = collector(Answer::Slow).await;
+    let h = harness("stream-slow", streaming(&c.url, 20, WITHIN)).await;
+    h.put_bundle("ai-inference-gate", &example("examples/ai-inference/bundle.verdict")).await;
+    load(&h, "ai-inference-gate", 400, 8).await;
+    let started = Instant::now();
+    loop {
+        let queued = h.metric("verdict_audit_stream_queued_lines").await;
+        let full = h.metric("verdict_audit_stream_lines_dropped_total{reason=\"queue_full\"}").await;
+        assert!(queued <= 20, "{}", h.metrics().await);
+        if queued + full == h.lines().len() as u64 {
+            assert!(full >= h.lines().len() as u64 - 20);
+            break;
+        }
+        assert!(started.elapsed() < WITHIN, "{}", h.metrics().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.metric("verdict_audit_stream_lines_sent_total").await, 0);
+    // Shutdown waits for the stream a bounded time only.
+    let lines = parse(&h.finish().await);
+    assert_eq!(lines.iter().filter(|l| l["event"] == "evaluation").count(), 400);
+    assert!(c.batches.lock().unwrap().is_empty(), "the slow collector never answered in time");
+}
+
+#[tokio::test]
+async fn an_invalid_stream_url_stops_the_start() {
+    for url in ["https://collector.example/ingest", "collector:9000", "http://user:pw@collector/"] {
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap());
+        config.audit_stream = Some(StreamOptions::new(url));
+        let e = start(config).await.err().unwrap().to_string();
+        assert!(e.starts_with(&format!("invalid audit stream URL `{url}`")), "{e}");
     }
 }
