@@ -100,6 +100,9 @@ pub struct Config {
     pub state: decisions::StateBackend,
     /// Also POST the audit lines to an HTTP collector, best effort ([`stream`]).
     pub audit_stream: Option<stream::StreamOptions>,
+    /// The bundle `POST /evaluate` decides a bare context or flat facts on (with the evaluate
+    /// token), as PolicyGate's callers send them.
+    pub default_bundle: Option<String>,
 }
 
 impl Config {
@@ -126,6 +129,7 @@ impl Config {
             trusted_keys: TrustedKeys::none(),
             state: decisions::StateBackend::memory(),
             audit_stream: None,
+            default_bundle: None,
         }
     }
 
@@ -277,6 +281,8 @@ pub(crate) struct AppState {
     pub shadows: shadow::Shadows,
     /// The collector the audit lines also go to, if any.
     pub stream: Option<stream::AuditStream>,
+    /// The bundle of `POST /evaluate` bodies that are not `{bundle, context}`.
+    pub default_bundle: Option<String>,
 }
 
 /// A running server.
@@ -347,6 +353,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             .map_err(StartError::Threads)?,
         shadows: shadow::Shadows::start().map_err(|e| StartError::Threads(pool::PoolError { source: e.source }))?,
         stream,
+        default_bundle: config.default_bundle.clone(),
     });
     let report = reload_now(&state, true).await;
     let failures: Vec<(PathBuf, reload::LoadError)> =

@@ -1,7 +1,8 @@
 //! Decision logs you can use (issue 14): audit lines that record the obligations and the inputs a
-//! decision read (and replay to the same decision), and the audit stream to a real HTTP collector
-//! (up, down, slow: decisions never wait, drops are counted). In-process servers on 127.0.0.1;
-//! the collector is an axum server in the test.
+//! decision read (and replay to the same decision), the audit stream to a real HTTP collector
+//! (up, down, slow: decisions never wait, drops are counted), and `POST /evaluate` on a default
+//! bundle with a bare context or flat facts. In-process servers on 127.0.0.1; the collector is an
+//! axum server in the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use axum::body::Bytes;
@@ -405,4 +406,62 @@ async fn an_invalid_stream_url_stops_the_start() {
         let e = start(config).await.err().unwrap().to_string();
         assert!(e.starts_with(&format!("invalid audit stream URL `{url}`")), "{e}");
     }
+}
+
+// --- The default bundle ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_bundle_takes_bare_contexts_and_flat_facts_with_the_evaluate_token() {
+    let h = harness("default", |c| c.default_bundle = Some("ai-inference-gate".into())).await;
+    // Not loaded yet: 404, after authorization.
+    assert_eq!(h.post("/evaluate", None, "{}", None).await.0, StatusCode::UNAUTHORIZED);
+    let (s, v) = h.post("/evaluate", Some(EVAL), r#"{"risk_score": 0.9}"#, None).await;
+    assert_eq!((s, &v["detail"]), (StatusCode::NOT_FOUND, &json!("unknown bundle")));
+    h.put_bundle("ai-inference-gate", &example("examples/ai-inference/bundle.verdict")).await;
+
+    // Flat facts are `data`: here only `risk_score` of the paths the bundle reads.
+    let (s, v) = h.post("/evaluate", Some(EVAL), r#"{"risk_score": 0.9, "tenant": "t1"}"#, Some("facts-1")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["bundle_id"], "ai-inference-gate");
+    assert_eq!(v["decision"]["matched_rule_id"], "unapproved-model", "{v}");
+    // Flat facts reach every root of the merged view through `data`.
+    let facts = r#"{"action": "infer", "resource": {"model": "gpt-4o"}, "risk_score": 0.95}"#;
+    let (s, v) = h.post("/evaluate", Some(EVAL), facts, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a body with `action` is a context: {v}");
+    let facts = r#"{"model_risk": 1, "risk_score": 0.95}"#;
+    assert_eq!(h.post("/evaluate", Some(EVAL), facts, None).await.0, StatusCode::OK);
+    // A bare request context.
+    let ctx = json!({"subject": {"role": "service"}, "action": "infer", "resource": {"model": "gpt-4o"}, "data": {"risk_score": 0.95}});
+    let (s, v) = h.post("/evaluate", Some(EVAL), &ctx.to_string(), Some("ctx-1")).await;
+    assert_eq!((s, &v["decision"]["kind"]), (StatusCode::OK, &json!("degrade")), "{v}");
+    // Not an object, or a context with a bad shape: 422.
+    for body in ["[1, 2]", "\"x\"", r#"{"subject": "me"}"#] {
+        let (s, v) = h.post("/evaluate", Some(EVAL), body, None).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+    }
+    // `{bundle, context}` stays the one-shot form, for admins only.
+    let oneshot =
+        json!({"bundle": example("examples/quickstart/bundle.yaml"), "context": json!({"subject": {"role": "admin"}})});
+    assert_eq!(h.post("/evaluate", Some(EVAL), &oneshot.to_string(), None).await.0, StatusCode::FORBIDDEN);
+    let (s, v) = h.post("/evaluate", Some(ADMIN), &oneshot.to_string(), None).await;
+    assert_eq!((s, &v["bundle_id"]), (StatusCode::OK, &json!("edu-gate")), "{v}");
+    assert_eq!(h.post("/evaluate", Some("x".repeat(40).as_str()), "{}", None).await.0, StatusCode::FORBIDDEN);
+
+    let lines = parse(&h.finish().await);
+    let line = lines.iter().find(|l| l["correlation_id"] == "facts-1").unwrap();
+    assert_eq!((&line["caller"], &line["input"]), (&json!("evaluator"), &json!({"data": {"risk_score": 0.9}})));
+    let line = lines.iter().find(|l| l["correlation_id"] == "ctx-1").unwrap();
+    assert_eq!(
+        line["input"],
+        json!({"subject": {"role": "service"}, "action": "infer", "resource": {"model": "gpt-4o"}, "data": {"risk_score": 0.95}})
+    );
+}
+
+#[tokio::test]
+async fn without_a_default_bundle_post_evaluate_stays_admin_only() {
+    let h = harness("no-default", |_| {}).await;
+    assert_eq!(h.post("/evaluate", Some(EVAL), r#"{"risk_score": 0.9}"#, None).await.0, StatusCode::FORBIDDEN);
+    let (s, v) = h.post("/evaluate", Some(ADMIN), r#"{"risk_score": 0.9}"#, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    h.finish().await;
 }
