@@ -1,8 +1,8 @@
 //! Decision logs end to end: an audit log written by a real `verdict serve` process under load,
 //! replayed with `verdict replay` on candidates that change one rule (stateless and stateful),
-//! which must report exactly the transitions the test's own requests produce; the replay's
-//! warnings and refusals; and `serve`'s `--default-bundle` and `AUDIT_STREAM_URL` wiring, with a
-//! raw TCP collector.
+//! which must report exactly the transitions the test's own requests produce, every audit line
+//! within its contract; the replay's warnings and refusals; and `serve`'s `--default-bundle` and
+//! `AUDIT_STREAM_URL` wiring, with a raw TCP collector.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use serde_json::{Value, json};
@@ -112,6 +112,18 @@ fn http(addr: SocketAddr, path: &str, token: &str, request_id: &str, body: &str)
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
+/// Asserts that every line of an audit log satisfies `contracts/audit-event.schema.json`.
+fn lines_keep_the_contract(audit: &Path) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/audit-event.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let v = jsonschema::draft202012::new(&schema).unwrap();
+    for (i, line) in std::fs::read_to_string(audit).unwrap().lines().enumerate() {
+        let line: Value = serde_json::from_str(line).unwrap();
+        let errors: Vec<String> = v.iter_errors(&line).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "audit line {}: {errors:#?}\n{line:#}", i + 1);
+    }
+}
+
 fn verdict(args: &[&str]) -> Output {
     Command::new(BIN).args(args).env("NO_COLOR", "1").output().unwrap()
 }
@@ -158,6 +170,7 @@ fn replay_reports_exactly_the_transitions_of_the_logged_traffic() {
         t.join().unwrap();
     }
     s.stop();
+    lines_keep_the_contract(&audit);
     // What the candidate changes, from the requests themselves: amounts in (50, 100].
     let expected: HashSet<String> = (0..clients)
         .flat_map(|c| {
@@ -234,6 +247,7 @@ fn replay_answers_a_stateful_candidate_with_the_state_the_live_decisions_read() 
     }
     assert_eq!(kinds, ["allow", "allow", "allow", "deny", "allow"]);
     s.stop();
+    lines_keep_the_contract(&audit);
     // With a limit of 60 on the same reads: 50 + 40 and 90 + 10 are denied too.
     let (code, report) = replay(&audit, &candidate, &[]);
     assert_eq!(code, 1, "{report}");
@@ -353,6 +367,7 @@ fn serve_takes_the_default_bundle_flag_and_the_reference_stream_variable() {
         streamed.push_str(&bodies.recv_timeout(Duration::from_secs(30)).unwrap());
     }
     assert_eq!(streamed, file);
+    lines_keep_the_contract(&dir.join("audit.jsonl"));
     let lines: Vec<Value> = file.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let events: BTreeMap<&str, usize> = lines.iter().fold(BTreeMap::new(), |mut m, l| {
         *m.entry(l["event"].as_str().unwrap()).or_default() += 1;
