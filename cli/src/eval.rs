@@ -193,7 +193,7 @@ pub fn run(source: &Path, opts: &Options<'_>, trust: &card::TrustArgs) -> u8 {
 }
 
 /// Fills `buf` from the start of a file, or as much of it as the file holds; returns the count.
-fn read_prefix(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_prefix(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while let Some(rest) = buf.get_mut(n..).filter(|r| !r.is_empty()) {
         match std::io::Read::read(f, rest)? {

@@ -16,6 +16,7 @@ mod keys;
 mod policy_test;
 mod push;
 mod render;
+mod replay;
 mod schema;
 mod serve;
 mod store;
@@ -157,6 +158,19 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
+    /// Change impact on real traffic: every evaluation an audit log of `verdict serve` recorded,
+    /// decided again on a candidate bundle (source or artifact); the effect transitions with
+    /// counts and example correlation ids. Exit 0 no change, 1 changes, 2 bad input.
+    Replay {
+        /// An audit log written by `verdict serve` (JSON Lines).
+        audit: PathBuf,
+        candidate: PathBuf,
+        /// Replay the evaluations of this bundle id [default: the candidate's id].
+        #[arg(long, value_name = "ID")]
+        bundle: Option<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
     /// Run the policy decision point HTTP service.
     Serve(serve::ServeArgs),
     /// Publish a bundle to Redis as a new revision and make it active for every `verdict serve
@@ -273,6 +287,9 @@ fn main() -> ExitCode {
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Fmt { files, check } => fmt::run(&files, check),
         Command::Diff { old, new, format } => diff::run(&old, &new, format),
+        Command::Replay { audit, candidate, bundle, format } => {
+            replay::run(&audit, &candidate, bundle.as_deref(), format)
+        }
         Command::Serve(args) => serve::run(args),
         Command::Push(args) => push::run(&args),
         Command::Lsp => verdict_lsp::run_stdio(),

@@ -1,6 +1,7 @@
 //! `verdict serve`: turns flags and the environment into a server configuration and runs the
 //! PDP service (`verdict-server`). Logs go to standard error; the audit log to standard output
-//! unless `--audit FILE` is given.
+//! unless `--audit FILE` is given, and to an HTTP collector too with `--audit-url` (or
+//! `AUDIT_STREAM_URL`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +58,19 @@ pub struct ServeArgs {
     /// keep serving, and the service recovers by itself when Redis answers again.
     #[arg(long, value_name = "STORE", default_value = "memory")]
     pub store: String,
+    /// Also POST the audit lines, in batches, to this HTTP collector (`http://HOST[:PORT]/PATH`;
+    /// also `AUDIT_STREAM_URL`). Best effort: the audit file stays the durable log, and lines the
+    /// bounded queue cannot take are dropped (counted in /metrics), never waited for.
+    #[arg(long, value_name = "URL")]
+    pub audit_url: Option<String>,
+    /// Audit lines queued for the collector (--audit-url) at most, those being sent included.
+    #[arg(long, value_name = "LINES", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_url_queue: u32,
+    /// Decide `POST /evaluate` bodies that are not `{bundle, context}` on this bundle, with the
+    /// evaluate token: a request context, or flat facts (an object without `subject`, `action`,
+    /// `resource` or `data`), read as `data`.
+    #[arg(long, value_name = "ID")]
+    pub default_bundle: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> u8 {
@@ -109,6 +123,13 @@ pub fn run(args: ServeArgs) -> u8 {
     config.audit_fsync = args.audit_fsync;
     config.max_connections = args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     config.eval_threads = args.eval_threads.map(usize::from);
+    // The flag wins over the reference's variable; an empty variable is no URL.
+    let audit_url = args.audit_url.or_else(|| std::env::var("AUDIT_STREAM_URL").ok().filter(|u| !u.trim().is_empty()));
+    config.audit_stream = audit_url.map(|url| verdict_server::stream::StreamOptions {
+        queue: usize::try_from(args.audit_url_queue).unwrap_or(usize::MAX),
+        ..verdict_server::stream::StreamOptions::new(url)
+    });
+    config.default_bundle = args.default_bundle;
     if args.insecure_no_auth {
         config.auth = Auth::Disabled;
         eprintln!("WARNING: --insecure-no-auth: authorization is OFF. Anyone who can reach {} may register", args.bind);

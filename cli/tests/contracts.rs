@@ -443,14 +443,21 @@ fn every_audit_line_and_served_bundle_validates() {
         "bundle_replaced",
         "condition_asserted",
         "evaluation",
+        "evaluation_inputs",
     ];
     assert_eq!(events, expected, "{seen:#?}");
     let evaluation = lines.iter().find(|l| l["event"] == "evaluation").unwrap().clone();
     let mut bad = evaluation.clone();
     bad.as_object_mut().unwrap().remove("correlation_id");
     invalid(&v, "an evaluation without a correlation id", &bad);
-    let mut bad = evaluation;
+    let mut bad = evaluation.clone();
     bad["caller"] = json!("root");
     invalid(&v, "an unknown caller", &bad);
+    let mut bad = evaluation;
+    bad.as_object_mut().unwrap().remove("input");
+    invalid(&v, "an evaluation without its input", &bad);
+    let mut bad = lines.iter().find(|l| l["event"] == "evaluation_inputs").unwrap().clone();
+    bad["paths"] = json!("subject.role");
+    invalid(&v, "inputs whose paths are not a list", &bad);
     invalid(&v, "no event", &json!({"time": "2026-01-01T00:00:00Z"}));
 }

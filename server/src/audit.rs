@@ -15,14 +15,24 @@
 //! Closing ([`AuditSink::close`]) is a message in the same queue: every line queued before it is
 //! written before `close` returns, which graceful shutdown relies on.
 //!
+//! With `--audit-url`, each batch written is then offered to the audit stream
+//! ([`crate::stream`]), which POSTs it to a collector, best effort: never before the file has it,
+//! never holding up the writer.
+//!
 //! Lines are built here too: [`line`] for events with a few fields, [`EvaluationLine`] for the
-//! evaluation path (serialized straight from the result). New fields go into those two places.
+//! evaluation path (serialized straight from the result; it records the obligations, the
+//! request pruned to the paths the bundle reads ([`crate::inputs`]) and a stateful decision's
+//! state reads, so a line can be replayed), [`inputs_line`] for the paths a bundle version's
+//! lines record. New fields go into those places.
 
+use crate::decisions::Read;
+use crate::stream::AuditStream;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+use verdict_runtime::state::Range;
 
 /// Where audit lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +171,8 @@ fn closed() -> AuditError {
 
 impl AuditSink {
     /// Opens the target and starts the writer thread. With `fsync`, the target must accept it.
-    pub fn start(options: &AuditOptions) -> Result<AuditSink, AuditError> {
+    /// With a `stream`, every batch written is also offered to it ([`crate::stream`]).
+    pub fn start(options: &AuditOptions, stream: Option<AuditStream>) -> Result<AuditSink, AuditError> {
         let out = match &options.target {
             AuditTarget::Stdout => {
                 // A descriptor of our own, so each batch is one `write` (no line buffering).
@@ -190,7 +201,7 @@ impl AuditSink {
         let fsync = options.fsync;
         std::thread::Builder::new()
             .name("verdict-audit".into())
-            .spawn(move || writer(rx, out, fsync, torn))
+            .spawn(move || writer(rx, out, fsync, torn, stream))
             .map_err(|source| AuditError::Thread(ThreadError { source }))?;
         Ok(AuditSink { tx })
     }
@@ -266,10 +277,89 @@ pub struct EvaluationLine<'a> {
     pub matched_rule_id: Option<&'a str>,
     pub reason: &'a str,
     pub codes: &'a [String],
+    /// The obligations of the decision (`{}` when none).
+    pub obligations: &'a Map<String, Value>,
     /// The holds a stateful decision made (absent when none).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub holds: &'a [verdict_runtime::decision::Hold],
+    /// The request context pruned to the paths the bundle reads ([`crate::inputs`]).
+    pub input: &'a Map<String, Value>,
+    /// The state reads a stateful decision made, with their values (absent when none): with
+    /// `input` and `time`, all a replay needs.
+    #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "state_reads")]
+    pub state_reads: &'a [Read],
 }
+
+fn state_reads<S: serde::Serializer>(reads: &&[Read], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(reads.iter().map(StateRead))
+}
+
+/// One state read of a decision, as its audit line records it: `{"state", "key", "range",
+/// "value"}`, the range as `{"kind": "period", "from", "until"}`, `{"kind": "sliding", "after",
+/// "until"}` (microseconds since the Unix epoch) or `{"kind": "total"}`.
+#[derive(Debug, Clone, Copy)]
+pub struct StateRead<'a>(pub &'a Read);
+
+impl serde::Serialize for StateRead<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = &self.0;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("state", &r.state)?;
+        m.serialize_entry("key", &r.key)?;
+        m.serialize_entry("range", &range_json(r.range))?;
+        m.serialize_entry("value", &r.value)?;
+        m.end()
+    }
+}
+
+fn range_json(r: Range) -> Value {
+    match r {
+        Range::Period { from, until } => serde_json::json!({"kind": "period", "from": from, "until": until}),
+        Range::Sliding { after, until } => serde_json::json!({"kind": "sliding", "after": after, "until": until}),
+        Range::Total => serde_json::json!({"kind": "total"}),
+    }
+}
+
+impl StateRead<'_> {
+    /// Reads a state read back from its audit form (`None` when it is not one).
+    pub fn from_json(v: &Value) -> Option<Read> {
+        let m = v.as_object()?;
+        let state = m.get("state")?.as_str()?.to_owned();
+        let key = m.get("key")?.as_array()?.clone();
+        let value = match m.get("value")? {
+            Value::Number(n) => n.clone(),
+            _ => return None,
+        };
+        let r = m.get("range")?.as_object()?;
+        let at = |k: &str| r.get(k).and_then(Value::as_i64);
+        let range = match r.get("kind")?.as_str()? {
+            "period" => Range::Period { from: at("from")?, until: at("until")? },
+            "sliding" => Range::Sliding { after: at("after")?, until: at("until")? },
+            "total" => Range::Total,
+            _ => return None,
+        };
+        Some(Read { state, key, range, value })
+    }
+}
+
+/// The `evaluation_inputs` line of a bundle version: the request paths its decisions read (what
+/// their audit lines record of each request), written before its first evaluation line in the
+/// process. `verdict replay` checks by it that a candidate reads nothing the lines leave out.
+pub fn inputs_line(loaded: &crate::store::Loaded) -> String {
+    let fields = [
+        ("bundle_id", Value::from(loaded.id())),
+        ("bundle_version", Value::from(loaded.version())),
+        ("fingerprint", Value::from(loaded.engine.fingerprint())),
+        ("bundle_digest", Value::from(loaded.digest.as_str())),
+        ("paths", Value::from(loaded.inputs.texts().to_vec())),
+        ("stateful", Value::from(loaded.engine.is_stateful())),
+    ];
+    line(INPUTS_EVENT, fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// The event name of [`inputs_line`].
+pub const INPUTS_EVENT: &str = "evaluation_inputs";
 
 /// Whether a file is not empty and does not end with a newline.
 fn ends_mid_line(path: &std::path::Path) -> bool {
@@ -282,7 +372,13 @@ fn ends_mid_line(path: &std::path::Path) -> bool {
 /// The writer thread: one batch at a time, each written with one `write` (and one
 /// `fdatasync` with `fsync`), then completed. `torn`: the file ends in a partial line (a failed
 /// write leaves one too), so the next batch starts on a new line.
-fn writer(mut rx: mpsc::Receiver<Msg>, mut out: std::fs::File, fsync: bool, mut torn: bool) {
+fn writer(
+    mut rx: mpsc::Receiver<Msg>,
+    mut out: std::fs::File,
+    fsync: bool,
+    mut torn: bool,
+    stream: Option<AuditStream>,
+) {
     let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut waiting: Vec<OnWritten> = Vec::with_capacity(256);
     loop {
@@ -310,8 +406,13 @@ fn writer(mut rx: mpsc::Receiver<Msg>, mut out: std::fs::File, fsync: bool, mut 
             if let Err(e) = &result {
                 tracing::error!(error = %e.source, lines = waiting.len(), "cannot write the audit log; the batch's requests are answered 503");
             }
+            let written = result.is_ok();
             for done in waiting.drain(..) {
                 done(result.clone().map_err(AuditError::Write));
+            }
+            // After the answers are released; only lines the file holds go to the collector.
+            if let (true, Some(s)) = (written, &stream) {
+                s.offer(&batch, batch.iter().filter(|b| **b == b'\n').count());
             }
             batch.clear();
         }
@@ -336,4 +437,29 @@ fn commit(out: &mut std::fs::File, batch: &[u8], fsync: bool, torn: &mut bool) -
         out.sync_data().map_err(|e| WriteError { source: Arc::new(e), sync: true })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_reads_round_trip_through_their_audit_form() {
+        let ranges =
+            [Range::Period { from: -5, until: 86_400_000_000 }, Range::Sliding { after: 1, until: 2 }, Range::Total];
+        for range in ranges {
+            let read = Read {
+                state: "spend".into(),
+                key: vec![Value::from("a"), Value::from(2)],
+                range,
+                value: serde_json::Number::from_f64(2.5).unwrap_or_else(|| 0.into()),
+            };
+            let json = serde_json::to_value(StateRead(&read)).unwrap_or_default();
+            assert_eq!(StateRead::from_json(&json), Some(read), "{json}");
+        }
+        assert_eq!(
+            StateRead::from_json(&serde_json::json!({"state": "s", "key": [], "range": {"kind": "?"}, "value": 1})),
+            None
+        );
+    }
 }

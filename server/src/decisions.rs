@@ -191,7 +191,7 @@ impl Breaker {
 }
 
 /// One state read a decision made, with its value.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Read {
     pub state: String,
     pub key: Vec<Value>,

@@ -210,6 +210,18 @@ impl Engine {
         })
     }
 
+    /// The request paths the bundle reads: its path table, and for a Decision Card's bundle what
+    /// the card scope reads (`action`, `resource.vendor_id`).
+    pub fn inputs(&self) -> crate::inputs::Inputs {
+        let (paths, card) = match self {
+            Engine::Native { engine, .. } => (&engine.program().paths, engine.program().card_scope.is_some()),
+            Engine::Interp(c) => (&c.borrow_owner().paths, c.borrow_owner().card_scope.is_some()),
+        };
+        let scope = [vec!["action".to_owned()], vec!["resource".to_owned(), "vendor_id".to_owned()]];
+        let extra = if card { &scope[..] } else { &[] };
+        crate::inputs::Inputs::new(paths.iter().chain(extra).map(Vec::as_slice))
+    }
+
     /// Evaluates one request in its environment.
     pub fn evaluate(&self, req: &Request, env: &Env<'_>, mode: Mode) -> EvaluationResult {
         match self {

@@ -122,7 +122,7 @@ async fn root() -> Json<Value> {
             "GET  /bundles/{bundle_id}": "fetch a registered bundle",
             "PUT  /bundles/{bundle_id}": "register or replace a bundle",
             "POST /bundles/{bundle_id}/evaluate": "evaluate a stored bundle against a context",
-            "POST /evaluate": "one-shot: bundle + context in, decision out",
+            "POST /evaluate": "one-shot: bundle + context in, decision out (with a default bundle, a bare context or flat facts for it)",
             "POST /bundles/from-decision-card": "build and register a bundle from a signed Decision Card",
             "PUT  /bundles/{bundle_id}/conditions/{condition_id}": "assert a Decision Card condition (expires within 7 days)",
             "POST /decisions/{decision_id}/commit": "make a stateful decision's holds permanent",
@@ -155,6 +155,9 @@ async fn version(State(st): St) -> Json<Value> {
 async fn metrics(State(st): St) -> Response {
     let mut text = st.metrics.render(st.store.len());
     text.push_str(&decisions::metrics_text(&st.state));
+    if let Some(s) = &st.stream {
+        text.push_str(&s.metrics_text());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -734,15 +737,14 @@ impl Decision {
         let mode = Mode::traced(self.trace);
         let engine = &self.loaded.engine;
         let mut reads = Vec::new();
-        let mut result = match (self.stateful, &self.shadow) {
-            (false, _) => engine.evaluate(&self.req, &env, mode),
-            (true, None) => engine.evaluate_with_store(&self.req, &env, mode, &self.st.state),
-            (true, Some(_)) => {
-                let capture = decisions::Capture::new(&self.st.state);
-                let r = engine.evaluate_with_store(&self.req, &env, mode, &capture);
-                reads = capture.into_reads();
-                r
-            }
+        let mut result = if self.stateful {
+            // The reads go into the audit line (and to the shadow candidate).
+            let capture = decisions::Capture::new(&self.st.state);
+            let r = engine.evaluate_with_store(&self.req, &env, mode, &capture);
+            reads = capture.into_reads();
+            r
+        } else {
+            engine.evaluate(&self.req, &env, mode)
         };
         let took = started.elapsed();
         if !self.trace {
@@ -755,6 +757,7 @@ impl Decision {
         self.st.metrics.observe(&result.decision.kind, started.elapsed());
         let d = &result.decision;
         let decision_id = result.decision_id.as_deref().unwrap_or_default();
+        let input = self.loaded.inputs.prune(&self.req);
         let line = EvaluationLine {
             time: self.now.to_string(),
             event: "evaluation",
@@ -770,9 +773,17 @@ impl Decision {
             matched_rule_id: d.matched_rule_id.as_deref(),
             reason: &d.reason,
             codes: &d.codes,
+            obligations: &d.obligations,
             holds: &result.holds,
+            input: &input,
+            state_reads: &reads,
         };
-        let text = serde_json::to_string(&line).map_err(|_| ApiError::new(500, "cannot serialize the audit line"))?;
+        let mut text =
+            serde_json::to_string(&line).map_err(|_| ApiError::new(500, "cannot serialize the audit line"))?;
+        if !self.loaded.inputs_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            // The first evaluation of this bundle version also writes the paths its lines record.
+            text = format!("{}\n{text}", crate::audit::inputs_line(&self.loaded));
+        }
         let live = self.shadow.as_ref().map(|_| {
             let live = shadow::Live {
                 kind: d.kind.clone(),
@@ -847,11 +858,59 @@ async fn evaluate_registered(
     Ok(decision_response(out, &correlation))
 }
 
+/// `POST /evaluate`: `{"bundle", "context"}` evaluates a bundle given in the body (admin). With
+/// a default bundle (`--default-bundle`), any other body is a request for that bundle
+/// (evaluator or admin): a request context, or, when the object has none of `subject`,
+/// `action`, `resource`, `data`, flat facts taken as `data` (PolicyGate's callers send those).
 async fn evaluate_oneshot(State(st): St, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let caller = st.auth.check(&headers, Role::Admin)?;
+    let Some(default) = st.default_bundle.clone() else {
+        let caller = st.auth.check(&headers, Role::Admin)?;
+        let correlation = correlation_id(&headers);
+        let bytes = read_body(&st, &headers, body).await?;
+        let v = json_body(&bytes)?;
+        return oneshot(&st, v, bytes.len(), &uri, &correlation, caller).await;
+    };
+    let caller = st.auth.check(&headers, Role::Evaluator)?;
     let correlation = correlation_id(&headers);
     let bytes = read_body(&st, &headers, body).await?;
-    let Value::Object(mut m) = json_body(&bytes)? else {
+    let v = json_body(&bytes)?;
+    if is_oneshot(&v) {
+        let caller = st.auth.check(&headers, Role::Admin)?;
+        return oneshot(&st, v, bytes.len(), &uri, &correlation, caller).await;
+    }
+    let req = context(facts(v)?)?;
+    let loaded = st.store.get(&default).ok_or_else(|| ApiError::new(404, "unknown bundle"))?;
+    let out = decide(&st, loaded, bytes.len(), req, &correlation, caller, trace_asked(&uri), true).await?;
+    Ok(decision_response(out, &correlation))
+}
+
+/// Whether a body is the one-shot form: an object with both `bundle` and `context`.
+fn is_oneshot(v: &Value) -> bool {
+    v.as_object().is_some_and(|m| m.contains_key("bundle") && m.contains_key("context"))
+}
+
+/// The request context of a default-bundle body: the body itself when it has one of the
+/// context's keys, else the body as `data` (flat facts).
+fn facts(v: Value) -> Result<Value, ApiError> {
+    match v {
+        Value::Object(m) if ["subject", "action", "resource", "data"].iter().any(|k| m.contains_key(*k)) => {
+            Ok(Value::Object(m))
+        }
+        Value::Object(m) => Ok(json!({"data": m})),
+        _ => Err(ApiError::invalid_request("the body must be a JSON object: a request context, or facts")),
+    }
+}
+
+/// Compiles the bundle of a one-shot body and evaluates its context.
+async fn oneshot(
+    st: &Arc<AppState>,
+    v: Value,
+    input_len: usize,
+    uri: &Uri,
+    correlation: &str,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let Value::Object(mut m) = v else {
         return Err(ApiError::invalid_request("the body must be an object with `bundle` and `context`"));
     };
     let req = context(m.remove("context").ok_or_else(|| ApiError::invalid_request("`context` is required"))?)?;
@@ -866,7 +925,7 @@ async fn evaluate_oneshot(State(st): St, uri: Uri, headers: HeaderMap, body: Bod
     if !st.trusted_keys.is_empty() {
         return Err(ApiError::invalid_request(crate::engine::SOURCE_UNTRUSTED));
     }
-    let loaded = compile(&st, "bundle", text, kind, Origin::Api).await?;
-    let out = decide(&st, Arc::new(loaded), bytes.len(), req, &correlation, caller, trace_asked(&uri), false).await?;
-    Ok(decision_response(out, &correlation))
+    let loaded = compile(st, "bundle", text, kind, Origin::Api).await?;
+    let out = decide(st, Arc::new(loaded), input_len, req, correlation, caller, trace_asked(uri), false).await?;
+    Ok(decision_response(out, correlation))
 }

@@ -5,8 +5,10 @@
 //! [`handlers`] (routes), [`auth`] (two bearer tokens), [`store`] (atomically swapped bundle
 //! snapshots and condition assertions), [`engine`] (the backend seam), [`reload`] (bundle files
 //! and the watched directory), [`audit`] (JSON lines written before the answers that report
-//! them), [`conn`] (the accept loop and the connection limits), [`metrics`], [`decisions`]
-//! (the state store, commit and release) and [`shadow`] (shadow evaluation of a candidate).
+//! them), [`inputs`] (what an evaluation's audit line records of its request),
+//! [`stream`] (the audit lines also POSTed to a collector, best effort), [`conn`] (the accept
+//! loop and the connection limits), [`metrics`], [`decisions`] (the state store, commit and
+//! release) and [`shadow`] (shadow evaluation of a candidate).
 //! [`source`] follows bundles pushed to Redis (`--bundles-from`).
 //!
 //! Architecture invariant: this crate depends on `compiler`, `runtime` and `store-redis`; nothing
@@ -19,6 +21,7 @@ pub mod decisions;
 pub mod engine;
 pub mod error;
 mod handlers;
+pub mod inputs;
 pub mod keys;
 pub mod metrics;
 pub mod pool;
@@ -26,6 +29,7 @@ pub mod reload;
 pub mod shadow;
 pub mod source;
 pub mod store;
+pub mod stream;
 
 use audit::{AuditError, AuditOptions, AuditSink, AuditTarget};
 use auth::{Auth, AuthProblem};
@@ -53,6 +57,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted beyond the limit for health and metrics (see [`conn`]).
 pub const OVERFLOW_CONNECTIONS: usize = 32;
+/// On shutdown, the audit stream gets this long to send what is queued.
+pub const STREAM_CLOSE: Duration = Duration::from_secs(5);
 /// Threads that run stateful decisions on a shared store: each waits for the store's round
 /// trips, so there are more of them than cores.
 pub const STATE_THREADS: usize = 16;
@@ -96,6 +102,11 @@ pub struct Config {
     pub trusted_keys: TrustedKeys,
     /// Where stateful bundles keep their state series and holds (in memory by default).
     pub state: decisions::StateBackend,
+    /// Also POST the audit lines to an HTTP collector, best effort ([`stream`]).
+    pub audit_stream: Option<stream::StreamOptions>,
+    /// The bundle `POST /evaluate` decides a bare context or flat facts on (with the evaluate
+    /// token), as PolicyGate's callers send them.
+    pub default_bundle: Option<String>,
 }
 
 impl Config {
@@ -122,6 +133,8 @@ impl Config {
             max_bundles: 256,
             trusted_keys: TrustedKeys::none(),
             state: decisions::StateBackend::memory(),
+            audit_stream: None,
+            default_bundle: None,
         }
     }
 
@@ -140,6 +153,8 @@ pub enum StartError {
     InsecureBind(InsecureBind),
     /// The audit log cannot be opened (or synced, with `fsync`).
     Audit(AuditError),
+    /// The audit stream's URL is invalid, or its thread cannot start.
+    Stream(stream::StreamError),
     /// A bundle given on the command line does not load.
     Bundles(BundlesFailed),
     /// The address cannot be bound.
@@ -175,6 +190,7 @@ impl std::fmt::Display for StartError {
                 e.bind
             ),
             StartError::Audit(e) => write!(f, "{e}"),
+            StartError::Stream(e) => write!(f, "{e}"),
             StartError::Bundles(e) => {
                 f.write_str("bundles given on the command line must load: ")?;
                 for (i, (_, why)) in e.failures.iter().enumerate() {
@@ -271,6 +287,10 @@ pub(crate) struct AppState {
     /// The threads that run stateful decisions on a shared store (they wait for its I/O).
     pub state_pool: pool::Pool,
     pub shadows: shadow::Shadows,
+    /// The collector the audit lines also go to, if any.
+    pub stream: Option<stream::AuditStream>,
+    /// The bundle of `POST /evaluate` bodies that are not `{bundle, context}`.
+    pub default_bundle: Option<String>,
 }
 
 /// A running server.
@@ -312,11 +332,15 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         tracing::warn!("{why}: positive Decision Cards will be answered 503");
     }
     let bundle_source = config.bundles_from.as_ref().map(source::open).transpose().map_err(StartError::Source)?;
-    let audit = AuditSink::start(&AuditOptions {
-        target: config.audit.clone(),
-        capacity: config.audit_capacity,
-        fsync: config.audit_fsync,
-    })
+    let stream =
+        config.audit_stream.as_ref().map(stream::AuditStream::start).transpose().map_err(StartError::Stream)?;
+    if let Some(s) = &config.audit_stream {
+        tracing::info!(url = s.url, queue = s.queue, "audit lines are also sent to a collector (best effort)");
+    }
+    let audit = AuditSink::start(
+        &AuditOptions { target: config.audit.clone(), capacity: config.audit_capacity, fsync: config.audit_fsync },
+        stream.clone(),
+    )
     .map_err(StartError::Audit)?;
     let threads = config
         .eval_threads
@@ -338,6 +362,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         state_pool: pool::Pool::start(if config.state.is_local() { 1 } else { STATE_THREADS })
             .map_err(StartError::Threads)?,
         shadows: shadow::Shadows::start().map_err(|e| StartError::Threads(pool::PoolError { source: e.source }))?,
+        stream,
+        default_bundle: config.default_bundle.clone(),
     });
     let report = reload_now(&state, true).await;
     let failures: Vec<(PathBuf, reload::LoadError)> =
@@ -429,6 +455,9 @@ impl Server {
             }
         };
         self.state.audit.close().await;
+        if let Some(s) = &self.state.stream {
+            s.close(STREAM_CLOSE).await;
+        }
         tracing::info!("stopped; audit log flushed");
         served
     }

@@ -56,12 +56,27 @@ pub struct Loaded {
     pub digest: String,
     /// The trusted key whose signature verified, for an artifact loaded under trusted keys.
     pub signer: Option<KeyId>,
+    /// The request paths its decisions read: what their audit lines record of each request.
+    pub inputs: crate::inputs::Inputs,
+    /// Whether the audit log has the `evaluation_inputs` event of this bundle (written with its
+    /// first evaluation).
+    pub inputs_logged: std::sync::atomic::AtomicBool,
 }
 
 impl Loaded {
     /// A bundle loaded from bytes with this digest (`signer`: the trusted key that signed it).
     pub fn new(engine: Engine, json: Value, origin: Origin, digest: String, signer: Option<KeyId>) -> Loaded {
-        Loaded { engine, json, origin, cost: crate::pool::Cost::default(), digest, signer }
+        let inputs = engine.inputs();
+        Loaded {
+            engine,
+            json,
+            origin,
+            cost: crate::pool::Cost::default(),
+            digest,
+            signer,
+            inputs,
+            inputs_logged: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     pub fn id(&self) -> &str {
