@@ -64,6 +64,12 @@ def example_dirs() -> list[Path]:
     return sorted(p for p in EXAMPLES.iterdir() if (p / "cases.jsonl").is_file())
 
 
+def example_bundles(example: Path) -> list[Path]:
+    """The bundle files of an example (`bundle.verdict`, `bundle.yaml`, …), not its policy test
+    suite (`bundle.test.yaml`, read by `verdict test`)."""
+    return sorted(p for p in example.glob("bundle.*") if not p.name.endswith(".test.yaml"))
+
+
 def read_cases(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import verdict
-from conftest import NOW, card_bundles, example_dirs, read_cases, seed_compat
+from conftest import NOW, card_bundles, example_bundles, example_dirs, read_cases, seed_compat
 
 FIELDS = ("kind", "matched_policy_id", "matched_rule_id", "reason")
 
@@ -99,7 +99,7 @@ def compare_reference(result: dict[str, Any], expect: dict[str, Any]) -> str | N
 def test_examples_match_the_cli(verdict_bin: Path, example: Path, tmp_path: Path) -> None:
     cases = read_cases(example / "cases.jsonl")
     contexts = [c["context"] for c in cases]
-    bundles = sorted(example.glob("bundle.*"))
+    bundles = example_bundles(example)
     assert bundles
     failures: list[str] = []
     for bundle in bundles:
@@ -166,7 +166,7 @@ MALFORMED = {
 
 
 def test_check_matches_the_cli(verdict_bin: Path, tmp_path: Path) -> None:
-    paths = [b for d in example_dirs() for b in sorted(d.glob("bundle.*"))]
+    paths = [b for d in example_dirs() for b in example_bundles(d)]
     for name, text in MALFORMED.items():
         (tmp_path / name).write_text(text)
         paths.append(tmp_path / name)
@@ -183,7 +183,7 @@ def test_check_matches_the_cli(verdict_bin: Path, tmp_path: Path) -> None:
 
 def test_compile_matches_the_cli(verdict_bin: Path, tmp_path: Path) -> None:
     for example in example_dirs():
-        for bundle in sorted(example.glob("bundle.*")):
+        for bundle in example_bundles(example):
             out = tmp_path / "out.vdc"
             subprocess.run([str(verdict_bin), "compile", str(bundle), "-o", str(out)], check=True, timeout=120)
             assert verdict.compile(bundle) == out.read_bytes(), bundle
