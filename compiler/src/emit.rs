@@ -141,7 +141,8 @@ pub fn duration_text(seconds: u64) -> String {
 
 /// Parses a duration `Ns`, `Nm`, `Nh` or `Nd` into seconds.
 pub fn parse_duration(text: &str) -> Option<u64> {
-    let (n, unit) = text.split_at(text.len().checked_sub(1)?);
+    // The unit is the last byte; a text ending in a multi-byte character is no duration.
+    let (n, unit) = text.split_at_checked(text.len().checked_sub(1)?)?;
     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
