@@ -80,6 +80,8 @@ impl<'b> Interpreter<'b> {
     /// store that runs a decision again does not call the host again).
     pub fn evaluate_memo(&self, req: &Request, env: &Env<'_>, mode: Mode, host: &mut HostMemo) -> EvaluationResult {
         host.reads.clear();
+        host.faulted = false;
+        host.refused = false;
         let b = self.bundle;
         let mut entries: Option<Vec<TraceEntry>> = mode.trace.then(Vec::new);
         let mut eval = Eval { it: self, req, env, defs: vec![None; b.defs.len()], fault: None, host };
@@ -300,7 +302,10 @@ impl<'b: 'r, 'r> Eval<'_, 'b, 'r, '_, '_> {
                 decided = match held {
                     Truth::False => None,
                     Truth::True => Some(self.rule_decision(p, r)),
-                    Truth::Fault => Some(fault_decision(b, p, r, error.unwrap_or_default())),
+                    Truth::Fault => {
+                        self.host.faulted = true;
+                        Some(fault_decision(b, p, r, error.unwrap_or_else(|| policy::PANIC_FAULT.to_owned())))
+                    }
                 };
             }
             self.fault = None;
@@ -336,7 +341,8 @@ impl<'b: 'r, 'r> Eval<'_, 'b, 'r, '_, '_> {
                         Piece::Term { operand, decimals } => match self.value(*operand, None) {
                             Ok(v) => out.push_str(&term::render(v.as_deref(), *decimals)),
                             Err(()) => {
-                                let error = self.fault.take().unwrap_or_default();
+                                let error = self.fault.take().unwrap_or_else(|| policy::PANIC_FAULT.to_owned());
+                                self.host.faulted = true;
                                 return fault_decision(b, p, r, error);
                             }
                         },
@@ -367,11 +373,28 @@ impl<'b: 'r, 'r> Eval<'_, 'b, 'r, '_, '_> {
             if !s.on.iter().any(|e| e.index() == kind) {
                 continue;
             }
-            let Ok(Some(amount)) = self.value(s.add, None) else { continue };
-            let Value::Number(amount) = amount.into_owned() else { continue };
-            let key: Option<Vec<Value>> =
-                s.key.iter().map(|k| self.req.lookup(b.path(*k)).filter(|v| term::is_key_value(v)).cloned()).collect();
-            let Some(key) = key else { continue };
+            // An undefined `add` makes no update; a fault, or a key that cannot choose the
+            // series, fails closed (as the VM does).
+            let amount = match self.value(s.add, None) {
+                Ok(Some(amount)) => amount.into_owned(),
+                Ok(None) => continue,
+                Err(()) => {
+                    let reason = self.fault.take().unwrap_or_else(|| policy::PANIC_FAULT.to_owned());
+                    self.host.refused = r.refuse_updates(b.most_severe(), &reason);
+                    return;
+                }
+            };
+            let Value::Number(amount) = amount else { continue };
+            let texts: Vec<String> = s.key.iter().map(|k| path_of(b.path(*k).iter().map(String::as_str))).collect();
+            let key: Vec<(&str, Option<&Value>)> =
+                s.key.iter().zip(&texts).map(|(k, t)| (t.as_str(), self.req.lookup(b.path(*k)))).collect();
+            let key = match term::key_values(&s.name, &key) {
+                Ok(key) => key,
+                Err(reason) => {
+                    self.host.refused = r.refuse_updates(b.most_severe(), &reason);
+                    return;
+                }
+            };
             let hold = s.apply == Apply::Commit;
             if hold {
                 r.holds.push(Hold { state: s.name.clone(), key: key.clone(), amount: amount.clone() });

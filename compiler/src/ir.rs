@@ -309,6 +309,21 @@ impl Fallibility {
         matches!(o, Operand::Term(t) if self.term(t))
     }
 
+    /// Whether a decision's state updates may fail (LANGUAGE.md §5.2), which decides the most
+    /// severe effect whatever the rules decided: some series' `add` term may fault, or one of its
+    /// key paths may be missing or not a string, number or bool (only a `required` path declared
+    /// `string`, `number` or `bool` in the schema is sure to choose a series).
+    pub fn updates(&self, b: &Bundle) -> bool {
+        let sure_key = |k: &PathId| {
+            b.required.iter().any(|(p, _)| p == k)
+                && b.schema
+                    .iter()
+                    .flatten()
+                    .any(|e| e.path == *k && matches!(e.ty, Type::String | Type::Number | Type::Bool))
+        };
+        b.states.iter().any(|s| !s.on.is_empty() && (self.operand(s.add) || !s.key.iter().all(sure_key)))
+    }
+
     /// Whether condition `id` may fault somewhere (each definition is walked once).
     pub fn cond(&mut self, b: &Bundle, id: CondId) -> bool {
         self.cond_at(b, id, 0)

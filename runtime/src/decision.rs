@@ -178,6 +178,21 @@ impl ReadTrace {
 }
 
 impl EvaluationResult {
+    /// A stateful decision whose updates cannot be made (a key path missing, an `add` term that
+    /// faults) records nothing and, unless it already decides `most_severe` (a rule's deny, or a
+    /// read of the same missing key that failed first: the first failure stands), decides
+    /// `most_severe` with `reason`, so a spend that cannot be counted is never allowed
+    /// (LANGUAGE.md §5.2, "failure closes"). Whether the decision changed.
+    pub fn refuse_updates(&mut self, most_severe: &str, reason: &str) -> bool {
+        self.holds.clear();
+        self.updates.clear();
+        if self.decision.kind == most_severe {
+            return false;
+        }
+        self.decision = Decision::bare(most_severe, reason);
+        true
+    }
+
     /// The result as a JSON value, fields in the documented order.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)

@@ -297,6 +297,11 @@ pub fn segment(code: &[u32], entry: u32) -> Result<Vec<(usize, Op)>, VerifyError
 }
 
 impl Program {
+    /// The most severe effect (the first declared), which every fault and gate decides.
+    pub fn most_severe(&self) -> &str {
+        self.effects.first().map_or("deny", String::as_str)
+    }
+
     /// Checks every structural invariant the VM and the JIT rely on:
     /// - every table index (effect, path, constant, atom, site, definition, rule) is in range;
     /// - the code decodes completely and ends with `Ret`; every entry point (rule or definition)

@@ -119,12 +119,21 @@ pub struct HostMemo {
     pub calls: Vec<Call>,
     /// In read order.
     pub reads: Vec<Read>,
+    /// Set by the interpreter when a policy was decided by a fault (a condition or a template
+    /// that failed) rather than by its rules.
+    pub faulted: bool,
+    /// Set by the interpreter when the decision's state updates were refused (a key path
+    /// missing, an `add` that faulted): the bundle decision is then the refusal, whatever the
+    /// policies decided. The analysis' oracle rejects both.
+    pub refused: bool,
 }
 
 impl HostMemo {
     pub fn clear(&mut self) {
         self.calls.clear();
         self.reads.clear();
+        self.faulted = false;
+        self.refused = false;
     }
 }
 
@@ -169,17 +178,10 @@ pub fn call_extern(
     result
 }
 
-/// Reads state series `index` (`name`, keyed by the values at its key paths, whose texts name
-/// them in errors) over `range`, once per decision: the sum, or the fault's reason
-/// (`state error: …`).
-pub fn read_state(
-    env: &Env<'_>,
-    memo: &mut HostMemo,
-    index: u32,
-    name: &str,
-    key: &[(&str, Option<&Value>)],
-    range: Range,
-) -> Result<Number, String> {
+/// The values that select series `name` on a request (`key`: each key path's text and its value),
+/// or the state error that names the key path that is missing or not a string, number or bool.
+/// Reads and updates both choose their series by it.
+pub fn key_values(name: &str, key: &[(&str, Option<&Value>)]) -> Result<Vec<Value>, String> {
     let mut values = Vec::with_capacity(key.len());
     for (text, v) in key {
         match v {
@@ -194,6 +196,21 @@ pub fn read_state(
             Some(v) => values.push((*v).clone()),
         }
     }
+    Ok(values)
+}
+
+/// Reads state series `index` (`name`, keyed by the values at its key paths, whose texts name
+/// them in errors) over `range`, once per decision: the sum, or the fault's reason
+/// (`state error: …`).
+pub fn read_state(
+    env: &Env<'_>,
+    memo: &mut HostMemo,
+    index: u32,
+    name: &str,
+    key: &[(&str, Option<&Value>)],
+    range: Range,
+) -> Result<Number, String> {
+    let values = key_values(name, key)?;
     if let Some((_, _, _, r)) = memo.reads.iter().find(|(s, k, r, _)| *s == index && *k == values && *r == range) {
         return r.clone();
     }

@@ -683,7 +683,7 @@ impl Engine {
             bundle_id: p.bundle_id.clone(),
             bundle_version: p.version.clone(),
             fingerprint: p.fingerprint.clone(),
-            decision: Decision::bare(p.effects.first().map_or("deny", String::as_str), reason),
+            decision: Decision::bare(p.most_severe(), reason),
             policy_decisions: Vec::new(),
             decision_id: Some(id.to_owned()),
             holds: Vec::new(),
@@ -1271,11 +1271,30 @@ impl Engine {
             if !s.on.iter().any(|e| *e as usize == kind) {
                 continue;
             }
-            let Ok(Some(amount)) = self.value(s.add, input, &mut cx, None, 0) else { continue };
-            let Value::Number(amount) = amount.into_owned() else { continue };
-            let key: Option<Vec<Value>> =
-                s.key.iter().map(|k| input.lookup(*k).filter(|v| term::is_key_value(v)).cloned()).collect();
-            let Some(key) = key else { continue };
+            // An undefined `add` makes no update; a fault, or a key that cannot choose the
+            // series, fails closed.
+            let amount = match self.value(s.add, input, &mut cx, None, 0) {
+                Ok(Some(amount)) => amount.into_owned(),
+                Ok(None) => continue,
+                Err(()) => {
+                    let reason = cx.fault.take().unwrap_or_else(|| policy::PANIC_FAULT.to_owned());
+                    r.refuse_updates(p.most_severe(), &reason);
+                    return;
+                }
+            };
+            let Value::Number(amount) = amount else { continue };
+            let key: Vec<(&str, Option<&Value>)> = s
+                .key
+                .iter()
+                .map(|k| (p.path_texts.get(*k as usize).map_or("", String::as_str), input.lookup(*k)))
+                .collect();
+            let key = match term::key_values(&s.name, &key) {
+                Ok(key) => key,
+                Err(reason) => {
+                    r.refuse_updates(p.most_severe(), &reason);
+                    return;
+                }
+            };
             if s.hold {
                 r.holds.push(Hold { state: s.name.clone(), key: key.clone(), amount: amount.clone() });
             }
@@ -1307,7 +1326,7 @@ impl Engine {
     /// The bundle's decision of an outcome, borrowed (no allocation): what a service that needs
     /// only the kind, the deciding rule and the reason reads.
     pub fn decision_ref<'a>(&'a self, outcome: &Outcome<'a>) -> DecisionRef<'a> {
-        let most_severe = self.program.effects.first().map_or("deny", String::as_str);
+        let most_severe = self.program.most_severe();
         match outcome.bundle {
             BundleResult::Policy(i) => {
                 let r = outcome.policies.get(i).copied().unwrap_or(PolicyResult::Default);

@@ -420,3 +420,25 @@ fn diff_claims_no_equivalence_over_faults() {
     let report = verdict_compiler::analysis::diff(&b, &b, &Options::default());
     assert!(!report.faults && report.equivalent(), "{report:?}");
 }
+
+/// State updates that may be refused (a key path a request may lack) decide the most severe
+/// effect whatever the rules say: `diff` claims no equivalence over them, unless every key path
+/// is required and typed as a scalar.
+#[test]
+fn diff_claims_no_equivalence_over_refused_updates() {
+    let with = |header: &str| {
+        format!(
+            "bundle \"u\" {{\n{header}}}\nstate spend {{ add amount  key [subject.id]  on [allow] }}\npolicy p {{\n  default allow\n  rule r deny {{ when x == 1 }}\n}}\n"
+        )
+    };
+    let loose = compile("u.verdict", &with(""), SourceKind::Verdict);
+    let report = verdict_compiler::analysis::diff(&loose, &loose, &Options::default());
+    assert!(report.faults && !report.equivalent(), "{report:?}");
+    let sure = compile(
+        "v.verdict",
+        &with("  schema { subject.id: string, x: any, amount: any }\n  required [subject.id]\n"),
+        SourceKind::Verdict,
+    );
+    let report = verdict_compiler::analysis::diff(&sure, &sure, &Options::default());
+    assert!(!report.faults && report.equivalent(), "{report:?}");
+}

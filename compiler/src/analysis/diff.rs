@@ -136,7 +136,7 @@ type Finals = (BTreeMap<String, NodeId>, bool);
 /// requests that satisfy the structure constraint (faults aside), and whether a rule may fault.
 fn decisions(model: &mut Model<'_>, bi: usize) -> Res<Finals> {
     let Some(b) = model.bundles.get(bi).copied() else { return Ok((BTreeMap::new(), false)) };
-    let mut faults = false;
+    let mut faults = model.fallible.get(bi).is_none_or(|f| f.updates(b));
     let s = model.structure;
     let g = model.dom.scope(&mut model.bdd, bi)?;
     let u = model.bdd.and(s, g)?;

@@ -7,7 +7,8 @@
 //! State and externs: every state series reads as empty (the state of a fresh store, a state
 //! every deployment passes through), and no extern is bound. A witness whose evaluation faults
 //! (an extern call, a state read whose key is missing) is no witness: a fault decides by the
-//! host's failure, not by the rules, so the oracle answers `None` for it.
+//! host's failure, not by the rules, so the oracle answers `None` for it; so is one whose state
+//! updates are refused (LANGUAGE.md §5.2), whose decision is the refusal.
 
 use crate::interp::Interpreter;
 use crate::ir::{Bundle, Combine, MatchMode, Policy};
@@ -32,8 +33,7 @@ fn clean(interp: &Interpreter<'_>, r: &Request, now: jiff::Timestamp) -> Option<
     let env = Env { now, decision_id: None, state: Some(&Empty), externs: None };
     let mut host = HostMemo::default();
     let result = interp.evaluate_memo(r, &env, Mode::PLAIN, &mut host);
-    let faulted = host.calls.iter().any(|c| c.2.is_err()) || host.reads.iter().any(|r| r.3.is_err());
-    (!faulted).then_some(result)
+    (!host.faulted && !host.refused).then_some(result)
 }
 
 /// A moment at which the bundle is in effect: its start, else just before its end, else the
