@@ -280,6 +280,9 @@ trait Input<'r> {
 /// evaluated once anyway). Either way a decision allocates nothing, whatever the bundle's size.
 const INLINE_PATHS: usize = 32;
 
+/// State reads keep the key of a series with up to this many paths on the stack.
+const INLINE_KEY: usize = 4;
+
 struct RequestInput<'r, 'p> {
     req: &'r Request,
     paths: &'p [Vec<String>],
@@ -363,6 +366,9 @@ pub struct Engine {
     jit_fallback: Option<crate::jit::JitError>,
     /// The bundle's timezone (calendar windows, `now.*`).
     tz: jiff::tz::TimeZone,
+    /// This engine among the process's engines: a scratch's kept calendar periods
+    /// ([`term::Periods`]) are those of the engine that last used it.
+    id: u64,
 }
 
 /// The engine seen from native code during one rule: atoms it does not compile go to the shared
@@ -489,6 +495,10 @@ impl Engine {
             jit,
             jit_fallback,
             tz,
+            id: {
+                static ENGINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         })
     }
 
@@ -1005,13 +1015,21 @@ impl Engine {
             TermCode::Now { field } => Some(Cow::Owned(term::now_field(*field, cx.env.now, &self.tz))),
             TermCode::State { series, window, seconds } => {
                 let Some(s) = p.series.get(*series as usize) else { return Ok(None) };
-                let key: Vec<(&str, Option<&Value>)> = s
-                    .key
-                    .iter()
-                    .map(|k| (p.path_texts.get(*k as usize).map_or("", String::as_str), input.lookup(*k)))
-                    .collect();
-                let result = match term::window_range(*window, *seconds, cx.env.now, &self.tz) {
-                    Some(range) => term::read_state(cx.env, cx.host, *series, &s.name, &key, range),
+                // The key on the stack for up to `INLINE_KEY` paths.
+                let mut inline: [(&str, Option<&Value>); INLINE_KEY] = [("", None); INLINE_KEY];
+                let spilled: Vec<(&str, Option<&Value>)>;
+                let mut key_at = |k: u32| (p.path_texts.get(k as usize).map_or("", String::as_str), input.lookup(k));
+                let key: &[(&str, Option<&Value>)] = if s.key.len() <= INLINE_KEY {
+                    for (slot, k) in inline.iter_mut().zip(&s.key) {
+                        *slot = key_at(*k);
+                    }
+                    inline.get(..s.key.len()).unwrap_or(&[])
+                } else {
+                    spilled = s.key.iter().map(|k| key_at(*k)).collect();
+                    &spilled
+                };
+                let result = match cx.host.periods.range(self.id, *window, *seconds, cx.env.now, &self.tz) {
+                    Some(range) => term::read_state(cx.env, cx.host, *series, &s.name, key, range),
                     None => Err(format!("state error: the {} window of {} is out of range", window.name(), s.name)),
                 };
                 if let Some(r) = reads {

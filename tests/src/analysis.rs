@@ -42,7 +42,7 @@ pub fn eval(b: &Bundle, req: &Value) -> Result<EvaluationResult, String> {
     let result = interp.evaluate_memo(&r, &env, Mode::PLAIN, &mut host);
     // A fault decides by the host's failure, not by the rules: no finding may rest on one.
     if let Some(e) =
-        host.calls.iter().find_map(|c| c.2.as_ref().err()).or(host.reads.iter().find_map(|x| x.3.as_ref().err()))
+        host.calls.iter().find_map(|c| c.2.as_ref().err()).or(host.reads.iter().find_map(|x| x.2.as_ref().err()))
     {
         return Err(format!("the witness faults: {e}"));
     }
@@ -445,7 +445,7 @@ pub fn check_universal(b: &Bundle, diags: &[Diagnostic], n: usize, seed: u64) ->
                         let mut host = verdict_runtime::term::HostMemo::default();
                         let kind = o.evaluate_memo(&r, &env, Mode::PLAIN, &mut host).decision.kind;
                         let faulted =
-                            host.calls.iter().any(|c| c.2.is_err()) || host.reads.iter().any(|x| x.3.is_err());
+                            host.calls.iter().any(|c| c.2.is_err()) || host.reads.iter().any(|x| x.2.is_err());
                         kind != NOT_APPLICABLE && !faulted
                     }),
                 };

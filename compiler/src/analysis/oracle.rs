@@ -32,7 +32,7 @@ fn clean(interp: &Interpreter<'_>, r: &Request, now: jiff::Timestamp) -> Option<
     let env = Env { now, decision_id: None, state: Some(&Empty), externs: None };
     let mut host = HostMemo::default();
     let result = interp.evaluate_memo(r, &env, Mode::PLAIN, &mut host);
-    let faulted = host.calls.iter().any(|c| c.2.is_err()) || host.reads.iter().any(|r| r.3.is_err());
+    let faulted = host.calls.iter().any(|c| c.2.is_err()) || host.reads.iter().any(|r| r.2.is_err());
     (!faulted).then_some(result)
 }
 
