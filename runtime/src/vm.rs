@@ -116,6 +116,8 @@ pub struct Scratch {
     /// Extern calls carried into the next decision's memo: a store that runs a decision again
     /// (after a conflict) must not call the host again.
     carry: Vec<term::Call>,
+    /// The updates the last stateful decision made (see [`StoreOutcome`]).
+    recorded: Vec<Recorded>,
 }
 
 #[derive(Debug, Default)]
@@ -176,6 +178,16 @@ impl Scratch {
         self.host.calls.append(&mut self.carry);
     }
 
+    /// Starts a store's run of a decision: the first run starts with no extern calls; a later
+    /// one (the store runs the decision again) with the calls of the run before.
+    fn carry_calls(&mut self, first: bool) {
+        if first {
+            self.carry.clear();
+        } else {
+            std::mem::swap(&mut self.carry, &mut self.host.calls);
+        }
+    }
+
     /// Records that policy `pi` was decided by a fault, with what failed.
     fn policy_fault(&mut self, pi: usize) {
         let message = self.fault.take().unwrap_or_else(|| policy::PANIC_FAULT.to_owned());
@@ -232,6 +244,25 @@ pub struct Outcome<'s> {
     /// by a fault, the rendered template of a deciding rule that has one (and the schema gate's
     /// reason under `u32::MAX`).
     pub reasons: &'s [(u32, String)],
+}
+
+/// A stateful decision made by [`Engine::decide_with_store`]: its outcome, as
+/// [`Engine::decide_prepared`] gives it, and the updates recorded under its id.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOutcome<'s> {
+    pub outcome: Outcome<'s>,
+    /// In the order of the program's series.
+    pub updates: &'s [Recorded],
+}
+
+/// One update a decision recorded: to the series at this index of the program's `series`, keyed
+/// by the request's values at its key paths.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub series: u32,
+    pub amount: serde_json::Number,
+    /// A hold (`apply: commit`), counted until committed, released or expired.
+    pub hold: bool,
 }
 
 /// A request whose paths are already resolved (and symbolized for the JIT's native atoms),
@@ -614,34 +645,103 @@ impl Engine {
         store: &dyn crate::state::StateStore,
     ) -> EvaluationResult {
         let id = env.decision_id.map_or_else(crate::state::new_decision_id, str::to_owned);
-        let mut scratch = Scratch::default();
-        let mut calls = Vec::new();
         let mut result = None;
-        let hold_ttl = i64::try_from(self.program.hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-        let outcome = store.transact(&mut |view| {
-            let env = Env { state: Some(view), decision_id: Some(&id), ..*env };
-            let mut input = RequestInput::new(req, &self.program.paths);
-            scratch.carry = std::mem::take(&mut calls);
-            let r = if mode.trace || mode.exhaustive {
-                self.evaluate_full(&mut input, &env, mode, &mut scratch)
-            } else {
-                self.evaluate_plain(&mut input, &env, &mut scratch)
-            };
-            calls = std::mem::take(&mut scratch.host.calls);
-            let rec = crate::state::Recording {
-                decision_id: id.clone(),
-                time: crate::state::micros(env.now),
-                hold_ttl,
-                updates: r.updates.clone(),
-            };
-            result = Some(r);
-            rec
+        let hold_ttl = self.hold_ttl();
+        let mut evaluate = |scratch: &mut Scratch| {
+            let mut first = true;
+            store.transact(&mut |view| {
+                let env = Env { state: Some(view), decision_id: Some(&id), ..*env };
+                let mut input = RequestInput::new(req, &self.program.paths);
+                scratch.carry_calls(std::mem::take(&mut first));
+                let r = if mode.trace || mode.exhaustive {
+                    self.evaluate_full(&mut input, &env, mode, scratch)
+                } else {
+                    self.evaluate_plain(&mut input, &env, scratch)
+                };
+                let rec = crate::state::Recording {
+                    decision_id: id.clone(),
+                    time: crate::state::micros(env.now),
+                    hold_ttl,
+                    updates: r.updates.clone(),
+                };
+                result = Some(r);
+                rec
+            })
+        };
+        let outcome = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => evaluate(&mut scratch),
+            Err(_) => evaluate(&mut Scratch::default()),
         });
         match (outcome, result) {
             (Ok(()), Some(r)) => r,
             (Err(e), _) => self.refused(&id, &format!("state error: {e}")),
             (Ok(()), None) => self.refused(&id, "state error: the store did not run the decision"),
         }
+    }
+
+    /// Decides a prepared request against a store as [`Engine::evaluate_with_store`] does (the
+    /// read-decide-record step atomic in the store, the updates recorded under `env.decision_id`
+    /// or a generated id, extern calls made once per decision), without building the result:
+    /// the outcome and the updates, in `scratch`. A store that fails is `Err`: the caller decides
+    /// the bundle's most severe effect with the error as reason (fail closed), as
+    /// [`Engine::evaluate_with_store`] does.
+    pub fn decide_with_store<'s>(
+        &self,
+        req: &PreparedRequest,
+        env: &Env<'_>,
+        store: &dyn crate::state::StateStore,
+        scratch: &'s mut Scratch,
+    ) -> Result<StoreOutcome<'s>, crate::state::StoreError> {
+        let generated;
+        let id = match env.decision_id {
+            Some(id) => id,
+            None => {
+                generated = crate::state::new_decision_id();
+                generated.as_str()
+            }
+        };
+        let hold_ttl = self.hold_ttl();
+        let mut bundle = None;
+        let mut first = true;
+        store.transact(&mut |view| {
+            let env = Env { state: Some(view), decision_id: Some(id), ..*env };
+            let mut input = PreparedInput(req);
+            scratch.carry_calls(std::mem::take(&mut first));
+            let outcome = self.decide_input(&mut input, &env, scratch);
+            let kind = self.decision_ref(&outcome).kind;
+            let kind = self.program.effects.iter().position(|e| e == kind);
+            bundle = Some(outcome.bundle);
+            self.record(kind, &mut input, &env, scratch);
+            let mut updates = Vec::with_capacity(scratch.recorded.len());
+            for r in &scratch.recorded {
+                let Some(s) = self.program.series.get(r.series as usize) else { continue };
+                let key = s.key.iter().filter_map(|k| input.lookup(*k).cloned()).collect();
+                updates.push(crate::state::Update {
+                    state: s.name.clone(),
+                    key,
+                    amount: r.amount.clone(),
+                    hold: r.hold,
+                });
+            }
+            crate::state::Recording {
+                decision_id: id.to_owned(),
+                time: crate::state::micros(env.now),
+                hold_ttl,
+                updates,
+            }
+        })?;
+        let Some(bundle) = bundle else {
+            return Err(crate::state::StoreError::Unavailable("the store did not run the decision".into()));
+        };
+        Ok(StoreOutcome {
+            outcome: Outcome { bundle, policies: &scratch.results, reasons: &scratch.reasons },
+            updates: &scratch.recorded,
+        })
+    }
+
+    /// How long holds count without a commit, in microseconds.
+    fn hold_ttl(&self) -> crate::state::Micros {
+        i64::try_from(self.program.hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
     }
 
     /// The fail-closed result of a decision that could not be recorded.
@@ -1239,21 +1339,36 @@ impl Engine {
             return;
         }
         r.decision_id = Some(env.decision_id.map_or_else(crate::state::new_decision_id, str::to_owned));
-        let Some(kind) = p.effects.iter().position(|e| *e == r.decision.kind) else { return };
+        let kind = p.effects.iter().position(|e| *e == r.decision.kind);
+        self.record(kind, input, env, scratch);
+        for u in &scratch.recorded {
+            let Some(s) = p.series.get(u.series as usize) else { continue };
+            let key: Vec<Value> = s.key.iter().filter_map(|k| input.lookup(*k).cloned()).collect();
+            if s.hold {
+                r.holds.push(Hold { state: s.name.clone(), key: key.clone(), amount: u.amount.clone() });
+            }
+            r.updates.push(crate::state::Update { state: s.name.clone(), key, amount: u.amount.clone(), hold: s.hold });
+        }
+    }
+
+    /// The updates a decision of effect `kind` makes (LANGUAGE.md §5.2), into `scratch.recorded`:
+    /// every series whose `on` holds the kind, whose `add` is a number on this request and whose
+    /// key values are all strings, numbers or bools.
+    fn record<'r, I: Input<'r>>(&self, kind: Option<usize>, input: &mut I, env: &Env<'_>, scratch: &mut Scratch) {
+        scratch.recorded.clear();
+        let Some(kind) = kind else { return };
         let mut cx = Cx { env, host: &mut scratch.host, fault: &mut scratch.fault };
-        for s in &p.series {
+        for (i, s) in self.program.series.iter().enumerate() {
             if !s.on.iter().any(|e| *e as usize == kind) {
                 continue;
             }
             let Ok(Some(amount)) = self.value(s.add, input, &mut cx, None, 0) else { continue };
             let Value::Number(amount) = amount.into_owned() else { continue };
-            let key: Option<Vec<Value>> =
-                s.key.iter().map(|k| input.lookup(*k).filter(|v| term::is_key_value(v)).cloned()).collect();
-            let Some(key) = key else { continue };
-            if s.hold {
-                r.holds.push(Hold { state: s.name.clone(), key: key.clone(), amount: amount.clone() });
+            if !s.key.iter().all(|k| input.lookup(*k).is_some_and(term::is_key_value)) {
+                continue;
             }
-            r.updates.push(crate::state::Update { state: s.name.clone(), key, amount, hold: s.hold });
+            let series = u32::try_from(i).unwrap_or(u32::MAX);
+            scratch.recorded.push(Recorded { series, amount, hold: s.hold });
         }
     }
 
