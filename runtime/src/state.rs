@@ -88,13 +88,65 @@ pub struct Update {
 }
 
 /// What a decision records: its updates at its time, under its id.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Recording {
     pub decision_id: String,
     pub time: Micros,
     /// How long the holds count without a commit.
     pub hold_ttl: Micros,
     pub updates: Vec<Update>,
+}
+
+impl Recording {
+    /// Sets the id, the time and the hold lifetime, keeping the id's buffer (the updates are
+    /// left as they are: set them with [`Recording::put_update`], then truncate `updates`).
+    pub fn reset(&mut self, decision_id: &str, time: Micros, hold_ttl: Micros) {
+        self.decision_id.clear();
+        self.decision_id.push_str(decision_id);
+        self.time = time;
+        self.hold_ttl = hold_ttl;
+    }
+
+    /// Sets update `i` (at most the number of updates: the next one), reusing the buffers of the
+    /// update that was there.
+    pub fn put_update<'k>(
+        &mut self,
+        i: usize,
+        state: &str,
+        key: impl IntoIterator<Item = &'k Value>,
+        amount: Number,
+        hold: bool,
+    ) {
+        let Some(u) = self.updates.get_mut(i) else {
+            let key = key.into_iter().cloned().collect();
+            self.updates.push(Update { state: state.to_owned(), key, amount, hold });
+            return;
+        };
+        u.state.clear();
+        u.state.push_str(state);
+        let mut n = 0;
+        for v in key {
+            match u.key.get_mut(n) {
+                Some(slot) => copy_value(slot, v),
+                None => u.key.push(v.clone()),
+            }
+            n += 1;
+        }
+        u.key.truncate(n);
+        u.amount = amount;
+        u.hold = hold;
+    }
+}
+
+/// `*slot = v.clone()`, reusing the slot's string buffer when both are strings.
+pub(crate) fn copy_value(slot: &mut Value, v: &Value) {
+    match (slot, v) {
+        (Value::String(to), Value::String(from)) => {
+            to.clear();
+            to.push_str(from);
+        }
+        (slot, v) => *slot = v.clone(),
+    }
 }
 
 /// How a commit or release ended (each is idempotent).
@@ -111,6 +163,18 @@ pub trait StateStore: Send + Sync {
     /// recording. A store may run `decide` more than once (an optimistic store retries when what
     /// was read changed); only the last run's recording is kept.
     fn transact(&self, decide: &mut dyn FnMut(&dyn StateView) -> Recording) -> Result<(), StoreError>;
+
+    /// [`StateStore::transact`] with the recording written in place: `decide` sets every field
+    /// of `rec` ([`Recording::reset`], [`Recording::put_update`], then `updates` truncated). A
+    /// store may hand over the recording of an earlier transaction so that its buffers are
+    /// reused (the in-memory store does); by default, a new recording each run.
+    fn transact_into(&self, decide: &mut dyn FnMut(&dyn StateView, &mut Recording)) -> Result<(), StoreError> {
+        self.transact(&mut |view| {
+            let mut rec = Recording::default();
+            decide(view, &mut rec);
+            rec
+        })
+    }
 
     /// Makes a decision's holds permanent. Idempotent; a released or expired decision is an
     /// error that changes nothing.
@@ -375,6 +439,8 @@ struct Inner {
     holders: HashMap<String, Holder, Hashing>,
     /// The number of the next recording that writes.
     next: u64,
+    /// The recording [`StateStore::transact_into`] hands over next (its buffers reused).
+    spare: Recording,
 }
 
 impl Default for Inner {
@@ -386,6 +452,7 @@ impl Default for Inner {
             series: Vec::new(),
             index: hashbrown::HashTable::new(),
             next: 0,
+            spare: Recording::default(),
         }
     }
 }
@@ -411,23 +478,22 @@ impl Inner {
 
     /// The index of series (`state`, `key`), made when it is new; `hint` is an index that may
     /// be the series.
-    fn series_index(&mut self, state: &str, key: Vec<Value>, hint: Option<usize>) -> usize {
+    fn series_index(&mut self, state: &str, key: &[Value], hint: Option<usize>) -> usize {
         if let Some(i) = hint
-            && self.series.get(i).is_some_and(|s| s.is(state, &key))
+            && self.series.get(i).is_some_and(|s| s.is(state, key))
         {
             return i;
         }
-        let hash = self.hash(state, &key);
+        let hash = self.hash(state, key);
         let series = &self.series;
-        if let Some(i) = self.index.find(hash, |&i| series.get(i).is_some_and(|s| s.hash == hash && s.is(state, &key)))
-        {
+        if let Some(i) = self.index.find(hash, |&i| series.get(i).is_some_and(|s| s.hash == hash && s.is(state, key))) {
             return *i;
         }
         let i = self.series.len();
         self.series.push(Series {
             hash,
             state: state.into(),
-            key: key.into_boxed_slice(),
+            key: key.into(),
             entries: Vec::new(),
             by_time: true,
             partials: std::cell::Cell::new([None; 2]),
@@ -534,24 +600,21 @@ impl StateView for View<'_> {
     }
 }
 
-impl StateStore for MemoryStore {
-    fn transact(&self, decide: &mut dyn FnMut(&dyn StateView) -> Recording) -> Result<(), StoreError> {
-        let mut guard = self.lock()?;
-        let view = View { inner: &guard, last: std::cell::Cell::new(None) };
-        let rec = decide(&view);
-        let hint = view.last.get();
+impl Inner {
+    /// Records `rec` (whose decide step read last from series `hint`, if any): its entries, and
+    /// the decision that holds them, if it made holds (returned: the caller registers it).
+    fn record(&mut self, rec: &Recording, hint: Option<usize>) -> Option<Holder> {
         if rec.updates.is_empty() {
-            return Ok(());
+            return None;
         }
-        let inner = &mut *guard;
-        let seq = inner.next;
-        inner.next += 1;
+        let seq = self.next;
+        self.next += 1;
         let expires = rec.time.saturating_add(rec.hold_ttl);
         let mut holder: Option<Holder> = None;
-        for u in rec.updates {
-            let i = inner.series_index(&u.state, u.key, hint);
-            if let Some(series) = inner.series.get_mut(i) {
-                series.push(Entry { time: rec.time, amount: u.amount, seq, held: u.hold, expires });
+        for u in &rec.updates {
+            let i = self.series_index(&u.state, &u.key, hint);
+            if let Some(series) = self.series.get_mut(i) {
+                series.push(Entry { time: rec.time, amount: u.amount.clone(), seq, held: u.hold, expires });
             }
             if u.hold {
                 match &mut holder {
@@ -563,11 +626,41 @@ impl StateStore for MemoryStore {
                 }
             }
         }
-        if let Some(h) = holder {
+        holder
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn transact(&self, decide: &mut dyn FnMut(&dyn StateView) -> Recording) -> Result<(), StoreError> {
+        let mut guard = self.lock()?;
+        let view = View { inner: &guard, last: std::cell::Cell::new(None) };
+        let rec = decide(&view);
+        let hint = view.last.get();
+        if let Some(h) = guard.record(&rec, hint) {
             // A decision id made again replaces the earlier decision's registration (its holds
             // still count until they expire).
-            inner.holders.insert(rec.decision_id, h);
+            guard.holders.insert(rec.decision_id, h);
         }
+        Ok(())
+    }
+
+    /// Hands `decide` the recording of the last transaction made this way (kept under the lock),
+    /// so a decision's recording allocates only what is new: a new series, a new decision id.
+    fn transact_into(&self, decide: &mut dyn FnMut(&dyn StateView, &mut Recording)) -> Result<(), StoreError> {
+        let mut guard = self.lock()?;
+        let mut rec = std::mem::take(&mut guard.spare);
+        let view = View { inner: &guard, last: std::cell::Cell::new(None) };
+        decide(&view, &mut rec);
+        let hint = view.last.get();
+        if let Some(h) = guard.record(&rec, hint) {
+            match guard.holders.get_mut(rec.decision_id.as_str()) {
+                Some(registered) => *registered = h,
+                None => {
+                    guard.holders.insert(rec.decision_id.clone(), h);
+                }
+            }
+        }
+        guard.spare = rec;
         Ok(())
     }
 
@@ -698,6 +791,25 @@ mod tests {
         assert_eq!(read(&s, Range::Sliding { after: 100, until: 300 }, after_expiry), json!(0.1 + 0.2));
     }
 
+    #[test]
+    fn recordings_written_in_place_equal_new_ones() {
+        let mut r = Recording::default();
+        let keys = [vec![json!("a"), json!(1)], vec![json!(2.5)], vec![json!(true), json!("bb"), json!("c")], vec![]];
+        for (round, key) in keys.iter().enumerate() {
+            let id = format!("d{round}");
+            r.reset(&id, 7, 9);
+            let n = 2 - round % 2;
+            for i in 0..n {
+                r.put_update(i, &format!("s{i}"), key, Number::from(round), i == 0);
+            }
+            r.updates.truncate(n);
+            let updates = (0..n)
+                .map(|i| Update { state: format!("s{i}"), key: key.clone(), amount: Number::from(round), hold: i == 0 })
+                .collect();
+            assert_eq!(r, Recording { decision_id: id, time: 7, hold_ttl: 9, updates });
+        }
+    }
+
     /// The store before its tables were made fast: series by their id text, every entry's
     /// decision status looked up on every read. The store must answer as it did.
     #[derive(Default)]
@@ -794,7 +906,20 @@ mod tests {
                             .collect();
                         let rec = Recording { decision_id: id, time: clock, hold_ttl: 120, updates };
                         model.record(&rec);
-                        assert_eq!(store.transact(&mut |_| rec.clone()), Ok(()));
+                        // Written in place half of the time, over the buffers of an earlier one.
+                        let done = if next(2) == 0 {
+                            store.transact(&mut |_| rec.clone())
+                        } else {
+                            store.transact_into(&mut |_, r| {
+                                r.reset(&rec.decision_id, rec.time, rec.hold_ttl);
+                                for (i, u) in rec.updates.iter().enumerate() {
+                                    r.put_update(i, &u.state, &u.key, u.amount.clone(), u.hold);
+                                }
+                                r.updates.truncate(rec.updates.len());
+                                assert_eq!(*r, rec);
+                            })
+                        };
+                        assert_eq!(done, Ok(()));
                     }
                     2 => assert_eq!(store.commit(&id, now), model.settle(&id, now, true), "run {run} step {step}"),
                     3 => assert_eq!(store.release(&id, now), model.settle(&id, now, false), "run {run} step {step}"),

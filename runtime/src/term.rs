@@ -305,7 +305,7 @@ pub fn read_state(
                 ));
             }
             Some(v) => match memo.key.get_mut(i) {
-                Some(slot) => copy_key_value(slot, v),
+                Some(slot) => crate::state::copy_value(slot, v),
                 None => memo.key.push((*v).clone()),
             },
         }
@@ -318,17 +318,6 @@ pub fn read_state(
     };
     memo.reads.push((index, range, result.clone()));
     result
-}
-
-/// `*slot = v.clone()`, reusing the slot's string buffer when both are strings.
-fn copy_key_value(slot: &mut Value, v: &Value) {
-    match (slot, v) {
-        (Value::String(to), Value::String(from)) => {
-            to.clear();
-            to.push_str(from);
-        }
-        (slot, v) => *slot = v.clone(),
-    }
 }
 
 /// Renders a value as Python's `str()` would (LANGUAGE.md §5.5): `60`, `60.0`, `True`, `None`,

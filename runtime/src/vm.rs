@@ -703,7 +703,7 @@ impl Engine {
         let hold_ttl = self.hold_ttl();
         let mut bundle = None;
         let mut first = true;
-        store.transact(&mut |view| {
+        store.transact_into(&mut |view, rec| {
             let env = Env { state: Some(view), decision_id: Some(id), ..*env };
             let mut input = PreparedInput(req);
             scratch.carry_calls(std::mem::take(&mut first));
@@ -712,23 +712,15 @@ impl Engine {
             let kind = self.program.effects.iter().position(|e| e == kind);
             bundle = Some(outcome.bundle);
             self.record(kind, &mut input, &env, scratch);
-            let mut updates = Vec::with_capacity(scratch.recorded.len());
+            rec.reset(id, crate::state::micros(env.now), hold_ttl);
+            let mut n = 0;
             for r in &scratch.recorded {
                 let Some(s) = self.program.series.get(r.series as usize) else { continue };
-                let key = s.key.iter().filter_map(|k| input.lookup(*k).cloned()).collect();
-                updates.push(crate::state::Update {
-                    state: s.name.clone(),
-                    key,
-                    amount: r.amount.clone(),
-                    hold: r.hold,
-                });
+                let key = s.key.iter().filter_map(|k| input.lookup(*k));
+                rec.put_update(n, &s.name, key, r.amount.clone(), r.hold);
+                n += 1;
             }
-            crate::state::Recording {
-                decision_id: id.to_owned(),
-                time: crate::state::micros(env.now),
-                hold_ttl,
-                updates,
-            }
+            rec.updates.truncate(n);
         })?;
         let Some(bundle) = bundle else {
             return Err(crate::state::StoreError::Unavailable("the store did not run the decision".into()));
