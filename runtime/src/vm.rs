@@ -705,9 +705,11 @@ impl Engine {
         let mut first = true;
         store.transact_into(&mut |view, rec| {
             let env = Env { state: Some(view), decision_id: Some(id), ..*env };
-            let mut input = PreparedInput(req);
             scratch.carry_calls(std::mem::take(&mut first));
-            let outcome = self.decide_input(&mut input, &env, scratch);
+            // Through `decide_prepared` (not `decide_input`), so the stateless entry point keeps
+            // its code: `decide_input` stays inlined into it alone.
+            let outcome = self.decide_prepared(req, &env, scratch);
+            let mut input = PreparedInput(req);
             let kind = self.decision_ref(&outcome).kind;
             let kind = self.program.effects.iter().position(|e| e == kind);
             bundle = Some(outcome.bundle);
