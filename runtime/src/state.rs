@@ -338,7 +338,10 @@ impl Series {
     fn is(&self, state: &str, key: &[Value]) -> bool {
         *self.state == *state
             && self.key.len() == key.len()
-            && self.key.iter().zip(key).all(|(a, b)| KeyPart::of(a) == KeyPart::of(b))
+            && self.key.iter().zip(key).all(|(a, b)| match (a, b) {
+                (Value::String(a), Value::String(b)) => a == b,
+                _ => KeyPart::of(a) == KeyPart::of(b),
+            })
     }
 
     /// The sum of the amounts of the live entries in `range`, in record order. When the entries
@@ -350,14 +353,17 @@ impl Series {
         if !self.by_time {
             return crate::number::sum(all.iter().filter(|e| range.contains(e.time) && e.live(now)).map(|e| &e.amount));
         }
+        // The first entry not before the range and the first after it (binary searches, skipped
+        // when every entry is on one side: a window that ends now usually holds the latest).
+        let first_not = |before: &dyn Fn(Micros) -> bool| match (all.first(), all.last()) {
+            (Some(first), _) if !before(first.time) => 0,
+            (_, Some(last)) if before(last.time) => all.len(),
+            _ => all.partition_point(|e| before(e.time)),
+        };
         let (start, end) = match range {
             Range::Total => (0, all.len()),
-            Range::Period { from, until } => {
-                (all.partition_point(|e| e.time < from), all.partition_point(|e| e.time < until))
-            }
-            Range::Sliding { after, until } => {
-                (all.partition_point(|e| e.time <= after), all.partition_point(|e| e.time <= until))
-            }
+            Range::Period { from, until } => (first_not(&|t| t < from), first_not(&|t| t < until)),
+            Range::Sliding { after, until } => (first_not(&|t| t <= after), first_not(&|t| t <= until)),
         };
         // Every entry in `start..end` is in the range.
         let partials = self.partials.get();
@@ -925,7 +931,8 @@ mod tests {
                     3 => assert_eq!(store.release(&id, now), model.settle(&id, now, false), "run {run} step {step}"),
                     _ => {
                         let key = [keys.get(next(5) as usize).cloned().unwrap_or_default()];
-                        let (a, b) = (clock - i64::try_from(next(400)).unwrap_or(0), clock + 10);
+                        let a = clock - i64::try_from(next(400)).unwrap_or(0);
+                        let b = if next(2) == 0 { clock + 10 } else { a + i64::try_from(next(300)).unwrap_or(0) };
                         let range = match next(3) {
                             0 => Range::Total,
                             1 => Range::Period { from: a, until: b },
