@@ -645,32 +645,28 @@ impl Engine {
         store: &dyn crate::state::StateStore,
     ) -> EvaluationResult {
         let id = env.decision_id.map_or_else(crate::state::new_decision_id, str::to_owned);
+        let mut scratch = Scratch::default();
+        let mut calls = Vec::new();
         let mut result = None;
-        let hold_ttl = self.hold_ttl();
-        let mut evaluate = |scratch: &mut Scratch| {
-            let mut first = true;
-            store.transact(&mut |view| {
-                let env = Env { state: Some(view), decision_id: Some(&id), ..*env };
-                let mut input = RequestInput::new(req, &self.program.paths);
-                scratch.carry_calls(std::mem::take(&mut first));
-                let r = if mode.trace || mode.exhaustive {
-                    self.evaluate_full(&mut input, &env, mode, scratch)
-                } else {
-                    self.evaluate_plain(&mut input, &env, scratch)
-                };
-                let rec = crate::state::Recording {
-                    decision_id: id.clone(),
-                    time: crate::state::micros(env.now),
-                    hold_ttl,
-                    updates: r.updates.clone(),
-                };
-                result = Some(r);
-                rec
-            })
-        };
-        let outcome = SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => evaluate(&mut scratch),
-            Err(_) => evaluate(&mut Scratch::default()),
+        let hold_ttl = i64::try_from(self.program.hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        let outcome = store.transact(&mut |view| {
+            let env = Env { state: Some(view), decision_id: Some(&id), ..*env };
+            let mut input = RequestInput::new(req, &self.program.paths);
+            scratch.carry = std::mem::take(&mut calls);
+            let r = if mode.trace || mode.exhaustive {
+                self.evaluate_full(&mut input, &env, mode, &mut scratch)
+            } else {
+                self.evaluate_plain(&mut input, &env, &mut scratch)
+            };
+            calls = std::mem::take(&mut scratch.host.calls);
+            let rec = crate::state::Recording {
+                decision_id: id.clone(),
+                time: crate::state::micros(env.now),
+                hold_ttl,
+                updates: r.updates.clone(),
+            };
+            result = Some(r);
+            rec
         });
         match (outcome, result) {
             (Ok(()), Some(r)) => r,
