@@ -612,6 +612,65 @@ impl Engine {
         self.decide_input(&mut PreparedInput(req), env, scratch)
     }
 
+    /// Decides a prepared request against a store as [`Engine::evaluate_with_store`] does (the
+    /// read-decide-record step atomic in the store, the updates recorded under `env.decision_id`
+    /// or a generated id, extern calls made once per decision), without building the result:
+    /// the outcome and the updates, in `scratch`. A store that fails is `Err`: the caller decides
+    /// the bundle's most severe effect with the error as reason (fail closed), as
+    /// [`Engine::evaluate_with_store`] does.
+    pub fn decide_with_store<'s>(
+        &self,
+        req: &PreparedRequest,
+        env: &Env<'_>,
+        store: &dyn crate::state::StateStore,
+        scratch: &'s mut Scratch,
+    ) -> Result<StoreOutcome<'s>, crate::state::StoreError> {
+        let generated;
+        let id = match env.decision_id {
+            Some(id) => id,
+            None => {
+                generated = crate::state::new_decision_id();
+                generated.as_str()
+            }
+        };
+        let hold_ttl = self.hold_ttl();
+        let mut bundle = None;
+        let mut first = true;
+        store.transact_into(&mut |view, rec| {
+            let env = Env { state: Some(view), decision_id: Some(id), ..*env };
+            scratch.carry_calls(std::mem::take(&mut first));
+            // Through `decide_prepared` (not `decide_input`), so the stateless entry point keeps
+            // its code: `decide_input` stays inlined into it alone.
+            let outcome = self.decide_prepared(req, &env, scratch);
+            let mut input = PreparedInput(req);
+            let kind = self.decision_ref(&outcome).kind;
+            let kind = self.program.effects.iter().position(|e| e == kind);
+            bundle = Some(outcome.bundle);
+            self.record(kind, &mut input, &env, scratch);
+            rec.reset(id, crate::state::micros(env.now), hold_ttl);
+            let mut n = 0;
+            for r in &scratch.recorded {
+                let Some(s) = self.program.series.get(r.series as usize) else { continue };
+                let key = s.key.iter().filter_map(|k| input.lookup(*k));
+                rec.put_update(n, &s.name, key, r.amount.clone(), r.hold);
+                n += 1;
+            }
+            rec.updates.truncate(n);
+        })?;
+        let Some(bundle) = bundle else {
+            return Err(crate::state::StoreError::Unavailable("the store did not run the decision".into()));
+        };
+        Ok(StoreOutcome {
+            outcome: Outcome { bundle, policies: &scratch.results, reasons: &scratch.reasons },
+            updates: &scratch.recorded,
+        })
+    }
+
+    /// How long holds count without a commit, in microseconds.
+    fn hold_ttl(&self) -> crate::state::Micros {
+        i64::try_from(self.program.hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+    }
+
     /// Whether the bundle declares state series (its decisions carry ids and may make holds).
     pub fn is_stateful(&self) -> bool {
         !self.program.series.is_empty()
@@ -673,65 +732,6 @@ impl Engine {
             (Err(e), _) => self.refused(&id, &format!("state error: {e}")),
             (Ok(()), None) => self.refused(&id, "state error: the store did not run the decision"),
         }
-    }
-
-    /// Decides a prepared request against a store as [`Engine::evaluate_with_store`] does (the
-    /// read-decide-record step atomic in the store, the updates recorded under `env.decision_id`
-    /// or a generated id, extern calls made once per decision), without building the result:
-    /// the outcome and the updates, in `scratch`. A store that fails is `Err`: the caller decides
-    /// the bundle's most severe effect with the error as reason (fail closed), as
-    /// [`Engine::evaluate_with_store`] does.
-    pub fn decide_with_store<'s>(
-        &self,
-        req: &PreparedRequest,
-        env: &Env<'_>,
-        store: &dyn crate::state::StateStore,
-        scratch: &'s mut Scratch,
-    ) -> Result<StoreOutcome<'s>, crate::state::StoreError> {
-        let generated;
-        let id = match env.decision_id {
-            Some(id) => id,
-            None => {
-                generated = crate::state::new_decision_id();
-                generated.as_str()
-            }
-        };
-        let hold_ttl = self.hold_ttl();
-        let mut bundle = None;
-        let mut first = true;
-        store.transact_into(&mut |view, rec| {
-            let env = Env { state: Some(view), decision_id: Some(id), ..*env };
-            scratch.carry_calls(std::mem::take(&mut first));
-            // Through `decide_prepared` (not `decide_input`), so the stateless entry point keeps
-            // its code: `decide_input` stays inlined into it alone.
-            let outcome = self.decide_prepared(req, &env, scratch);
-            let mut input = PreparedInput(req);
-            let kind = self.decision_ref(&outcome).kind;
-            let kind = self.program.effects.iter().position(|e| e == kind);
-            bundle = Some(outcome.bundle);
-            self.record(kind, &mut input, &env, scratch);
-            rec.reset(id, crate::state::micros(env.now), hold_ttl);
-            let mut n = 0;
-            for r in &scratch.recorded {
-                let Some(s) = self.program.series.get(r.series as usize) else { continue };
-                let key = s.key.iter().filter_map(|k| input.lookup(*k));
-                rec.put_update(n, &s.name, key, r.amount.clone(), r.hold);
-                n += 1;
-            }
-            rec.updates.truncate(n);
-        })?;
-        let Some(bundle) = bundle else {
-            return Err(crate::state::StoreError::Unavailable("the store did not run the decision".into()));
-        };
-        Ok(StoreOutcome {
-            outcome: Outcome { bundle, policies: &scratch.results, reasons: &scratch.reasons },
-            updates: &scratch.recorded,
-        })
-    }
-
-    /// How long holds count without a commit, in microseconds.
-    fn hold_ttl(&self) -> crate::state::Micros {
-        i64::try_from(self.program.hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
     }
 
     /// The fail-closed result of a decision that could not be recorded.
