@@ -1,17 +1,22 @@
 //! A stateful decision beside W52: a spend gate with two state reads (the day's sum and a sliding
-//! hour) whose approvals hold their amount, on the in-memory store, per backend. Only
-//! `evaluate_with_store` is timed; each hold is released untimed afterwards, so the series keep
-//! their size (10 committed entries). `cargo bench -p verdict-bench --bench stateful`.
+//! hour) whose approvals hold their amount, on the in-memory store, per backend. Timed:
+//! `evaluate_with_store` (the full result) and, on the VM and the JIT, `decide_with_store` (a
+//! prepared request, a reused scratch, no result built); each hold is released untimed
+//! afterwards, so the series keep their size (10 committed entries). Every timed decision has the
+//! same id (`d-bench`), so the memory store replaces its registration in place; with a new id per
+//! decision it would allocate the id once more. The clock's own cost per iteration is a row of
+//! its own. `cargo bench -p verdict-bench --bench stateful`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use verdict_bench::compile;
 use verdict_compiler::interp::Interpreter;
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
-use verdict_runtime::state::{MemoryStore, StateStore, micros};
-use verdict_runtime::vm::{Backend, Engine, Scratch};
+use verdict_runtime::state::{MemoryStore, Settled, StateStore, micros};
+use verdict_runtime::vm::{Backend, Engine, PreparedRequest, Scratch};
 use verdict_tests::workloads::{w52_requests, w52_source};
 
 /// The stateful bundle: a per-transaction cap, a daily budget and a sliding hourly budget.
@@ -39,19 +44,36 @@ fn stateful(c: &mut Criterion) {
     let req = Request::from_json(REQUEST.as_bytes()).unwrap_or_default();
     let now = jiff::Timestamp::now();
     let mut group = c.benchmark_group("stateful");
-    type Run<'a> = Box<dyn Fn(&Env<'_>, &MemoryStore) -> bool + 'a>;
-    let runs: [(&str, Run<'_>); 3] = [
-        ("interp", Box::new(|env, store| interp.evaluate_with_store(&req, env, Mode::PLAIN, store).holds.is_empty())),
-        ("vm", Box::new(|env, store| vm.evaluate_with_store(&req, env, Mode::PLAIN, store).holds.is_empty())),
-        ("jit", Box::new(|env, store| jit.evaluate_with_store(&req, env, Mode::PLAIN, store).holds.is_empty())),
+    // Each run returns whether the decision allowed and the number of holds it made.
+    type Run<'a> = Box<dyn Fn(&Env<'_>, &MemoryStore) -> (bool, usize) + 'a>;
+    let full = |r: verdict_runtime::decision::EvaluationResult| (r.decision.kind == "allow", r.holds.len());
+    let (vm_req, jit_req) = (vm.prepare(&req), jit.prepare(&req));
+    let (vm_scratch, jit_scratch) = (RefCell::new(Scratch::default()), RefCell::new(Scratch::default()));
+    let lean = |engine: &Engine,
+                prepared: &PreparedRequest,
+                scratch: &RefCell<Scratch>,
+                env: &Env<'_>,
+                store: &MemoryStore| {
+        let mut scratch = scratch.borrow_mut();
+        match engine.decide_with_store(prepared, env, store, &mut scratch) {
+            Ok(o) => (engine.decision_ref(&o.outcome).kind == "allow", o.updates.iter().filter(|u| u.hold).count()),
+            Err(_) => (false, 0),
+        }
+    };
+    let runs: [(&str, Run<'_>); 5] = [
+        ("interp", Box::new(|env, store| full(interp.evaluate_with_store(&req, env, Mode::PLAIN, store)))),
+        ("vm", Box::new(|env, store| full(vm.evaluate_with_store(&req, env, Mode::PLAIN, store)))),
+        ("jit", Box::new(|env, store| full(jit.evaluate_with_store(&req, env, Mode::PLAIN, store)))),
+        ("vm-decide", Box::new(|env, store| lean(&vm, &vm_req, &vm_scratch, env, store))),
+        ("jit-decide", Box::new(|env, store| lean(&jit, &jit_req, &jit_scratch, env, store))),
     ];
     for (label, run) in &runs {
         let store = MemoryStore::new();
         for i in 0..10 {
             let id = format!("seed-{i}");
             let env = Env { decision_id: Some(&id), ..Env::at(now) };
-            run(&env, &store);
-            let _ = store.commit(&id, micros(now));
+            assert_eq!(run(&env, &store), (true, 1), "{label}");
+            assert_eq!(store.commit(&id, micros(now)), Ok(Settled::Committed));
         }
         group.bench_function(format!("2_reads_1_hold/{label}"), |b| {
             b.iter_custom(|iters| {
@@ -67,6 +89,18 @@ fn stateful(c: &mut Criterion) {
             })
         });
     }
+    // What the timing itself costs per iteration (two clock reads): part of every row above.
+    group.bench_function("2_reads_1_hold/clock-only", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                black_box(&start);
+                total += start.elapsed();
+            }
+            total
+        })
+    });
     // W52 on the JIT in the same run, for the ratio.
     let w52 = compile("w52", &w52_source());
     let engine = Engine::with_backend(verdict_compiler::codegen::program(&w52), Backend::Jit)

@@ -85,6 +85,7 @@ fn outcome_key(outcome: &vm::Outcome<'_>, key: &mut Vec<u64>) {
         vm::BundleResult::Gate(Gate::Ended) => 2,
         vm::BundleResult::Gate(Gate::OutOfScope) => 3,
         vm::BundleResult::Schema => 4,
+        vm::BundleResult::Refused => u64::MAX,
     });
     key.extend(outcome.policies.iter().map(|p| match p {
         vm::PolicyResult::Default => 0,

@@ -67,9 +67,7 @@ pub fn now_field(field: NowField, now: jiff::Timestamp, tz: &jiff::tz::TimeZone)
 pub fn window_range(window: Window, seconds: u32, now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Option<Range> {
     use jiff::civil::Date;
     let at = |d: Date| d.to_zoned(tz.clone()).ok().map(|z| crate::state::micros(z.timestamp()));
-    let z = now.to_zoned(tz.clone());
-    let date = z.date();
-    let (from, until): (Micros, Micros) = match window {
+    match window {
         Window::Total => return Some(Range::Total),
         Window::Last => {
             let until = crate::state::micros(now);
@@ -78,6 +76,12 @@ pub fn window_range(window: Window, seconds: u32, now: jiff::Timestamp, tz: &jif
                 until,
             });
         }
+        Window::Hour | Window::Day | Window::Week | Window::Month | Window::Year => {}
+    }
+    let z = now.to_zoned(tz.clone());
+    let date = z.date();
+    let (from, until): (Micros, Micros) = match window {
+        Window::Total | Window::Last => return None,
         Window::Hour => {
             let start = z.with().minute(0).second(0).subsec_nanosecond(0).build().ok()?;
             let from = crate::state::micros(start.timestamp());
@@ -100,6 +104,93 @@ pub fn window_range(window: Window, seconds: u32, now: jiff::Timestamp, tz: &jif
     Some(Range::Period { from, until })
 }
 
+/// The calendar periods the state windows of one engine's decisions last read, kept from
+/// decision to decision (a period changes once an hour at most), so a read inside the same
+/// period does no calendar arithmetic. A period `[from, until)` is kept only when the evaluation
+/// time it was computed at is inside it, the timezone keeps one UTC offset over all of it, and
+/// [`window_range`] gives the same period at its first and its last instant: local time then
+/// runs forward through the period without jumps, so every time in it lies in the same calendar
+/// period as both ends, and [`window_range`] gives it the same `[from, until)`.
+#[derive(Debug, Default, Clone)]
+pub struct Periods {
+    /// The engine whose timezone the periods are in (see [`Periods::range`]).
+    owner: u64,
+    /// Per calendar window (hour, day, week, month, year).
+    periods: [Option<(Micros, Micros)>; 5],
+}
+
+impl Periods {
+    /// [`window_range`], from the kept period when `now` is inside it. `owner` names the
+    /// timezone: a different owner than the last one forgets every kept period.
+    pub fn range(
+        &mut self,
+        owner: u64,
+        window: Window,
+        seconds: u32,
+        now: jiff::Timestamp,
+        tz: &jiff::tz::TimeZone,
+    ) -> Option<Range> {
+        let slot = match window {
+            Window::Hour => 0,
+            Window::Day => 1,
+            Window::Week => 2,
+            Window::Month => 3,
+            Window::Year => 4,
+            Window::Total | Window::Last => return window_range(window, seconds, now, tz),
+        };
+        if self.owner != owner {
+            self.owner = owner;
+            self.periods = [None; 5];
+        }
+        // Compared in nanoseconds: `now` is not rounded.
+        let inside = |from: Micros, until: Micros| {
+            let t = now.as_nanosecond();
+            i128::from(from) * 1000 <= t && t < i128::from(until) * 1000
+        };
+        if let Some(Some((from, until))) = self.periods.get(slot)
+            && inside(*from, *until)
+        {
+            return Some(Range::Period { from: *from, until: *until });
+        }
+        let range = window_range(window, seconds, now, tz)?;
+        if let Range::Period { from, until } = range
+            && inside(from, until)
+            && one_offset(tz, from, until)
+            && ends_agree(window, tz, range)
+            && let Some(kept) = self.periods.get_mut(slot)
+        {
+            *kept = Some((from, until));
+        }
+        Some(range)
+    }
+}
+
+/// Whether [`window_range`] gives `range` at its first and at its last instant.
+fn ends_agree(window: Window, tz: &jiff::tz::TimeZone, range: Range) -> bool {
+    let Range::Period { from, until } = range else { return false };
+    let first = jiff::Timestamp::from_microsecond(from);
+    let last =
+        jiff::Timestamp::from_microsecond(until).and_then(|t| t.checked_sub(jiff::SignedDuration::from_nanos(1)));
+    match (first, last) {
+        (Ok(first), Ok(last)) => {
+            window_range(window, 0, first, tz) == Some(range) && window_range(window, 0, last, tz) == Some(range)
+        }
+        _ => false,
+    }
+}
+
+/// Whether `tz` has no offset transition inside `(from, until)`.
+fn one_offset(tz: &jiff::tz::TimeZone, from: Micros, until: Micros) -> bool {
+    if tz.to_fixed_offset().is_ok() {
+        return true;
+    }
+    let Ok(start) = jiff::Timestamp::from_microsecond(from) else { return false };
+    match tz.following(start).next() {
+        None => true,
+        Some(t) => crate::state::micros(t.timestamp()) >= until,
+    }
+}
+
 /// Whether a value can select a state series (a key value): a string, a number or a bool.
 pub fn is_key_value(v: &Value) -> bool {
     matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
@@ -107,13 +198,17 @@ pub fn is_key_value(v: &Value) -> bool {
 
 /// An extern call of one decision: `(extern index, arguments, result or fault reason)`.
 pub type Call = (u32, Vec<Value>, Result<Value, String>);
-/// A state read of one decision: `(series index, key values, range, sum or fault reason)`.
-pub type Read = (u32, Vec<Value>, Range, Result<Number, String>);
+/// A state read of one decision: `(series index, range, sum or fault reason)`. The key values are
+/// the request's, fixed for the decision, so the series index names the series.
+pub type Read = (u32, Range, Result<Number, String>);
 
 /// The calls and reads one decision has made: each extern call with the same arguments and each
 /// state read of the same series and range runs once (LANGUAGE.md §5.3), and their order is the
 /// order every backend makes them in (the interpreter's short-circuit order).
-#[derive(Debug, Default, Clone, PartialEq)]
+///
+/// The reads are those of one request: clear them (as every backend does when a decision starts)
+/// before a memo serves another request.
+#[derive(Debug, Default, Clone)]
 pub struct HostMemo {
     /// In call order.
     pub calls: Vec<Call>,
@@ -126,6 +221,19 @@ pub struct HostMemo {
     /// missing, an `add` that faulted): the bundle decision is then the refusal, whatever the
     /// policies decided. The analysis' oracle rejects both.
     pub refused: bool,
+    /// The key values of the read being made, kept so that their strings' buffers are reused by
+    /// the next decisions.
+    key: Vec<Value>,
+    /// The calendar periods of the last reads (the VM's; the interpreter computes each).
+    pub(crate) periods: Periods,
+}
+
+/// The calls and reads, in order: what every backend must agree on (the flags are the
+/// interpreter's, the buffers caches).
+impl PartialEq for HostMemo {
+    fn eq(&self, other: &HostMemo) -> bool {
+        self.calls == other.calls && self.reads == other.reads
+    }
 }
 
 impl HostMemo {
@@ -178,22 +286,30 @@ pub fn call_extern(
     result
 }
 
-/// The values that select series `name` on a request (`key`: each key path's text and its value),
-/// or the state error that names the key path that is missing or not a string, number or bool.
-/// Reads and updates both choose their series by it.
+/// The state error of a key path (`text`, its value `v` on the request) that cannot select a
+/// series of `name`: missing, or not a string, number or bool. Reads and updates both choose
+/// their series by it.
+pub fn key_error(name: &str, text: &str, v: Option<&Value>) -> Option<String> {
+    match v {
+        None => Some(format!("state error: key {text} of {} is missing", crate::pyrepr::repr(name))),
+        Some(v) if !is_key_value(v) => Some(format!(
+            "state error: key {text} of {} is {}, not a string, number or bool",
+            crate::pyrepr::repr(name),
+            crate::value::type_name(v)
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The values that select series `name` on a request (`key`: each key path's text and its
+/// value), or the state error of the first that cannot ([`key_error`]).
 pub fn key_values(name: &str, key: &[(&str, Option<&Value>)]) -> Result<Vec<Value>, String> {
     let mut values = Vec::with_capacity(key.len());
     for (text, v) in key {
-        match v {
-            None => return Err(format!("state error: key {text} of {} is missing", crate::pyrepr::repr(name))),
-            Some(v) if !is_key_value(v) => {
-                return Err(format!(
-                    "state error: key {text} of {} is {}, not a string, number or bool",
-                    crate::pyrepr::repr(name),
-                    crate::value::type_name(v)
-                ));
-            }
-            Some(v) => values.push((*v).clone()),
+        match (key_error(name, text, *v), v) {
+            (Some(e), _) => return Err(e),
+            (None, Some(v)) => values.push((*v).clone()),
+            (None, None) => {}
         }
     }
     Ok(values)
@@ -201,7 +317,8 @@ pub fn key_values(name: &str, key: &[(&str, Option<&Value>)]) -> Result<Vec<Valu
 
 /// Reads state series `index` (`name`, keyed by the values at its key paths, whose texts name
 /// them in errors) over `range`, once per decision: the sum, or the fault's reason
-/// (`state error: …`).
+/// (`state error: …`). A read the decision already made is answered from the memo without
+/// looking at the key; a new one copies the key values into buffers the memo keeps.
 pub fn read_state(
     env: &Env<'_>,
     memo: &mut HostMemo,
@@ -210,17 +327,31 @@ pub fn read_state(
     key: &[(&str, Option<&Value>)],
     range: Range,
 ) -> Result<Number, String> {
-    let values = key_values(name, key)?;
-    if let Some((_, _, _, r)) = memo.reads.iter().find(|(s, k, r, _)| *s == index && *k == values && *r == range) {
+    // The key values are the request's: within one decision, the series index and the range
+    // name the read. A key that cannot select a series fails before the memo is written, so
+    // such a read is never in it.
+    if let Some((_, _, r)) = memo.reads.iter().find(|(s, r, _)| *s == index && *r == range) {
         return r.clone();
+    }
+    memo.key.truncate(key.len());
+    for (i, (text, v)) in key.iter().enumerate() {
+        if let Some(e) = key_error(name, text, *v) {
+            return Err(e);
+        }
+        if let Some(v) = v {
+            match memo.key.get_mut(i) {
+                Some(slot) => crate::state::copy_value(slot, v),
+                None => memo.key.push((*v).clone()),
+            }
+        }
     }
     let result = match env.state {
         None => Err("state error: no state store".to_owned()),
-        Some(view) => {
-            view.read(name, &values, range, crate::state::micros(env.now)).map_err(|e| format!("state error: {e}"))
-        }
+        Some(view) => view
+            .read(name, memo.key.get(..key.len()).unwrap_or(&[]), range, crate::state::micros(env.now))
+            .map_err(|e| format!("state error: {e}")),
     };
-    memo.reads.push((index, values, range, result.clone()));
+    memo.reads.push((index, range, result.clone()));
     result
 }
 
@@ -288,6 +419,71 @@ mod tests {
         assert_eq!(window_range(Window::Day, 0, now, &berlin), period("2026-11-29T23:00:00Z", "2026-11-30T23:00:00Z"));
         assert_eq!(now_field(NowField::Weekday, now, &tz), json!(0));
         assert_eq!(now_field(NowField::Hour, now, &berlin), json!(11));
+    }
+
+    /// Kept periods give what `window_range` gives, in timezones with offset changes at midnight
+    /// (Havana, and São Paulo before 2019), by half an hour (Lord Howe), a skipped day (Apia,
+    /// 2011-12-30), none (UTC), and a POSIX zone whose summer time ends at 00:30 (local time
+    /// goes back into the day before, so a day is not one stretch of time): around every offset
+    /// change of 2011 and 2012 (times an hour to a day and a half later, then back just after and
+    /// just before it), and on a walk through both years with time going back now and then.
+    #[test]
+    fn kept_periods_are_the_computed_ones() {
+        let zones = [
+            "UTC",
+            "Europe/Berlin",
+            "America/Havana",
+            "America/Sao_Paulo",
+            "Australia/Lord_Howe",
+            "Pacific/Apia",
+            // Summer time ends at 00:30, back to 23:30 of the day before.
+            "XST3XDT,M3.2.0/0:30,M11.1.0/0:30",
+        ];
+        let windows = [Window::Hour, Window::Day, Window::Week, Window::Month, Window::Year];
+        let start: jiff::Timestamp = "2011-01-01T00:00:00Z".parse().unwrap_or_default();
+        let end: jiff::Timestamp = "2013-01-01T00:00:00Z".parse().unwrap_or_default();
+        let at = |t: jiff::Timestamp, seconds: i64, nanos: i64| {
+            t.checked_add(jiff::Span::new().seconds(seconds).nanoseconds(nanos)).unwrap_or(t)
+        };
+        for (owner, name) in zones.iter().enumerate() {
+            let tz = jiff::tz::TimeZone::get(name).or_else(|_| jiff::tz::TimeZone::posix(name));
+            let Ok(tz) = tz else { unreachable!("{name} is a known timezone") };
+            let owner = u64::try_from(owner).unwrap_or(0) + 1;
+            let mut periods = Periods::default();
+            let mut check = |t: jiff::Timestamp| {
+                for w in windows {
+                    assert_eq!(periods.range(owner, w, 0, t, &tz), window_range(w, 0, t, &tz), "{name} {t} {w:?}");
+                }
+            };
+            for change in tz.following(start).take_while(|c| c.timestamp() < end) {
+                let c = change.timestamp();
+                for (seconds, nanos) in [
+                    (3_600, 0),
+                    (36 * 3_600, 0),
+                    (10 * 3_600, 0),
+                    (1_800, 0),
+                    (0, 1),
+                    (0, 0),
+                    (0, -1),
+                    (-1_800, 0),
+                    (-36 * 3_600, 0),
+                    (5_400, 0),
+                ] {
+                    check(at(c, seconds, nanos));
+                }
+            }
+            let mut t = start;
+            for step in 0..12_000i64 {
+                // Minutes or hours forward (an hour on average), now and then half a day back.
+                let jump = match (step % 97, step % 3) {
+                    (96, _) => -50_000,
+                    (_, 0) => 6_007 + step % 13 * 601,
+                    _ => 599,
+                };
+                t = at(t, jump, step % 3 * 333);
+                check(t);
+            }
+        }
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct Scratch {
     /// Extern calls carried into the next decision's memo: a store that runs a decision again
     /// (after a conflict) must not call the host again.
     carry: Vec<term::Call>,
+    /// The updates the last stateful decision made (see [`StoreOutcome`]).
+    recorded: Vec<Recorded>,
 }
 
 #[derive(Debug, Default)]
@@ -176,6 +178,16 @@ impl Scratch {
         self.host.calls.append(&mut self.carry);
     }
 
+    /// Starts a store's run of a decision: the first run starts with no extern calls; a later
+    /// one (the store runs the decision again) with the calls of the run before.
+    fn carry_calls(&mut self, first: bool) {
+        if first {
+            self.carry.clear();
+        } else {
+            std::mem::swap(&mut self.carry, &mut self.host.calls);
+        }
+    }
+
     /// Records that policy `pi` was decided by a fault, with what failed.
     fn policy_fault(&mut self, pi: usize) {
         let message = self.fault.take().unwrap_or_else(|| policy::PANIC_FAULT.to_owned());
@@ -218,10 +230,16 @@ pub enum BundleResult {
     Gate(Gate),
     /// The request does not match the bundle's schema (the reason is in the outcome's reasons).
     Schema,
+    /// The decision's state updates could not be made (LANGUAGE.md §5.2): the most severe
+    /// effect, with the reason in the outcome's reasons under [`REFUSED`].
+    Refused,
     /// The policy at this index decided.
     Policy(usize),
     NotApplicable,
 }
+
+/// The key of a refusal's reason in [`Outcome::reasons`] ([`BundleResult::Refused`]).
+pub const REFUSED: u32 = u32::MAX - 1;
 
 /// A decision without allocation: indices into the engine's tables.
 #[derive(Debug, Clone, Copy)]
@@ -232,6 +250,25 @@ pub struct Outcome<'s> {
     /// by a fault, the rendered template of a deciding rule that has one (and the schema gate's
     /// reason under `u32::MAX`).
     pub reasons: &'s [(u32, String)],
+}
+
+/// A stateful decision made by [`Engine::decide_with_store`]: its outcome, as
+/// [`Engine::decide_prepared`] gives it, and the updates recorded under its id.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOutcome<'s> {
+    pub outcome: Outcome<'s>,
+    /// In the order of the program's series.
+    pub updates: &'s [Recorded],
+}
+
+/// One update a decision recorded: to the series at this index of the program's `series`, keyed
+/// by the request's values at its key paths.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub series: u32,
+    pub amount: serde_json::Number,
+    /// A hold (`apply: commit`), counted until committed, released or expired.
+    pub hold: bool,
 }
 
 /// A request whose paths are already resolved (and symbolized for the JIT's native atoms),
@@ -279,6 +316,9 @@ trait Input<'r> {
 /// request; later paths are looked up each time an atom reads them (each distinct atom is
 /// evaluated once anyway). Either way a decision allocates nothing, whatever the bundle's size.
 const INLINE_PATHS: usize = 32;
+
+/// State reads keep the key of a series with up to this many paths on the stack.
+const INLINE_KEY: usize = 4;
 
 struct RequestInput<'r, 'p> {
     req: &'r Request,
@@ -363,6 +403,9 @@ pub struct Engine {
     jit_fallback: Option<crate::jit::JitError>,
     /// The bundle's timezone (calendar windows, `now.*`).
     tz: jiff::tz::TimeZone,
+    /// This engine among the process's engines: a scratch's kept calendar periods
+    /// ([`term::Periods`]) are those of the engine that last used it.
+    id: u64,
 }
 
 /// The engine seen from native code during one rule: atoms it does not compile go to the shared
@@ -489,6 +532,10 @@ impl Engine {
             jit,
             jit_fallback,
             tz,
+            id: {
+                static ENGINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         })
     }
 
@@ -569,6 +616,71 @@ impl Engine {
     /// Decides a prepared request without allocating (once `scratch` is warm).
     pub fn decide_prepared<'s>(&self, req: &PreparedRequest, env: &Env<'_>, scratch: &'s mut Scratch) -> Outcome<'s> {
         self.decide_input(&mut PreparedInput(req), env, scratch)
+    }
+
+    /// Decides a prepared request against a store as [`Engine::evaluate_with_store`] does (the
+    /// read-decide-record step atomic in the store, the updates recorded under `env.decision_id`
+    /// or a generated id, extern calls made once per decision), without building the result:
+    /// the outcome and the updates, in `scratch`. A store that fails is `Err`: the caller decides
+    /// the bundle's most severe effect with the error as reason (fail closed), as
+    /// [`Engine::evaluate_with_store`] does.
+    pub fn decide_with_store<'s>(
+        &self,
+        req: &PreparedRequest,
+        env: &Env<'_>,
+        store: &dyn crate::state::StateStore,
+        scratch: &'s mut Scratch,
+    ) -> Result<StoreOutcome<'s>, crate::state::StoreError> {
+        let generated;
+        let id = match env.decision_id {
+            Some(id) => id,
+            None => {
+                generated = crate::state::new_decision_id();
+                generated.as_str()
+            }
+        };
+        let hold_ttl = self.hold_ttl();
+        let mut bundle = None;
+        let mut first = true;
+        store.transact_into(&mut |view, rec| {
+            let env = Env { state: Some(view), decision_id: Some(id), ..*env };
+            scratch.carry_calls(std::mem::take(&mut first));
+            // Through `decide_prepared` (not `decide_input`), so the stateless entry point keeps
+            // its code: `decide_input` stays inlined into it alone.
+            let outcome = self.decide_prepared(req, &env, scratch);
+            let mut input = PreparedInput(req);
+            let kind = self.decision_ref(&outcome).kind;
+            let kind = self.program.effects.iter().position(|e| e == kind);
+            bundle = Some(outcome.bundle);
+            if let Err(reason) = self.record(kind, &mut input, &env, scratch)
+                && kind != Some(0)
+            {
+                // Refused (LANGUAGE.md §5.2): the most severe effect (index 0), unless decided.
+                bundle = Some(BundleResult::Refused);
+                scratch.reasons.push((REFUSED, reason));
+            }
+            rec.reset(id, crate::state::micros(env.now), hold_ttl);
+            let mut n = 0;
+            for r in &scratch.recorded {
+                let Some(s) = self.program.series.get(r.series as usize) else { continue };
+                let key = s.key.iter().filter_map(|k| input.lookup(*k));
+                rec.put_update(n, &s.name, key, r.amount.clone(), r.hold);
+                n += 1;
+            }
+            rec.updates.truncate(n);
+        })?;
+        let Some(bundle) = bundle else {
+            return Err(crate::state::StoreError::Unavailable("the store did not run the decision".into()));
+        };
+        Ok(StoreOutcome {
+            outcome: Outcome { bundle, policies: &scratch.results, reasons: &scratch.reasons },
+            updates: &scratch.recorded,
+        })
+    }
+
+    /// How long holds count without a commit, in microseconds.
+    fn hold_ttl(&self) -> crate::state::Micros {
+        i64::try_from(self.program.hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
     }
 
     /// Whether the bundle declares state series (its decisions carry ids and may make holds).
@@ -1047,13 +1159,21 @@ impl Engine {
             TermCode::Now { field } => Some(Cow::Owned(term::now_field(*field, cx.env.now, &self.tz))),
             TermCode::State { series, window, seconds } => {
                 let Some(s) = p.series.get(*series as usize) else { return Ok(None) };
-                let key: Vec<(&str, Option<&Value>)> = s
-                    .key
-                    .iter()
-                    .map(|k| (p.path_texts.get(*k as usize).map_or("", String::as_str), input.lookup(*k)))
-                    .collect();
-                let result = match term::window_range(*window, *seconds, cx.env.now, &self.tz) {
-                    Some(range) => term::read_state(cx.env, cx.host, *series, &s.name, &key, range),
+                // The key on the stack for up to `INLINE_KEY` paths.
+                let mut inline: [(&str, Option<&Value>); INLINE_KEY] = [("", None); INLINE_KEY];
+                let spilled: Vec<(&str, Option<&Value>)>;
+                let mut key_at = |k: u32| (p.path_texts.get(k as usize).map_or("", String::as_str), input.lookup(k));
+                let key: &[(&str, Option<&Value>)] = if s.key.len() <= INLINE_KEY {
+                    for (slot, k) in inline.iter_mut().zip(&s.key) {
+                        *slot = key_at(*k);
+                    }
+                    inline.get(..s.key.len()).unwrap_or(&[])
+                } else {
+                    spilled = s.key.iter().map(|k| key_at(*k)).collect();
+                    &spilled
+                };
+                let result = match cx.host.periods.range(self.id, *window, *seconds, cx.env.now, &self.tz) {
+                    Some(range) => term::read_state(cx.env, cx.host, *series, &s.name, key, range),
                     None => Err(format!("state error: the {} window of {} is out of range", window.name(), s.name)),
                 };
                 if let Some(r) = reads {
@@ -1265,41 +1385,62 @@ impl Engine {
             return;
         }
         r.decision_id = Some(env.decision_id.map_or_else(crate::state::new_decision_id, str::to_owned));
-        let Some(kind) = p.effects.iter().position(|e| *e == r.decision.kind) else { return };
+        let kind = p.effects.iter().position(|e| *e == r.decision.kind);
+        if let Err(reason) = self.record(kind, input, env, scratch) {
+            r.refuse_updates(p.most_severe(), &reason);
+            return;
+        }
+        for u in &scratch.recorded {
+            let Some(s) = p.series.get(u.series as usize) else { continue };
+            let key: Vec<Value> = s.key.iter().filter_map(|k| input.lookup(*k).cloned()).collect();
+            if s.hold {
+                r.holds.push(Hold { state: s.name.clone(), key: key.clone(), amount: u.amount.clone() });
+            }
+            r.updates.push(crate::state::Update { state: s.name.clone(), key, amount: u.amount.clone(), hold: s.hold });
+        }
+    }
+
+    /// The updates a decision of effect `kind` makes (LANGUAGE.md §5.2), into `scratch.recorded`:
+    /// every series whose `on` holds the kind and whose `add` is a number on this request. An
+    /// update that cannot be made (its `add` faults, a key value is missing or not a string,
+    /// number or bool) is the error that refuses the decision; nothing is recorded then.
+    fn record<'r, I: Input<'r>>(
+        &self,
+        kind: Option<usize>,
+        input: &mut I,
+        env: &Env<'_>,
+        scratch: &mut Scratch,
+    ) -> Result<(), String> {
+        scratch.recorded.clear();
+        let Some(kind) = kind else { return Ok(()) };
+        let p = &self.program;
         let mut cx = Cx { env, host: &mut scratch.host, fault: &mut scratch.fault };
-        for s in &p.series {
+        for (i, s) in p.series.iter().enumerate() {
             if !s.on.iter().any(|e| *e as usize == kind) {
                 continue;
             }
             // An undefined `add` makes no update; a fault, or a key that cannot choose the
-            // series, fails closed.
+            // series, refuses the decision.
             let amount = match self.value(s.add, input, &mut cx, None, 0) {
                 Ok(Some(amount)) => amount.into_owned(),
                 Ok(None) => continue,
                 Err(()) => {
-                    let reason = cx.fault.take().unwrap_or_else(|| policy::PANIC_FAULT.to_owned());
-                    r.refuse_updates(p.most_severe(), &reason);
-                    return;
+                    scratch.recorded.clear();
+                    return Err(cx.fault.take().unwrap_or_else(|| policy::PANIC_FAULT.to_owned()));
                 }
             };
             let Value::Number(amount) = amount else { continue };
-            let key: Vec<(&str, Option<&Value>)> = s
-                .key
-                .iter()
-                .map(|k| (p.path_texts.get(*k as usize).map_or("", String::as_str), input.lookup(*k)))
-                .collect();
-            let key = match term::key_values(&s.name, &key) {
-                Ok(key) => key,
-                Err(reason) => {
-                    r.refuse_updates(p.most_severe(), &reason);
-                    return;
+            for k in &s.key {
+                let text = p.path_texts.get(*k as usize).map_or("", String::as_str);
+                if let Some(e) = term::key_error(&s.name, text, input.lookup(*k)) {
+                    scratch.recorded.clear();
+                    return Err(e);
                 }
-            };
-            if s.hold {
-                r.holds.push(Hold { state: s.name.clone(), key: key.clone(), amount: amount.clone() });
             }
-            r.updates.push(crate::state::Update { state: s.name.clone(), key, amount, hold: s.hold });
+            let series = u32::try_from(i).unwrap_or(u32::MAX);
+            scratch.recorded.push(Recorded { series, amount, hold: s.hold });
         }
+        Ok(())
     }
 
     /// The effect name (or `not_applicable`) of a policy result.
@@ -1344,6 +1485,12 @@ impl Engine {
             BundleResult::NotApplicable => {
                 DecisionRef { kind: NOT_APPLICABLE, policy_id: None, rule_id: None, reason: policy::NO_POLICY_APPLIED }
             }
+            BundleResult::Refused => DecisionRef {
+                kind: most_severe,
+                policy_id: None,
+                rule_id: None,
+                reason: outcome.reasons.iter().find(|(p, _)| *p == REFUSED).map_or("", |(_, m)| m),
+            },
         }
     }
 
@@ -1370,7 +1517,7 @@ impl Engine {
         let policy_decisions: Vec<Decision> =
             outcome.policies.iter().enumerate().map(|(i, r)| self.policy_decision(i, *r, outcome.reasons)).collect();
         let decision = match outcome.bundle {
-            BundleResult::Gate(_) | BundleResult::Schema | BundleResult::NotApplicable => {
+            BundleResult::Gate(_) | BundleResult::Schema | BundleResult::NotApplicable | BundleResult::Refused => {
                 let d = self.decision_ref(outcome);
                 Decision::bare(d.kind, d.reason)
             }

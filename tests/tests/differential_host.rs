@@ -9,7 +9,9 @@
 //!   same as the plain one;
 //! - a sequence of events against one in-memory store per backend, with times crossing hours,
 //!   days, a DST change and months, and commits and releases of earlier decisions: decisions
-//!   (with `decision_id` and `holds`), traces, settlements and extern calls must be identical.
+//!   (with `decision_id` and `holds`), traces, settlements and extern calls must be identical,
+//!   and the VM's and the JIT's `decide_with_store` (prepared requests, one scratch per engine
+//!   for the whole sequence, each on a store of its own) decide and hold as the interpreter.
 //!
 //! `VERDICT_HOST_DIFF_BUNDLES` scales the run (default 400 bundles).
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test failures")]
@@ -25,7 +27,7 @@ use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::externs::{ExternError, Externs};
 use verdict_runtime::request::Request;
 use verdict_runtime::state::{MemoryStore, StateStore};
-use verdict_runtime::vm::{Backend, Engine};
+use verdict_runtime::vm::{Backend, Engine, Scratch};
 use verdict_tests::generate::Rng;
 use verdict_tests::host::Drawn;
 
@@ -350,8 +352,16 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
         }
     }
 
-    // A sequence of events against one store per backend.
-    let stores: Vec<MemoryStore> = backends.iter().map(|_| MemoryStore::new()).collect();
+    // A sequence of events against one store per backend, and per lean run of an engine.
+    let engines: Vec<(&str, &Engine)> = backends
+        .iter()
+        .filter_map(|(name, b)| match b {
+            Backend3::Engine(e) => Some((*name, e)),
+            Backend3::Interp(_) => None,
+        })
+        .collect();
+    let stores: Vec<MemoryStore> = (0..backends.len() + engines.len()).map(|_| MemoryStore::new()).collect();
+    let mut scratches: Vec<Scratch> = engines.iter().map(|_| Scratch::default()).collect();
     let mut now = start;
     let mut ids: Vec<String> = Vec::new();
     let salt = rng.next_u64();
@@ -385,6 +395,42 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
         }
         let Some((_, want, want_calls)) = results.first() else { continue };
         count(want);
+        let lean_stores = stores.iter().skip(backends.len());
+        for (((name, engine), store), scratch) in engines.iter().zip(lean_stores).zip(&mut scratches) {
+            let rec = Recorder::new(salt);
+            let env = Env { now, decision_id: Some(&id), state: None, externs: Some(&rec) };
+            let got = lean(engine, &req, &env, store, scratch);
+            let decision = &want["decision"];
+            let expected = json!({
+                "kind": decision["kind"],
+                "policy": decision["matched_policy_id"],
+                "rule": decision["matched_rule_id"],
+                "reason": decision["reason"],
+                "holds": want.get("holds").cloned().unwrap_or_else(|| json!([])),
+            });
+            prop_assert_eq!(
+                &got,
+                &expected,
+                "{} decide_with_store (event {})\nrequest {} at {}\nbundle:\n{}",
+                name,
+                i,
+                ctx,
+                now,
+                text
+            );
+            // A plain decision makes the calls of the oracle's when that was plain too (a trace
+            // or exhaustive results evaluate more).
+            if mode == Mode::PLAIN {
+                prop_assert_eq!(
+                    &rec.take(),
+                    want_calls,
+                    "{} decide_with_store: extern calls (event {})\nbundle:\n{}",
+                    name,
+                    i,
+                    text
+                );
+            }
+        }
         for (name, got, calls) in &results {
             prop_assert_eq!(
                 got,
@@ -402,6 +448,37 @@ fn check(seed: u64) -> Result<bool, TestCaseError> {
         ids.push(id);
     }
     Ok(true)
+}
+
+/// A decision of `Engine::decide_with_store` as the parts of the full result it gives: the
+/// decision and the holds (the store's error as a reason, as `evaluate_with_store` puts it).
+fn lean(engine: &Engine, req: &Request, env: &Env<'_>, store: &dyn StateStore, scratch: &mut Scratch) -> Value {
+    let prepared = engine.prepare(req);
+    match engine.decide_with_store(&prepared, env, store, scratch) {
+        Ok(o) => {
+            let d = engine.decision_ref(&o.outcome);
+            let p = engine.program();
+            let holds: Vec<Value> = o
+                .updates
+                .iter()
+                .filter(|u| u.hold)
+                .map(|u| {
+                    let s = &p.series[u.series as usize];
+                    let key: Vec<Value> =
+                        s.key.iter().filter_map(|k| req.lookup(&p.paths[*k as usize]).cloned()).collect();
+                    json!({"state": s.name, "key": key, "amount": u.amount})
+                })
+                .collect();
+            json!({"kind": d.kind, "policy": d.policy_id, "rule": d.rule_id, "reason": d.reason, "holds": holds})
+        }
+        Err(e) => {
+            json!({"kind": most_severe(engine), "policy": null, "rule": null, "reason": format!("state error: {e}"), "holds": []})
+        }
+    }
+}
+
+fn most_severe(engine: &Engine) -> String {
+    engine.program().effects.first().cloned().unwrap_or_else(|| "deny".into())
 }
 
 /// A result without its trace (the plain and traced runs of one backend decide the same).

@@ -12,7 +12,7 @@ use verdict_compiler::source::SourceFile;
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
 use verdict_runtime::state::{MemoryStore, Range, Recording, StateStore};
-use verdict_runtime::vm::{Backend, Engine};
+use verdict_runtime::vm::{Backend, Engine, Scratch};
 
 /// Allows by default without reading state, so nothing but the update can fail.
 const BUNDLE: &str = r#"bundle "updates" {
@@ -63,6 +63,24 @@ fn decide(context: Value, externs: &verdict_runtime::externs::ExternTable) -> Ve
     ];
     for (result, store) in results.into_iter().zip(&stores) {
         out.push((result, spent(store)));
+    }
+    // The lean stateful entry point decides the same and records the same.
+    for engine in [&vm, &jit] {
+        let store = MemoryStore::new();
+        let mut scratch = Scratch::default();
+        let prepared = engine.prepare(&req);
+        let o = engine.decide_with_store(&prepared, &env, &store, &mut scratch).unwrap();
+        let d = engine.decision_ref(&o.outcome);
+        let holds = o.updates.iter().filter(|u| u.hold).count();
+        let full = &out[0].0["decision"];
+        assert_eq!(
+            (json!(d.kind), json!(d.rule_id), json!(d.reason)),
+            (full["kind"].clone(), full["matched_rule_id"].clone(), full["reason"].clone()),
+            "decide_with_store on {:?}",
+            engine.backend()
+        );
+        assert_eq!(holds, out[0].0.get("holds").and_then(Value::as_array).map_or(0, Vec::len));
+        assert_eq!(spent(&store), out[0].1);
     }
     out
 }
