@@ -463,6 +463,8 @@ impl Program {
     /// alike whatever an artifact claims.
     fn verify_dispatch(&self, p: &PolicyCode, d: &Dispatch) -> Result<(), VerifyError> {
         let mut memo: std::collections::HashMap<u32, Option<Vec<String>>> = std::collections::HashMap::new();
+        let fallible = self.fallible_terms();
+        let mut reach = std::collections::HashMap::new();
         let lying = || {
             Err(VerifyError::Policy {
                 policy: p.id.clone(),
@@ -472,7 +474,14 @@ impl Program {
         for (pos, &ri) in p.order.iter().enumerate() {
             let pos = u32::try_from(pos).unwrap_or(u32::MAX);
             let Some(rule) = p.rules.get(ri as usize) else { continue };
-            let allowed = self.allowed_values(rule.entry, d.path, &mut memo, 0);
+            // A rule that may call an extern or read state is never skipped (as codegen builds
+            // tables): a later conjunct that rules it out comes after calls and faults the
+            // interpreter makes.
+            let allowed = if self.reaches_fallible(rule.entry, &fallible, &mut reach, 0) {
+                None
+            } else {
+                self.allowed_values(rule.entry, d.path, &mut memo, 0)
+            };
             for (key, list) in &d.keys {
                 let needed = allowed.as_ref().is_none_or(|a| a.contains(key));
                 if needed && list.binary_search(&pos).is_err() {
@@ -486,6 +495,60 @@ impl Program {
             }
         }
         Ok(())
+    }
+
+    /// Per term: whether evaluating it may call an extern or read state (and so fault), itself or
+    /// through its operands. Terms refer only to earlier terms, so one pass decides it.
+    fn fallible_terms(&self) -> Vec<bool> {
+        let mut out: Vec<bool> = Vec::with_capacity(self.terms.len());
+        for t in &self.terms {
+            let arg =
+                |a: &Arg, out: &[bool]| matches!(a, Arg::Term(i) if out.get(*i as usize).copied().unwrap_or(true));
+            let f = match t {
+                TermCode::State { .. } | TermCode::Extern { .. } => true,
+                TermCode::Arith { lhs, rhs, .. } => arg(lhs, &out) || arg(rhs, &out),
+                TermCode::Func { arg: a, .. } => arg(a, &out),
+                TermCode::Now { .. } => false,
+            };
+            out.push(f);
+        }
+        out
+    }
+
+    /// Whether the segment at `entry`, or a definition it calls, evaluates an atom on a term that
+    /// may fault ([`Program::fallible_terms`]). Undecodable code or calls nested beyond
+    /// [`MAX_CALL_DEPTH`] count as fallible.
+    fn reaches_fallible(
+        &self,
+        entry: u32,
+        fallible: &[bool],
+        memo: &mut std::collections::HashMap<u32, bool>,
+        depth: usize,
+    ) -> bool {
+        if let Some(known) = memo.get(&entry) {
+            return *known;
+        }
+        if depth > MAX_CALL_DEPTH {
+            return true;
+        }
+        let Ok(ops) = segment(&self.code, entry) else { return true };
+        let term = |a: Arg| matches!(a, Arg::Term(i) if fallible.get(i as usize).copied().unwrap_or(true));
+        let mut found = false;
+        for (_, op) in &ops {
+            found = match *op {
+                Op::Atom { atom, .. } => self.atoms.get(atom as usize).is_none_or(|a| term(a.lhs) || term(a.rhs)),
+                Op::Call { def } => match self.defs.get(def as usize) {
+                    Some(d) => self.reaches_fallible(d.entry, fallible, memo, depth + 1),
+                    None => true,
+                },
+                _ => false,
+            };
+            if found {
+                break;
+            }
+        }
+        memo.insert(entry, found);
+        found
     }
 
     /// The strings the value at `path` must be one of for the segment at `entry` to hold, as

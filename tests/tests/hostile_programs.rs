@@ -4,6 +4,7 @@
 //! refused by `Program::verify` (and every loader), or the VM, the JIT and the traced VM decide it
 //! alike within bounded work. Bounded work is checked by a hang guard: a case that does not finish
 //! within [`HANG_GUARD`] (milliseconds are expected) fails; a stack overflow aborts the run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test failures")]
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -101,4 +102,37 @@ fn an_unknown_timezone_is_refused_by_the_verifier() {
     if let Err(e) = check_bounded(p, admin_and_other()) {
         unreachable!("{e}");
     }
+}
+
+/// A dispatch table may leave a rule out only where the rule's code proves it cannot hold, and
+/// never a rule that may call an extern or read state: skipping it would skip the calls (and the
+/// faults) the interpreter makes before its ruling-out conjunct. A crafted table that leaves out
+/// `risk(subject.id) > 0.5 and action == "delete"` for `read` is refused, as codegen never
+/// builds one.
+#[test]
+fn a_dispatch_table_that_skips_a_fallible_rule_is_refused() {
+    let source = r#"bundle "d" { effects [deny, allow] }
+extern risk(any) -> number
+policy p {
+  default deny
+  match first
+  rule a allow { when action == "read" }
+  rule b allow { when action == "write" }
+  rule c allow { when action == "list" }
+  rule r deny { when risk(subject.id) > 0.5 and action == "delete" }
+}
+"#;
+    let file = verdict_compiler::source::SourceFile::new("d.verdict", source.to_owned());
+    let ir = verdict_compiler::compile_for_use(&file).bundle.unwrap();
+    let mut p = verdict_compiler::codegen::program(&ir);
+    assert_eq!(p.verify(), Ok(()));
+    let d = p.policies[0].dispatch.as_mut().expect("codegen builds a dispatch table");
+    let risky = 3;
+    assert!(d.keys.iter().all(|(_, l)| l.contains(&risky)), "codegen never skips the fallible rule");
+    for (k, list) in &mut d.keys {
+        if k == "read" {
+            list.retain(|&i| i != risky);
+        }
+    }
+    assert!(matches!(p.verify(), Err(VerifyError::Policy { .. })), "{:?}", p.verify());
 }
