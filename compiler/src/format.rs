@@ -49,4 +49,16 @@ mod tests {
         let fine = text.replace("    when b == 2\n", "");
         assert!(format_verdict(&fine).is_ok());
     }
+
+    /// `input.` stays before a path whose first segment merely starts with `input` (a `let` of
+    /// that name would otherwise capture it), and is written once before quoted and index ones.
+    #[test]
+    fn the_input_prefix_survives_formatting() {
+        let text = "let inputs = action == \"read\"\npolicy p {\n  default allow\n  rule r deny { when input.inputs.x == 1 and input.\"odd.key\" == 2 and input[0] == 3 and inputs }\n}\n";
+        let out = format_verdict(text).unwrap_or_default();
+        assert!(out.contains("input.inputs.x == 1"), "{out}");
+        assert!(out.contains("input.\"odd.key\" == 2"), "{out}");
+        assert!(out.contains("input[0] == 3"), "{out}");
+        assert_eq!(format_verdict(&out).unwrap_or_default(), out, "formatting is idempotent");
+    }
 }

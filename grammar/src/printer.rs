@@ -245,7 +245,9 @@ fn expr_in(e: &Expr, ctx: Prec) -> String {
 /// `input."odd.key"` when the first segment is not a plain identifier.
 pub fn path(p: &Path) -> String {
     let text = path_of(p.segments.iter().map(|s| s.text.as_str()));
-    if p.input && !text.starts_with("input") { format!("input.{text}") } else { text }
+    // `path_of` already spells `input` before a first segment that is not a plain identifier;
+    // anything else needs the prefix (`input.inputs`, where `inputs` may be a `let`).
+    if p.input && p.segments.first().is_some_and(|s| is_bare_ident(&s.text)) { format!("input.{text}") } else { text }
 }
 
 /// Like [`path`], from bare segment texts.
