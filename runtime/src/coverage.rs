@@ -108,14 +108,11 @@ impl Coverage {
                 PolicyResult::Fault(_) => {}
             }
         }
-        for (i, [stamp, code]) in atoms.slots.iter().enumerate().take(self.atom_count) {
-            if *stamp != atoms.generation {
-                continue;
-            }
-            match Truth::from_code(u8::try_from(*code).unwrap_or(u8::MAX)) {
-                Truth::True => self.atoms_true.set(i),
-                Truth::False => self.atoms_false.set(i),
-                Truth::Fault => {}
+        for i in 0..self.atom_count {
+            match atoms.get(i) {
+                Some(Truth::True) => self.atoms_true.set(i),
+                Some(Truth::False) => self.atoms_false.set(i),
+                Some(Truth::Fault) | None => {}
             }
         }
     }

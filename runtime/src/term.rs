@@ -271,15 +271,11 @@ pub fn call_extern(
         return r.clone();
     }
     let result = match env.externs {
-        None => Err(format!("extern error: {name}: not bound")),
+        None => fail("not bound".to_owned()),
         Some(host) => match host.call(name, &values) {
             Ok(v) if returns.admits(&v) => Ok(v),
-            Ok(v) => Err(format!(
-                "extern error: {name}: returned {}, expected {}",
-                crate::value::type_name(&v),
-                returns.name()
-            )),
-            Err(e) => Err(format!("extern error: {name}: {e}")),
+            Ok(v) => fail(format!("returned {}, expected {}", crate::value::type_name(&v), returns.name())),
+            Err(e) => fail(e.to_string()),
         },
     };
     memo.calls.push((index, values, result.clone()));

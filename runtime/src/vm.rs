@@ -149,8 +149,9 @@ impl Memo {
         }
     }
 
+    /// The value memoized at `i` for this request, if any.
     #[inline]
-    fn get(&self, i: usize) -> Option<Truth> {
+    pub(crate) fn get(&self, i: usize) -> Option<Truth> {
         match self.slots.get(i) {
             Some([stamp, v]) if *stamp == self.generation => Some(Truth::from_code(*v as u8)),
             _ => None,
@@ -813,10 +814,11 @@ impl Engine {
         env: &Env<'_>,
         scratch: &mut Scratch,
     ) -> EvaluationResult {
-        let outcome = self.decide_input(input, env, scratch);
-        let (bundle, policies, reasons) = (outcome.bundle, outcome.policies.to_vec(), outcome.reasons.to_vec());
-        let outcome = Outcome { bundle, policies: &policies, reasons: &reasons };
-        let mut r = self.result(&outcome, None);
+        // The result is built while the outcome borrows the scratch; `finish` then reuses it.
+        let mut r = {
+            let outcome = self.decide_input(input, env, scratch);
+            self.result(&outcome, None)
+        };
         self.finish(&mut r, input, env, scratch);
         r
     }
@@ -1366,8 +1368,7 @@ impl Engine {
             }
         }
         let bundle = self.combine(&scratch.results);
-        let (policies, reasons) = (scratch.results.clone(), scratch.reasons.clone());
-        let mut r = self.result(&Outcome { bundle, policies: &policies, reasons: &reasons }, entries);
+        let mut r = self.result(&Outcome { bundle, policies: &scratch.results, reasons: &scratch.reasons }, entries);
         if mode.exhaustive {
             r.matches = matches;
             r.rules_evaluated = Some(evaluated);
