@@ -139,6 +139,11 @@ pub fn duration_text(seconds: u64) -> String {
     format!("{seconds}s")
 }
 
+/// The range of a sliding window's length as messages write it (`1s to 400d`).
+pub fn window_range_text() -> String {
+    format!("1s to {}", duration_text(u64::from(verdict_runtime::program::MAX_WINDOW_SECONDS)))
+}
+
 /// Parses a duration `Ns`, `Nm`, `Nh` or `Nd` into seconds.
 pub fn parse_duration(text: &str) -> Option<u64> {
     // The unit is the last byte; a text ending in a multi-byte character is no duration.

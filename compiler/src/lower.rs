@@ -1412,7 +1412,7 @@ impl Lower<'_> {
                         Diagnostic::error(
                             Code::BadValue,
                             span,
-                            format!("`{state}.last` needs a duration from 1s to 400d"),
+                            format!("`{state}.last` needs a duration from {}", crate::emit::window_range_text()),
                         )
                         .with_help("write `Ns`, `Nm`, `Nh` or `Nd`, e.g. `spend.last(\"90m\")`"),
                     );
@@ -1785,10 +1785,7 @@ impl Lower<'_> {
                 }
                 Operand::Term(t) => match &cx.terms.get(t.index())?.term {
                     Term::Arith(..) | Term::Now(_) | Term::State { .. } => Some(Kind::Number),
-                    Term::Func(f, _) => Some(match f {
-                        verdict_vocab::Func::Lower | verdict_vocab::Func::Upper => Kind::String,
-                        verdict_vocab::Func::Len | verdict_vocab::Func::Abs => Kind::Number,
-                    }),
+                    Term::Func(f, _) => kind_of_type(&Type::of_head(f.info().returns)),
                     Term::Extern(x, _) => cx.externs.get(x.index()).and_then(|d| kind_of_type(&d.returns)),
                 },
                 Operand::None => None,
@@ -1956,28 +1953,7 @@ fn normalize<'e>(op: AtomOp, lhs: &'e Expr, rhs: &'e Expr) -> (AtomOp, &'e Expr,
 /// Parses `string`, `number`, `bool`, `object`, `any`, `list<T>`, with `list<` nested at most
 /// [`MAX_DEPTH`] times (without recursion).
 pub fn parse_type(text: &str) -> Option<Type> {
-    let mut t = text.trim();
-    let mut lists = 0usize;
-    while let Some(inner) = t.strip_prefix("list<").and_then(|r| r.strip_suffix('>')) {
-        lists += 1;
-        if lists > MAX_DEPTH {
-            return None;
-        }
-        t = inner.trim();
-    }
-    let mut ty = match t {
-        "string" => Type::String,
-        "number" => Type::Number,
-        "bool" | "boolean" => Type::Bool,
-        "object" => Type::Object,
-        "any" => Type::Any,
-        "list" => Type::List(Box::new(Type::Any)),
-        _ => return None,
-    };
-    for _ in 0..lists {
-        ty = Type::List(Box::new(ty));
-    }
-    Some(ty)
+    Type::parse(text, MAX_DEPTH)
 }
 
 /// Characters an id may not contain: control characters (C0, DEL, C1), the line and paragraph

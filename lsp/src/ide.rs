@@ -309,7 +309,8 @@ fn window_words(
         let seconds = duration.and_then(verdict_compiler::emit::parse_duration).filter(|s| (1..=max).contains(s));
         let (Some(d), Some(seconds)) = (duration, seconds) else {
             return Err(format!(
-                "`{state}.{window}` needs a duration from 1s to 400d: `Ns`, `Nm`, `Nh` or `Nd`, e.g. `\"90m\"`"
+                "`{state}.{window}` needs a duration from {}: `Ns`, `Nm`, `Nh` or `Nd`, e.g. `\"90m\"`",
+                verdict_compiler::emit::window_range_text()
             ));
         };
         let (n, unit) = d.split_at(d.len().saturating_sub(1));
@@ -362,7 +363,13 @@ fn state_hover(s: &Symbols, i: usize) -> String {
             md.push_str(&format!("\n- on: `[{least}]` (the default: the least severe effect)"));
         }
     }
-    let ttl = s.hold_ttl.as_deref().map_or_else(|| "`10m` (the default)".to_owned(), |t| format!("`{t}`"));
+    let ttl = s.hold_ttl.as_deref().map_or_else(
+        || {
+            let default = verdict_compiler::emit::duration_text(verdict_runtime::program::DEFAULT_HOLD_TTL);
+            format!("`{default}` (the default)")
+        },
+        |t| format!("`{t}`"),
+    );
     let commit = format!(
         "a hold: it counts in reads at once, becomes permanent when the caller commits the decision, \
          and is dropped when the caller releases it or after `hold_ttl` {ttl}"
@@ -813,7 +820,10 @@ pub fn completions(db: &dyn Db, file: SourceInput, offset: u32) -> Vec<Completio
                         Completion {
                             label: format!("{}(\"…\")", info.name),
                             kind: CompletionKind::Window,
-                            detail: Some("a sliding window: `Ns`, `Nm`, `Nh` or `Nd`, 1s to 400d".into()),
+                            detail: Some(format!(
+                                "a sliding window: `Ns`, `Nm`, `Nh` or `Nd`, {}",
+                                verdict_compiler::emit::window_range_text()
+                            )),
                             insert: Some(format!("{}(\"1h\")", info.name)),
                         }
                     } else if info.calendar {

@@ -434,17 +434,7 @@ impl<'b> Reader<'b> {
                 }
                 continue;
             }
-            let mut t = match head {
-                TypeName::String => Type::String,
-                TypeName::Number => Type::Number,
-                TypeName::Bool => Type::Bool,
-                TypeName::Object => Type::Object,
-                TypeName::Any | TypeName::List => Type::Any,
-            };
-            for _ in 0..lists {
-                t = Type::List(Box::new(t));
-            }
-            return Ok(t);
+            return Ok(Type::nested(Type::of_head(head), lists));
         }
     }
     fn code<T>(&mut self, what: &str, from: impl Fn(u8) -> Option<T>) -> Result<T, ArtifactError> {

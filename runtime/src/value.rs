@@ -152,6 +152,40 @@ impl Type {
         }
     }
 
+    /// The type of a head with no element type (`list` is a list of `any`).
+    pub fn of_head(head: verdict_vocab::TypeName) -> Type {
+        use verdict_vocab::TypeName as T;
+        match head {
+            T::String => Type::String,
+            T::Number => Type::Number,
+            T::Bool => Type::Bool,
+            T::List => Type::List(Box::new(Type::Any)),
+            T::Object => Type::Object,
+            T::Any => Type::Any,
+        }
+    }
+
+    /// `element` wrapped in `lists` lists (`list<list<element>>` for 2).
+    pub fn nested(element: Type, lists: usize) -> Type {
+        (0..lists).fold(element, |t, _| Type::List(Box::new(t)))
+    }
+
+    /// A type as the language writes it (`string`, `list<number>`, `boolean` for `bool`), nested
+    /// at most `max_lists` lists deep; `None` for anything else.
+    pub fn parse(text: &str, max_lists: usize) -> Option<Type> {
+        let mut t = text.trim();
+        let mut lists = 0usize;
+        while let Some(inner) = t.strip_prefix("list<").and_then(|r| r.strip_suffix('>')) {
+            lists += 1;
+            if lists > max_lists {
+                return None;
+            }
+            t = inner.trim();
+        }
+        let head = if t == "boolean" { verdict_vocab::TypeName::Bool } else { verdict_vocab::TypeName::from_name(t)? };
+        Some(Type::nested(Type::of_head(head), lists))
+    }
+
     /// The vocabulary entry of the type's head (`list` for `list<string>`).
     pub fn head(&self) -> verdict_vocab::TypeName {
         use verdict_vocab::TypeName as T;

@@ -147,16 +147,18 @@ pub struct FuncInfo {
     pub name: &'static str,
     /// What it takes, for messages and completion.
     pub signature: &'static str,
+    /// The type of its result (when it is defined).
+    pub returns: TypeName,
     pub doc: &'static str,
 }
 
 vocabulary! {
     /// The built-in functions of terms (LANGUAGE.md §5.1). Each takes one argument.
     pub enum Func: FuncInfo {
-        Lower => FuncInfo { code: 1, name: "lower", signature: "lower(string) -> string", doc: "the string in lower case (Unicode case mapping)" },
-        Upper => FuncInfo { code: 2, name: "upper", signature: "upper(string) -> string", doc: "the string in upper case (Unicode case mapping)" },
-        Len => FuncInfo { code: 3, name: "len", signature: "len(string | list | object) -> number", doc: "code points of a string, elements of a list, keys of an object" },
-        Abs => FuncInfo { code: 4, name: "abs", signature: "abs(number) -> number", doc: "the absolute value" },
+        Lower => FuncInfo { code: 1, name: "lower", signature: "lower(string) -> string", returns: TypeName::String, doc: "the string in lower case (Unicode case mapping)" },
+        Upper => FuncInfo { code: 2, name: "upper", signature: "upper(string) -> string", returns: TypeName::String, doc: "the string in upper case (Unicode case mapping)" },
+        Len => FuncInfo { code: 3, name: "len", signature: "len(string | list | object) -> number", returns: TypeName::Number, doc: "code points of a string, elements of a list, keys of an object" },
+        Abs => FuncInfo { code: 4, name: "abs", signature: "abs(number) -> number", returns: TypeName::Number, doc: "the absolute value" },
     }
 }
 
@@ -265,6 +267,14 @@ mod tests {
         let v: Vec<T> = items.into_iter().collect();
         for (i, a) in v.iter().enumerate() {
             assert!(!v.iter().skip(i + 1).any(|b| b == a), "duplicate {a:?}");
+        }
+    }
+
+    #[test]
+    fn function_signatures_name_their_result_type() {
+        for f in Func::ALL {
+            let want = format!(") -> {}", f.info().returns.name());
+            assert!(f.info().signature.ends_with(&want), "{}: {}", f.name(), f.info().signature);
         }
     }
 
