@@ -133,33 +133,15 @@ impl<'b> Interpreter<'b> {
         store: &dyn verdict_runtime::state::StateStore,
     ) -> EvaluationResult {
         let b = self.bundle;
-        let id = env.decision_id.map_or_else(verdict_runtime::state::new_decision_id, str::to_owned);
         let mut host = HostMemo::default();
-        let mut result = None;
         let hold_ttl = b.hold_ttl.unwrap_or(verdict_runtime::program::DEFAULT_HOLD_TTL);
-        let hold_ttl = i64::try_from(hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-        let outcome = store.transact(&mut |view| {
-            let env = Env { state: Some(view), decision_id: Some(&id), ..*env };
-            let r = self.evaluate_memo(req, &env, mode, &mut host);
-            let rec = verdict_runtime::state::Recording {
-                decision_id: id.clone(),
-                time: verdict_runtime::state::micros(env.now),
-                hold_ttl,
-                updates: r.updates.clone(),
-            };
-            result = Some(r);
-            rec
-        });
-        let refused = |reason: String| {
-            let mut r = self.result(Decision::bare(b.most_severe(), &reason), Vec::new(), None);
-            r.decision_id = Some(id.clone());
-            r
-        };
-        match (outcome, result) {
-            (Ok(()), Some(r)) => r,
-            (Err(e), _) => refused(format!("state error: {e}")),
-            (Ok(()), None) => refused("state error: the store did not run the decision".to_owned()),
-        }
+        verdict_runtime::state::decide_in_store(
+            store,
+            env,
+            hold_ttl,
+            &mut |env| self.evaluate_memo(req, env, mode, &mut host),
+            &|reason| self.result(Decision::bare(b.most_severe(), reason), Vec::new(), None),
+        )
     }
 
     fn result(
@@ -282,21 +264,7 @@ impl<'b: 'r, 'r> Eval<'_, 'b, 'r, '_, '_> {
                 t.push(RuleTrace { rule: r.id.clone(), held: held == Truth::True, error: error.clone(), atoms: steps });
             }
             if let Some(m) = matches.as_deref_mut() {
-                match held {
-                    Truth::True => m.push(Match {
-                        policy_id: p.id.clone(),
-                        rule_id: r.id.clone(),
-                        effect: Some(b.effect(r.effect).to_owned()),
-                        error: None,
-                    }),
-                    Truth::Fault => m.push(Match {
-                        policy_id: p.id.clone(),
-                        rule_id: r.id.clone(),
-                        effect: None,
-                        error: error.clone(),
-                    }),
-                    Truth::False => {}
-                }
+                m.extend(Match::of(held, &p.id, &r.id, Some(b.effect(r.effect)), error.as_ref()));
             }
             if decided.is_none() {
                 decided = match held {

@@ -81,6 +81,26 @@ pub struct Match {
     pub error: Option<String>,
 }
 
+impl Match {
+    /// The entry of a rule in an exhaustive result: one that held (with its effect) or failed
+    /// (with what failed); none for a rule that did not hold.
+    pub fn of(
+        held: crate::policy::Truth,
+        policy_id: &str,
+        rule_id: &str,
+        effect: Option<&str>,
+        error: Option<&String>,
+    ) -> Option<Match> {
+        use crate::policy::Truth;
+        let (effect, error) = match held {
+            Truth::True => (effect.map(str::to_owned), None),
+            Truth::Fault => (None, error.cloned()),
+            Truth::False => return None,
+        };
+        Some(Match { policy_id: policy_id.to_owned(), rule_id: rule_id.to_owned(), effect, error })
+    }
+}
+
 /// One entry of a trace: a gate the bundle checks before its policies, or a policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]

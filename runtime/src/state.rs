@@ -184,6 +184,43 @@ pub trait StateStore: Send + Sync {
     fn release(&self, decision_id: &str, now: Micros) -> Result<Settled, StoreError>;
 }
 
+/// A bundle's `hold_ttl` (seconds) in microseconds, saturating.
+pub fn hold_ttl_micros(seconds: u64) -> Micros {
+    i64::try_from(seconds.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// Runs one stateful decision in `store`, as every backend does (LANGUAGE.md §5.2): `decide`
+/// evaluates through the store's view (the store may run it more than once), and the updates of
+/// its result are recorded atomically under the decision's id (`env.decision_id`, or a new
+/// one), holds counting for `hold_ttl_seconds`. A store that fails, or that does not run the
+/// decision, refuses it: `refuse` builds the most severe decision with the reason (fail closed).
+/// The result carries the decision id either way.
+pub fn decide_in_store(
+    store: &dyn StateStore,
+    env: &crate::env::Env<'_>,
+    hold_ttl_seconds: u64,
+    decide: &mut dyn FnMut(&crate::env::Env<'_>) -> crate::decision::EvaluationResult,
+    refuse: &dyn Fn(&str) -> crate::decision::EvaluationResult,
+) -> crate::decision::EvaluationResult {
+    let id = env.decision_id.map_or_else(new_decision_id, str::to_owned);
+    let hold_ttl = hold_ttl_micros(hold_ttl_seconds);
+    let mut result = None;
+    let outcome = store.transact(&mut |view| {
+        let env = crate::env::Env { state: Some(view), decision_id: Some(&id), ..*env };
+        let r = decide(&env);
+        let rec = Recording { decision_id: id.clone(), time: micros(env.now), hold_ttl, updates: r.updates.clone() };
+        result = Some(r);
+        rec
+    });
+    let mut r = match (outcome, result) {
+        (Ok(()), Some(r)) => return r,
+        (Err(e), _) => refuse(&format!("state error: {e}")),
+        (Ok(()), None) => refuse("state error: the store did not run the decision"),
+    };
+    r.decision_id = Some(id);
+    r
+}
+
 /// A new decision id: `d-` and 32 hex digits, unique across processes (random bits from the
 /// standard library's per-process hash seed, a per-process counter and the clock).
 pub fn new_decision_id() -> String {

@@ -681,7 +681,7 @@ impl Engine {
 
     /// How long holds count without a commit, in microseconds.
     fn hold_ttl(&self) -> crate::state::Micros {
-        i64::try_from(self.program.hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+        crate::state::hold_ttl_micros(self.program.hold_ttl)
     }
 
     /// Whether the bundle declares state series (its decisions carry ids and may make holds).
@@ -730,34 +730,19 @@ impl Engine {
         scratch: &mut Scratch,
         covered: bool,
     ) -> EvaluationResult {
-        let id = env.decision_id.map_or_else(crate::state::new_decision_id, str::to_owned);
         let mut calls = Vec::new();
-        let mut result = None;
-        let hold_ttl = i64::try_from(self.program.hold_ttl.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-        let outcome = store.transact(&mut |view| {
-            let env = Env { state: Some(view), decision_id: Some(&id), ..*env };
+        let mut decide = |env: &Env<'_>| {
             let mut input = RequestInput::new(req, &self.program.paths);
             scratch.carry = std::mem::take(&mut calls);
             let r = if mode.trace || mode.exhaustive || covered {
-                self.evaluate_full(&mut input, &env, mode, scratch, !covered)
+                self.evaluate_full(&mut input, env, mode, scratch, !covered)
             } else {
-                self.evaluate_plain(&mut input, &env, scratch)
+                self.evaluate_plain(&mut input, env, scratch)
             };
             calls = std::mem::take(&mut scratch.host.calls);
-            let rec = crate::state::Recording {
-                decision_id: id.clone(),
-                time: crate::state::micros(env.now),
-                hold_ttl,
-                updates: r.updates.clone(),
-            };
-            result = Some(r);
-            rec
-        });
-        match (outcome, result) {
-            (Ok(()), Some(r)) => r,
-            (Err(e), _) => self.refused(&id, &format!("state error: {e}")),
-            (Ok(()), None) => self.refused(&id, "state error: the store did not run the decision"),
-        }
+            r
+        };
+        crate::state::decide_in_store(store, env, self.program.hold_ttl, &mut decide, &|reason| self.refused(reason))
     }
 
     /// Evaluates like [`Engine::evaluate`] (with a store: [`Engine::evaluate_with_store`]), always
@@ -790,7 +775,7 @@ impl Engine {
     }
 
     /// The fail-closed result of a decision that could not be recorded.
-    fn refused(&self, id: &str, reason: &str) -> EvaluationResult {
+    fn refused(&self, reason: &str) -> EvaluationResult {
         let p = &self.program;
         EvaluationResult {
             bundle_id: p.bundle_id.clone(),
@@ -798,7 +783,7 @@ impl Engine {
             fingerprint: p.fingerprint.clone(),
             decision: Decision::bare(p.most_severe(), reason),
             policy_decisions: Vec::new(),
-            decision_id: Some(id.to_owned()),
+            decision_id: None,
             holds: Vec::new(),
             matches: None,
             rules_evaluated: None,
@@ -1329,21 +1314,8 @@ impl Engine {
                     });
                 }
                 if let (Some(m), Some(rule)) = (matches.as_mut(), rule) {
-                    match held {
-                        Truth::True => m.push(Match {
-                            policy_id: pol.id.clone(),
-                            rule_id: rule.id.clone(),
-                            effect: p.effects.get(rule.effect as usize).cloned(),
-                            error: None,
-                        }),
-                        Truth::Fault => m.push(Match {
-                            policy_id: pol.id.clone(),
-                            rule_id: rule.id.clone(),
-                            effect: None,
-                            error: error.clone(),
-                        }),
-                        Truth::False => {}
-                    }
+                    let effect = p.effects.get(rule.effect as usize).map(String::as_str);
+                    m.extend(Match::of(held, &pol.id, &rule.id, effect, error.as_ref()));
                 }
                 if result.is_none() {
                     match held {
