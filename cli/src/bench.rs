@@ -175,7 +175,13 @@ pub fn run(opts: &Options<'_>) -> u8 {
                 };
                 let name = if backend == Backend::Vm { "vm" } else { "jit" };
                 let fallback = engine.jit_fallback().map(ToString::to_string);
-                let prepared: Vec<_> = requests.iter().map(|r| engine.prepare(&r.parsed)).collect();
+                // Prepared only when the decisions start from them (stateful runs take the parsed
+                // request).
+                let prepared: Vec<_> = if opts.input == Input::Prepared && !bundle.stateful {
+                    requests.iter().map(|r| engine.prepare(&r.parsed)).collect()
+                } else {
+                    Vec::new()
+                };
                 let mut scratch = Scratch::default();
                 let input = opts.input;
                 let decide = |r: &Req, store: Option<&dyn StateStore>| {
@@ -297,12 +303,13 @@ fn read_requests(path: &Path) -> Result<Vec<Req>, u8> {
             eprintln!("error: {}:{}: invalid JSON: {e}", path.display(), i + 1);
             2
         })?;
+        // A request context has no key `context` (`Request::from_value` refuses unknown keys): an
+        // object with one is a case or an event, whose `context` is the request.
         let ctx = match v {
-            Value::Object(mut m)
-                if m.contains_key("context") && Request::from_value(Value::Object(m.clone())).is_err() =>
-            {
-                m.remove("context").unwrap_or(Value::Null)
-            }
+            Value::Object(mut m) => match m.remove("context") {
+                Some(ctx) => ctx,
+                None => Value::Object(m),
+            },
             other => other,
         };
         let parsed = Request::from_value(ctx.clone()).map_err(|e| {
