@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use verdict_compiler::interp::Interpreter;
+use verdict_compiler::testfile::Then;
 use verdict_runtime::artifact;
 use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::env::{Env, Mode};
@@ -342,16 +343,18 @@ fn events(ev: &Evaluator<'_>, stateful: bool, path: &Path, run: &Run<'_>) -> u8 
             Some(_) => return Err("`now` must be an RFC 3339 string".into()),
         };
         let then = match event.remove("then") {
-            None => "commit".to_owned(),
-            Some(Value::String(t)) if matches!(t.as_str(), "commit" | "release" | "hold") => t,
-            Some(other) => return Err(format!("`then` must be `commit`, `release` or `hold`, not {other}")),
+            None => Then::Commit,
+            Some(other) => match other.as_str().and_then(Then::parse) {
+                Some(t) => t,
+                None => return Err(format!("`then` must be `commit`, `release` or `hold`, not {other}")),
+            },
         };
         let context = event.remove("context").ok_or("an event needs a `context`")?;
         let req = Request::from_value(context).map_err(|e| e.to_string())?;
         let id = format!("e{line_no}");
         let result = run.decide(ev, stateful, &req, now, Some(&id));
         let mut out = result.to_json();
-        if let (Err(e), Value::Object(m)) = (settle(run.store, &id, &result, &then, now), &mut out) {
+        if let (Err(e), Value::Object(m)) = (settle(run.store, &id, &result, then, now), &mut out) {
             m.insert("then_error".into(), Value::String(e));
         }
         Ok(out)
@@ -364,7 +367,7 @@ pub(crate) fn settle(
     store: &dyn StateStore,
     id: &str,
     result: &EvaluationResult,
-    then: &str,
+    then: Then,
     now: jiff::Timestamp,
 ) -> Result<(), String> {
     if result.holds.is_empty() {
@@ -372,9 +375,9 @@ pub(crate) fn settle(
     }
     let at = verdict_runtime::state::micros(now);
     let settled = match then {
-        "commit" => store.commit(id, at),
-        "release" => store.release(id, at),
-        _ => return Ok(()),
+        Then::Commit => store.commit(id, at),
+        Then::Release => store.release(id, at),
+        Then::Hold => return Ok(()),
     };
     settled.map(|_| ()).map_err(|e| e.to_string())
 }
