@@ -10,7 +10,7 @@
 //! each decision (untimed), with a fresh store every [`STORE_RESET`] decisions.
 
 use crate::Backend;
-use crate::{card, render};
+use crate::{card, load, render};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -338,20 +338,23 @@ struct Loaded {
 }
 
 fn load(source: &Path, now: jiff::Timestamp) -> Result<Loaded, u8> {
-    let bytes = std::fs::read(source).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", source.display());
-        2
-    })?;
-    if verdict_runtime::artifact::is_artifact(&bytes) {
-        let keys = verdict_runtime::signature::TrustedKeys::none();
-        let trusted = verdict_runtime::artifact::read_trusted(&bytes, &keys).map_err(|e| {
-            eprintln!("error: {}: {e}", source.display());
-            2
-        })?;
-        let program = trusted.program;
-        return Ok(Loaded { id: program.bundle_id.clone(), stateful: !program.series.is_empty(), program, ir: None });
-    }
-    let file = render::read(source)?;
+    let file = match load::read(source)? {
+        load::Input::Source(file) => file,
+        load::Input::Artifact(bytes) => {
+            let keys = verdict_runtime::signature::TrustedKeys::none();
+            let trusted = verdict_runtime::artifact::read_trusted(&bytes, &keys).map_err(|e| {
+                eprintln!("error: {}: {e}", source.display());
+                2
+            })?;
+            let program = trusted.program;
+            return Ok(Loaded {
+                id: program.bundle_id.clone(),
+                stateful: !program.series.is_empty(),
+                program,
+                ir: None,
+            });
+        }
+    };
     let bundle = card::bundle_of(&file, &card::TrustArgs::default(), now)?;
     Ok(Loaded {
         id: bundle.id.clone(),

@@ -5,7 +5,7 @@
 //! analysis ([`verdict_compiler::analysis::reach`]) writes a case that reaches it, or says why
 //! none can. Output for people, as JSON, or as JUnit XML.
 
-use crate::render;
+use crate::{load, render};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -242,17 +242,14 @@ fn report_diags(source: &SourceFile, diags: &[Diagnostic], format: TestFormat, o
 
 /// Compiles a bundle for use and builds its VM engine.
 fn load(path: &Path) -> Result<Loaded, String> {
-    let file = match render::read(path) {
-        Ok(f) => f,
+    let file = match load::read(path) {
+        Ok(load::Input::Source(f)) => f,
+        Ok(load::Input::Artifact(_)) => {
+            return Err(format!("{} is a compiled artifact: a test file names a bundle's source", path.display()));
+        }
         Err(_) => return Err(format!("cannot read the bundle {}", path.display())),
     };
-    if verdict_runtime::artifact::is_artifact(file.text.as_bytes()) {
-        return Err(format!("{} is a compiled artifact: a test file names a bundle's source", path.display()));
-    }
-    let compiled = verdict_compiler::compile_for_use(&file);
-    let errors: Vec<&Diagnostic> = compiled.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
-    let Some(bundle) = compiled.bundle.filter(|_| errors.is_empty()) else {
-        render::eprint_all(&file, &compiled.diagnostics);
+    let Some(bundle) = load::compile(&file) else {
         return Err(format!("the bundle {} does not compile", path.display()));
     };
     let program = verdict_compiler::codegen::program(&bundle);

@@ -19,7 +19,7 @@
 //! unreadable log or candidate, or no evaluation of the bundle that could be replayed).
 
 use crate::Format;
-use crate::render;
+use crate::{load, render};
 use serde_json::{Map, Number, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::BufRead;
@@ -46,36 +46,20 @@ struct Candidate {
 }
 
 fn load(path: &Path) -> Result<Candidate, u8> {
-    let mut head = [0u8; 8];
-    let n = std::fs::File::open(path).and_then(|mut f| crate::eval::read_prefix(&mut f, &mut head)).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", path.display());
-        2
-    })?;
-    let engine = if verdict_runtime::artifact::is_artifact(head.get(..n).unwrap_or_default()) {
-        let bytes = std::fs::read(path).map_err(|e| {
-            eprintln!("error: cannot read {}: {e}", path.display());
-            2
-        })?;
-        Engine::from_artifact(&bytes, &TrustedKeys::none()).map(|(e, _)| e).map_err(|e| {
-            eprintln!("error: {}: {e}", path.display());
-            2
-        })?
-    } else {
-        let file = render::read(path)?;
-        let compiled = verdict_compiler::compile_for_use(&file);
-        let bundle = match compiled.bundle {
-            Some(b) if !compiled.has_errors() => b,
-            _ => {
-                render::eprint_all(&file, &compiled.diagnostics);
+    let engine = match load::read(path)? {
+        load::Input::Artifact(bytes) => Engine::from_artifact(&bytes, &TrustedKeys::none()).map(|(e, _)| e),
+        load::Input::Source(file) => {
+            let Some(bundle) = load::compile(&file) else {
                 eprintln!("error: {} does not compile", file.name);
                 return Err(2);
-            }
-        };
-        Engine::new(bundle).map_err(|e| {
-            eprintln!("error: {}: {e}", path.display());
-            2
-        })?
+            };
+            Engine::new(bundle)
+        }
     };
+    let engine = engine.map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        2
+    })?;
     let paths = engine.inputs().texts().iter().map(|t| split_field(t)).collect();
     let stateful = engine.is_stateful();
     Ok(Candidate { engine, paths, stateful })
