@@ -12,8 +12,13 @@ cargo test --locked
 echo "test.sh: cargo test took $((SECONDS - start)) s"
 
 python=${PYTHON:-python3}
-if ! "$python" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-    echo "error: the Python tests need CPython >= 3.11 with the venv module as \`$python\` (Debian: python3-venv)" >&2
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "error: the Python tests need CPython >= 3.11 as \`$python\` (Debian: python3)" >&2
+    exit 1
+fi
+# Debian's python3 has `venv` but not `ensurepip` without python3-venv, and `-m venv` then fails.
+if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+    echo "error: the Python tests need the venv and ensurepip modules in \`$python\` (Debian: apt-get install python3-venv)" >&2
     exit 1
 fi
 

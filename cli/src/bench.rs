@@ -10,7 +10,7 @@
 //! each decision (untimed), with a fresh store every [`STORE_RESET`] decisions.
 
 use crate::Backend;
-use crate::{card, render};
+use crate::{card, load, render};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -175,7 +175,13 @@ pub fn run(opts: &Options<'_>) -> u8 {
                 };
                 let name = if backend == Backend::Vm { "vm" } else { "jit" };
                 let fallback = engine.jit_fallback().map(ToString::to_string);
-                let prepared: Vec<_> = requests.iter().map(|r| engine.prepare(&r.parsed)).collect();
+                // Prepared only when the decisions start from them (stateful runs take the parsed
+                // request).
+                let prepared: Vec<_> = if opts.input == Input::Prepared && !bundle.stateful {
+                    requests.iter().map(|r| engine.prepare(&r.parsed)).collect()
+                } else {
+                    Vec::new()
+                };
                 let mut scratch = Scratch::default();
                 let input = opts.input;
                 let decide = |r: &Req, store: Option<&dyn StateStore>| {
@@ -297,12 +303,13 @@ fn read_requests(path: &Path) -> Result<Vec<Req>, u8> {
             eprintln!("error: {}:{}: invalid JSON: {e}", path.display(), i + 1);
             2
         })?;
+        // A request context has no key `context` (`Request::from_value` refuses unknown keys): an
+        // object with one is a case or an event, whose `context` is the request.
         let ctx = match v {
-            Value::Object(mut m)
-                if m.contains_key("context") && Request::from_value(Value::Object(m.clone())).is_err() =>
-            {
-                m.remove("context").unwrap_or(Value::Null)
-            }
+            Value::Object(mut m) => match m.remove("context") {
+                Some(ctx) => ctx,
+                None => Value::Object(m),
+            },
             other => other,
         };
         let parsed = Request::from_value(ctx.clone()).map_err(|e| {
@@ -331,20 +338,23 @@ struct Loaded {
 }
 
 fn load(source: &Path, now: jiff::Timestamp) -> Result<Loaded, u8> {
-    let bytes = std::fs::read(source).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", source.display());
-        2
-    })?;
-    if verdict_runtime::artifact::is_artifact(&bytes) {
-        let keys = verdict_runtime::signature::TrustedKeys::none();
-        let trusted = verdict_runtime::artifact::read_trusted(&bytes, &keys).map_err(|e| {
-            eprintln!("error: {}: {e}", source.display());
-            2
-        })?;
-        let program = trusted.program;
-        return Ok(Loaded { id: program.bundle_id.clone(), stateful: !program.series.is_empty(), program, ir: None });
-    }
-    let file = render::read(source)?;
+    let file = match load::read(source)? {
+        load::Input::Source(file) => file,
+        load::Input::Artifact(bytes) => {
+            let keys = verdict_runtime::signature::TrustedKeys::none();
+            let trusted = verdict_runtime::artifact::read_trusted(&bytes, &keys).map_err(|e| {
+                eprintln!("error: {}: {e}", source.display());
+                2
+            })?;
+            let program = trusted.program;
+            return Ok(Loaded {
+                id: program.bundle_id.clone(),
+                stateful: !program.series.is_empty(),
+                program,
+                ir: None,
+            });
+        }
+    };
     let bundle = card::bundle_of(&file, &card::TrustArgs::default(), now)?;
     Ok(Loaded {
         id: bundle.id.clone(),

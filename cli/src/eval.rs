@@ -2,18 +2,19 @@
 //! against a store (TOOLCHAIN.md), with extern mocks and exhaustive results on request.
 
 use crate::Backend;
-use crate::{card, keys, render};
+use crate::{card, keys, load, render};
 use serde_json::{Value, json};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use verdict_compiler::interp::Interpreter;
+use verdict_compiler::testfile::Then;
 use verdict_runtime::artifact;
 use verdict_runtime::decision::EvaluationResult;
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::externs::ExternTable;
 use verdict_runtime::request::Request;
 use verdict_runtime::state::StateStore;
-use verdict_runtime::vm::{self, Engine};
+use verdict_runtime::vm::Engine;
 
 /// What `verdict eval` was asked for, besides the bundle.
 #[derive(Debug)]
@@ -118,45 +119,32 @@ pub fn run(source: &Path, opts: &Options<'_>, trust: &card::TrustArgs) -> u8 {
     };
     let mode = Mode { trace: opts.trace, exhaustive: opts.exhaustive };
     let run = Run { now, externs: externs.as_ref(), mode, store: store.as_ref() };
-    // An artifact is recognised by its header, not its name; a source is read (within the size
-    // limit) by `render::read` below.
-    let mut head = [0u8; 8];
-    let head_len = match std::fs::File::open(source).and_then(|mut f| read_prefix(&mut f, &mut head)) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", source.display());
-            return 2;
+    let file = match load::read(source) {
+        Ok(load::Input::Source(file)) => file,
+        Ok(load::Input::Artifact(bytes)) => {
+            if opts.backend == Backend::Interp {
+                eprintln!(
+                    "error: {} is a compiled artifact; the interpreter needs the bundle's source (use `--backend jit` or `vm`)",
+                    source.display()
+                );
+                return 2;
+            }
+            let engine = match artifact::read_trusted(&bytes, &keys) {
+                Ok(trusted) => load::engine(trusted.program, opts.backend).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let engine = match engine {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", source.display());
+                    return 2;
+                }
+            };
+            let stateful = engine.is_stateful();
+            return dispatch(&Evaluator::Engine(Box::new(engine)), stateful, opts, &run);
         }
+        Err(code) => return code,
     };
-    if artifact::is_artifact(head.get(..head_len).unwrap_or_default()) {
-        let bytes = match std::fs::read(source) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", source.display());
-                return 2;
-            }
-        };
-        if opts.backend == Backend::Interp {
-            eprintln!(
-                "error: {} is a compiled artifact; the interpreter needs the bundle's source (use `--backend jit` or `vm`)",
-                source.display()
-            );
-            return 2;
-        }
-        let engine = match artifact::read_trusted(&bytes, &keys) {
-            Ok(trusted) => engine(trusted.program, opts.backend).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let engine = match engine {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("error: {}: {e}", source.display());
-                return 2;
-            }
-        };
-        let stateful = engine.is_stateful();
-        return dispatch(&Evaluator::Engine(Box::new(engine)), stateful, opts, &run);
-    }
     if !keys.is_empty() {
         eprintln!(
             "error: {}: not a signed artifact: with trusted keys only artifacts signed by one of them are evaluated (compile with `verdict compile --sign KEY`)",
@@ -164,10 +152,6 @@ pub fn run(source: &Path, opts: &Options<'_>, trust: &card::TrustArgs) -> u8 {
         );
         return 2;
     }
-    let file = match render::read(source) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
     let bundle = match card::bundle_of(&file, trust, now) {
         Ok(b) => b,
         // A refused card or a bundle that does not compile is bad input for `eval`.
@@ -182,7 +166,7 @@ pub fn run(source: &Path, opts: &Options<'_>, trust: &card::TrustArgs) -> u8 {
                 2
             }
         },
-        Backend::Vm | Backend::Jit => match engine(verdict_compiler::codegen::program(&bundle), opts.backend) {
+        Backend::Vm | Backend::Jit => match load::engine(verdict_compiler::codegen::program(&bundle), opts.backend) {
             Ok(engine) => dispatch(&Evaluator::Engine(Box::new(engine)), stateful, opts, &run),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -190,18 +174,6 @@ pub fn run(source: &Path, opts: &Options<'_>, trust: &card::TrustArgs) -> u8 {
             }
         },
     }
-}
-
-/// Fills `buf` from the start of a file, or as much of it as the file holds; returns the count.
-pub(crate) fn read_prefix(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while let Some(rest) = buf.get_mut(n..).filter(|r| !r.is_empty()) {
-        match std::io::Read::read(f, rest)? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// Extern mocks from a JSON file: `{"name": RESULT}` or `{"name": {"error": "msg"}}`.
@@ -215,19 +187,6 @@ fn mocks(path: &Path) -> Result<ExternTable, u8> {
         eprintln!("error: {}: {e}", path.display());
         2
     })
-}
-
-/// An engine on the chosen backend; a JIT that is unavailable falls back to the VM, said on stderr.
-pub(crate) fn engine(
-    program: verdict_runtime::program::Program,
-    backend: Backend,
-) -> Result<Engine, verdict_runtime::program::VerifyError> {
-    let wanted = if backend == Backend::Vm { vm::Backend::Vm } else { vm::Backend::Jit };
-    let engine = Engine::with_backend(program, wanted)?;
-    if let Some(reason) = engine.jit_fallback() {
-        eprintln!("warning: {reason}; evaluating on the VM");
-    }
-    Ok(engine)
 }
 
 fn dispatch(ev: &Evaluator<'_>, stateful: bool, opts: &Options<'_>, run: &Run<'_>) -> u8 {
@@ -342,16 +301,18 @@ fn events(ev: &Evaluator<'_>, stateful: bool, path: &Path, run: &Run<'_>) -> u8 
             Some(_) => return Err("`now` must be an RFC 3339 string".into()),
         };
         let then = match event.remove("then") {
-            None => "commit".to_owned(),
-            Some(Value::String(t)) if matches!(t.as_str(), "commit" | "release" | "hold") => t,
-            Some(other) => return Err(format!("`then` must be `commit`, `release` or `hold`, not {other}")),
+            None => Then::Commit,
+            Some(other) => match other.as_str().and_then(Then::parse) {
+                Some(t) => t,
+                None => return Err(format!("`then` must be `commit`, `release` or `hold`, not {other}")),
+            },
         };
         let context = event.remove("context").ok_or("an event needs a `context`")?;
         let req = Request::from_value(context).map_err(|e| e.to_string())?;
         let id = format!("e{line_no}");
         let result = run.decide(ev, stateful, &req, now, Some(&id));
         let mut out = result.to_json();
-        if let (Err(e), Value::Object(m)) = (settle(run.store, &id, &result, &then, now), &mut out) {
+        if let (Err(e), Value::Object(m)) = (settle(run.store, &id, &result, then, now), &mut out) {
             m.insert("then_error".into(), Value::String(e));
         }
         Ok(out)
@@ -364,7 +325,7 @@ pub(crate) fn settle(
     store: &dyn StateStore,
     id: &str,
     result: &EvaluationResult,
-    then: &str,
+    then: Then,
     now: jiff::Timestamp,
 ) -> Result<(), String> {
     if result.holds.is_empty() {
@@ -372,9 +333,9 @@ pub(crate) fn settle(
     }
     let at = verdict_runtime::state::micros(now);
     let settled = match then {
-        "commit" => store.commit(id, at),
-        "release" => store.release(id, at),
-        _ => return Ok(()),
+        Then::Commit => store.commit(id, at),
+        Then::Release => store.release(id, at),
+        Then::Hold => return Ok(()),
     };
     settled.map(|_| ()).map_err(|e| e.to_string())
 }

@@ -13,6 +13,7 @@ mod diff;
 mod eval;
 mod fmt;
 mod keys;
+mod load;
 mod policy_test;
 mod push;
 mod render;

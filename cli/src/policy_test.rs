@@ -5,7 +5,7 @@
 //! analysis ([`verdict_compiler::analysis::reach`]) writes a case that reaches it, or says why
 //! none can. Output for people, as JSON, or as JUnit XML.
 
-use crate::render;
+use crate::{load, render};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -242,17 +242,14 @@ fn report_diags(source: &SourceFile, diags: &[Diagnostic], format: TestFormat, o
 
 /// Compiles a bundle for use and builds its VM engine.
 fn load(path: &Path) -> Result<Loaded, String> {
-    let file = match render::read(path) {
-        Ok(f) => f,
+    let file = match load::read(path) {
+        Ok(load::Input::Source(f)) => f,
+        Ok(load::Input::Artifact(_)) => {
+            return Err(format!("{} is a compiled artifact: a test file names a bundle's source", path.display()));
+        }
         Err(_) => return Err(format!("cannot read the bundle {}", path.display())),
     };
-    if verdict_runtime::artifact::is_artifact(file.text.as_bytes()) {
-        return Err(format!("{} is a compiled artifact: a test file names a bundle's source", path.display()));
-    }
-    let compiled = verdict_compiler::compile_for_use(&file);
-    let errors: Vec<&Diagnostic> = compiled.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
-    let Some(bundle) = compiled.bundle.filter(|_| errors.is_empty()) else {
-        render::eprint_all(&file, &compiled.diagnostics);
+    let Some(bundle) = load::compile(&file) else {
         return Err(format!("the bundle {} does not compile", path.display()));
     };
     let program = verdict_compiler::codegen::program(&bundle);
@@ -307,7 +304,7 @@ fn run_case(l: &mut Loaded, file: &TestFile, case: &Case, start: jiff::Timestamp
             l.engine.evaluate(&req, &env, Mode::PLAIN)
         };
         // A failed commit or release shows in the case's decision, which the expectations judge.
-        let _ = crate::eval::settle(&store, &id, &r, ev.then.as_str(), at);
+        let _ = crate::eval::settle(&store, &id, &r, ev.then, at);
     }
     let env = Env { now, decision_id: Some("case"), state: None, externs };
     let mode = Mode { trace: false, exhaustive: case.expect.exhaustive() };
@@ -543,12 +540,6 @@ fn counts(runs: &[FileRun]) -> (usize, usize, usize) {
     (cases, failed, errors)
 }
 
-fn write_stdout(text: &str) -> Result<(), u8> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|_| 2)
-}
-
 fn human(runs: &[FileRun], reports: &[BundleReport], opts: &Options<'_>, rule_pct: f64) -> Result<(), u8> {
     let mut s = String::new();
     for r in runs {
@@ -643,8 +634,7 @@ fn human(runs: &[FileRun], reports: &[BundleReport], opts: &Options<'_>, rule_pc
     if errors > 0 {
         s.push_str(&format!(", {errors} test file{} with errors", if errors == 1 { "" } else { "s" }));
     }
-    s.push('\n');
-    write_stdout(&s)
+    render::stdout_line(&s)
 }
 
 fn json_out(runs: &[FileRun], reports: &[BundleReport], opts: &Options<'_>, rule_pct: f64) -> Result<(), u8> {
@@ -689,7 +679,7 @@ fn json_out(runs: &[FileRun], reports: &[BundleReport], opts: &Options<'_>, rule
     if let Value::Object(m) = &mut out {
         m.insert("summary".into(), summary);
     }
-    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&out).unwrap_or_default()))
+    render::stdout_line(&serde_json::to_string_pretty(&out).unwrap_or_default())
 }
 
 /// Escapes text for XML attribute values and content; characters XML 1.0 cannot hold become
@@ -834,6 +824,6 @@ fn junit(runs: &[FileRun], reports: &[BundleReport], opts: &Options<'_>, rule_pc
         }
         s.push_str("  </testsuite>\n");
     }
-    s.push_str("</testsuites>\n");
-    write_stdout(&s)
+    s.push_str("</testsuites>");
+    render::stdout_line(&s)
 }

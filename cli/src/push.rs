@@ -12,7 +12,7 @@
 //! or load, or `--expect` does not hold (another revision is active); 2 unreadable input, a bad
 //! flag or key, Redis unreachable.
 
-use crate::{Format, card, keys, render};
+use crate::{Format, card, keys, load, render};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use verdict_runtime::{artifact, signature};
@@ -143,24 +143,18 @@ fn artifact_of(path: &Path, trust: &card::TrustArgs, key: Option<&ed25519_dalek:
             return Err(2);
         }
     };
-    let unsigned = if artifact::is_artifact(&raw) {
-        if key.is_some() && signature::open(&raw).trailer.is_some() {
-            eprintln!("error: {}: the artifact is already signed", path.display());
-            return Err(2);
+    let unsigned = match load::Input::of_bytes(path, raw)? {
+        load::Input::Artifact(raw) => {
+            if key.is_some() && signature::open(&raw).trailer.is_some() {
+                eprintln!("error: {}: the artifact is already signed", path.display());
+                return Err(2);
+            }
+            raw
         }
-        raw
-    } else {
-        let text = String::from_utf8(raw).map_err(|e| {
-            eprintln!(
-                "error: {}: not UTF-8 text (invalid byte at offset {})",
-                path.display(),
-                e.utf8_error().valid_up_to()
-            );
-            2u8
-        })?;
-        let file = verdict_compiler::source::SourceFile::new(path.display().to_string(), text);
-        let bundle = card::bundle_of(&file, trust, jiff::Timestamp::now())?;
-        artifact::write(&verdict_compiler::codegen::program(&bundle))
+        load::Input::Source(file) => {
+            let bundle = card::bundle_of(&file, trust, jiff::Timestamp::now())?;
+            artifact::write(&verdict_compiler::codegen::program(&bundle))
+        }
     };
     match key {
         None => Ok(unsigned),

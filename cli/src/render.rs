@@ -64,28 +64,36 @@ pub fn eprint_all(file: &SourceFile, diags: &[Diagnostic]) {
 /// ([`verdict_compiler::source::MAX_SOURCE_BYTES`], checked before reading), is reported and
 /// mapped to exit code 2.
 pub fn read(path: &std::path::Path) -> Result<SourceFile, u8> {
-    match read_limited(path, MAX_SOURCE_BYTES) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
-            Err(e) => {
-                eprintln!(
-                    "error: {}: not UTF-8 text (invalid byte at offset {})",
-                    path.display(),
-                    e.utf8_error().valid_up_to()
-                );
-                Err(2)
-            }
-        },
-        Err(ReadError::Io(e)) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
-            Err(2)
-        }
-        Err(ReadError::TooLarge(len)) => {
-            let message = too_large(len).map_or_else(String::new, |d| d.message);
-            eprintln!("error[V112]: {}: {message}", path.display());
+    let bytes = read_limited(path, MAX_SOURCE_BYTES).map_err(|e| report(path, e))?;
+    text(path, bytes)
+}
+
+/// The source file of bytes read from `path`; bytes that are not UTF-8 are reported and mapped
+/// to exit code 2.
+pub fn text(path: &std::path::Path, bytes: Vec<u8>) -> Result<SourceFile, u8> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
+        Err(e) => {
+            eprintln!(
+                "error: {}: not UTF-8 text (invalid byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            );
             Err(2)
         }
     }
+}
+
+/// Reports why a source file was not read (a file over the limit as V112); the exit code, 2.
+pub fn report(path: &std::path::Path, e: ReadError) -> u8 {
+    match e {
+        ReadError::Io(e) => eprintln!("error: cannot read {}: {e}", path.display()),
+        ReadError::TooLarge(len) => {
+            let message = too_large(len).map_or_else(String::new, |d| d.message);
+            eprintln!("error[V112]: {}: {message}", path.display());
+        }
+    }
+    2
 }
 
 /// Why a file was not read.
@@ -98,16 +106,21 @@ pub enum ReadError {
 /// Reads at most `limit` bytes of a file: a regular file is refused by its size before it is
 /// read, and anything else (a pipe, a device, a file growing) stops being read past the limit.
 pub fn read_limited(path: &std::path::Path, limit: usize) -> Result<Vec<u8>, ReadError> {
-    use std::io::Read;
     let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    read_rest(file, Vec::new(), limit)
+}
+
+/// [`read_limited`] of a file already opened, of which `bytes` were read.
+pub fn read_rest(file: std::fs::File, mut bytes: Vec<u8>, limit: usize) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
     if let Ok(meta) = file.metadata()
         && meta.is_file()
         && meta.len() > limit as u64
     {
         return Err(ReadError::TooLarge(usize::try_from(meta.len()).unwrap_or(usize::MAX)));
     }
-    let mut bytes = Vec::new();
-    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(ReadError::Io)?;
+    let left = (limit as u64 + 1).saturating_sub(bytes.len() as u64);
+    file.take(left).read_to_end(&mut bytes).map_err(ReadError::Io)?;
     if bytes.len() > limit {
         return Err(ReadError::TooLarge(bytes.len()));
     }

@@ -19,7 +19,7 @@
 //! unreadable log or candidate, or no evaluation of the bundle that could be replayed).
 
 use crate::Format;
-use crate::render;
+use crate::{load, render};
 use serde_json::{Map, Number, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::BufRead;
@@ -46,36 +46,20 @@ struct Candidate {
 }
 
 fn load(path: &Path) -> Result<Candidate, u8> {
-    let mut head = [0u8; 8];
-    let n = std::fs::File::open(path).and_then(|mut f| crate::eval::read_prefix(&mut f, &mut head)).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", path.display());
-        2
-    })?;
-    let engine = if verdict_runtime::artifact::is_artifact(head.get(..n).unwrap_or_default()) {
-        let bytes = std::fs::read(path).map_err(|e| {
-            eprintln!("error: cannot read {}: {e}", path.display());
-            2
-        })?;
-        Engine::from_artifact(&bytes, &TrustedKeys::none()).map(|(e, _)| e).map_err(|e| {
-            eprintln!("error: {}: {e}", path.display());
-            2
-        })?
-    } else {
-        let file = render::read(path)?;
-        let compiled = verdict_compiler::compile_for_use(&file);
-        let bundle = match compiled.bundle {
-            Some(b) if !compiled.has_errors() => b,
-            _ => {
-                render::eprint_all(&file, &compiled.diagnostics);
+    let engine = match load::read(path)? {
+        load::Input::Artifact(bytes) => Engine::from_artifact(&bytes, &TrustedKeys::none()).map(|(e, _)| e),
+        load::Input::Source(file) => {
+            let Some(bundle) = load::compile(&file) else {
                 eprintln!("error: {} does not compile", file.name);
                 return Err(2);
-            }
-        };
-        Engine::new(bundle).map_err(|e| {
-            eprintln!("error: {}: {e}", path.display());
-            2
-        })?
+            };
+            Engine::new(bundle)
+        }
     };
+    let engine = engine.map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        2
+    })?;
     let paths = engine.inputs().texts().iter().map(|t| split_field(t)).collect();
     let stateful = engine.is_stateful();
     Ok(Candidate { engine, paths, stateful })
@@ -164,8 +148,10 @@ impl Report {
     }
 }
 
-/// Replays one evaluation line on the candidate.
-fn replay_line(cand: &Candidate, recorded: &HashMap<String, Vec<Vec<String>>>, line: &Value, report: &mut Report) {
+/// Replays one evaluation line on the candidate; a replayed line is counted by the digest of its
+/// bundle version (`digests`), whose recorded paths are compared with the candidate's when the
+/// whole log has been read (a version's `evaluation_inputs` event may come after its lines).
+fn replay_line(cand: &Candidate, digests: &mut HashMap<String, u64>, line: &Value, report: &mut Report) {
     let Some(input) = line.get("input") else {
         return report.skip("no input recorded (a line written before audit lines recorded inputs)");
     };
@@ -194,16 +180,9 @@ fn replay_line(cand: &Candidate, recorded: &HashMap<String, Vec<Vec<String>>>, l
         return report.skip("the candidate reads state the line does not record");
     }
     report.replayed += 1;
-    match line.get("bundle_digest").and_then(Value::as_str).and_then(|d| recorded.get(d)) {
+    match line.get("bundle_digest").and_then(Value::as_str) {
         None => report.unchecked += 1,
-        Some(paths) => {
-            let missing: Vec<&Vec<String>> =
-                cand.paths.iter().filter(|p| !paths.iter().any(|r| p.starts_with(r))).collect();
-            if !missing.is_empty() {
-                report.unrecorded_lines += 1;
-                report.unrecorded.extend(missing.iter().map(|p| verdict_runtime::request::join_field(p)));
-            }
-        }
+        Some(d) => *digests.entry(d.to_owned()).or_default() += 1,
     }
     let kind = result.decision.kind.as_str();
     if kind == logged {
@@ -224,27 +203,12 @@ pub fn run(audit: &Path, candidate: &Path, bundle: Option<&str>, format: Format)
         Err(code) => return code,
     };
     let bundle_id = bundle.unwrap_or(cand.engine.id()).to_owned();
-    // First pass: the paths each logged bundle version's lines record, by the digest of the
-    // bytes it was loaded from.
+    // One pass over the log: the paths each logged bundle version's lines record (by the digest
+    // of the bytes it was loaded from), and every evaluation of the bundle replayed.
     let mut recorded: HashMap<String, Vec<Vec<String>>> = HashMap::new();
-    let first = lines(audit, |_, line| {
-        let Line::Json(v) = line else { return };
-        if v.get("event").and_then(Value::as_str) != Some(verdict_server::audit::INPUTS_EVENT) {
-            return;
-        }
-        let (Some(digest), Some(Value::Array(paths))) =
-            (v.get("bundle_digest").and_then(Value::as_str), v.get("paths"))
-        else {
-            return;
-        };
-        let paths = paths.iter().filter_map(Value::as_str).map(split_field).collect();
-        recorded.insert(digest.to_owned(), paths);
-    });
-    if let Err(code) = first {
-        return code;
-    }
+    let mut digests: HashMap<String, u64> = HashMap::new();
     let mut report = Report::default();
-    let second = lines(audit, |number, line| match line {
+    let read = lines(audit, |number, line| match line {
         Line::Blank => {}
         Line::Malformed => {
             report.malformed += 1;
@@ -252,22 +216,42 @@ pub fn run(audit: &Path, candidate: &Path, bundle: Option<&str>, format: Format)
                 report.malformed_first.push(number);
             }
         }
-        Line::Json(v) => {
-            if v.get("event").and_then(Value::as_str) != Some("evaluation") {
-                return;
-            }
-            match v.get("bundle_id").and_then(Value::as_str) {
+        Line::Json(v) => match v.get("event").and_then(Value::as_str) {
+            Some("evaluation") => match v.get("bundle_id").and_then(Value::as_str) {
                 Some(id) if id == bundle_id => {
                     report.evaluations += 1;
-                    replay_line(&cand, &recorded, &v, &mut report);
+                    replay_line(&cand, &mut digests, &v, &mut report);
                 }
                 Some(other) => *report.other_bundles.entry(other.to_owned()).or_default() += 1,
                 None => {}
+            },
+            Some(verdict_server::audit::INPUTS_EVENT) => {
+                let (Some(digest), Some(Value::Array(paths))) =
+                    (v.get("bundle_digest").and_then(Value::as_str), v.get("paths"))
+                else {
+                    return;
+                };
+                let paths = paths.iter().filter_map(Value::as_str).map(split_field).collect();
+                recorded.insert(digest.to_owned(), paths);
             }
-        }
+            _ => {}
+        },
     });
-    if let Err(code) = second {
+    if let Err(code) = read {
         return code;
+    }
+    // The candidate's paths against what each version recorded: once per version.
+    for (digest, n) in &digests {
+        let Some(paths) = recorded.get(digest) else {
+            report.unchecked += n;
+            continue;
+        };
+        let missing: Vec<&Vec<String>> =
+            cand.paths.iter().filter(|p| !paths.iter().any(|r| p.starts_with(r))).collect();
+        if !missing.is_empty() {
+            report.unrecorded_lines += n;
+            report.unrecorded.extend(missing.iter().map(|p| verdict_runtime::request::join_field(p)));
+        }
     }
     if report.replayed == 0 {
         let why = if report.evaluations == 0 {

@@ -123,6 +123,9 @@ cases:
 fn bad_test_files_are_refused_with_their_position() {
     let dir = scratch("bad");
     std::fs::write(dir.join("bundle.verdict"), QUICKSTART).unwrap();
+    // The same bundle compiled: a test file names a source, whose spans its reports point into.
+    let out = verdict(&dir, &["compile", "bundle.verdict", "-o", "bundle.vdc"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let cases = [
         (
             "unknown-key",
@@ -145,6 +148,7 @@ fn bad_test_files_are_refused_with_their_position() {
             "not a request context",
         ),
         ("missing-bundle", "bundle: nowhere.verdict\ncases: []\n", "cannot read the bundle"),
+        ("artifact-bundle", "bundle: bundle.vdc\ncases: []\n", "bundle.vdc is a compiled artifact"),
         ("no-cases", "bundle: bundle.verdict\n", "needs `cases`"),
     ];
     for (name, text, message) in cases {

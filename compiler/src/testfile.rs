@@ -74,6 +74,16 @@ pub enum Then {
 }
 
 impl Then {
+    /// The spelling in test files and `verdict eval --events` lines; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Then> {
+        match text {
+            "commit" => Some(Then::Commit),
+            "release" => Some(Then::Release),
+            "hold" => Some(Then::Hold),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Then::Commit => "commit",
@@ -309,11 +319,11 @@ impl Parser {
                 match key {
                     "now" => now = self.time(v),
                     "context" => context = self.context(v),
-                    _ => match v.as_text() {
-                        Some("commit") => then = Then::Commit,
-                        Some("release") => then = Then::Release,
-                        Some("hold") => then = Then::Hold,
-                        _ => self.error(Code::BadValue, v.span, "`then` must be `commit`, `release` or `hold`".into()),
+                    _ => match v.as_text().and_then(Then::parse) {
+                        Some(t) => then = t,
+                        None => {
+                            self.error(Code::BadValue, v.span, "`then` must be `commit`, `release` or `hold`".into())
+                        }
                     },
                 }
             }

@@ -539,16 +539,29 @@ impl Server {
     }
 }
 
-/// A bundle file's text, if it can be read within the source size limit.
+/// A bundle file's text, if it is a regular file that can be read within the source size limit
+/// ([`verdict_compiler::source::MAX_SOURCE_BYTES`]).
+///
+/// The path comes from a document, and this runs on the main loop: anything but a regular file
+/// is refused before it is opened (opening a FIFO blocks until a writer comes; `/dev/stdin` is the
+/// server's own input; `/dev/zero` never ends), and what is read stops one byte past the limit.
 fn read_source(path: &Path) -> Option<String> {
     use std::io::Read;
     let limit = verdict_compiler::source::MAX_SOURCE_BYTES as u64;
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
     let f = std::fs::File::open(path).ok()?;
-    if f.metadata().ok()?.len() > limit {
+    // The path may have been replaced between the two looks: the opened file is checked again.
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.len() > limit {
         return None;
     }
     let mut bytes = Vec::new();
     f.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > limit {
+        return None;
+    }
     String::from_utf8(bytes).ok()
 }
 

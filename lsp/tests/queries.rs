@@ -72,16 +72,22 @@ fn is_analysis(code: Code) -> bool {
 fn corpus() -> Vec<(String, String)> {
     let mut out = Vec::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for dir in ["examples", "cli/tests/malformed"] {
+    // Each fixture directory with the fewest `.verdict` files it must hold (it holds more): an
+    // emptied or moved directory fails the test instead of shrinking what it checks.
+    for (dir, at_least) in [("examples", 8), ("cli/tests/malformed", 12)] {
         let mut paths: Vec<_> = walk(&root.join(dir));
         paths.sort();
+        let before = out.len();
         for p in paths {
             if p.extension().is_some_and(|e| e == "verdict") {
                 out.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
             }
         }
+        let found = out.len() - before;
+        assert!(found >= at_least, "{found} `.verdict` files under {dir}, expected at least {at_least}");
     }
     // The conformance bundles, printed as `.verdict`.
+    let before = out.len();
     for (i, line) in include_str!("../../tests/conformance/seed-compat.jsonl").lines().enumerate().step_by(7) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let json = v["bundle"].to_string();
@@ -89,15 +95,19 @@ fn corpus() -> Vec<(String, String)> {
             out.push((format!("seed-compat line {}", i + 1), verdict_compiler::emit::to_dsl(&b)));
         }
     }
+    let found = out.len() - before;
+    assert!(found >= 50, "{found} seed-compat bundles printed, expected at least 50");
     out
 }
 
+/// Every file under `dir`; an unreadable directory fails the test (it is not an empty one).
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
+        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("reading {}: {e}", d.display()));
+        for e in entries {
+            let p = e.unwrap().path();
             if p.is_dir() { stack.push(p) } else { out.push(p) }
         }
     }

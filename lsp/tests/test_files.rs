@@ -187,3 +187,23 @@ fn a_missing_or_broken_bundle_and_a_broken_test_file_are_reported() {
     assert!(d.is_empty());
     assert_eq!(c.finish(), 0);
 }
+
+/// A test file may name anything as its bundle: a FIFO (opening it would block until a writer
+/// comes) or a device is not read, and the server answers with a diagnostic instead of hanging
+/// (the 60 s wait of `diagnostics_until` is only a hang guard).
+#[cfg(unix)]
+#[test]
+fn a_bundle_that_is_not_a_regular_file_is_not_read() {
+    let dir = scratch("fifo");
+    let fifo = dir.join("pipe.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let c = Client::start();
+    for (n, bundle) in ["pipe.yaml", "/dev/stdin", "/dev/zero"].into_iter().enumerate() {
+        let test_uri = uri(&dir.join(format!("t{n}.test.yaml")));
+        c.open(&test_uri, "yaml", &format!("bundle: {bundle}\ncases: []\n"));
+        let d = c.diagnostics_until(&test_uri, |d| !d.is_empty());
+        assert_eq!(messages(&d), [format!("cannot read the bundle `{bundle}` (relative to this file)")], "{d:#?}");
+    }
+    assert_eq!(c.finish(), 0);
+}

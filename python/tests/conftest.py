@@ -56,12 +56,19 @@ def seed_compat() -> list[dict[str, Any]]:
 def card_bundles() -> list[dict[str, Any]]:
     """The bundles the reference made of Decision Cards, with their cases."""
     lines = (CONFORMANCE / "decision-cards.jsonl").read_text().splitlines()
-    return [v for v in (json.loads(line) for line in lines if line.strip()) if "bundle" in v]
+    bundles = [v for v in (json.loads(line) for line in lines if line.strip()) if "bundle" in v]
+    # An emptied corpus must fail the tests that read it, not let them pass over nothing.
+    assert bundles, f"no card bundles in {CONFORMANCE / 'decision-cards.jsonl'}"
+    assert all(v.get("cases") for v in bundles), "a card bundle without cases"
+    return bundles
 
 
 def example_dirs() -> list[Path]:
-    """Every example with expected decisions (`examples/*/cases.jsonl`)."""
-    return sorted(p for p in EXAMPLES.iterdir() if (p / "cases.jsonl").is_file())
+    """Every example with expected decisions (`examples/*/cases.jsonl`); never empty, so that the
+    tests over the examples cannot pass (or be parametrized) over nothing."""
+    dirs = sorted(p for p in EXAMPLES.iterdir() if (p / "cases.jsonl").is_file())
+    assert dirs, f"no example with cases.jsonl under {EXAMPLES}"
+    return dirs
 
 
 def example_bundles(example: Path) -> list[Path]:

@@ -98,9 +98,10 @@ def compare_reference(result: dict[str, Any], expect: dict[str, Any]) -> str | N
 @pytest.mark.parametrize("example", example_dirs(), ids=lambda p: p.name)
 def test_examples_match_the_cli(verdict_bin: Path, example: Path, tmp_path: Path) -> None:
     cases = read_cases(example / "cases.jsonl")
+    assert cases, example
     contexts = [c["context"] for c in cases]
     bundles = example_bundles(example)
-    assert bundles
+    assert bundles, example
     failures: list[str] = []
     for bundle in bundles:
         failures += compare_bundle(verdict_bin, bundle, contexts, tmp_path)
@@ -144,11 +145,14 @@ def test_seed_compat_matches_the_cli(verdict_bin: Path, tmp_path: Path) -> None:
 
 def test_decision_card_bundles_match_the_cli(verdict_bin: Path, tmp_path: Path) -> None:
     failures: list[str] = []
+    compared = 0
     for n, line in enumerate(card_bundles(), 1):
         bundle = tmp_path / f"card{n}.json"
         bundle.write_text(json.dumps(line["bundle"]))
         contexts = [c["context"] for c in line["cases"]]
         failures += compare_bundle(verdict_bin, bundle, contexts, tmp_path)
+        compared += len(contexts)
+    assert compared > 0, "no card bundle case compared"
     assert not failures, "\n".join(failures[:10])
 
 
@@ -167,6 +171,7 @@ MALFORMED = {
 
 def test_check_matches_the_cli(verdict_bin: Path, tmp_path: Path) -> None:
     paths = [b for d in example_dirs() for b in example_bundles(d)]
+    assert paths, "no example bundle"
     for name, text in MALFORMED.items():
         (tmp_path / name).write_text(text)
         paths.append(tmp_path / name)
@@ -182,9 +187,14 @@ def test_check_matches_the_cli(verdict_bin: Path, tmp_path: Path) -> None:
 
 
 def test_compile_matches_the_cli(verdict_bin: Path, tmp_path: Path) -> None:
-    for example in example_dirs():
-        for bundle in example_bundles(example):
-            out = tmp_path / "out.vdc"
-            subprocess.run([str(verdict_bin), "compile", str(bundle), "-o", str(out)], check=True, timeout=120)
-            assert verdict.compile(bundle) == out.read_bytes(), bundle
-            assert verdict.compile(bundle.read_text(), form=bundle.suffix.lstrip(".")) == out.read_bytes(), bundle
+    bundles = [b for d in example_dirs() for b in example_bundles(d)]
+    assert bundles, "no example bundle to compile"
+    for bundle in bundles:
+        assert bundle.is_file(), bundle
+        out = tmp_path / "out.vdc"
+        out.unlink(missing_ok=True)
+        subprocess.run([str(verdict_bin), "compile", str(bundle), "-o", str(out)], check=True, timeout=120)
+        artifact = out.read_bytes()
+        assert artifact, bundle
+        assert verdict.compile(bundle) == artifact, bundle
+        assert verdict.compile(bundle.read_text(), form=bundle.suffix.lstrip(".")) == artifact, bundle

@@ -301,8 +301,18 @@ policy p2 { default none rule v deny { when exists(subject.id) } }
 #[test]
 fn the_examples_have_only_verified_findings() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    // The example directories that hold programs rather than a bundle of their own.
+    const NOT_BUNDLES: [&str; 2] = ["python", "service"];
+    let (mut dirs, mut checked) = (0, 0);
     for entry in std::fs::read_dir(dir).unwrap() {
-        for f in std::fs::read_dir(entry.unwrap().path()).unwrap() {
+        let example = entry.unwrap().path();
+        let skip = example.file_name().and_then(|n| n.to_str()).is_some_and(|n| NOT_BUNDLES.contains(&n));
+        if !example.is_dir() || skip {
+            continue;
+        }
+        dirs += 1;
+        let before = checked;
+        for f in std::fs::read_dir(&example).unwrap() {
             let path = f.unwrap().path();
             let name = path.display().to_string();
             // Policy test files (`bundle.test.yaml`) are not bundles.
@@ -314,8 +324,13 @@ fn the_examples_have_only_verified_findings() {
             let d = analyze(&b);
             verify_witnesses(&b, &d).unwrap_or_else(|e| panic!("{name}: {e}"));
             check_universal(&b, &d, 10_000, 3).unwrap_or_else(|e| panic!("{name}: {e}"));
+            checked += 1;
         }
+        assert!(checked > before, "{} holds no bundle (`.verdict` or `.yaml`)", example.display());
     }
+    // Every example directory contributed a bundle; none went missing unnoticed.
+    assert!(dirs >= 8, "{dirs} example directories");
+    assert!(checked >= dirs, "{checked} bundles checked in {dirs} example directories");
 }
 
 #[test]
