@@ -385,7 +385,7 @@ pub(crate) fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
 }
 
 /// What the audit log and the answer say about a registered bundle.
-struct Summary {
+pub(crate) struct Summary {
     id: String,
     version: String,
     fingerprint: String,
@@ -396,7 +396,7 @@ struct Summary {
 }
 
 impl Summary {
-    fn of(l: &Loaded) -> Summary {
+    pub(crate) fn of(l: &Loaded) -> Summary {
         Summary {
             id: l.id().to_owned(),
             version: l.version().to_owned(),
@@ -409,7 +409,9 @@ impl Summary {
     }
 }
 
-async fn audit_registration(
+/// Writes the `bundle_registered` or `bundle_replaced` line of a bundle put in the store (the
+/// one writer of these events, so every one keeps the audit contract); `more` adds fields.
+pub(crate) async fn audit_registration(
     st: &AppState,
     s: &Summary,
     caller: Caller,

@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::Role;
 use crate::decisions::Read;
 use crate::error::ApiError;
-use crate::store::{Loaded, Outcome, Put};
+use crate::store::{Loaded, Put};
 use arc_swap::ArcSwap;
 use axum::Json;
 use axum::body::Body;
@@ -432,17 +432,9 @@ pub(crate) async fn promote(State(st): St, Path(id): Path<String>, headers: Head
     let outcome = st.store.put_shared(cand.clone(), Put::Upsert).map_err(crate::handlers::put_error)?;
     st.shadows.remove_if(&id, &shadow);
     tracing::info!(bundle_id = id, version = cand.version(), "shadow candidate promoted");
-    let event = if outcome == Outcome::Created { "bundle_registered" } else { "bundle_replaced" };
-    let fields = crate::handlers::fields(vec![
-        ("bundle_id", json!(id)),
-        ("bundle_version", json!(cand.version())),
-        ("fingerprint", json!(cand.engine.fingerprint())),
-        ("bundle_digest", json!(cand.digest)),
-        ("origin", json!(cand.origin.describe())),
-        ("promoted_from_shadow", json!(true)),
-        ("caller", json!(caller.as_str())),
-    ]);
-    st.audit.emit(event, fields).await.map_err(|e| crate::handlers::audit_failed(&st, &e))?;
+    let summary = crate::handlers::Summary::of(&cand);
+    crate::handlers::audit_registration(&st, &summary, caller, outcome, vec![("promoted_from_shadow", json!(true))])
+        .await?;
     let body = json!({"bundle_id": id, "status": "promoted", "version": cand.version(),
                       "fingerprint": cand.engine.fingerprint(), "report": report});
     Ok(Json(body).into_response())
