@@ -370,14 +370,10 @@ pub(crate) async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) 
     compile(st, "request body", text, kind, Origin::Api).await
 }
 
+/// The answer to a bundle the store refused: 409 for a taken id, 503 when the store is full.
 pub(crate) fn put_error(e: PutError) -> ApiError {
-    match e {
-        PutError::Exists => ApiError::new(409, "bundle ID is already registered"),
-        PutError::OwnedBy(o) => {
-            ApiError::new(409, format!("bundle ID is loaded from {}; change it there", o.describe()))
-        }
-        PutError::Full(n) => ApiError::new(503, format!("bundle store is full ({n} bundles)")),
-    }
+    let status = if matches!(e, PutError::Full { .. }) { 503 } else { 409 };
+    ApiError::new(status, e.to_string())
 }
 
 pub(crate) fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {

@@ -124,19 +124,7 @@ impl std::fmt::Display for LoadError {
             LoadError::Compile(e) => write!(f, "{e}"),
             LoadError::Engine(e) => write!(f, "`{}`: {}", e.path.display(), e.source),
             LoadError::Untrusted(path) => write!(f, "`{}`: {}", path.display(), crate::engine::SOURCE_UNTRUSTED),
-            LoadError::Store(e) => match &e.source {
-                PutError::Full(n) => write!(f, "`{}`: the bundle store is full ({n} bundles)", e.path.display()),
-                PutError::OwnedBy(o) => write!(
-                    f,
-                    "`{}`: bundle id `{}` is already registered by {}",
-                    e.path.display(),
-                    e.bundle_id,
-                    o.describe()
-                ),
-                PutError::Exists => {
-                    write!(f, "`{}`: bundle id `{}` is already registered", e.path.display(), e.bundle_id)
-                }
-            },
+            LoadError::Store(e) => write!(f, "`{}`: {}", e.path.display(), e.source),
         }
     }
 }

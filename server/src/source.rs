@@ -289,16 +289,7 @@ impl Sync {
                     ],
                 );
             }
-            Err(e) => {
-                let error = match e {
-                    crate::store::PutError::Full(n) => format!("the bundle store is full ({n} bundles)"),
-                    crate::store::PutError::OwnedBy(o) => {
-                        format!("bundle id `{id}` is already registered by {}", o.describe())
-                    }
-                    crate::store::PutError::Exists => format!("bundle id `{id}` is already registered"),
-                };
-                self.refuse(id, Refused { revision, error, retry: true });
-            }
+            Err(e) => self.refuse(id, Refused { revision, error: e.to_string(), retry: true }),
         }
     }
 

@@ -250,7 +250,9 @@ async fn two_replicas_load_the_active_revision_and_follow_every_push() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::CONFLICT, "{}", resp.text().await.unwrap());
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let refused: Value = resp.json().await.unwrap();
+    assert_eq!(refused["detail"], "bundle id `gate` is already registered by redis", "{refused}");
 
     let audit = r1.finish().await;
     let loads: Vec<&Value> = audit.iter().filter(|l| l["event"] == "bundle_reloaded").collect();
