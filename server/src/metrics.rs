@@ -23,6 +23,7 @@ pub struct Metrics {
     reload_failures: AtomicU64,
     /// Bundle revisions from Redis activated, refused, and whether Redis answers (see `source`).
     source_activations: AtomicU64,
+    source_compilations: AtomicU64,
     source_rejections: AtomicU64,
     source_connected: AtomicU64,
     connections_open: AtomicU64,
@@ -76,6 +77,11 @@ impl Metrics {
     /// A bundle revision from Redis now serves.
     pub fn source_activated(&self) {
         self.source_activations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A bundle revision from Redis was read and compiled (or loaded as an artifact).
+    pub fn source_compiled(&self) {
+        self.source_compilations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A bundle revision from Redis was refused (it does not verify or load).
@@ -161,6 +167,12 @@ impl Metrics {
                 "counter",
                 "Bundle revisions from Redis (--bundles-from) activated.",
                 &self.source_activations,
+            ),
+            (
+                "verdict_bundle_source_compilations_total",
+                "counter",
+                "Bundle revisions from Redis (--bundles-from) read and compiled (or loaded as artifacts), whether they activated or not.",
+                &self.source_compilations,
             ),
             (
                 "verdict_bundle_source_rejections_total",

@@ -11,7 +11,9 @@
 //! under. What fails is refused: logged, written to the audit log as `bundle_rejected`, counted in
 //! `/metrics` and shown in this replica's status key; the previous version keeps serving, and the
 //! revision is not tried again (revisions never change) unless the failure was the store's (a
-//! bundle id taken by a file, say). Redis unreachable: the loaded bundles keep serving.
+//! bundle id taken by a file, say): then the compiled revision is kept and offered to the store
+//! again at each check, never read or compiled again. Redis unreachable: the loaded bundles keep
+//! serving.
 //!
 //! The replica's status key (`<prefix>replica:<replica>`, JSON, rewritten after every check and
 //! kept for three poll intervals plus ten seconds) says, per bundle, the revision active in Redis,
@@ -165,6 +167,9 @@ struct Track {
     wanted: Option<String>,
     /// The last revision refused.
     refused: Option<Refused>,
+    /// The revision the store refused, compiled (its digest is the revision): each check offers
+    /// it to the store again (the id may have been freed) without reading or compiling it again.
+    parked: Option<Arc<Loaded>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +259,8 @@ impl Sync {
         let track = self.bundles.entry(id.to_owned()).or_default();
         track.wanted.clone_from(&wanted);
         let Some(revision) = wanted else { return };
+        // A bundle compiled earlier is only good for the revision it was compiled from.
+        let parked = track.parked.take().filter(|l| l.digest == revision);
         if serving.as_ref() == Some(&revision) {
             // Served (again, after a refused push was rolled back): no refusal stands.
             track.refused = None;
@@ -262,14 +269,17 @@ impl Sync {
         if track.refused.as_ref().is_some_and(|r| r.revision == revision && !r.retry) {
             return;
         }
-        let loaded = match self.load(id, &revision) {
-            Ok(l) => l,
-            Err(Failure::Redis(e)) => return self.lost(&e),
-            Err(Failure::Refused { error, retry }) => return self.refuse(id, Refused { revision, error, retry }),
+        let loaded = match parked {
+            Some(l) => l,
+            None => match self.load(id, &revision) {
+                Ok(l) => Arc::new(l),
+                Err(Failure::Redis(e)) => return self.lost(&e),
+                Err(Failure::Refused { error, retry }) => return self.refuse(id, Refused { revision, error, retry }),
+            },
         };
         let (version, fingerprint, signer) =
             (loaded.version().to_owned(), loaded.engine.fingerprint().to_owned(), loaded.signer.map(|k| k.to_string()));
-        match self.st.store.put(loaded, Put::File) {
+        match self.st.store.put_shared(loaded.clone(), Put::File) {
             Ok(outcome) => {
                 if let Some(t) = self.bundles.get_mut(id) {
                     t.refused = None;
@@ -289,7 +299,12 @@ impl Sync {
                     ],
                 );
             }
-            Err(e) => self.refuse(id, Refused { revision, error: e.to_string(), retry: true }),
+            Err(e) => {
+                if let Some(t) = self.bundles.get_mut(id) {
+                    t.parked = Some(loaded);
+                }
+                self.refuse(id, Refused { revision, error: e.to_string(), retry: true });
+            }
         }
     }
 
@@ -319,6 +334,7 @@ impl Sync {
         }
         // The name that errors show: the bundle and the start of its revision.
         let name = format!("redis:{id}@{}", revision.get(..19).unwrap_or(revision));
+        self.st.metrics.source_compiled();
         let mut loaded = crate::reload::compile_file(Path::new(&name), bytes, &self.st.trusted_keys)
             .map_err(|e| refused(e.to_string()))?;
         if loaded.id() != id {
