@@ -16,6 +16,7 @@ use crate::auth::{Caller, Role};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::pool::INLINE_INPUT;
+use crate::reload::SourceFailure;
 use crate::store::{Loaded, Origin, Outcome, Put, PutError};
 use crate::{decisions, shadow};
 use axum::body::{Body, Bytes};
@@ -318,19 +319,13 @@ async fn compile(
     let name = name.to_owned();
     compile_job(st, move || {
         let file = SourceFile::new(name, text);
-        let digest = signature::digest(file.text.as_bytes());
-        let compiled = verdict_compiler::compile_for_use_as(&file, kind);
-        match compiled.bundle {
-            Some(b) if !compiled.has_errors() => {
-                let engine = Engine::new(b).map_err(|e| ApiError::invalid_request(e.to_string()))?;
-                let json = engine.describe();
-                Ok(Loaded::new(engine, json, origin, digest, None))
+        crate::reload::compile_source(&file, kind, origin).map_err(|e| match e {
+            SourceFailure::Diagnostics(d) => {
+                ApiError::invalid_request(crate::reload::CompileErrors::of(&file, &d).to_string())
+                    .with("errors", diagnostics_json(&file, &d))
             }
-            _ => Err(ApiError::invalid_request(
-                crate::reload::CompileErrors::of(&file, &compiled.diagnostics).to_string(),
-            )
-            .with("errors", diagnostics_json(&file, &compiled.diagnostics))),
-        }
+            SourceFailure::Engine(e) => ApiError::invalid_request(e.to_string()),
+        })
     })
     .await
 }
@@ -341,11 +336,8 @@ async fn compile(
 async fn load_artifact(st: &AppState, bytes: Bytes, origin: Origin) -> Result<Loaded, ApiError> {
     let keys = st.trusted_keys.clone();
     compile_job(st, move || {
-        let (engine, signer) = Engine::from_artifact(&bytes, &keys)
-            .map_err(|e| ApiError::invalid_request(format!("the artifact is refused: {e}")))?;
-        let digest = signature::digest(&bytes);
-        let json = crate::engine::describe_artifact(&engine, &digest, signer);
-        Ok(Loaded::new(engine, json, origin, digest, signer.verified()))
+        crate::reload::load_artifact(&bytes, &keys, origin)
+            .map_err(|e| ApiError::invalid_request(format!("the artifact is refused: {e}")))
     })
     .await
 }

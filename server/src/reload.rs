@@ -15,7 +15,8 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use verdict_compiler::diagnostic::Severity;
+use verdict_compiler::SourceKind;
+use verdict_compiler::diagnostic::{Diagnostic, Severity};
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::signature::{self, TrustedKeys};
 
@@ -166,11 +167,9 @@ impl CompileErrors {
 /// With trusted keys, only artifacts one of them signed load.
 pub fn compile_file(path: &Path, bytes: Vec<u8>, keys: &TrustedKeys) -> Result<Loaded, LoadError> {
     let engine_failed = |source| LoadError::Engine(EngineFailed { path: path.to_owned(), source });
-    let digest = signature::digest(&bytes);
+    let origin = Origin::File(path.to_owned());
     if verdict_runtime::artifact::is_artifact(&bytes) {
-        let (engine, signer) = Engine::from_artifact(&bytes, keys).map_err(engine_failed)?;
-        let json = crate::engine::describe_artifact(&engine, &digest, signer);
-        return Ok(Loaded::new(engine, json, Origin::File(path.to_owned()), digest, signer.verified()));
+        return load_artifact(&bytes, keys, origin).map_err(engine_failed);
     }
     if !keys.is_empty() {
         return Err(LoadError::Untrusted(path.to_owned()));
@@ -178,14 +177,42 @@ pub fn compile_file(path: &Path, bytes: Vec<u8>, keys: &TrustedKeys) -> Result<L
     let text = String::from_utf8(bytes)
         .map_err(|e| LoadError::NotUtf8(NotUtf8 { path: path.to_owned(), at: e.utf8_error().valid_up_to() }))?;
     let file = SourceFile::new(path.display().to_string(), text);
-    let compiled = verdict_compiler::compile_for_use(&file);
+    let kind = SourceKind::detect(&file.name, &file.text);
+    compile_source(&file, kind, origin).map_err(|e| match e {
+        SourceFailure::Diagnostics(d) => LoadError::Compile(CompileErrors::of(&file, &d)),
+        SourceFailure::Engine(e) => engine_failed(e),
+    })
+}
+
+/// Loads the bytes of a `.vdc` artifact under the trusted keys (the one way artifacts load, from
+/// files, Redis and the API).
+pub(crate) fn load_artifact(bytes: &[u8], keys: &TrustedKeys, origin: Origin) -> Result<Loaded, EngineError> {
+    let (engine, signer) = Engine::from_artifact(bytes, keys)?;
+    let digest = signature::digest(bytes);
+    let json = crate::engine::describe_artifact(&engine, &digest, signer);
+    Ok(Loaded::new(engine, json, origin, digest, signer.verified()))
+}
+
+/// Why a bundle source did not load.
+#[derive(Debug)]
+pub(crate) enum SourceFailure {
+    /// It has errors: every diagnostic of the compilation.
+    Diagnostics(Vec<Diagnostic>),
+    /// It compiled, but the backends cannot prepare it.
+    Engine(EngineError),
+}
+
+/// Compiles a bundle source of a given form for use (the one way sources load, from files, Redis
+/// and the API).
+pub(crate) fn compile_source(file: &SourceFile, kind: SourceKind, origin: Origin) -> Result<Loaded, SourceFailure> {
+    let compiled = verdict_compiler::compile_for_use_as(file, kind);
     let bundle = match compiled.bundle {
         Some(b) if !compiled.has_errors() => b,
-        _ => return Err(LoadError::Compile(CompileErrors::of(&file, &compiled.diagnostics))),
+        _ => return Err(SourceFailure::Diagnostics(compiled.diagnostics)),
     };
-    let engine = Engine::new(bundle).map_err(engine_failed)?;
+    let engine = Engine::new(bundle).map_err(SourceFailure::Engine)?;
     let json = engine.describe();
-    Ok(Loaded::new(engine, json, Origin::File(path.to_owned()), digest, None))
+    Ok(Loaded::new(engine, json, origin, signature::digest(file.text.as_bytes()), None))
 }
 
 fn content_hash(bytes: &[u8]) -> u64 {
