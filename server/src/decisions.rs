@@ -330,7 +330,7 @@ async fn settle(st: &Arc<AppState>, id: String, headers: &HeaderMap, commit: boo
         }
     };
     let event = if commit { "decision_committed" } else { "decision_released" };
-    let fields = crate::handlers::fields(vec![
+    let fields = crate::audit::fields(vec![
         ("correlation_id", json!(correlation)),
         ("decision_id", json!(id)),
         ("status", json!(status)),

@@ -11,7 +11,7 @@
 //! threads a bounded number at once, so no bundle can hold up the async workers.
 
 use crate::AppState;
-use crate::audit::{AuditError, EvaluationLine};
+use crate::audit::{AuditError, BundleSummary, EvaluationLine, fields};
 use crate::auth::{Caller, Role};
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -368,56 +368,19 @@ pub(crate) fn put_error(e: PutError) -> ApiError {
     ApiError::new(status, e.to_string())
 }
 
-pub(crate) fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-/// What the audit log and the answer say about a registered bundle.
-pub(crate) struct Summary {
-    id: String,
-    version: String,
-    fingerprint: String,
-    digest: String,
-    signed_by: Option<String>,
-    policies: usize,
-    origin: String,
-}
-
-impl Summary {
-    pub(crate) fn of(l: &Loaded) -> Summary {
-        Summary {
-            id: l.id().to_owned(),
-            version: l.version().to_owned(),
-            fingerprint: l.engine.fingerprint().to_owned(),
-            digest: l.digest.clone(),
-            signed_by: l.signer.map(|k| k.to_string()),
-            policies: l.engine.policy_count(),
-            origin: l.origin.describe(),
-        }
-    }
-}
-
 /// Writes the `bundle_registered` or `bundle_replaced` line of a bundle put in the store (the
 /// one writer of these events, so every one keeps the audit contract); `more` adds fields.
 pub(crate) async fn audit_registration(
     st: &AppState,
-    s: &Summary,
+    s: &BundleSummary,
     caller: Caller,
     outcome: Outcome,
     more: Vec<(&str, Value)>,
 ) -> Result<(), ApiError> {
     let event = if outcome == Outcome::Created { "bundle_registered" } else { "bundle_replaced" };
     tracing::info!(bundle_id = s.id, version = s.version, origin = s.origin, "{event}");
-    let mut f = fields(vec![
-        ("bundle_id", json!(s.id)),
-        ("bundle_version", json!(s.version)),
-        ("fingerprint", json!(s.fingerprint)),
-        ("bundle_digest", json!(s.digest)),
-        ("signed_by", json!(s.signed_by)),
-        ("policy_count", json!(s.policies)),
-        ("origin", json!(s.origin)),
-        ("caller", json!(caller.as_str())),
-    ]);
+    let mut f = s.fields();
+    f.insert("caller".into(), json!(caller.as_str()));
     f.extend(fields(more));
     st.audit.emit(event, f).await.map_err(|e| audit_failed(st, &e))
 }
@@ -432,7 +395,7 @@ async fn list_bundles(State(st): St, headers: HeaderMap) -> Result<Json<Value>, 
 async fn register_bundle(State(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let caller = st.auth.check(&headers, Role::Admin)?;
     let loaded = bundle_body(&st, &headers, body).await?;
-    let s = Summary::of(&loaded);
+    let s = BundleSummary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
     audit_registration(&st, &s, caller, outcome, Vec::new()).await?;
     let body = json!({"bundle_id": s.id, "status": "registered", "version": s.version, "fingerprint": s.fingerprint, "digest": s.digest});
@@ -450,7 +413,7 @@ async fn put_bundle(
     if loaded.id() != id {
         return Err(ApiError::new(400, format!("the body's bundle_id `{}` is not the path's `{id}`", loaded.id())));
     }
-    let s = Summary::of(&loaded);
+    let s = BundleSummary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Upsert).map_err(put_error)?;
     audit_registration(&st, &s, caller, outcome, Vec::new()).await?;
     let (status, word) = match outcome {
@@ -561,7 +524,7 @@ async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<
         Ok((Loaded::new(engine, out.json.clone(), Origin::Card, card_digest, None), out.json))
     })
     .await?;
-    let s = Summary::of(&loaded);
+    let s = BundleSummary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
     audit_registration(&st, &s, caller, outcome, vec![("card_hash", json!(digest)), ("buyer_id", json!(buyer_id))])
         .await?;

@@ -9,9 +9,10 @@
 //! Everything here is blocking (file reads, compilation): it runs on blocking threads.
 
 use crate::AppState;
+use crate::audit::BundleSummary;
 use crate::engine::{Engine, EngineError};
 use crate::store::{Loaded, Origin, Outcome, Put, PutError};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -236,15 +237,9 @@ fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
-}
-
 /// Writes a reload event to the audit log (the change is made: a failure is logged).
-fn audit(st: &AppState, event: &str, pairs: &[(&str, Value)]) {
-    if let Err(e) = st.audit.emit_blocking(event, fields(pairs)) {
-        tracing::error!(event, error = %e, "the reload event is not in the audit log");
-    }
+fn audit<'a>(st: &AppState, event: &str, pairs: impl IntoIterator<Item = (&'a str, Value)>) {
+    st.audit.emit_or_log(event, crate::audit::fields(pairs));
 }
 
 /// Loads every changed file (every file with `force`), and drops the bundles of files gone
@@ -288,14 +283,13 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
             Err(why) => {
                 st.metrics.reload_failed();
                 tracing::error!(file, errors = %why, "bundle file does not compile; the loaded version (if any) stays");
-                audit(st, "bundle_rejected", &[("file", json!(file)), ("errors", json!(why.to_string()))]);
+                audit(st, "bundle_rejected", [("file", json!(file)), ("errors", json!(why.to_string()))]);
                 report.failed.push((path.clone(), why));
                 continue;
             }
         };
-        let (id, version, fingerprint) =
-            (loaded.id().to_owned(), loaded.version().to_owned(), loaded.engine.fingerprint().to_owned());
-        let (digest, signer) = (loaded.digest.clone(), loaded.signer.map(|k| k.to_string()));
+        let summary = BundleSummary::of(&loaded);
+        let id = summary.id.clone();
         match st.store.put(loaded, Put::File) {
             Ok(outcome) => {
                 if let Some(old) = seen.id.replace(id.clone())
@@ -304,26 +298,16 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
                     st.store.remove_if(&old, &Origin::File(path.clone()));
                 }
                 let event = if outcome == Outcome::Created { "bundle_loaded" } else { "bundle_reloaded" };
+                let (version, fingerprint) = (&summary.version, &summary.fingerprint);
                 tracing::info!(file, bundle_id = id, version, fingerprint, "{event}");
-                audit(
-                    st,
-                    event,
-                    &[
-                        ("bundle_id", json!(id)),
-                        ("bundle_version", json!(version)),
-                        ("fingerprint", json!(fingerprint)),
-                        ("bundle_digest", json!(digest)),
-                        ("signed_by", json!(signer)),
-                        ("origin", json!(format!("file:{file}"))),
-                    ],
-                );
+                st.audit.emit_or_log(event, summary.fields());
                 report.loaded.push(id);
             }
             Err(source) => {
                 let why = LoadError::Store(StoreRefused { path: path.clone(), bundle_id: id, source });
                 st.metrics.reload_failed();
                 tracing::error!(file, "{why}");
-                audit(st, "bundle_rejected", &[("file", json!(file)), ("errors", json!(why.to_string()))]);
+                audit(st, "bundle_rejected", [("file", json!(file)), ("errors", json!(why.to_string()))]);
                 report.failed.push((path.clone(), why));
             }
         }
@@ -339,7 +323,7 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
                 audit(
                     st,
                     "bundle_removed",
-                    &[("bundle_id", json!(id)), ("origin", json!(format!("file:{}", p.display())))],
+                    [("bundle_id", json!(id)), ("origin", json!(Origin::File(p.clone()).describe()))],
                 );
                 report.removed.push(id);
             }

@@ -279,7 +279,7 @@ impl Job {
             return;
         }
         let live = &self.live;
-        let fields = crate::handlers::fields(vec![
+        let fields = crate::audit::fields(vec![
             ("correlation_id", json!(self.correlation)),
             ("decision_id", json!(self.decision_id)),
             ("bundle_id", json!(result.bundle_id)),
@@ -361,7 +361,7 @@ pub(crate) async fn put(
         (candidate.version().to_owned(), candidate.engine.fingerprint().to_owned(), candidate.digest.clone());
     let replaced = st.shadows.set(&id, Some(Arc::new(Shadow::new(candidate)))).is_some();
     tracing::info!(bundle_id = id, candidate_version = version, "shadow evaluation started");
-    let fields = crate::handlers::fields(vec![
+    let fields = crate::audit::fields(vec![
         ("bundle_id", json!(id)),
         ("candidate_version", json!(version)),
         ("candidate_fingerprint", json!(fingerprint)),
@@ -411,7 +411,7 @@ pub(crate) async fn delete(State(st): St, Path(id): Path<String>, headers: Heade
     let caller = st.auth.check(&headers, Role::Admin)?;
     let shadow = st.shadows.set(&id, None).ok_or_else(no_shadow)?;
     tracing::info!(bundle_id = id, "shadow evaluation stopped");
-    let fields = crate::handlers::fields(vec![("bundle_id", json!(id)), ("caller", json!(caller.as_str()))]);
+    let fields = crate::audit::fields(vec![("bundle_id", json!(id)), ("caller", json!(caller.as_str()))]);
     st.audit.emit("shadow_stopped", fields).await.map_err(|e| crate::handlers::audit_failed(&st, &e))?;
     let mut report = shadow.report(&id, st.store.get(&id).as_deref(), &Value::Null);
     if let Value::Object(m) = &mut report {
@@ -432,7 +432,7 @@ pub(crate) async fn promote(State(st): St, Path(id): Path<String>, headers: Head
     let outcome = st.store.put_shared(cand.clone(), Put::Upsert).map_err(crate::handlers::put_error)?;
     st.shadows.remove_if(&id, &shadow);
     tracing::info!(bundle_id = id, version = cand.version(), "shadow candidate promoted");
-    let summary = crate::handlers::Summary::of(&cand);
+    let summary = crate::audit::BundleSummary::of(&cand);
     crate::handlers::audit_registration(&st, &summary, caller, outcome, vec![("promoted_from_shadow", json!(true))])
         .await?;
     let body = json!({"bundle_id": id, "status": "promoted", "version": cand.version(),

@@ -23,6 +23,7 @@
 //! the first check before the server accepts connections, on a blocking thread.
 
 use crate::AppState;
+use crate::audit::BundleSummary;
 use crate::store::{Loaded, Origin, Outcome, Put};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -277,8 +278,8 @@ impl Sync {
                 Err(Failure::Refused { error, retry }) => return self.refuse(id, Refused { revision, error, retry }),
             },
         };
-        let (version, fingerprint, signer) =
-            (loaded.version().to_owned(), loaded.engine.fingerprint().to_owned(), loaded.signer.map(|k| k.to_string()));
+        let mut summary = BundleSummary::of(&loaded);
+        summary.origin = self.origin();
         match self.st.store.put_shared(loaded.clone(), Put::File) {
             Ok(outcome) => {
                 if let Some(t) = self.bundles.get_mut(id) {
@@ -286,18 +287,9 @@ impl Sync {
                 }
                 self.st.metrics.source_activated();
                 let event = if outcome == Outcome::Created { "bundle_loaded" } else { "bundle_reloaded" };
+                let (version, fingerprint) = (&summary.version, &summary.fingerprint);
                 tracing::info!(bundle_id = id, revision, version, fingerprint, "{event} from redis");
-                self.audit(
-                    event,
-                    &[
-                        ("bundle_id", json!(id)),
-                        ("bundle_version", json!(version)),
-                        ("fingerprint", json!(fingerprint)),
-                        ("bundle_digest", json!(revision)),
-                        ("signed_by", json!(signer)),
-                        ("origin", json!(self.origin())),
-                    ],
-                );
+                self.st.audit.emit_or_log(event, summary.fields());
             }
             Err(e) => {
                 if let Some(t) = self.bundles.get_mut(id) {
@@ -365,18 +357,11 @@ impl Sync {
             ("origin", json!(origin)),
         ];
         track.refused = Some(refused);
-        self.audit("bundle_rejected", &fields);
+        self.st.audit.emit_or_log("bundle_rejected", crate::audit::fields(fields));
     }
 
     fn origin(&self) -> String {
         format!("redis:{}", self.source.addr())
-    }
-
-    fn audit(&self, event: &str, pairs: &[(&str, Value)]) {
-        let fields: Map<String, Value> = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
-        if let Err(e) = self.st.audit.emit_blocking(event, fields) {
-            tracing::error!(event, error = %e, "the bundle event is not in the audit log");
-        }
     }
 
     /// This replica's status, as its status key holds it.
