@@ -269,14 +269,22 @@ impl StateStore for Capture<'_> {
 
 /// The store's lines of `/metrics`.
 pub fn metrics_text(state: &StateBackend) -> String {
-    let failures = state.inner.failures.load(Ordering::Relaxed);
-    let failing = u8::from(state.is_failing());
-    format!(
-        "# HELP verdict_state_store_failures_total State store operations that failed (stateful decisions failed closed, commits and releases answered 503).\n\
-         # TYPE verdict_state_store_failures_total counter\nverdict_state_store_failures_total {failures}\n\
-         # HELP verdict_state_store_failing Whether the state store failed and is not asked again yet (1) or answers (0).\n\
-         # TYPE verdict_state_store_failing gauge\nverdict_state_store_failing {failing}\n"
-    )
+    let mut out = String::new();
+    crate::metrics::metric(
+        &mut out,
+        "verdict_state_store_failures_total",
+        "counter",
+        "State store operations that failed (stateful decisions failed closed, commits and releases answered 503).",
+        state.inner.failures.load(Ordering::Relaxed),
+    );
+    crate::metrics::metric(
+        &mut out,
+        "verdict_state_store_failing",
+        "gauge",
+        "Whether the state store failed and is not asked again yet (1) or answers (0).",
+        u8::from(state.is_failing()),
+    );
+    out
 }
 
 // --- Routes -------------------------------------------------------------------------------------
