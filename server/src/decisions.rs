@@ -207,13 +207,7 @@ impl Breaker {
 }
 
 /// One state read a decision made, with its value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Read {
-    pub state: String,
-    pub key: Vec<Value>,
-    pub range: Range,
-    pub value: Number,
-}
+pub use verdict_runtime::state::Read;
 
 /// A store that remembers the reads of the last run of each decision (what the decision was
 /// decided on), for shadow evaluation to replay.

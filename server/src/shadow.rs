@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request as Context;
-use verdict_runtime::state::{Micros, Range, Recording, StateStore, StateView, StoreError};
+use verdict_runtime::state::{Micros, Range, Recording, Replayed, StateStore, StateView, StoreError};
 
 /// Jobs waiting for the shadow thread; beyond it, jobs are dropped (and counted).
 pub const QUEUE: usize = 4096;
@@ -213,10 +213,10 @@ fn work(jobs: &Receiver<Job>) {
     }
 }
 
-/// A state view that answers with the live decision's reads; other reads go to the store (one
-/// read-only transaction each), or fail when the store cannot answer.
+/// A state view that answers with the live decision's reads ([`Replayed`]); other reads go to
+/// the store (one read-only transaction each), or fail when the store cannot answer.
 struct Replay<'a> {
-    reads: &'a [Read],
+    recorded: Replayed<'a>,
     store: &'a dyn StateStore,
     live_reads: Cell<u32>,
     failed: Cell<bool>,
@@ -224,8 +224,8 @@ struct Replay<'a> {
 
 impl StateView for Replay<'_> {
     fn read(&self, state: &str, key: &[Value], range: Range, now: Micros) -> Result<Number, StoreError> {
-        if let Some(r) = self.reads.iter().find(|r| r.range == range && r.state == state && r.key == key) {
-            return Ok(r.value.clone());
+        if let Some(v) = self.recorded.find(state, key, range) {
+            return Ok(v.clone());
         }
         self.live_reads.set(self.live_reads.get() + 1);
         let mut value = None;
@@ -247,8 +247,12 @@ impl StateView for Replay<'_> {
 
 impl Job {
     fn run(self) {
-        let replay =
-            Replay { reads: &self.reads, store: &self.st.state, live_reads: Cell::new(0), failed: Cell::new(false) };
+        let replay = Replay {
+            recorded: Replayed::new(&self.reads),
+            store: &self.st.state,
+            live_reads: Cell::new(0),
+            failed: Cell::new(false),
+        };
         let env = Env { now: self.now, decision_id: Some(&self.decision_id), state: Some(&replay), externs: None };
         let cand = &self.shadow.candidate;
         let result = cand.engine.evaluate(&self.req, &env, Mode::PLAIN);
