@@ -753,9 +753,17 @@ impl Decision {
 
     /// Queues the shadow evaluation of this decision (never waits; see [`crate::shadow`]).
     fn shadow(self, live: ShadowInput) {
-        let (Some(shadow), Some((live, reads, decision_id))) = (self.shadow, live) else { return };
-        let job = shadow::Job {
-            st: self.st.clone(),
+        let st = self.st.clone();
+        if let Some(job) = self.shadow_job(live) {
+            st.shadows.submit(job);
+        }
+    }
+
+    /// The shadow evaluation of this decision, if its bundle is shadowed.
+    fn shadow_job(self, live: ShadowInput) -> Option<shadow::Job> {
+        let (Some(shadow), Some((live, reads, decision_id))) = (self.shadow, live) else { return None };
+        Some(shadow::Job {
+            st: self.st,
             shadow,
             req: self.req,
             now: self.now,
@@ -763,8 +771,7 @@ impl Decision {
             decision_id,
             live,
             reads,
-        };
-        self.st.shadows.submit(job);
+        })
     }
 
     /// [`Decision::evaluate`] on an evaluation thread, then queues the line; `answer` receives
@@ -777,13 +784,20 @@ impl Decision {
                 return;
             }
         };
-        self.st.audit.submit_blocking(
+        let st = self.st.clone();
+        let shadow = self.shadow_job(live);
+        st.audit.submit_blocking(
             line,
             Box::new(move |written| {
+                // After the live line and before the answer: shadow evaluations queue in the
+                // order decisions are answered, as on the inline path.
+                if let Some(job) = shadow {
+                    let st = job.st.clone();
+                    st.shadows.submit(job);
+                }
                 let _ = answer.send(written.map(|()| out).map_err(Failure::Audit));
             }),
         );
-        self.shadow(live);
     }
 }
 
