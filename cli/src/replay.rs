@@ -20,16 +20,15 @@
 
 use crate::Format;
 use crate::{load, render};
-use serde_json::{Map, Number, Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::BufRead;
 use std::path::Path;
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::{Request, split_field};
 use verdict_runtime::signature::TrustedKeys;
-use verdict_runtime::state::{Micros, Range, StateView, StoreError};
+use verdict_runtime::state::{Read, Replayed, StateView};
 use verdict_server::audit::StateRead;
-use verdict_server::decisions::Read;
 use verdict_server::engine::Engine;
 
 /// Correlation ids kept per transition.
@@ -100,25 +99,6 @@ fn lines(path: &Path, mut each: impl FnMut(usize, Line)) -> Result<(), u8> {
     }
 }
 
-/// A state view that answers with the reads a line recorded; any other read fails, and marks
-/// the line as not replayable.
-struct Recorded {
-    reads: Vec<Read>,
-    missed: std::cell::Cell<bool>,
-}
-
-impl StateView for Recorded {
-    fn read(&self, state: &str, key: &[Value], range: Range, _: Micros) -> Result<Number, StoreError> {
-        match self.reads.iter().find(|r| r.range == range && r.state == state && r.key == key) {
-            Some(r) => Ok(r.value.clone()),
-            None => {
-                self.missed.set(true);
-                Err(StoreError::Unavailable("the audit line does not record this read".into()))
-            }
-        }
-    }
-}
-
 /// What the replay found.
 #[derive(Default)]
 struct Report {
@@ -172,11 +152,12 @@ fn replay_line(cand: &Candidate, digests: &mut HashMap<String, u64>, line: &Valu
         },
         Some(_) => return report.skip("invalid state reads"),
     };
-    let view = Recorded { reads, missed: std::cell::Cell::new(false) };
+    // A read the line does not record fails, and the line is not replayed.
+    let view = Replayed::new(&reads);
     let decision_id = line.get("decision_id").and_then(Value::as_str);
     let env = Env { now, decision_id, state: cand.stateful.then_some(&view as &dyn StateView), externs: None };
     let result = cand.engine.evaluate(&req, &env, Mode::PLAIN);
-    if view.missed.get() {
+    if view.missed() {
         return report.skip("the candidate reads state the line does not record");
     }
     report.replayed += 1;

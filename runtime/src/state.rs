@@ -1,6 +1,8 @@
 //! State series over time (LANGUAGE.md §5.2): what a decision reads ([`StateView`]), what it
 //! records ([`Recording`]), and the store interface ([`StateStore`]) that the in-memory store here
-//! and a shared store (Redis, in its own crate) implement without touching the engine.
+//! and a shared store (Redis, in its own crate) implement without touching the engine. Two views
+//! need no store: [`Empty`] (every series empty) and [`Replayed`] (the [`Read`]s a decision made,
+//! to decide it again).
 //!
 //! A *series* is a state declaration's name plus the request's values at its key paths. An
 //! *update* adds an amount at a time; it is permanent (`apply: decision`), or a *hold* (`apply:
@@ -74,6 +76,63 @@ pub trait StateView {
     /// The sum of the amounts of the live updates of series (`state`, `key`) whose time is in
     /// `range`, in record order (0 when there are none). `now` decides which holds have expired.
     fn read(&self, state: &str, key: &[Value], range: Range, now: Micros) -> Result<Number, StoreError>;
+}
+
+/// Every series empty: each read is 0 (the world the analysis judges witnesses in).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Empty;
+
+impl StateView for Empty {
+    fn read(&self, _: &str, _: &[Value], _: Range, _: Micros) -> Result<Number, StoreError> {
+        Ok(Number::from(0))
+    }
+}
+
+/// One read a decision made, with the value it read (what an audit line's `state_reads`
+/// records, and what a replay answers with).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Read {
+    pub state: String,
+    pub key: Vec<Value>,
+    pub range: Range,
+    pub value: Number,
+}
+
+/// A view that answers with recorded reads, to decide again on what a decision read: a read of
+/// the same series and range gets the value recorded; any other fails (`Unavailable`), and
+/// [`Replayed::missed`] says so afterwards.
+#[derive(Debug)]
+pub struct Replayed<'a> {
+    reads: &'a [Read],
+    missed: std::cell::Cell<bool>,
+}
+
+impl<'a> Replayed<'a> {
+    pub fn new(reads: &'a [Read]) -> Replayed<'a> {
+        Replayed { reads, missed: std::cell::Cell::new(false) }
+    }
+
+    /// The value recorded for this read, if it was made.
+    pub fn find(&self, state: &str, key: &[Value], range: Range) -> Option<&'a Number> {
+        self.reads.iter().find(|r| r.range == range && r.state == state && r.key == key).map(|r| &r.value)
+    }
+
+    /// Whether a read was asked that is not recorded.
+    pub fn missed(&self) -> bool {
+        self.missed.get()
+    }
+}
+
+impl StateView for Replayed<'_> {
+    fn read(&self, state: &str, key: &[Value], range: Range, _: Micros) -> Result<Number, StoreError> {
+        match self.find(state, key, range) {
+            Some(v) => Ok(v.clone()),
+            None => {
+                self.missed.set(true);
+                Err(StoreError::Unavailable("the read is not recorded".into()))
+            }
+        }
+    }
 }
 
 /// One update of one series.
@@ -720,6 +779,18 @@ impl StateStore for MemoryStore {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn replayed_answers_the_reads_recorded_and_notes_any_other() {
+        let reads = [Read { state: "spend".into(), key: vec![json!("u-1")], range: Range::Total, value: 7.into() }];
+        let view = Replayed::new(&reads);
+        assert_eq!(view.read("spend", &[json!("u-1")], Range::Total, 0), Ok(7.into()));
+        assert!(!view.missed());
+        let other = Range::Sliding { after: 0, until: 1 };
+        assert!(matches!(view.read("spend", &[json!("u-1")], other, 0), Err(StoreError::Unavailable(_))));
+        assert!(view.missed());
+        assert_eq!(Empty.read("spend", &[], Range::Total, 0), Ok(0.into()));
+    }
 
     fn update(amount: Value, hold: bool) -> Update {
         let Value::Number(amount) = amount else {

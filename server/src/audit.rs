@@ -239,12 +239,69 @@ impl AuditSink {
         rx.blocking_recv().unwrap_or_else(|_| Err(closed()))
     }
 
+    /// [`AuditSink::emit_blocking`] of an event about a change already made (a reload, a bundle
+    /// from Redis): a line that cannot be written is logged, since there is no answer to withhold.
+    pub(crate) fn emit_or_log(&self, event: &str, fields: Map<String, Value>) {
+        if let Err(e) = self.emit_blocking(event, fields) {
+            tracing::error!(event, error = %e, "an event is not in the audit log");
+        }
+    }
+
     /// Writes everything queued so far, then stops the writer.
     pub async fn close(&self) {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Close(ack)).await.is_ok() {
             let _ = done.await;
         }
+    }
+}
+
+/// The fields of an audit line, from `(name, value)` pairs.
+pub(crate) fn fields<'a>(pairs: impl IntoIterator<Item = (&'a str, Value)>) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// What the audit log (and the answers) say about a bundle put in the store: the fields every
+/// registration and load line has.
+#[derive(Debug, Clone)]
+pub(crate) struct BundleSummary {
+    pub id: String,
+    pub version: String,
+    pub fingerprint: String,
+    /// `sha256:` of the bytes it was loaded from.
+    pub digest: String,
+    /// The trusted key that signed it, if any.
+    pub signed_by: Option<String>,
+    pub policies: usize,
+    /// Where it came from, as the lines say it.
+    pub origin: String,
+}
+
+impl BundleSummary {
+    pub(crate) fn of(l: &crate::store::Loaded) -> BundleSummary {
+        BundleSummary {
+            id: l.id().to_owned(),
+            version: l.version().to_owned(),
+            fingerprint: l.engine.fingerprint().to_owned(),
+            digest: l.digest.clone(),
+            signed_by: l.signer.map(|k| k.to_string()),
+            policies: l.engine.policy_count(),
+            origin: l.origin.describe(),
+        }
+    }
+
+    /// `bundle_id`, `bundle_version`, `fingerprint`, `bundle_digest`, `signed_by`,
+    /// `policy_count` and `origin`.
+    pub(crate) fn fields(&self) -> Map<String, Value> {
+        fields([
+            ("bundle_id", Value::from(self.id.as_str())),
+            ("bundle_version", Value::from(self.version.as_str())),
+            ("fingerprint", Value::from(self.fingerprint.as_str())),
+            ("bundle_digest", Value::from(self.digest.as_str())),
+            ("signed_by", self.signed_by.as_deref().map_or(Value::Null, Value::from)),
+            ("policy_count", Value::from(self.policies)),
+            ("origin", Value::from(self.origin.as_str())),
+        ])
     }
 }
 

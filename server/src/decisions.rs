@@ -136,10 +136,26 @@ struct Breaker {
     why: Mutex<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Admission {
+/// How an operation was let through; a probe holds the breaker's probing flag until it is
+/// settled or dropped.
+#[derive(Debug)]
+enum Admission<'b> {
     Normal,
-    Probe,
+    /// The flag is held, not read: dropping it ends the probe.
+    Probe {
+        _probing: Probing<'b>,
+    },
+}
+
+/// The probing flag, set while one operation probes the store; cleared when dropped, so an
+/// operation that panics or returns early never leaves the breaker without probes.
+#[derive(Debug)]
+struct Probing<'b>(&'b AtomicBool);
+
+impl Drop for Probing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 fn epoch() -> Instant {
@@ -152,7 +168,7 @@ fn nanos_now() -> u64 {
 }
 
 impl Breaker {
-    fn admit(&self) -> Result<Admission, StoreError> {
+    fn admit(&self) -> Result<Admission<'_>, StoreError> {
         let until = self.open_until.load(Ordering::Acquire);
         if until == 0 {
             return Ok(Admission::Normal);
@@ -160,13 +176,15 @@ impl Breaker {
         if nanos_now() >= until
             && self.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
         {
-            return Ok(Admission::Probe);
+            return Ok(Admission::Probe { _probing: Probing(&self.probing) });
         }
         let why = self.why.lock().map(|w| w.clone()).unwrap_or_default();
         Err(StoreError::Unavailable(format!("{why} (the store is tried again every {} ms)", RETRY_AFTER.as_millis())))
     }
 
-    fn settle(&self, admission: Admission, error: Option<&StoreError>) {
+    /// Records what the store answered; a probe's flag is cleared after the breaker's state is
+    /// set (when `admission` is dropped at the end).
+    fn settle(&self, admission: Admission<'_>, error: Option<&StoreError>) {
         match error {
             Some(StoreError::Unavailable(why)) => {
                 if let Ok(mut w) = self.why.lock() {
@@ -184,20 +202,12 @@ impl Breaker {
                 }
             }
         }
-        if admission == Admission::Probe {
-            self.probing.store(false, Ordering::Release);
-        }
+        drop(admission);
     }
 }
 
 /// One state read a decision made, with its value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Read {
-    pub state: String,
-    pub key: Vec<Value>,
-    pub range: Range,
-    pub value: Number,
-}
+pub use verdict_runtime::state::Read;
 
 /// A store that remembers the reads of the last run of each decision (what the decision was
 /// decided on), for shadow evaluation to replay.
@@ -253,14 +263,22 @@ impl StateStore for Capture<'_> {
 
 /// The store's lines of `/metrics`.
 pub fn metrics_text(state: &StateBackend) -> String {
-    let failures = state.inner.failures.load(Ordering::Relaxed);
-    let failing = u8::from(state.is_failing());
-    format!(
-        "# HELP verdict_state_store_failures_total State store operations that failed (stateful decisions failed closed, commits and releases answered 503).\n\
-         # TYPE verdict_state_store_failures_total counter\nverdict_state_store_failures_total {failures}\n\
-         # HELP verdict_state_store_failing Whether the state store failed and is not asked again yet (1) or answers (0).\n\
-         # TYPE verdict_state_store_failing gauge\nverdict_state_store_failing {failing}\n"
-    )
+    let mut out = String::new();
+    crate::metrics::metric(
+        &mut out,
+        "verdict_state_store_failures_total",
+        "counter",
+        "State store operations that failed (stateful decisions failed closed, commits and releases answered 503).",
+        state.inner.failures.load(Ordering::Relaxed),
+    );
+    crate::metrics::metric(
+        &mut out,
+        "verdict_state_store_failing",
+        "gauge",
+        "Whether the state store failed and is not asked again yet (1) or answers (0).",
+        u8::from(state.is_failing()),
+    );
+    out
 }
 
 // --- Routes -------------------------------------------------------------------------------------
@@ -314,7 +332,7 @@ async fn settle(st: &Arc<AppState>, id: String, headers: &HeaderMap, commit: boo
         }
     };
     let event = if commit { "decision_committed" } else { "decision_released" };
-    let fields = crate::handlers::fields(vec![
+    let fields = crate::audit::fields(vec![
         ("correlation_id", json!(correlation)),
         ("decision_id", json!(id)),
         ("status", json!(status)),
@@ -379,5 +397,48 @@ mod tests {
         assert_eq!(b.commit("d", 0), Err(StoreError::UnknownDecision("d".into())));
         assert_eq!(b.transact(&mut noop), Ok(()));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// A store whose `transact` panics while `panics` is set (a bug in a store), else answers.
+    struct Panicky {
+        panics: Arc<AtomicBool>,
+        calls: Arc<AtomicU64>,
+    }
+
+    impl StateStore for Panicky {
+        #[allow(clippy::panic)]
+        fn transact(&self, _: &mut dyn FnMut(&dyn StateView) -> Recording) -> Result<(), StoreError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.panics.load(Ordering::SeqCst) {
+                panic!("the store panicked");
+            }
+            Ok(())
+        }
+        fn commit(&self, id: &str, _: Micros) -> Result<Settled, StoreError> {
+            Err(StoreError::UnknownDecision(id.into()))
+        }
+        fn release(&self, id: &str, _: Micros) -> Result<Settled, StoreError> {
+            Err(StoreError::UnknownDecision(id.into()))
+        }
+    }
+
+    #[test]
+    fn a_probe_that_panics_does_not_stop_the_breaker_from_probing_again() {
+        let (panics, calls) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(0)));
+        let b = StateBackend::shared(Box::new(Panicky { panics: panics.clone(), calls: calls.clone() }), "panicky");
+        let breaker = &b.inner.breaker;
+        // Open since long ago: the next operation is a probe.
+        breaker.settle(Admission::Normal, Some(&StoreError::Unavailable("down".into())));
+        breaker.open_until.store(1, Ordering::Release);
+        let mut noop = |_: &dyn StateView| Recording { decision_id: "x".into(), time: 0, hold_ttl: 0, updates: vec![] };
+        let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.transact(&mut noop)));
+        assert!(probed.is_err(), "the probe panicked");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(!breaker.probing.load(Ordering::Acquire), "the panicking probe cleared the flag");
+        // The next operation probes again, and its answer closes the breaker.
+        panics.store(false, Ordering::SeqCst);
+        assert_eq!(b.transact(&mut noop), Ok(()));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(!b.is_failing());
     }
 }

@@ -11,11 +11,12 @@
 //! threads a bounded number at once, so no bundle can hold up the async workers.
 
 use crate::AppState;
-use crate::audit::{AuditError, EvaluationLine};
+use crate::audit::{AuditError, BundleSummary, EvaluationLine, fields};
 use crate::auth::{Caller, Role};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::pool::INLINE_INPUT;
+use crate::reload::SourceFailure;
 use crate::store::{Loaded, Origin, Outcome, Put, PutError};
 use crate::{decisions, shadow};
 use axum::body::{Body, Bytes};
@@ -26,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -318,19 +319,13 @@ async fn compile(
     let name = name.to_owned();
     compile_job(st, move || {
         let file = SourceFile::new(name, text);
-        let digest = signature::digest(file.text.as_bytes());
-        let compiled = verdict_compiler::compile_for_use_as(&file, kind);
-        match compiled.bundle {
-            Some(b) if !compiled.has_errors() => {
-                let engine = Engine::new(b).map_err(|e| ApiError::invalid_request(e.to_string()))?;
-                let json = engine.describe();
-                Ok(Loaded::new(engine, json, origin, digest, None))
+        crate::reload::compile_source(&file, kind, origin).map_err(|e| match e {
+            SourceFailure::Diagnostics(d) => {
+                ApiError::invalid_request(crate::reload::CompileErrors::of(&file, &d).to_string())
+                    .with("errors", diagnostics_json(&file, &d))
             }
-            _ => Err(ApiError::invalid_request(
-                crate::reload::CompileErrors::of(&file, &compiled.diagnostics).to_string(),
-            )
-            .with("errors", diagnostics_json(&file, &compiled.diagnostics))),
-        }
+            SourceFailure::Engine(e) => ApiError::invalid_request(e.to_string()),
+        })
     })
     .await
 }
@@ -341,11 +336,8 @@ async fn compile(
 async fn load_artifact(st: &AppState, bytes: Bytes, origin: Origin) -> Result<Loaded, ApiError> {
     let keys = st.trusted_keys.clone();
     compile_job(st, move || {
-        let (engine, signer) = Engine::from_artifact(&bytes, &keys)
-            .map_err(|e| ApiError::invalid_request(format!("the artifact is refused: {e}")))?;
-        let digest = signature::digest(&bytes);
-        let json = crate::engine::describe_artifact(&engine, &digest, signer);
-        Ok(Loaded::new(engine, json, origin, digest, signer.verified()))
+        crate::reload::load_artifact(&bytes, &keys, origin)
+            .map_err(|e| ApiError::invalid_request(format!("the artifact is refused: {e}")))
     })
     .await
 }
@@ -370,64 +362,25 @@ pub(crate) async fn bundle_body(st: &AppState, headers: &HeaderMap, body: Body) 
     compile(st, "request body", text, kind, Origin::Api).await
 }
 
+/// The answer to a bundle the store refused: 409 for a taken id, 503 when the store is full.
 pub(crate) fn put_error(e: PutError) -> ApiError {
-    match e {
-        PutError::Exists => ApiError::new(409, "bundle ID is already registered"),
-        PutError::OwnedBy(o) => {
-            ApiError::new(409, format!("bundle ID is loaded from {}; change it there", o.describe()))
-        }
-        PutError::Full(n) => ApiError::new(503, format!("bundle store is full ({n} bundles)")),
-    }
+    let status = if matches!(e, PutError::Full { .. }) { 503 } else { 409 };
+    ApiError::new(status, e.to_string())
 }
 
-pub(crate) fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-/// What the audit log and the answer say about a registered bundle.
-struct Summary {
-    id: String,
-    version: String,
-    fingerprint: String,
-    digest: String,
-    signed_by: Option<String>,
-    policies: usize,
-    origin: String,
-}
-
-impl Summary {
-    fn of(l: &Loaded) -> Summary {
-        Summary {
-            id: l.id().to_owned(),
-            version: l.version().to_owned(),
-            fingerprint: l.engine.fingerprint().to_owned(),
-            digest: l.digest.clone(),
-            signed_by: l.signer.map(|k| k.to_string()),
-            policies: l.engine.policy_count(),
-            origin: l.origin.describe(),
-        }
-    }
-}
-
-async fn audit_registration(
+/// Writes the `bundle_registered` or `bundle_replaced` line of a bundle put in the store (the
+/// one writer of these events, so every one keeps the audit contract); `more` adds fields.
+pub(crate) async fn audit_registration(
     st: &AppState,
-    s: &Summary,
+    s: &BundleSummary,
     caller: Caller,
     outcome: Outcome,
     more: Vec<(&str, Value)>,
 ) -> Result<(), ApiError> {
     let event = if outcome == Outcome::Created { "bundle_registered" } else { "bundle_replaced" };
     tracing::info!(bundle_id = s.id, version = s.version, origin = s.origin, "{event}");
-    let mut f = fields(vec![
-        ("bundle_id", json!(s.id)),
-        ("bundle_version", json!(s.version)),
-        ("fingerprint", json!(s.fingerprint)),
-        ("bundle_digest", json!(s.digest)),
-        ("signed_by", json!(s.signed_by)),
-        ("policy_count", json!(s.policies)),
-        ("origin", json!(s.origin)),
-        ("caller", json!(caller.as_str())),
-    ]);
+    let mut f = s.fields();
+    f.insert("caller".into(), json!(caller.as_str()));
     f.extend(fields(more));
     st.audit.emit(event, f).await.map_err(|e| audit_failed(st, &e))
 }
@@ -442,7 +395,7 @@ async fn list_bundles(State(st): St, headers: HeaderMap) -> Result<Json<Value>, 
 async fn register_bundle(State(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let caller = st.auth.check(&headers, Role::Admin)?;
     let loaded = bundle_body(&st, &headers, body).await?;
-    let s = Summary::of(&loaded);
+    let s = BundleSummary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
     audit_registration(&st, &s, caller, outcome, Vec::new()).await?;
     let body = json!({"bundle_id": s.id, "status": "registered", "version": s.version, "fingerprint": s.fingerprint, "digest": s.digest});
@@ -460,7 +413,7 @@ async fn put_bundle(
     if loaded.id() != id {
         return Err(ApiError::new(400, format!("the body's bundle_id `{}` is not the path's `{id}`", loaded.id())));
     }
-    let s = Summary::of(&loaded);
+    let s = BundleSummary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Upsert).map_err(put_error)?;
     audit_registration(&st, &s, caller, outcome, Vec::new()).await?;
     let (status, word) = match outcome {
@@ -571,7 +524,7 @@ async fn register_card(State(st): St, headers: HeaderMap, body: Body) -> Result<
         Ok((Loaded::new(engine, out.json.clone(), Origin::Card, card_digest, None), out.json))
     })
     .await?;
-    let s = Summary::of(&loaded);
+    let s = BundleSummary::of(&loaded);
     let outcome = st.store.put(loaded, Put::Create).map_err(put_error)?;
     audit_registration(&st, &s, caller, outcome, vec![("card_hash", json!(digest)), ("buyer_id", json!(buyer_id))])
         .await?;
@@ -800,9 +753,17 @@ impl Decision {
 
     /// Queues the shadow evaluation of this decision (never waits; see [`crate::shadow`]).
     fn shadow(self, live: ShadowInput) {
-        let (Some(shadow), Some((live, reads, decision_id))) = (self.shadow, live) else { return };
-        let job = shadow::Job {
-            st: self.st.clone(),
+        let st = self.st.clone();
+        if let Some(job) = self.shadow_job(live) {
+            st.shadows.submit(job);
+        }
+    }
+
+    /// The shadow evaluation of this decision, if its bundle is shadowed.
+    fn shadow_job(self, live: ShadowInput) -> Option<shadow::Job> {
+        let (Some(shadow), Some((live, reads, decision_id))) = (self.shadow, live) else { return None };
+        Some(shadow::Job {
+            st: self.st,
             shadow,
             req: self.req,
             now: self.now,
@@ -810,8 +771,7 @@ impl Decision {
             decision_id,
             live,
             reads,
-        };
-        self.st.shadows.submit(job);
+        })
     }
 
     /// [`Decision::evaluate`] on an evaluation thread, then queues the line; `answer` receives
@@ -824,13 +784,20 @@ impl Decision {
                 return;
             }
         };
-        self.st.audit.submit_blocking(
+        let st = self.st.clone();
+        let shadow = self.shadow_job(live);
+        st.audit.submit_blocking(
             line,
             Box::new(move |written| {
+                // After the live line and before the answer: shadow evaluations queue in the
+                // order decisions are answered, as on the inline path.
+                if let Some(job) = shadow {
+                    let st = job.st.clone();
+                    st.shadows.submit(job);
+                }
                 let _ = answer.send(written.map(|()| out).map_err(Failure::Audit));
             }),
         );
-        self.shadow(live);
     }
 }
 

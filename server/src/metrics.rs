@@ -23,6 +23,7 @@ pub struct Metrics {
     reload_failures: AtomicU64,
     /// Bundle revisions from Redis activated, refused, and whether Redis answers (see `source`).
     source_activations: AtomicU64,
+    source_compilations: AtomicU64,
     source_rejections: AtomicU64,
     source_connected: AtomicU64,
     connections_open: AtomicU64,
@@ -42,6 +43,17 @@ impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
         self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a metric (its series follow).
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Writes a metric of one series: its `# HELP` and `# TYPE` lines, then its value.
+pub(crate) fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 fn escape(label: &str) -> String {
@@ -76,6 +88,11 @@ impl Metrics {
     /// A bundle revision from Redis now serves.
     pub fn source_activated(&self) {
         self.source_activations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A bundle revision from Redis was read and compiled (or loaded as an artifact).
+    pub fn source_compiled(&self) {
+        self.source_compilations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A bundle revision from Redis was refused (it does not verify or load).
@@ -125,8 +142,7 @@ impl Metrics {
     /// The exposition text.
     pub fn render(&self, bundles: usize) -> String {
         let mut out = String::new();
-        out.push_str("# HELP verdict_decisions_total Decisions made, by effect (or not_applicable).\n");
-        out.push_str("# TYPE verdict_decisions_total counter\n");
+        header(&mut out, "verdict_decisions_total", "counter", "Decisions made, by effect (or not_applicable).");
         if let Ok(m) = self.decisions.read() {
             for (effect, n) in m.iter() {
                 let _ = writeln!(
@@ -137,10 +153,12 @@ impl Metrics {
                 );
             }
         }
-        out.push_str(
-            "# HELP verdict_evaluation_duration_seconds Time from a parsed request context to its decision serialized.\n",
+        header(
+            &mut out,
+            "verdict_evaluation_duration_seconds",
+            "histogram",
+            "Time from a parsed request context to its decision serialized.",
         );
-        out.push_str("# TYPE verdict_evaluation_duration_seconds histogram\n");
         let mut cumulative = 0u64;
         for (i, slot) in self.buckets.iter().enumerate() {
             cumulative += slot.load(Ordering::Relaxed);
@@ -150,17 +168,25 @@ impl Metrics {
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "verdict_evaluation_duration_seconds_sum {sum}");
         let _ = writeln!(out, "verdict_evaluation_duration_seconds_count {}", self.count.load(Ordering::Relaxed));
-        out.push_str("# HELP verdict_bundles Bundles loaded.\n# TYPE verdict_bundles gauge\n");
-        let _ = writeln!(out, "verdict_bundles {bundles}");
-        out.push_str("# HELP verdict_bundle_reload_failures_total Bundle files that failed to compile on (re)load.\n");
-        out.push_str("# TYPE verdict_bundle_reload_failures_total counter\n");
-        let _ = writeln!(out, "verdict_bundle_reload_failures_total {}", self.reload_failures.load(Ordering::Relaxed));
-        let source = [
+        metric(&mut out, "verdict_bundles", "gauge", "Bundles loaded.", bundles);
+        let counters = [
+            (
+                "verdict_bundle_reload_failures_total",
+                "counter",
+                "Bundle files that failed to compile on (re)load.",
+                &self.reload_failures,
+            ),
             (
                 "verdict_bundle_source_activations_total",
                 "counter",
                 "Bundle revisions from Redis (--bundles-from) activated.",
                 &self.source_activations,
+            ),
+            (
+                "verdict_bundle_source_compilations_total",
+                "counter",
+                "Bundle revisions from Redis (--bundles-from) read and compiled (or loaded as artifacts), whether they activated or not.",
+                &self.source_compilations,
             ),
             (
                 "verdict_bundle_source_rejections_total",
@@ -174,12 +200,6 @@ impl Metrics {
                 "1 when Redis (--bundles-from) answered the last check, else 0.",
                 &self.source_connected,
             ),
-        ];
-        for (name, kind, help, value) in source {
-            let _ =
-                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
-        }
-        let counters = [
             (
                 "verdict_connections_open",
                 "gauge",
@@ -224,8 +244,7 @@ impl Metrics {
             ),
         ];
         for (name, kind, help, value) in counters {
-            let _ =
-                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+            metric(&mut out, name, kind, help, value.load(Ordering::Relaxed));
         }
         out
     }

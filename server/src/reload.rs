@@ -9,13 +9,15 @@
 //! Everything here is blocking (file reads, compilation): it runs on blocking threads.
 
 use crate::AppState;
+use crate::audit::BundleSummary;
 use crate::engine::{Engine, EngineError};
 use crate::store::{Loaded, Origin, Outcome, Put, PutError};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use verdict_compiler::diagnostic::Severity;
+use verdict_compiler::SourceKind;
+use verdict_compiler::diagnostic::{Diagnostic, Severity};
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::signature::{self, TrustedKeys};
 
@@ -124,19 +126,7 @@ impl std::fmt::Display for LoadError {
             LoadError::Compile(e) => write!(f, "{e}"),
             LoadError::Engine(e) => write!(f, "`{}`: {}", e.path.display(), e.source),
             LoadError::Untrusted(path) => write!(f, "`{}`: {}", path.display(), crate::engine::SOURCE_UNTRUSTED),
-            LoadError::Store(e) => match &e.source {
-                PutError::Full(n) => write!(f, "`{}`: the bundle store is full ({n} bundles)", e.path.display()),
-                PutError::OwnedBy(o) => write!(
-                    f,
-                    "`{}`: bundle id `{}` is already registered by {}",
-                    e.path.display(),
-                    e.bundle_id,
-                    o.describe()
-                ),
-                PutError::Exists => {
-                    write!(f, "`{}`: bundle id `{}` is already registered", e.path.display(), e.bundle_id)
-                }
-            },
+            LoadError::Store(e) => write!(f, "`{}`: {}", e.path.display(), e.source),
         }
     }
 }
@@ -178,11 +168,9 @@ impl CompileErrors {
 /// With trusted keys, only artifacts one of them signed load.
 pub fn compile_file(path: &Path, bytes: Vec<u8>, keys: &TrustedKeys) -> Result<Loaded, LoadError> {
     let engine_failed = |source| LoadError::Engine(EngineFailed { path: path.to_owned(), source });
-    let digest = signature::digest(&bytes);
+    let origin = Origin::File(path.to_owned());
     if verdict_runtime::artifact::is_artifact(&bytes) {
-        let (engine, signer) = Engine::from_artifact(&bytes, keys).map_err(engine_failed)?;
-        let json = crate::engine::describe_artifact(&engine, &digest, signer);
-        return Ok(Loaded::new(engine, json, Origin::File(path.to_owned()), digest, signer.verified()));
+        return load_artifact(&bytes, keys, origin).map_err(engine_failed);
     }
     if !keys.is_empty() {
         return Err(LoadError::Untrusted(path.to_owned()));
@@ -190,14 +178,42 @@ pub fn compile_file(path: &Path, bytes: Vec<u8>, keys: &TrustedKeys) -> Result<L
     let text = String::from_utf8(bytes)
         .map_err(|e| LoadError::NotUtf8(NotUtf8 { path: path.to_owned(), at: e.utf8_error().valid_up_to() }))?;
     let file = SourceFile::new(path.display().to_string(), text);
-    let compiled = verdict_compiler::compile_for_use(&file);
+    let kind = SourceKind::detect(&file.name, &file.text);
+    compile_source(&file, kind, origin).map_err(|e| match e {
+        SourceFailure::Diagnostics(d) => LoadError::Compile(CompileErrors::of(&file, &d)),
+        SourceFailure::Engine(e) => engine_failed(e),
+    })
+}
+
+/// Loads the bytes of a `.vdc` artifact under the trusted keys (the one way artifacts load, from
+/// files, Redis and the API).
+pub(crate) fn load_artifact(bytes: &[u8], keys: &TrustedKeys, origin: Origin) -> Result<Loaded, EngineError> {
+    let (engine, signer) = Engine::from_artifact(bytes, keys)?;
+    let digest = signature::digest(bytes);
+    let json = crate::engine::describe_artifact(&engine, &digest, signer);
+    Ok(Loaded::new(engine, json, origin, digest, signer.verified()))
+}
+
+/// Why a bundle source did not load.
+#[derive(Debug)]
+pub(crate) enum SourceFailure {
+    /// It has errors: every diagnostic of the compilation.
+    Diagnostics(Vec<Diagnostic>),
+    /// It compiled, but the backends cannot prepare it.
+    Engine(EngineError),
+}
+
+/// Compiles a bundle source of a given form for use (the one way sources load, from files, Redis
+/// and the API).
+pub(crate) fn compile_source(file: &SourceFile, kind: SourceKind, origin: Origin) -> Result<Loaded, SourceFailure> {
+    let compiled = verdict_compiler::compile_for_use_as(file, kind);
     let bundle = match compiled.bundle {
         Some(b) if !compiled.has_errors() => b,
-        _ => return Err(LoadError::Compile(CompileErrors::of(&file, &compiled.diagnostics))),
+        _ => return Err(SourceFailure::Diagnostics(compiled.diagnostics)),
     };
-    let engine = Engine::new(bundle).map_err(engine_failed)?;
+    let engine = Engine::new(bundle).map_err(SourceFailure::Engine)?;
     let json = engine.describe();
-    Ok(Loaded::new(engine, json, Origin::File(path.to_owned()), digest, None))
+    Ok(Loaded::new(engine, json, origin, signature::digest(file.text.as_bytes()), None))
 }
 
 fn content_hash(bytes: &[u8]) -> u64 {
@@ -221,15 +237,9 @@ fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
-}
-
 /// Writes a reload event to the audit log (the change is made: a failure is logged).
-fn audit(st: &AppState, event: &str, pairs: &[(&str, Value)]) {
-    if let Err(e) = st.audit.emit_blocking(event, fields(pairs)) {
-        tracing::error!(event, error = %e, "the reload event is not in the audit log");
-    }
+fn audit<'a>(st: &AppState, event: &str, pairs: impl IntoIterator<Item = (&'a str, Value)>) {
+    st.audit.emit_or_log(event, crate::audit::fields(pairs));
 }
 
 /// Loads every changed file (every file with `force`), and drops the bundles of files gone
@@ -273,14 +283,13 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
             Err(why) => {
                 st.metrics.reload_failed();
                 tracing::error!(file, errors = %why, "bundle file does not compile; the loaded version (if any) stays");
-                audit(st, "bundle_rejected", &[("file", json!(file)), ("errors", json!(why.to_string()))]);
+                audit(st, "bundle_rejected", [("file", json!(file)), ("errors", json!(why.to_string()))]);
                 report.failed.push((path.clone(), why));
                 continue;
             }
         };
-        let (id, version, fingerprint) =
-            (loaded.id().to_owned(), loaded.version().to_owned(), loaded.engine.fingerprint().to_owned());
-        let (digest, signer) = (loaded.digest.clone(), loaded.signer.map(|k| k.to_string()));
+        let summary = BundleSummary::of(&loaded);
+        let id = summary.id.clone();
         match st.store.put(loaded, Put::File) {
             Ok(outcome) => {
                 if let Some(old) = seen.id.replace(id.clone())
@@ -289,26 +298,16 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
                     st.store.remove_if(&old, &Origin::File(path.clone()));
                 }
                 let event = if outcome == Outcome::Created { "bundle_loaded" } else { "bundle_reloaded" };
+                let (version, fingerprint) = (&summary.version, &summary.fingerprint);
                 tracing::info!(file, bundle_id = id, version, fingerprint, "{event}");
-                audit(
-                    st,
-                    event,
-                    &[
-                        ("bundle_id", json!(id)),
-                        ("bundle_version", json!(version)),
-                        ("fingerprint", json!(fingerprint)),
-                        ("bundle_digest", json!(digest)),
-                        ("signed_by", json!(signer)),
-                        ("origin", json!(format!("file:{file}"))),
-                    ],
-                );
+                st.audit.emit_or_log(event, summary.fields());
                 report.loaded.push(id);
             }
             Err(source) => {
                 let why = LoadError::Store(StoreRefused { path: path.clone(), bundle_id: id, source });
                 st.metrics.reload_failed();
                 tracing::error!(file, "{why}");
-                audit(st, "bundle_rejected", &[("file", json!(file)), ("errors", json!(why.to_string()))]);
+                audit(st, "bundle_rejected", [("file", json!(file)), ("errors", json!(why.to_string()))]);
                 report.failed.push((path.clone(), why));
             }
         }
@@ -324,7 +323,7 @@ pub(crate) fn reload(st: &AppState, force: bool) -> ReloadReport {
                 audit(
                     st,
                     "bundle_removed",
-                    &[("bundle_id", json!(id)), ("origin", json!(format!("file:{}", p.display())))],
+                    [("bundle_id", json!(id)), ("origin", json!(Origin::File(p.clone()).describe()))],
                 );
                 report.removed.push(id);
             }

@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::Role;
 use crate::decisions::Read;
 use crate::error::ApiError;
-use crate::store::{Loaded, Outcome, Put};
+use crate::store::{Loaded, Put};
 use arc_swap::ArcSwap;
 use axum::Json;
 use axum::body::Body;
@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request as Context;
-use verdict_runtime::state::{Micros, Range, Recording, StateStore, StateView, StoreError};
+use verdict_runtime::state::{Micros, Range, Recording, Replayed, StateStore, StateView, StoreError};
 
 /// Jobs waiting for the shadow thread; beyond it, jobs are dropped (and counted).
 pub const QUEUE: usize = 4096;
@@ -213,10 +213,10 @@ fn work(jobs: &Receiver<Job>) {
     }
 }
 
-/// A state view that answers with the live decision's reads; other reads go to the store (one
-/// read-only transaction each), or fail when the store cannot answer.
+/// A state view that answers with the live decision's reads ([`Replayed`]); other reads go to
+/// the store (one read-only transaction each), or fail when the store cannot answer.
 struct Replay<'a> {
-    reads: &'a [Read],
+    recorded: Replayed<'a>,
     store: &'a dyn StateStore,
     live_reads: Cell<u32>,
     failed: Cell<bool>,
@@ -224,8 +224,8 @@ struct Replay<'a> {
 
 impl StateView for Replay<'_> {
     fn read(&self, state: &str, key: &[Value], range: Range, now: Micros) -> Result<Number, StoreError> {
-        if let Some(r) = self.reads.iter().find(|r| r.range == range && r.state == state && r.key == key) {
-            return Ok(r.value.clone());
+        if let Some(v) = self.recorded.find(state, key, range) {
+            return Ok(v.clone());
         }
         self.live_reads.set(self.live_reads.get() + 1);
         let mut value = None;
@@ -247,8 +247,12 @@ impl StateView for Replay<'_> {
 
 impl Job {
     fn run(self) {
-        let replay =
-            Replay { reads: &self.reads, store: &self.st.state, live_reads: Cell::new(0), failed: Cell::new(false) };
+        let replay = Replay {
+            recorded: Replayed::new(&self.reads),
+            store: &self.st.state,
+            live_reads: Cell::new(0),
+            failed: Cell::new(false),
+        };
         let env = Env { now: self.now, decision_id: Some(&self.decision_id), state: Some(&replay), externs: None };
         let cand = &self.shadow.candidate;
         let result = cand.engine.evaluate(&self.req, &env, Mode::PLAIN);
@@ -279,7 +283,7 @@ impl Job {
             return;
         }
         let live = &self.live;
-        let fields = crate::handlers::fields(vec![
+        let fields = crate::audit::fields(vec![
             ("correlation_id", json!(self.correlation)),
             ("decision_id", json!(self.decision_id)),
             ("bundle_id", json!(result.bundle_id)),
@@ -361,7 +365,7 @@ pub(crate) async fn put(
         (candidate.version().to_owned(), candidate.engine.fingerprint().to_owned(), candidate.digest.clone());
     let replaced = st.shadows.set(&id, Some(Arc::new(Shadow::new(candidate)))).is_some();
     tracing::info!(bundle_id = id, candidate_version = version, "shadow evaluation started");
-    let fields = crate::handlers::fields(vec![
+    let fields = crate::audit::fields(vec![
         ("bundle_id", json!(id)),
         ("candidate_version", json!(version)),
         ("candidate_fingerprint", json!(fingerprint)),
@@ -411,7 +415,7 @@ pub(crate) async fn delete(State(st): St, Path(id): Path<String>, headers: Heade
     let caller = st.auth.check(&headers, Role::Admin)?;
     let shadow = st.shadows.set(&id, None).ok_or_else(no_shadow)?;
     tracing::info!(bundle_id = id, "shadow evaluation stopped");
-    let fields = crate::handlers::fields(vec![("bundle_id", json!(id)), ("caller", json!(caller.as_str()))]);
+    let fields = crate::audit::fields(vec![("bundle_id", json!(id)), ("caller", json!(caller.as_str()))]);
     st.audit.emit("shadow_stopped", fields).await.map_err(|e| crate::handlers::audit_failed(&st, &e))?;
     let mut report = shadow.report(&id, st.store.get(&id).as_deref(), &Value::Null);
     if let Value::Object(m) = &mut report {
@@ -432,17 +436,9 @@ pub(crate) async fn promote(State(st): St, Path(id): Path<String>, headers: Head
     let outcome = st.store.put_shared(cand.clone(), Put::Upsert).map_err(crate::handlers::put_error)?;
     st.shadows.remove_if(&id, &shadow);
     tracing::info!(bundle_id = id, version = cand.version(), "shadow candidate promoted");
-    let event = if outcome == Outcome::Created { "bundle_registered" } else { "bundle_replaced" };
-    let fields = crate::handlers::fields(vec![
-        ("bundle_id", json!(id)),
-        ("bundle_version", json!(cand.version())),
-        ("fingerprint", json!(cand.engine.fingerprint())),
-        ("bundle_digest", json!(cand.digest)),
-        ("origin", json!(cand.origin.describe())),
-        ("promoted_from_shadow", json!(true)),
-        ("caller", json!(caller.as_str())),
-    ]);
-    st.audit.emit(event, fields).await.map_err(|e| crate::handlers::audit_failed(&st, &e))?;
+    let summary = crate::audit::BundleSummary::of(&cand);
+    crate::handlers::audit_registration(&st, &summary, caller, outcome, vec![("promoted_from_shadow", json!(true))])
+        .await?;
     let body = json!({"bundle_id": id, "status": "promoted", "version": cand.version(),
                       "fingerprint": cand.engine.fingerprint(), "report": report});
     Ok(Json(body).into_response())

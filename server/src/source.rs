@@ -11,7 +11,9 @@
 //! under. What fails is refused: logged, written to the audit log as `bundle_rejected`, counted in
 //! `/metrics` and shown in this replica's status key; the previous version keeps serving, and the
 //! revision is not tried again (revisions never change) unless the failure was the store's (a
-//! bundle id taken by a file, say). Redis unreachable: the loaded bundles keep serving.
+//! bundle id taken by a file, say): then the compiled revision is kept and offered to the store
+//! again at each check, never read or compiled again. Redis unreachable: the loaded bundles keep
+//! serving.
 //!
 //! The replica's status key (`<prefix>replica:<replica>`, JSON, rewritten after every check and
 //! kept for three poll intervals plus ten seconds) says, per bundle, the revision active in Redis,
@@ -21,6 +23,7 @@
 //! the first check before the server accepts connections, on a blocking thread.
 
 use crate::AppState;
+use crate::audit::BundleSummary;
 use crate::store::{Loaded, Origin, Outcome, Put};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -165,6 +168,9 @@ struct Track {
     wanted: Option<String>,
     /// The last revision refused.
     refused: Option<Refused>,
+    /// The revision the store refused, compiled (its digest is the revision): each check offers
+    /// it to the store again (the id may have been freed) without reading or compiling it again.
+    parked: Option<Arc<Loaded>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +260,8 @@ impl Sync {
         let track = self.bundles.entry(id.to_owned()).or_default();
         track.wanted.clone_from(&wanted);
         let Some(revision) = wanted else { return };
+        // A bundle compiled earlier is only good for the revision it was compiled from.
+        let parked = track.parked.take().filter(|l| l.digest == revision);
         if serving.as_ref() == Some(&revision) {
             // Served (again, after a refused push was rolled back): no refusal stands.
             track.refused = None;
@@ -262,42 +270,32 @@ impl Sync {
         if track.refused.as_ref().is_some_and(|r| r.revision == revision && !r.retry) {
             return;
         }
-        let loaded = match self.load(id, &revision) {
-            Ok(l) => l,
-            Err(Failure::Redis(e)) => return self.lost(&e),
-            Err(Failure::Refused { error, retry }) => return self.refuse(id, Refused { revision, error, retry }),
+        let loaded = match parked {
+            Some(l) => l,
+            None => match self.load(id, &revision) {
+                Ok(l) => Arc::new(l),
+                Err(Failure::Redis(e)) => return self.lost(&e),
+                Err(Failure::Refused { error, retry }) => return self.refuse(id, Refused { revision, error, retry }),
+            },
         };
-        let (version, fingerprint, signer) =
-            (loaded.version().to_owned(), loaded.engine.fingerprint().to_owned(), loaded.signer.map(|k| k.to_string()));
-        match self.st.store.put(loaded, Put::File) {
+        let mut summary = BundleSummary::of(&loaded);
+        summary.origin = self.origin();
+        match self.st.store.put_shared(loaded.clone(), Put::File) {
             Ok(outcome) => {
                 if let Some(t) = self.bundles.get_mut(id) {
                     t.refused = None;
                 }
                 self.st.metrics.source_activated();
                 let event = if outcome == Outcome::Created { "bundle_loaded" } else { "bundle_reloaded" };
+                let (version, fingerprint) = (&summary.version, &summary.fingerprint);
                 tracing::info!(bundle_id = id, revision, version, fingerprint, "{event} from redis");
-                self.audit(
-                    event,
-                    &[
-                        ("bundle_id", json!(id)),
-                        ("bundle_version", json!(version)),
-                        ("fingerprint", json!(fingerprint)),
-                        ("bundle_digest", json!(revision)),
-                        ("signed_by", json!(signer)),
-                        ("origin", json!(self.origin())),
-                    ],
-                );
+                self.st.audit.emit_or_log(event, summary.fields());
             }
             Err(e) => {
-                let error = match e {
-                    crate::store::PutError::Full(n) => format!("the bundle store is full ({n} bundles)"),
-                    crate::store::PutError::OwnedBy(o) => {
-                        format!("bundle id `{id}` is already registered by {}", o.describe())
-                    }
-                    crate::store::PutError::Exists => format!("bundle id `{id}` is already registered"),
-                };
-                self.refuse(id, Refused { revision, error, retry: true });
+                if let Some(t) = self.bundles.get_mut(id) {
+                    t.parked = Some(loaded);
+                }
+                self.refuse(id, Refused { revision, error: e.to_string(), retry: true });
             }
         }
     }
@@ -328,6 +326,7 @@ impl Sync {
         }
         // The name that errors show: the bundle and the start of its revision.
         let name = format!("redis:{id}@{}", revision.get(..19).unwrap_or(revision));
+        self.st.metrics.source_compiled();
         let mut loaded = crate::reload::compile_file(Path::new(&name), bytes, &self.st.trusted_keys)
             .map_err(|e| refused(e.to_string()))?;
         if loaded.id() != id {
@@ -358,18 +357,11 @@ impl Sync {
             ("origin", json!(origin)),
         ];
         track.refused = Some(refused);
-        self.audit("bundle_rejected", &fields);
+        self.st.audit.emit_or_log("bundle_rejected", crate::audit::fields(fields));
     }
 
     fn origin(&self) -> String {
         format!("redis:{}", self.source.addr())
-    }
-
-    fn audit(&self, event: &str, pairs: &[(&str, Value)]) {
-        let fields: Map<String, Value> = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
-        if let Err(e) = self.st.audit.emit_blocking(event, fields) {
-            tracing::error!(event, error = %e, "the bundle event is not in the audit log");
-        }
     }
 
     /// This replica's status, as its status key holds it.

@@ -101,12 +101,19 @@ pub enum Put {
     File,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why the store refused a bundle: one message wherever it is reported (answers, logs, the
+/// audit log, a replica's status key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PutError {
+    /// `POST` of an id that is taken (the reference's text, which answers 409 with it).
+    #[error("bundle ID is already registered")]
     Exists,
     /// The id belongs to a bundle of another origin.
-    OwnedBy(Origin),
-    Full(usize),
+    #[error("bundle id `{bundle_id}` is already registered by {}", .origin.describe())]
+    OwnedBy { bundle_id: String, origin: Origin },
+    /// The store holds its most bundles already.
+    #[error("bundle store is full ({max} bundles)")]
+    Full { max: usize },
 }
 
 /// What a successful put did.
@@ -168,14 +175,16 @@ impl Store {
         let current = self.bundles.load_full();
         let id = loaded.id().to_owned();
         let outcome = match current.get(&id) {
-            None if current.len() >= self.max_bundles => return Err(PutError::Full(self.max_bundles)),
+            None if current.len() >= self.max_bundles => return Err(PutError::Full { max: self.max_bundles }),
             None => Outcome::Created,
             Some(old) => match how {
                 Put::Create => return Err(PutError::Exists),
                 Put::Upsert if matches!(old.origin, Origin::File(_) | Origin::Redis) => {
-                    return Err(PutError::OwnedBy(old.origin.clone()));
+                    return Err(PutError::OwnedBy { bundle_id: id, origin: old.origin.clone() });
                 }
-                Put::File if old.origin != loaded.origin => return Err(PutError::OwnedBy(old.origin.clone())),
+                Put::File if old.origin != loaded.origin => {
+                    return Err(PutError::OwnedBy { bundle_id: id, origin: old.origin.clone() });
+                }
                 _ => Outcome::Replaced,
             },
         };

@@ -205,25 +205,44 @@ impl AuditStream {
 
     /// The stream's lines of `/metrics`.
     pub fn metrics_text(&self) -> String {
+        use crate::metrics::{header, metric};
         let c = &self.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        format!(
-            "# HELP verdict_audit_stream_lines_sent_total Audit lines the collector accepted (--audit-url).\n\
-             # TYPE verdict_audit_stream_lines_sent_total counter\nverdict_audit_stream_lines_sent_total {}\n\
-             # HELP verdict_audit_stream_lines_dropped_total Audit lines not sent to the collector (they are in the audit file): the queue was full, or the POST failed.\n\
-             # TYPE verdict_audit_stream_lines_dropped_total counter\n\
-             verdict_audit_stream_lines_dropped_total{{reason=\"queue_full\"}} {}\n\
-             verdict_audit_stream_lines_dropped_total{{reason=\"send_failed\"}} {}\n\
-             # HELP verdict_audit_stream_post_failures_total POSTs to the collector that failed (no connection, timeout, or a status other than 2xx).\n\
-             # TYPE verdict_audit_stream_post_failures_total counter\nverdict_audit_stream_post_failures_total {}\n\
-             # HELP verdict_audit_stream_queued_lines Audit lines queued or being sent to the collector.\n\
-             # TYPE verdict_audit_stream_queued_lines gauge\nverdict_audit_stream_queued_lines {}\n",
+        let mut out = String::new();
+        metric(
+            &mut out,
+            "verdict_audit_stream_lines_sent_total",
+            "counter",
+            "Audit lines the collector accepted (--audit-url).",
             load(&c.sent),
+        );
+        let dropped = "verdict_audit_stream_lines_dropped_total";
+        header(
+            &mut out,
+            dropped,
+            "counter",
+            "Audit lines not sent to the collector (they are in the audit file): the queue was full, or the POST failed.",
+        );
+        out.push_str(&format!(
+            "{dropped}{{reason=\"queue_full\"}} {}\n{dropped}{{reason=\"send_failed\"}} {}\n",
             load(&c.dropped_full),
-            load(&c.dropped_failed),
+            load(&c.dropped_failed)
+        ));
+        metric(
+            &mut out,
+            "verdict_audit_stream_post_failures_total",
+            "counter",
+            "POSTs to the collector that failed (no connection, timeout, or a status other than 2xx).",
             load(&c.posts_failed),
+        );
+        metric(
+            &mut out,
+            "verdict_audit_stream_queued_lines",
+            "gauge",
+            "Audit lines queued or being sent to the collector.",
             c.queued.load(Ordering::Relaxed),
-        )
+        );
+        out
     }
 }
 

@@ -8,17 +8,16 @@
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use reqwest::{Client, StatusCode};
-use serde_json::{Number, Value, json};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use verdict_compiler::source::SourceFile;
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
-use verdict_runtime::state::{Micros, Range, StateView, StoreError};
+use verdict_runtime::state::{Read, Replayed};
 use verdict_server::audit::{AuditTarget, StateRead};
 use verdict_server::auth::Auth;
-use verdict_server::decisions::Read;
 use verdict_server::stream::StreamOptions;
 use verdict_server::{Config, Server, start};
 
@@ -142,16 +141,6 @@ fn parse(lines: &[String]) -> Vec<Value> {
     lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-/// A state view that answers with the reads an audit line recorded, and fails on any other.
-struct Recorded(Vec<Read>);
-
-impl StateView for Recorded {
-    fn read(&self, state: &str, key: &[Value], range: Range, _: Micros) -> Result<Number, StoreError> {
-        let hit = self.0.iter().find(|r| r.state == state && r.key == key && r.range == range);
-        hit.map(|r| r.value.clone()).ok_or_else(|| StoreError::Unavailable("not recorded".into()))
-    }
-}
-
 /// Evaluates `dsl` on what an evaluation line recorded: its input, its time, its state reads.
 fn replay(dsl: &str, line: &Value) -> Value {
     let file = SourceFile::new("bundle.verdict", dsl.to_owned());
@@ -160,7 +149,8 @@ fn replay(dsl: &str, line: &Value) -> Value {
     let req = Request::from_value(line["input"].clone()).unwrap();
     let now: jiff::Timestamp = line["time"].as_str().unwrap().parse().unwrap();
     let reads = line.get("state_reads").and_then(Value::as_array).cloned().unwrap_or_default();
-    let view = Recorded(reads.iter().map(|r| StateRead::from_json(r).unwrap()).collect());
+    let reads: Vec<Read> = reads.iter().map(|r| StateRead::from_json(r).unwrap()).collect();
+    let view = Replayed::new(&reads);
     let env = Env { now, decision_id: line["decision_id"].as_str(), state: Some(&view), externs: None };
     serde_json::to_value(engine.evaluate(&req, &env, Mode::PLAIN).decision).unwrap()
 }

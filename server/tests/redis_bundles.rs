@@ -7,6 +7,8 @@
 //!   another bundle, bytes that do not match their revision's name) are never served: every
 //!   request succeeds on the old version, each refusal shows in `/metrics`, the audit log and the
 //!   status key, and the next good push is followed;
+//! - a revision whose bundle id a file holds is compiled once, offered to the store at every
+//!   check without compiling it again, and serves when the file is gone;
 //! - Redis restarted (empty) while the replicas serve: they keep serving, report the outage in
 //!   `/metrics`, and catch up with a push they never got a message for, by the full check they
 //!   make when they subscribe again (the poll is an hour here).
@@ -86,6 +88,18 @@ struct Replica {
 }
 
 async fn replica(redis: &RedisServer, prefix: &str, name: &str, keys: Option<TrustedKeys>, poll: Duration) -> Replica {
+    replica_with(redis, prefix, name, keys, poll, |_| {}).await
+}
+
+/// [`replica`] with more configuration.
+async fn replica_with(
+    redis: &RedisServer,
+    prefix: &str,
+    name: &str,
+    keys: Option<TrustedKeys>,
+    poll: Duration,
+    tune: impl FnOnce(&mut Config),
+) -> Replica {
     let audit = scratch(name).join("audit.jsonl");
     let mut config = Config::new("127.0.0.1:0".parse().unwrap());
     config.auth = Auth::from_tokens(Some(ADMIN.into()), Some(EVAL.into()));
@@ -96,6 +110,7 @@ async fn replica(redis: &RedisServer, prefix: &str, name: &str, keys: Option<Tru
     from.replica = Some(name.into());
     from.poll_interval = poll;
     config.bundles_from = Some(from);
+    tune(&mut config);
     let server = start(config).await.unwrap();
     Replica { base: format!("http://{}", server.addr()), server, client: Client::new(), audit, name: name.into() }
 }
@@ -250,7 +265,9 @@ async fn two_replicas_load_the_active_revision_and_follow_every_push() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::CONFLICT, "{}", resp.text().await.unwrap());
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let refused: Value = resp.json().await.unwrap();
+    assert_eq!(refused["detail"], "bundle id `gate` is already registered by redis", "{refused}");
 
     let audit = r1.finish().await;
     let loads: Vec<&Value> = audit.iter().filter(|l| l["event"] == "bundle_reloaded").collect();
@@ -348,6 +365,51 @@ async fn bad_pushes_under_load_never_serve_and_the_next_good_one_does() {
         let evaluations: Vec<&Value> = audit.iter().filter(|l| l["event"] == "evaluation").collect();
         assert!(evaluations.iter().all(|l| l["bundle_digest"] == first || l["bundle_digest"] == good));
     }
+}
+
+/// A revision whose bundle id a file holds is refused by the store: it is compiled once, offered
+/// to the store again at every check without a new compilation or refusal, and serves as soon as
+/// the file is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_the_store_refuses_is_compiled_once_and_serves_once_its_id_is_free() {
+    let Some(redis) = RedisServer::start().unwrap() else { return };
+    let src = pusher(&redis, "own:");
+    let files = scratch("owned-files");
+    std::fs::write(files.join("gate.yaml"), source("gate", "1.0.0")).unwrap();
+    let pushed = push(&src, "gate", &artifact("gate", "2.0.0"));
+    let watch = files.clone();
+    let r = replica_with(&redis, "own:", "r1", None, Duration::from_millis(10), move |c| {
+        c.watch = Some(watch);
+        // Files are reloaded only when the test says so.
+        c.poll_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let errors = both_refuse(&[&r], &src, "gate", &pushed).await;
+    assert!(errors[0].starts_with("bundle id `gate` is already registered by file:"), "{}", errors[0]);
+    // Checks go on (each rewrites the status key with its time); none compiles the revision again.
+    let mut times = std::collections::BTreeSet::new();
+    until("ten more checks", || {
+        times.insert(r.status(&src)["time"].as_str().unwrap().to_owned());
+        let checks = times.len();
+        async move { checks > 10 }
+    })
+    .await;
+    assert_eq!(r.version("gate").await, "1.0.0");
+    assert_eq!(r.metric("verdict_bundle_source_compilations_total").await, 1.0);
+    assert_eq!(r.metric("verdict_bundle_source_rejections_total").await, 1.0);
+
+    // The file goes: the revision compiled then serves, without being compiled again.
+    std::fs::remove_file(files.join("gate.yaml")).unwrap();
+    assert_eq!(r.server.reload().await.removed, ["gate"]);
+    until("the refused revision serves", || async { r.serving("gate").await.as_deref() == Some(pushed.as_str()) })
+        .await;
+    assert_eq!(r.version("gate").await, "2.0.0");
+    assert_eq!(r.metric("verdict_bundle_source_compilations_total").await, 1.0);
+    assert_eq!(r.metric("verdict_bundle_source_activations_total").await, 1.0);
+    let audit = r.finish().await;
+    let rejected: Vec<&Value> = audit.iter().filter(|l| l["event"] == "bundle_rejected").collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(audit.iter().any(|l| l["event"] == "bundle_loaded" && l["bundle_digest"] == pushed.as_str()));
 }
 
 /// The hash tag of a bundle id (as the store makes it: 128 bits of its SHA-256, in hex).

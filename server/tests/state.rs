@@ -2,7 +2,8 @@
 //! 127.0.0.1, the in-memory store; the Redis store and replicas are tested as processes in
 //! `cli/tests/serve_redis.rs`): decision ids and holds in answers and audit lines, commit and
 //! release, shadow reports against the requests sent and `verdict diff`'s prediction, the
-//! candidate never recording state, and promotion under load.
+//! candidate never recording state, and promotion under load. Every audit line the tests write
+//! keeps the audit contract (`contracts/audit-event.schema.json`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use reqwest::{Client, StatusCode};
@@ -138,11 +139,25 @@ impl Harness {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
-    /// Stops the server (flushing the audit log) and returns the audit lines.
+    /// Stops the server (flushing the audit log) and returns the audit lines, each checked
+    /// against the audit contract.
     async fn finish(self) -> Vec<Value> {
         self.server.shutdown().await.unwrap();
         let text = std::fs::read_to_string(&self.audit).unwrap();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        lines_keep_the_contract(&lines);
+        lines
+    }
+}
+
+/// Asserts that every audit line satisfies `contracts/audit-event.schema.json`.
+fn lines_keep_the_contract(lines: &[Value]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/audit-event.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let v = jsonschema::draft202012::new(&schema).unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        let errors: Vec<String> = v.iter_errors(line).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "audit line {}: {errors:#?}\n{line:#}", i + 1);
     }
 }
 
@@ -416,11 +431,14 @@ async fn promote_swaps_atomically_under_load() {
     assert_eq!(s, StatusCode::NOT_FOUND, "promotion stops shadowing");
     let h = Arc::into_inner(h).unwrap();
     let audit = h.finish().await;
+    // The registration line of a promotion is the one every registration writes (the contract
+    // was checked by `finish`), marked as a promotion.
     let promoted = audit.iter().find(|l| l["event"] == "bundle_replaced").unwrap();
     assert_eq!(
         (promoted["bundle_version"].as_str(), promoted["promoted_from_shadow"].as_bool()),
         (Some("2.0.0"), Some(true))
     );
+    assert_eq!((&promoted["policy_count"], &promoted["signed_by"]), (&json!(1), &Value::Null), "{promoted}");
     let answered = audit.iter().filter(|l| l["event"] == "evaluation").count() as u64;
     assert_eq!(answered, old.load(Ordering::Relaxed) + new.load(Ordering::Relaxed));
 }

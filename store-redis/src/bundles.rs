@@ -22,8 +22,8 @@
 //!
 //! Everything here is synchronous (blocking sockets with timeouts), like the state store.
 
+use crate::OpenError;
 use crate::pool::{Idempotent, Pool};
-use crate::{OpenError, OptionError, UrlError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use verdict_runtime::state::StoreError;
@@ -161,8 +161,6 @@ pub enum Notice {
 #[derive(Debug)]
 pub struct BundleSource {
     pool: Pool,
-    client: redis::Client,
-    addr: String,
     options: BundleOptions,
     push: redis::Script,
 }
@@ -175,26 +173,13 @@ pub fn revision_of(bytes: &[u8]) -> String {
 impl BundleSource {
     /// A source on the Redis at `url` (as [`crate::RedisStore::open`]). Nothing is connected yet.
     pub fn open(url: &str, options: BundleOptions) -> Result<BundleSource, OpenError> {
-        if options.connect_timeout.is_zero() {
-            return Err(OpenError::Option(OptionError { name: "connect_timeout", reason: "must be positive" }));
-        }
-        if options.io_timeout.is_zero() {
-            return Err(OpenError::Option(OptionError { name: "io_timeout", reason: "must be positive" }));
-        }
-        let client = redis::Client::open(url).map_err(|e| OpenError::Url(UrlError { reason: e.to_string() }))?;
-        let addr = client.get_connection_info().addr().to_string();
-        Ok(BundleSource {
-            pool: Pool::new(client.clone(), options.max_idle, options.connect_timeout, options.io_timeout),
-            client,
-            addr,
-            options,
-            push: redis::Script::new(include_str!("push.lua")),
-        })
+        let pool = Pool::open(url, options.max_idle, options.connect_timeout, options.io_timeout)?;
+        Ok(BundleSource { pool, options, push: redis::Script::new(include_str!("push.lua")) })
     }
 
     /// `host:port` of the server (never the password).
     pub fn addr(&self) -> &str {
-        &self.addr
+        self.pool.addr()
     }
 
     pub fn options(&self) -> &BundleOptions {
@@ -379,10 +364,8 @@ impl BundleSource {
         stop: &AtomicBool,
         on: &mut impl FnMut(Notice),
     ) -> Result<(), SourceError> {
-        let failed = |e: &redis::RedisError| SourceError::Unavailable(self.describe(e));
-        let mut conn = self.client.get_connection_with_timeout(self.options.connect_timeout).map_err(|e| failed(&e))?;
-        conn.set_write_timeout(Some(self.options.io_timeout)).map_err(|e| failed(&e))?;
-        conn.set_read_timeout(Some(self.options.io_timeout)).map_err(|e| failed(&e))?;
+        let failed = |e: &redis::RedisError| unavailable(self.pool.failure(e));
+        let mut conn = self.pool.connect().map_err(unavailable)?;
         let channel = self.channel();
         let mut ps = conn.as_pubsub();
         ps.subscribe(&channel).map_err(|e| failed(&e))?;
@@ -411,19 +394,6 @@ impl BundleSource {
                 on(Notice::Poll);
             }
         }
-    }
-
-    fn describe(&self, e: &redis::RedisError) -> String {
-        if e.is_timeout() {
-            return format!("redis at {} did not answer within {} ms", self.addr, self.options.io_timeout.as_millis());
-        }
-        let text = e.to_string().replace('\n', " ");
-        let mut chars = text.chars();
-        let text: String = match chars.next() {
-            Some(c) => c.to_lowercase().chain(chars).collect(),
-            None => text,
-        };
-        format!("redis at {} failed: {text}", self.addr)
     }
 }
 

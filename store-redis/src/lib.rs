@@ -120,20 +120,14 @@ impl RedisStore {
     /// `redis+unix:///path`). Nothing is connected yet: a Redis that is down makes operations
     /// fail, not this.
     pub fn open(url: &str, options: Options) -> Result<RedisStore, OpenError> {
-        let positive = |d: Duration, name| {
-            if d.is_zero() { Err(OpenError::Option(OptionError { name, reason: "must be positive" })) } else { Ok(()) }
-        };
-        positive(options.connect_timeout, "connect_timeout")?;
-        positive(options.io_timeout, "io_timeout")?;
         if options.forget_after.is_some_and(|d| d.as_millis() == 0) {
             return Err(OpenError::Option(OptionError { name: "forget_after", reason: "must be at least 1 ms" }));
         }
         if options.purge_grace.is_some_and(|g| g < 0) {
             return Err(OpenError::Option(OptionError { name: "purge_grace", reason: "must not be negative" }));
         }
-        let client = redis::Client::open(url).map_err(|e| OpenError::Url(UrlError { reason: e.to_string() }))?;
         Ok(RedisStore {
-            pool: Pool::new(client, options.max_idle, options.connect_timeout, options.io_timeout),
+            pool: Pool::open(url, options.max_idle, options.connect_timeout, options.io_timeout)?,
             keys: Keys::new(&options.prefix),
             options,
             record: redis::Script::new(include_str!("record.lua")),

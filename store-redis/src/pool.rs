@@ -12,6 +12,7 @@
 //! retried once on a new connection, and before a command that must not run twice (a script that
 //! writes) it first answers a `PING`.
 
+use crate::{OpenError, OptionError, UrlError};
 use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, RedisResult};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -41,9 +42,36 @@ pub(crate) enum Idempotent {
 }
 
 impl Pool {
-    pub fn new(client: Client, max_idle: usize, connect_timeout: Duration, io_timeout: Duration) -> Pool {
+    /// A pool on the Redis at `url` (the one place the store and the bundle source open one):
+    /// both timeouts must be positive. Nothing is connected yet.
+    pub fn open(
+        url: &str,
+        max_idle: usize,
+        connect_timeout: Duration,
+        io_timeout: Duration,
+    ) -> Result<Pool, OpenError> {
+        let positive = |d: Duration, name| {
+            if d.is_zero() { Err(OpenError::Option(OptionError { name, reason: "must be positive" })) } else { Ok(()) }
+        };
+        positive(connect_timeout, "connect_timeout")?;
+        positive(io_timeout, "io_timeout")?;
+        let client = Client::open(url).map_err(|e| OpenError::Url(UrlError { reason: e.to_string() }))?;
         let addr = client.get_connection_info().addr().to_string();
-        Pool { client, addr, idle: Mutex::new(Vec::new()), max_idle, connect_timeout, io_timeout }
+        Ok(Pool { client, addr, idle: Mutex::new(Vec::new()), max_idle, connect_timeout, io_timeout })
+    }
+
+    /// `host:port` (or the socket path); never the password.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// A new connection, outside the pool, with the pool's timeouts (the bundle source's
+    /// subscription).
+    pub fn connect(&self) -> Result<Connection, StoreError> {
+        let c = self.client.get_connection_with_timeout(self.connect_timeout).map_err(|e| self.connect_error(&e))?;
+        c.set_read_timeout(Some(self.io_timeout)).map_err(|e| self.failure(&e))?;
+        c.set_write_timeout(Some(self.io_timeout)).map_err(|e| self.failure(&e))?;
+        Ok(c)
     }
 
     pub fn lease(&self) -> Lease<'_> {
@@ -55,10 +83,7 @@ impl Pool {
         if let Some(c) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok((c, true));
         }
-        let c = self.client.get_connection_with_timeout(self.connect_timeout).map_err(|e| self.connect_error(&e))?;
-        c.set_read_timeout(Some(self.io_timeout)).map_err(|e| self.failure(&e))?;
-        c.set_write_timeout(Some(self.io_timeout)).map_err(|e| self.failure(&e))?;
-        Ok((c, false))
+        Ok((self.connect()?, false))
     }
 
     fn checkin(&self, c: Connection) {
@@ -89,7 +114,8 @@ impl Pool {
         StoreError::Unavailable(format!("cannot connect to redis at {}: {}", self.addr, lower(e)))
     }
 
-    fn failure(&self, e: &RedisError) -> StoreError {
+    /// A failed command, as the store and the bundle source report it.
+    pub fn failure(&self, e: &RedisError) -> StoreError {
         if e.is_timeout() {
             return StoreError::Unavailable(format!(
                 "redis at {} did not answer within {} ms",

@@ -32,12 +32,13 @@ pub fn inside_window(b: &Bundle) -> jiff::Timestamp {
 }
 
 /// Evaluates a request context on a bundle inside its window, in the world witnesses are judged
-/// in (every state series empty, no extern bound: [`crate::host::Empty`]); an error when the
+/// in (every state series empty, no extern bound: [`verdict_runtime::state::Empty`]); an error when the
 /// evaluation faults.
 pub fn eval(b: &Bundle, req: &Value) -> Result<EvaluationResult, String> {
     let interp = Interpreter::new(b).map_err(|e| e.to_string())?;
     let r = Request::from_value(req.clone()).map_err(|e| format!("witness is not a valid request: {e}"))?;
-    let env = Env { now: inside_window(b), decision_id: None, state: Some(&crate::host::Empty), externs: None };
+    let env =
+        Env { now: inside_window(b), decision_id: None, state: Some(&verdict_runtime::state::Empty), externs: None };
     let mut host = verdict_runtime::term::HostMemo::default();
     let result = interp.evaluate_memo(&r, &env, Mode::PLAIN, &mut host);
     // A fault decides by the host's failure, not by the rules: no finding may rest on one.
@@ -421,7 +422,7 @@ pub fn check_universal(b: &Bundle, diags: &[Diagnostic], n: usize, seed: u64) ->
         for w in 0..=WORLDS {
             let drawn = crate::host::Drawn { salt: seed.wrapping_mul(1_000_003).wrapping_add(k as u64 * 7 + w) };
             let env = if w == 0 {
-                Env { now, decision_id: None, state: Some(&crate::host::Empty), externs: None }
+                Env { now, decision_id: None, state: Some(&verdict_runtime::state::Empty), externs: None }
             } else {
                 Env { now, decision_id: None, state: Some(&drawn), externs: Some(&drawn) }
             };
@@ -486,7 +487,12 @@ pub fn check_equivalent(old: &Bundle, new: &Bundle, n: usize, seed: u64) -> Resu
             let drawn = crate::host::Drawn { salt: seed.wrapping_mul(1_000_003).wrapping_add(k as u64 * 7 + w) };
             let env = |now| {
                 if w == 0 {
-                    Env { now, decision_id: None, state: Some(&crate::host::Empty as &dyn StateView), externs: None }
+                    Env {
+                        now,
+                        decision_id: None,
+                        state: Some(&verdict_runtime::state::Empty as &dyn StateView),
+                        externs: None,
+                    }
                 } else {
                     Env { now, decision_id: None, state: Some(&drawn as &dyn StateView), externs: Some(&drawn) }
                 }

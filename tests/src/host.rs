@@ -3,23 +3,13 @@
 //! every variant of a bundle, while different salts explore different worlds — results of every
 //! type, errors, unavailable stores.
 //!
-//! [`Empty`] is the world the analysis' oracle judges witnesses in (every series empty, nothing
-//! bound), so tests confirm witnesses in the same world.
+//! `verdict_runtime::state::Empty` (every series empty, with no extern bound) is the world the
+//! analysis' oracle judges witnesses in, so tests confirm witnesses in the same world.
 
 use serde_json::{Number, Value, json};
 use std::hash::{Hash, Hasher};
 use verdict_runtime::externs::{ExternError, Externs};
 use verdict_runtime::state::{Micros, Range, StateView, StoreError};
-
-/// Every series empty (reads 0); no extern bound.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Empty;
-
-impl StateView for Empty {
-    fn read(&self, _: &str, _: &[Value], _: Range, _: Micros) -> Result<Number, StoreError> {
-        Ok(Number::from(0))
-    }
-}
 
 /// A world drawn from `salt`: externs return booleans, numbers, strings, lists or errors, and
 /// state reads return sums or fail, each chosen by hashing the salt with the question.

@@ -12,21 +12,12 @@
 
 use crate::interp::Interpreter;
 use crate::ir::{Bundle, Combine, MatchMode, Policy};
-use serde_json::{Number, Value};
+use serde_json::Value;
 use verdict_runtime::decision::{EvaluationResult, NOT_APPLICABLE};
 use verdict_runtime::env::{Env, Mode};
 use verdict_runtime::request::Request;
-use verdict_runtime::state::{Micros, Range, StateView, StoreError};
+use verdict_runtime::state::Empty;
 use verdict_runtime::term::HostMemo;
-
-/// Every series empty.
-struct Empty;
-
-impl StateView for Empty {
-    fn read(&self, _: &str, _: &[Value], _: Range, _: Micros) -> Result<Number, StoreError> {
-        Ok(Number::from(0))
-    }
-}
 
 /// Evaluates without faults: `None` when a state read or an extern call failed.
 fn clean(interp: &Interpreter<'_>, r: &Request, now: jiff::Timestamp) -> Option<EvaluationResult> {
