@@ -183,7 +183,9 @@ fn forgotten_decisions_are_unknown() -> Result<(), String> {
         ..Options::default()
     };
     let s = store_with(&server, options)?;
-    assert_eq!(record(&s, "d1", 0, 0, vec![update("spend", json!("u-1"), json!(1), true)]), Ok(()));
+    // Holds of a minute: an unsettled record lives that long plus `forget_after` (with holds of
+    // 0 it expired 1 ms after recording, before a release on a busy machine could settle it).
+    assert_eq!(record(&s, "d1", 0, 60_000_000, vec![update("spend", json!("u-1"), json!(1), true)]), Ok(()));
     assert_eq!(s.release("d1", 0), Ok(Settled::Released));
     // Redis expires the settled record 1 ms later (its clock: only forgetting depends on it).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
