@@ -16,7 +16,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 use verdict_runtime::project::PathTrie;
-use verdict_runtime::request::Request;
+use verdict_runtime::request::{Request, step};
+use verdict_runtime::vm::PreparedRequest;
 
 /// Values nested deeper than this are refused (the limit serde_json sets for JSON text).
 pub const MAX_DEPTH: usize = 128;
@@ -69,11 +70,29 @@ struct Child {
     node: usize,
 }
 
+/// Where the merged view takes a path's first step from (LANGUAGE.md §1): the context's own
+/// `subject`, `resource` or `action` when it is set (not null), else `data`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Root {
+    Subject,
+    Resource,
+    /// `action` itself (a longer path steps into a string: missing when `action` is set).
+    Action,
+    ActionBelow,
+    Data,
+    /// The empty path, which resolves to nothing.
+    Nothing,
+}
+
 /// The bundle's path trie with Python keys, as an arena (node 0 is the merged view's root).
 pub struct Trie {
     nodes: Vec<Node>,
     subject: Option<usize>,
     resource: Option<usize>,
+    /// Per program path (by id): where its first step is taken from and its node.
+    paths: Vec<(Root, usize)>,
+    /// The node of `resource.vendor_id` (the card scope reads the context's own).
+    vendor: Option<usize>,
 }
 
 /// The list index a step names: ASCII digits only, as the runtime's `request::step` reads it.
@@ -108,7 +127,38 @@ impl Trie {
         }
         let root_child = |name: &str| nodes.first()?.children.iter().find(|c| c.text == name).map(|c| c.node);
         let (subject, resource) = (root_child("subject"), root_child("resource"));
-        Trie { nodes, subject, resource }
+        Trie { nodes, subject, resource, paths: Vec::new(), vendor: None }
+    }
+
+    /// Numbers the trie's nodes by the program's paths (ids are positions in `paths`), for
+    /// [`Trie::prepare`]. Every path is in the trie, which was built from them.
+    pub fn index(mut self, paths: &[Vec<String>]) -> Trie {
+        let node_of = |segments: &mut dyn Iterator<Item = &str>| {
+            let mut at = 0;
+            for seg in segments {
+                at = self.nodes.get(at)?.children.iter().find(|c| c.text == seg)?.node;
+            }
+            Some(at)
+        };
+        let mut slots = Vec::with_capacity(paths.len());
+        for p in paths {
+            let root = match (p.first().map(String::as_str), p.len()) {
+                (None, _) => Root::Nothing,
+                (Some("subject"), _) => Root::Subject,
+                (Some("resource"), _) => Root::Resource,
+                (Some("action"), 1) => Root::Action,
+                (Some("action"), _) => Root::ActionBelow,
+                (Some(_), _) => Root::Data,
+            };
+            match node_of(&mut p.iter().map(String::as_str)) {
+                Some(node) => slots.push((root, node)),
+                // Not reached: the trie holds every path.
+                None => slots.push((Root::Nothing, 0)),
+            }
+        }
+        self.vendor = node_of(&mut ["resource", "vendor_id"].into_iter());
+        self.paths = slots;
+        self
     }
 
     /// Reads a request context from a Python object that is not JSON text: a `dict` is walked
@@ -212,6 +262,141 @@ impl Trie {
             }
         }
         Ok(Value::Array(out))
+    }
+}
+
+/// A `dict` context read straight into the values of the bundle's paths (see [`Trie::prepare`]).
+impl Trie {
+    /// Reads a `dict` context into the value of each of the bundle's paths, the merged view
+    /// resolved here, without building the request's maps: the same parts of the dict are read
+    /// and converted as [`Trie::request`] reads them (so the same contexts are accepted), and
+    /// every path gets the value the runtime's lookup gives on the request that reads. `None`
+    /// when the context is one that [`Trie::request`] may refuse (or when Python raised): the
+    /// caller then reads it that way, which says why.
+    pub fn prepare(&self, dict: &Bound<'_, PyDict>) -> Option<PreparedRequest> {
+        let (mut data, mut subject, mut resource, mut action) = (None, None, None, None);
+        for (k, v) in dict.iter() {
+            let key = k.cast::<PyString>().ok()?;
+            match key.to_str().ok()? {
+                "data" => data = Some(v.cast_into::<PyDict>().ok()?),
+                "subject" if v.is_none() => subject = None,
+                "subject" => subject = Some(v.cast_into::<PyDict>().ok()?),
+                "resource" if v.is_none() => resource = None,
+                "resource" => resource = Some(v.cast_into::<PyDict>().ok()?),
+                "action" if v.is_none() => action = None,
+                "action" => action = Some(v.cast::<PyString>().ok()?.to_str().ok()?.to_owned()),
+                _ => return None,
+            }
+        }
+        // By node: the values read under `data`, then those under the context's own `subject`
+        // and `resource` (disjoint subtrees).
+        let n = self.nodes.len();
+        let mut slots: Vec<Option<Value>> = std::iter::repeat_with(|| None).take(2 * n).collect();
+        let (from_data, own) = slots.split_at_mut(n);
+        if let Some(d) = &data {
+            self.fill(d.as_any(), 0, 1, from_data)?;
+        }
+        for (given, node) in [(&subject, self.subject), (&resource, self.resource)] {
+            if let (Some(obj), Some(node)) = (given, node) {
+                self.fill(obj.as_any(), node, 1, own)?;
+            }
+        }
+        let vendor = match (&resource, self.vendor) {
+            (Some(_), Some(node)) => own.get(node).cloned().flatten(),
+            _ => None,
+        };
+        let mut values = Vec::with_capacity(self.paths.len());
+        for &(root, node) in &self.paths {
+            let slot = match root {
+                Root::Subject if subject.is_some() => own.get_mut(node),
+                Root::Resource if resource.is_some() => own.get_mut(node),
+                Root::Action if action.is_some() => {
+                    values.push(action.clone().map(Value::String));
+                    continue;
+                }
+                Root::ActionBelow if action.is_some() => None,
+                Root::Nothing => None,
+                _ => from_data.get_mut(node),
+            };
+            values.push(slot.and_then(Option::take));
+        }
+        Some(PreparedRequest::from_values(values, action.map(Value::String), vendor))
+    }
+
+    /// Converts what the walk of [`Trie::walk`] reaches from `obj` at `node` into `out` (by
+    /// node: each leaf's value as the request's lookup finds it); `None` where the walk refuses.
+    fn fill(&self, obj: &Bound<'_, PyAny>, node: usize, depth: usize, out: &mut [Option<Value>]) -> Option<()> {
+        let n = self.nodes.get(node)?;
+        if n.leaf {
+            let v = to_value(obj, depth).ok()?;
+            self.fill_below(n, &v, out);
+            *out.get_mut(node)? = Some(v);
+            return Some(());
+        }
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        let py = obj.py();
+        if let Ok(dict) = obj.cast::<PyDict>() {
+            for c in &n.children {
+                if let Some(v) = dict.get_item(c.key.bind(py)).ok()? {
+                    self.fill(&v, c.node, depth + 1, out)?;
+                }
+            }
+            return Some(());
+        }
+        if let Ok(list) = obj.cast::<PyList>() {
+            return self.fill_items(n, list.len(), |i| list.get_item(i), depth, out);
+        }
+        if let Ok(tuple) = obj.cast::<PyTuple>() {
+            return self.fill_items(n, tuple.len(), |i| tuple.get_item(i), depth, out);
+        }
+        // A scalar where the paths go on: checked, and every path below is missing.
+        to_value(obj, depth).ok().map(drop)
+    }
+
+    /// The elements of a list the trie's steps name, as [`Trie::walk_items`] reads them.
+    fn fill_items<'py>(
+        &self,
+        n: &Node,
+        len: usize,
+        item: impl Fn(usize) -> PyResult<Bound<'py, PyAny>>,
+        depth: usize,
+        out: &mut [Option<Value>],
+    ) -> Option<()> {
+        for c in &n.children {
+            let Some(i) = c.index.filter(|&i| i < len) else { continue };
+            let obj = item(i).ok()?;
+            // Two steps naming one element (`1` and `01`): the element is read whole.
+            if n.children.iter().any(|o| o.node != c.node && o.index == Some(i)) {
+                let v = to_value(&obj, depth + 1).ok()?;
+                self.fill_value(c.node, &v, out);
+            } else {
+                self.fill(&obj, c.node, depth + 1, out)?;
+            }
+        }
+        Some(())
+    }
+
+    /// The leaves at and below `node` inside a converted value, stepped into as the request's
+    /// lookup steps (recursion bounded by the value's depth, itself at most [`MAX_DEPTH`]).
+    fn fill_value(&self, node: usize, v: &Value, out: &mut [Option<Value>]) {
+        let Some(n) = self.nodes.get(node) else { return };
+        self.fill_below(n, v, out);
+        if n.leaf
+            && let Some(slot) = out.get_mut(node)
+        {
+            *slot = Some(v.clone());
+        }
+    }
+
+    /// The leaves strictly below a node whose value is `v`.
+    fn fill_below(&self, n: &Node, v: &Value, out: &mut [Option<Value>]) {
+        for c in &n.children {
+            if let Some(inner) = step(v, &c.text) {
+                self.fill_value(c.node, inner, out);
+            }
+        }
     }
 }
 
