@@ -59,6 +59,8 @@ impl Fault {
 struct Node {
     leaf: bool,
     children: Vec<Child>,
+    /// The program path that ends here (set by [`Trie::index`]).
+    path: Option<u32>,
 }
 
 struct Child {
@@ -70,29 +72,19 @@ struct Child {
     node: usize,
 }
 
-/// Where the merged view takes a path's first step from (LANGUAGE.md §1): the context's own
-/// `subject`, `resource` or `action` when it is set (not null), else `data`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Root {
-    Subject,
-    Resource,
-    /// `action` itself (a longer path steps into a string: missing when `action` is set).
-    Action,
-    ActionBelow,
-    Data,
-    /// The empty path, which resolves to nothing.
-    Nothing,
-}
-
 /// The bundle's path trie with Python keys, as an arena (node 0 is the merged view's root).
 pub struct Trie {
     nodes: Vec<Node>,
     subject: Option<usize>,
     resource: Option<usize>,
-    /// Per program path (by id): where its first step is taken from and its node.
-    paths: Vec<(Root, usize)>,
-    /// The node of `resource.vendor_id` (the card scope reads the context's own).
+    /// How many paths the program has (0 until [`Trie::index`]).
+    paths: usize,
+    /// The node of `action` and of `resource.vendor_id`, which the card scope reads.
+    action: Option<usize>,
     vendor: Option<usize>,
+    /// Whether the program has a card scope (which reads the context's own `action` and
+    /// `resource.vendor_id`).
+    scoped: bool,
 }
 
 /// The list index a step names: ASCII digits only, as the runtime's `request::step` reads it.
@@ -106,13 +98,13 @@ fn list_index(step: &str) -> Option<usize> {
 impl Trie {
     /// Mirrors the runtime's trie (an explicit stack: paths may be long).
     pub fn new(py: Python<'_>, trie: &PathTrie) -> Trie {
-        let mut nodes = vec![Node { leaf: trie.is_leaf(), children: Vec::new() }];
+        let mut nodes = vec![Node { leaf: trie.is_leaf(), children: Vec::new(), path: None }];
         let mut stack = vec![(trie, 0usize)];
         while let Some((t, at)) = stack.pop() {
             let mut children = Vec::new();
             for (step, child) in t.children() {
                 let id = nodes.len();
-                nodes.push(Node { leaf: child.is_leaf(), children: Vec::new() });
+                nodes.push(Node { leaf: child.is_leaf(), children: Vec::new(), path: None });
                 children.push(Child {
                     key: PyString::intern(py, step).unbind(),
                     text: step.to_owned(),
@@ -127,37 +119,33 @@ impl Trie {
         }
         let root_child = |name: &str| nodes.first()?.children.iter().find(|c| c.text == name).map(|c| c.node);
         let (subject, resource) = (root_child("subject"), root_child("resource"));
-        Trie { nodes, subject, resource, paths: Vec::new(), vendor: None }
+        let action = root_child("action");
+        Trie { nodes, subject, resource, paths: 0, action, vendor: None, scoped: false }
     }
 
-    /// Numbers the trie's nodes by the program's paths (ids are positions in `paths`), for
-    /// [`Trie::prepare`]. Every path is in the trie, which was built from them.
-    pub fn index(mut self, paths: &[Vec<String>]) -> Trie {
-        let node_of = |segments: &mut dyn Iterator<Item = &str>| {
+    /// Marks the trie's nodes with the program's paths (ids are positions in `paths`), for
+    /// [`Trie::prepare`]; `scoped`: the program has a card scope. Every path is in the trie,
+    /// which was built from them; the empty path (which resolves to nothing) marks no node.
+    pub fn index(mut self, paths: &[Vec<String>], scoped: bool) -> Trie {
+        let node_of = |nodes: &[Node], segments: &mut dyn Iterator<Item = &str>| {
             let mut at = 0;
             for seg in segments {
-                at = self.nodes.get(at)?.children.iter().find(|c| c.text == seg)?.node;
+                at = nodes.get(at)?.children.iter().find(|c| c.text == seg)?.node;
             }
             Some(at)
         };
-        let mut slots = Vec::with_capacity(paths.len());
-        for p in paths {
-            let root = match (p.first().map(String::as_str), p.len()) {
-                (None, _) => Root::Nothing,
-                (Some("subject"), _) => Root::Subject,
-                (Some("resource"), _) => Root::Resource,
-                (Some("action"), 1) => Root::Action,
-                (Some("action"), _) => Root::ActionBelow,
-                (Some(_), _) => Root::Data,
+        for (id, p) in paths.iter().enumerate() {
+            let (Some(node), Ok(id)) = (node_of(&self.nodes, &mut p.iter().map(String::as_str)), u32::try_from(id))
+            else {
+                continue;
             };
-            match node_of(&mut p.iter().map(String::as_str)) {
-                Some(node) => slots.push((root, node)),
-                // Not reached: the trie holds every path.
-                None => slots.push((Root::Nothing, 0)),
+            if let Some(n) = self.nodes.get_mut(node).filter(|_| !p.is_empty()) {
+                n.path = Some(id);
             }
         }
-        self.vendor = node_of(&mut ["resource", "vendor_id"].into_iter());
-        self.paths = slots;
+        self.vendor = node_of(&self.nodes, &mut ["resource", "vendor_id"].into_iter());
+        self.paths = paths.len();
+        self.scoped = scoped;
         self
     }
 
@@ -265,6 +253,31 @@ impl Trie {
     }
 }
 
+/// Where [`Trie::prepare`] puts what it reads: the value of each program path, and the
+/// context's own `resource.vendor_id`.
+struct Sink {
+    values: Vec<Option<Value>>,
+    vendor: Option<Value>,
+    /// The node whose value is the card scope's vendor: set while the context's own
+    /// `resource` is walked, when the program has a card scope.
+    vendor_node: Option<usize>,
+}
+
+impl Sink {
+    fn put(&mut self, n: &Node, node: usize, v: Value) {
+        let slot = n.path.and_then(|p| self.values.get_mut(p as usize));
+        match (slot, self.vendor_node == Some(node)) {
+            (Some(slot), true) => {
+                self.vendor = Some(v.clone());
+                *slot = Some(v);
+            }
+            (Some(slot), false) => *slot = Some(v),
+            (None, true) => self.vendor = Some(v),
+            (None, false) => {}
+        }
+    }
+}
+
 /// A `dict` context read straight into the values of the bundle's paths (see [`Trie::prepare`]).
 impl Trie {
     /// Reads a `dict` context into the value of each of the bundle's paths, the merged view
@@ -288,49 +301,54 @@ impl Trie {
                 _ => return None,
             }
         }
-        // By node: the values read under `data`, then those under the context's own `subject`
-        // and `resource` (disjoint subtrees).
-        let n = self.nodes.len();
-        let mut slots: Vec<Option<Value>> = std::iter::repeat_with(|| None).take(2 * n).collect();
-        let (from_data, own) = slots.split_at_mut(n);
-        if let Some(d) = &data {
-            self.fill(d.as_any(), 0, 1, from_data)?;
+        let root = self.nodes.first()?;
+        if root.leaf {
+            // The empty path: the whole of `data` would be read; left to the general reader.
+            return None;
         }
-        for (given, node) in [(&subject, self.subject), (&resource, self.resource)] {
-            if let (Some(obj), Some(node)) = (given, node) {
-                self.fill(obj.as_any(), node, 1, own)?;
+        let mut sink = Sink { values: vec![None; self.paths], vendor: None, vendor_node: None };
+        // `data`'s keys are the merged view's roots, except those the context sets itself: those
+        // are read (and checked) all the same, as the general reader does, and kept nowhere.
+        if let Some(d) = &data {
+            for c in &root.children {
+                let Some(v) = d.get_item(c.key.bind(d.py())).ok()? else { continue };
+                let own = match c.text.as_str() {
+                    "subject" => subject.is_some(),
+                    "resource" => resource.is_some(),
+                    "action" => action.is_some(),
+                    _ => false,
+                };
+                self.fill(&v, c.node, 2, if own { None } else { Some(&mut sink) })?;
             }
         }
-        let vendor = match (&resource, self.vendor) {
-            (Some(_), Some(node)) => own.get(node).cloned().flatten(),
-            _ => None,
-        };
-        let mut values = Vec::with_capacity(self.paths.len());
-        for &(root, node) in &self.paths {
-            let slot = match root {
-                Root::Subject if subject.is_some() => own.get_mut(node),
-                Root::Resource if resource.is_some() => own.get_mut(node),
-                Root::Action if action.is_some() => {
-                    values.push(action.clone().map(Value::String));
-                    continue;
-                }
-                Root::ActionBelow if action.is_some() => None,
-                Root::Nothing => None,
-                _ => from_data.get_mut(node),
-            };
-            values.push(slot.and_then(Option::take));
+        if let (Some(obj), Some(node)) = (&subject, self.subject) {
+            self.fill(obj.as_any(), node, 1, Some(&mut sink))?;
         }
-        Some(PreparedRequest::from_values(values, action.map(Value::String), vendor))
+        if let (Some(obj), Some(node)) = (&resource, self.resource) {
+            sink.vendor_node = self.vendor.filter(|_| self.scoped);
+            self.fill(obj.as_any(), node, 1, Some(&mut sink))?;
+        }
+        // `action` itself; a path below it steps into a string, and is missing.
+        if let (Some(a), Some(p)) = (&action, self.action.and_then(|n| self.nodes.get(n)).and_then(|n| n.path))
+            && let Some(slot) = sink.values.get_mut(p as usize)
+        {
+            *slot = Some(Value::String(a.clone()));
+        }
+        let action = action.filter(|_| self.scoped).map(Value::String);
+        Some(PreparedRequest::from_values(sink.values, action, sink.vendor))
     }
 
-    /// Converts what the walk of [`Trie::walk`] reaches from `obj` at `node` into `out` (by
-    /// node: each leaf's value as the request's lookup finds it); `None` where the walk refuses.
-    fn fill(&self, obj: &Bound<'_, PyAny>, node: usize, depth: usize, out: &mut [Option<Value>]) -> Option<()> {
+    /// Converts what the walk of [`Trie::walk`] reaches from `obj` at `node` into `sink` (each
+    /// path's value as the request's lookup finds it), or only checks it without a sink; `None`
+    /// where the walk refuses.
+    fn fill(&self, obj: &Bound<'_, PyAny>, node: usize, depth: usize, mut sink: Option<&mut Sink>) -> Option<()> {
         let n = self.nodes.get(node)?;
         if n.leaf {
             let v = to_value(obj, depth).ok()?;
-            self.fill_below(n, &v, out);
-            *out.get_mut(node)? = Some(v);
+            if let Some(sink) = sink {
+                self.fill_below(n, &v, sink);
+                sink.put(n, node, v);
+            }
             return Some(());
         }
         if depth >= MAX_DEPTH {
@@ -340,16 +358,16 @@ impl Trie {
         if let Ok(dict) = obj.cast::<PyDict>() {
             for c in &n.children {
                 if let Some(v) = dict.get_item(c.key.bind(py)).ok()? {
-                    self.fill(&v, c.node, depth + 1, out)?;
+                    self.fill(&v, c.node, depth + 1, sink.as_deref_mut())?;
                 }
             }
             return Some(());
         }
         if let Ok(list) = obj.cast::<PyList>() {
-            return self.fill_items(n, list.len(), |i| list.get_item(i), depth, out);
+            return self.fill_items(n, list.len(), |i| list.get_item(i), depth, sink);
         }
         if let Ok(tuple) = obj.cast::<PyTuple>() {
-            return self.fill_items(n, tuple.len(), |i| tuple.get_item(i), depth, out);
+            return self.fill_items(n, tuple.len(), |i| tuple.get_item(i), depth, sink);
         }
         // A scalar where the paths go on: checked, and every path below is missing.
         to_value(obj, depth).ok().map(drop)
@@ -362,7 +380,7 @@ impl Trie {
         len: usize,
         item: impl Fn(usize) -> PyResult<Bound<'py, PyAny>>,
         depth: usize,
-        out: &mut [Option<Value>],
+        mut sink: Option<&mut Sink>,
     ) -> Option<()> {
         for c in &n.children {
             let Some(i) = c.index.filter(|&i| i < len) else { continue };
@@ -370,31 +388,31 @@ impl Trie {
             // Two steps naming one element (`1` and `01`): the element is read whole.
             if n.children.iter().any(|o| o.node != c.node && o.index == Some(i)) {
                 let v = to_value(&obj, depth + 1).ok()?;
-                self.fill_value(c.node, &v, out);
+                if let Some(sink) = sink.as_deref_mut() {
+                    self.fill_value(c.node, &v, sink);
+                }
             } else {
-                self.fill(&obj, c.node, depth + 1, out)?;
+                self.fill(&obj, c.node, depth + 1, sink.as_deref_mut())?;
             }
         }
         Some(())
     }
 
-    /// The leaves at and below `node` inside a converted value, stepped into as the request's
+    /// The paths at and below `node` inside a converted value, stepped into as the request's
     /// lookup steps (recursion bounded by the value's depth, itself at most [`MAX_DEPTH`]).
-    fn fill_value(&self, node: usize, v: &Value, out: &mut [Option<Value>]) {
+    fn fill_value(&self, node: usize, v: &Value, sink: &mut Sink) {
         let Some(n) = self.nodes.get(node) else { return };
-        self.fill_below(n, v, out);
-        if n.leaf
-            && let Some(slot) = out.get_mut(node)
-        {
-            *slot = Some(v.clone());
+        self.fill_below(n, v, sink);
+        if n.leaf {
+            sink.put(n, node, v.clone());
         }
     }
 
-    /// The leaves strictly below a node whose value is `v`.
-    fn fill_below(&self, n: &Node, v: &Value, out: &mut [Option<Value>]) {
+    /// The paths strictly below a node whose value is `v`.
+    fn fill_below(&self, n: &Node, v: &Value, sink: &mut Sink) {
         for c in &n.children {
             if let Some(inner) = step(v, &c.text) {
-                self.fill_value(c.node, inner, out);
+                self.fill_value(c.node, inner, sink);
             }
         }
     }

@@ -95,29 +95,33 @@ fn outcome_key(outcome: &vm::Outcome<'_>, key: &mut Vec<u64>) {
 }
 
 impl Results {
+    /// The result of an outcome; `true` when it is the one kept for every decision of that
+    /// outcome (kept for the engine's life: its address names it, see [`Core::objects`]).
     fn get(
         &self,
         engine: &vm::Engine,
         outcome: &vm::Outcome<'_>,
         key: &mut Vec<u64>,
-    ) -> Arc<decision::EvaluationResult> {
+    ) -> (Arc<decision::EvaluationResult>, bool) {
         // Reasons computed for this decision make its result its own (see the invariant).
         if !outcome.reasons.is_empty() {
-            return Arc::new(engine.result(outcome, None));
+            return (Arc::new(engine.result(outcome, None)), false);
         }
         outcome_key(outcome, key);
         if let Ok(map) = self.by_outcome.read()
             && let Some(r) = map.get(key.as_slice())
         {
-            return Arc::clone(r);
+            return (Arc::clone(r), true);
         }
         let result = Arc::new(engine.result(outcome, None));
         if let Ok(mut map) = self.by_outcome.write()
             && map.len() < MAX_CACHED_RESULTS
         {
-            map.insert(key.as_slice().into(), Arc::clone(&result));
+            // Another thread may have kept one meanwhile: that one stays.
+            let kept = map.entry(key.as_slice().into()).or_insert(result);
+            return (Arc::clone(kept), true);
         }
-        result
+        (result, false)
     }
 }
 
@@ -144,6 +148,10 @@ struct Core {
     /// Whether untraced decisions are worth detaching for.
     detach: bool,
     results: Results,
+    /// The Python result object of each kept result (by the address of the runtime's result,
+    /// which [`Results`] keeps for the engine's life), handed out by every plain evaluation of a
+    /// `dict` with that outcome: the objects are immutable (a frozen class without a `__dict__`).
+    objects: RwLock<FxHashMap<usize, Py<EvaluationResult>>>,
 }
 
 /// A request as a decision reads it: the runtime's `Request`, or its paths' values.
@@ -172,7 +180,7 @@ impl Core {
     fn native(py: Python<'_>, engine: vm::Engine) -> Core {
         let p = engine.program();
         let trie = PathTrie::new(p.paths.iter().map(Vec::as_slice));
-        let walker = Trie::new(py, &trie).index(&p.paths);
+        let walker = Trie::new(py, &trie).index(&p.paths, p.card_scope.is_some());
         let effects = p.effects.clone();
         let externs: Vec<String> = p.externs.iter().map(|e| e.name.clone()).collect();
         let stateful = engine.is_stateful();
@@ -188,6 +196,7 @@ impl Core {
             share,
             detach,
             results: Results::default(),
+            objects: RwLock::default(),
         }
     }
 
@@ -208,6 +217,7 @@ impl Core {
             share: false,
             detach: true,
             results: Results::default(),
+            objects: RwLock::default(),
         }
     }
 
@@ -238,8 +248,8 @@ impl Core {
     fn decide(&self, py: Python<'_>, req: &Request, ask: Ask<'_>) -> Arc<decision::EvaluationResult> {
         let shared = self.share && ask.mode == Mode::PLAIN;
         match &self.backend {
-            Backend::Native(e) if shared && self.detach => py.detach(|| self.shared(e, Read::Request(req), ask)),
-            Backend::Native(e) if shared => self.shared(e, Read::Request(req), ask),
+            Backend::Native(e) if shared && self.detach => py.detach(|| self.shared(e, Read::Request(req), ask)).0,
+            Backend::Native(e) if shared => self.shared(e, Read::Request(req), ask).0,
             // Externs attach again for each call only (EMBEDDING.md, "Threads").
             Backend::Native(e) => Arc::new(py.detach(|| e.evaluate(req, &ask.env(), ask.mode))),
             Backend::Interp(c) => Arc::new(py.detach(|| c.borrow_dependent().evaluate(req, &ask.env(), ask.mode))),
@@ -264,7 +274,7 @@ impl Core {
 
     /// An untraced decision on the runtime's engine, its result shared with every decision of
     /// the same outcome when it depends on nothing else (see [`Results`]).
-    fn shared(&self, engine: &vm::Engine, req: Read<'_>, ask: Ask<'_>) -> Arc<decision::EvaluationResult> {
+    fn shared(&self, engine: &vm::Engine, req: Read<'_>, ask: Ask<'_>) -> (Arc<decision::EvaluationResult>, bool) {
         let env = ask.env();
         let run = |scratch: &mut vm::Scratch, key: &mut Vec<u64>| {
             let outcome = match req {
@@ -293,7 +303,7 @@ impl Core {
         py: Python<'_>,
         context: &Bound<'_, PyAny>,
         ask: Ask<'_>,
-    ) -> Option<Arc<decision::EvaluationResult>> {
+    ) -> Option<(Arc<decision::EvaluationResult>, bool)> {
         let Backend::Native(e) = &self.backend else { return None };
         if !self.share || ask.mode != Mode::PLAIN {
             return None;
@@ -305,6 +315,25 @@ impl Core {
         } else {
             self.shared(e, Read::Prepared(&req), ask)
         })
+    }
+
+    /// The Python object of a kept result ([`Core::objects`]), made the first time.
+    fn object<'py>(
+        &self,
+        py: Python<'py>,
+        result: Arc<decision::EvaluationResult>,
+    ) -> PyResult<Bound<'py, EvaluationResult>> {
+        let at = Arc::as_ptr(&result) as usize;
+        if let Ok(map) = self.objects.read()
+            && let Some(o) = map.get(&at)
+        {
+            return Ok(o.bind(py).clone());
+        }
+        let object = Bound::new(py, EvaluationResult { result, store: None })?;
+        if let Ok(mut map) = self.objects.write() {
+            return Ok(map.entry(at).or_insert_with(|| object.clone().unbind()).bind(py).clone());
+        }
+        Ok(object)
     }
 
     fn program_meta(&self) -> (&str, &str) {
@@ -486,9 +515,13 @@ impl Engine {
         let ask = Ask { now, mode, decision_id, externs: this.externs.as_ref() };
         // Plain decisions of `dict`s whose results are shared read only the paths' values.
         if reader == Reader::Fastest
-            && let Some(result) = this.core.decide_dict(py, context, ask)
+            && let Some((result, kept)) = this.core.decide_dict(py, context, ask)
         {
-            let result = Bound::new(py, EvaluationResult { result, store: None })?;
+            let result = if kept {
+                this.core.object(py, result)?
+            } else {
+                Bound::new(py, EvaluationResult { result, store: None })?
+            };
             this.notify(py, &result)?;
             return Ok(result);
         }
