@@ -291,6 +291,8 @@ def test_refused_contexts_take_the_general_reader() -> None:
         {"action": 3},
         {"action": "\ud800"},
         {"data": []},
+        {"data": None},
+        {"subject": {"role": "admin"}, "data": {}, "other": None},
         {"data": {"region": {1, 2}}},
         {"data": {"meta": {"a": {"b": math.nan}}}},
         {"resource": {"tags": ["a", b"x"]}},
@@ -301,6 +303,10 @@ def test_refused_contexts_take_the_general_reader() -> None:
         with pytest.raises(verdict.RequestError) as general:
             engine._evaluate_general(ctx, now=NOW)
         assert str(fast.value) == str(general.value)
+    # Null `subject`, `resource` and `action` are absent.
+    ctx = {"subject": None, "resource": None, "action": None, "data": {"subject": {"role": "admin"}, "action": "update"}}
+    assert engine._prepares(ctx)
+    assert engine.evaluate(ctx, now=NOW).rule_id == "admin"
     # What no path reaches is not read by either reader.
     ctx = {"data": {"elsewhere": {1, 2}, "items": [{"kind": "y", "z": math.nan}]}, "subject": {"name": object()}}
     assert engine._prepares(ctx)
