@@ -16,7 +16,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 use verdict_runtime::project::PathTrie;
-use verdict_runtime::request::Request;
+use verdict_runtime::request::{Request, step};
+use verdict_runtime::vm::PreparedRequest;
 
 /// Values nested deeper than this are refused (the limit serde_json sets for JSON text).
 pub const MAX_DEPTH: usize = 128;
@@ -58,6 +59,8 @@ impl Fault {
 struct Node {
     leaf: bool,
     children: Vec<Child>,
+    /// The program path that ends here (set by [`Trie::index`]).
+    path: Option<u32>,
 }
 
 struct Child {
@@ -74,6 +77,14 @@ pub struct Trie {
     nodes: Vec<Node>,
     subject: Option<usize>,
     resource: Option<usize>,
+    /// How many paths the program has (0 until [`Trie::index`]).
+    paths: usize,
+    /// The node of `action` and of `resource.vendor_id`, which the card scope reads.
+    action: Option<usize>,
+    vendor: Option<usize>,
+    /// Whether the program has a card scope (which reads the context's own `action` and
+    /// `resource.vendor_id`).
+    scoped: bool,
 }
 
 /// The list index a step names: ASCII digits only, as the runtime's `request::step` reads it.
@@ -87,13 +98,13 @@ fn list_index(step: &str) -> Option<usize> {
 impl Trie {
     /// Mirrors the runtime's trie (an explicit stack: paths may be long).
     pub fn new(py: Python<'_>, trie: &PathTrie) -> Trie {
-        let mut nodes = vec![Node { leaf: trie.is_leaf(), children: Vec::new() }];
+        let mut nodes = vec![Node { leaf: trie.is_leaf(), children: Vec::new(), path: None }];
         let mut stack = vec![(trie, 0usize)];
         while let Some((t, at)) = stack.pop() {
             let mut children = Vec::new();
             for (step, child) in t.children() {
                 let id = nodes.len();
-                nodes.push(Node { leaf: child.is_leaf(), children: Vec::new() });
+                nodes.push(Node { leaf: child.is_leaf(), children: Vec::new(), path: None });
                 children.push(Child {
                     key: PyString::intern(py, step).unbind(),
                     text: step.to_owned(),
@@ -108,7 +119,34 @@ impl Trie {
         }
         let root_child = |name: &str| nodes.first()?.children.iter().find(|c| c.text == name).map(|c| c.node);
         let (subject, resource) = (root_child("subject"), root_child("resource"));
-        Trie { nodes, subject, resource }
+        let action = root_child("action");
+        Trie { nodes, subject, resource, paths: 0, action, vendor: None, scoped: false }
+    }
+
+    /// Marks the trie's nodes with the program's paths (ids are positions in `paths`), for
+    /// [`Trie::prepare`]; `scoped`: the program has a card scope. Every path is in the trie,
+    /// which was built from them; the empty path (which resolves to nothing) marks no node.
+    pub fn index(mut self, paths: &[Vec<String>], scoped: bool) -> Trie {
+        let node_of = |nodes: &[Node], segments: &mut dyn Iterator<Item = &str>| {
+            let mut at = 0;
+            for seg in segments {
+                at = nodes.get(at)?.children.iter().find(|c| c.text == seg)?.node;
+            }
+            Some(at)
+        };
+        for (id, p) in paths.iter().enumerate() {
+            let (Some(node), Ok(id)) = (node_of(&self.nodes, &mut p.iter().map(String::as_str)), u32::try_from(id))
+            else {
+                continue;
+            };
+            if let Some(n) = self.nodes.get_mut(node).filter(|_| !p.is_empty()) {
+                n.path = Some(id);
+            }
+        }
+        self.vendor = node_of(&self.nodes, &mut ["resource", "vendor_id"].into_iter());
+        self.paths = paths.len();
+        self.scoped = scoped;
+        self
     }
 
     /// Reads a request context from a Python object that is not JSON text: a `dict` is walked
@@ -212,6 +250,171 @@ impl Trie {
             }
         }
         Ok(Value::Array(out))
+    }
+}
+
+/// Where [`Trie::prepare`] puts what it reads: the value of each program path, and the
+/// context's own `resource.vendor_id`.
+struct Sink {
+    values: Vec<Option<Value>>,
+    vendor: Option<Value>,
+    /// The node whose value is the card scope's vendor: set while the context's own
+    /// `resource` is walked, when the program has a card scope.
+    vendor_node: Option<usize>,
+}
+
+impl Sink {
+    fn put(&mut self, n: &Node, node: usize, v: Value) {
+        let slot = n.path.and_then(|p| self.values.get_mut(p as usize));
+        match (slot, self.vendor_node == Some(node)) {
+            (Some(slot), true) => {
+                self.vendor = Some(v.clone());
+                *slot = Some(v);
+            }
+            (Some(slot), false) => *slot = Some(v),
+            (None, true) => self.vendor = Some(v),
+            (None, false) => {}
+        }
+    }
+}
+
+/// A `dict` context read straight into the values of the bundle's paths (see [`Trie::prepare`]).
+impl Trie {
+    /// Reads a `dict` context into the value of each of the bundle's paths, the merged view
+    /// resolved here, without building the request's maps: the same parts of the dict are read
+    /// and converted as [`Trie::request`] reads them (so the same contexts are accepted), and
+    /// every path gets the value the runtime's lookup gives on the request that reads. `None`
+    /// when the context is one that [`Trie::request`] may refuse (or when Python raised): the
+    /// caller then reads it that way, which says why.
+    pub fn prepare(&self, dict: &Bound<'_, PyDict>) -> Option<PreparedRequest> {
+        let (mut data, mut subject, mut resource, mut action) = (None, None, None, None);
+        for (k, v) in dict.iter() {
+            let key = k.cast::<PyString>().ok()?;
+            match key.to_str().ok()? {
+                "data" => data = Some(v.cast_into::<PyDict>().ok()?),
+                "subject" if v.is_none() => subject = None,
+                "subject" => subject = Some(v.cast_into::<PyDict>().ok()?),
+                "resource" if v.is_none() => resource = None,
+                "resource" => resource = Some(v.cast_into::<PyDict>().ok()?),
+                "action" if v.is_none() => action = None,
+                "action" => action = Some(v.cast::<PyString>().ok()?.to_str().ok()?.to_owned()),
+                _ => return None,
+            }
+        }
+        let root = self.nodes.first()?;
+        if root.leaf {
+            // The empty path: the whole of `data` would be read; left to the general reader.
+            return None;
+        }
+        let mut sink = Sink { values: vec![None; self.paths], vendor: None, vendor_node: None };
+        // `data`'s keys are the merged view's roots, except those the context sets itself: those
+        // are read (and checked) all the same, as the general reader does, and kept nowhere.
+        if let Some(d) = &data {
+            for c in &root.children {
+                let Some(v) = d.get_item(c.key.bind(d.py())).ok()? else { continue };
+                let own = match c.text.as_str() {
+                    "subject" => subject.is_some(),
+                    "resource" => resource.is_some(),
+                    "action" => action.is_some(),
+                    _ => false,
+                };
+                self.fill(&v, c.node, 2, if own { None } else { Some(&mut sink) })?;
+            }
+        }
+        if let (Some(obj), Some(node)) = (&subject, self.subject) {
+            self.fill(obj.as_any(), node, 1, Some(&mut sink))?;
+        }
+        if let (Some(obj), Some(node)) = (&resource, self.resource) {
+            sink.vendor_node = self.vendor.filter(|_| self.scoped);
+            self.fill(obj.as_any(), node, 1, Some(&mut sink))?;
+        }
+        // `action` itself; a path below it steps into a string, and is missing.
+        if let (Some(a), Some(p)) = (&action, self.action.and_then(|n| self.nodes.get(n)).and_then(|n| n.path))
+            && let Some(slot) = sink.values.get_mut(p as usize)
+        {
+            *slot = Some(Value::String(a.clone()));
+        }
+        let action = action.filter(|_| self.scoped).map(Value::String);
+        Some(PreparedRequest::from_values(sink.values, action, sink.vendor))
+    }
+
+    /// Converts what the walk of [`Trie::walk`] reaches from `obj` at `node` into `sink` (each
+    /// path's value as the request's lookup finds it), or only checks it without a sink; `None`
+    /// where the walk refuses.
+    fn fill(&self, obj: &Bound<'_, PyAny>, node: usize, depth: usize, mut sink: Option<&mut Sink>) -> Option<()> {
+        let n = self.nodes.get(node)?;
+        if n.leaf {
+            let v = to_value(obj, depth).ok()?;
+            if let Some(sink) = sink {
+                self.fill_below(n, &v, sink);
+                sink.put(n, node, v);
+            }
+            return Some(());
+        }
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        let py = obj.py();
+        if let Ok(dict) = obj.cast::<PyDict>() {
+            for c in &n.children {
+                if let Some(v) = dict.get_item(c.key.bind(py)).ok()? {
+                    self.fill(&v, c.node, depth + 1, sink.as_deref_mut())?;
+                }
+            }
+            return Some(());
+        }
+        if let Ok(list) = obj.cast::<PyList>() {
+            return self.fill_items(n, list.len(), |i| list.get_item(i), depth, sink);
+        }
+        if let Ok(tuple) = obj.cast::<PyTuple>() {
+            return self.fill_items(n, tuple.len(), |i| tuple.get_item(i), depth, sink);
+        }
+        // A scalar where the paths go on: checked, and every path below is missing.
+        to_value(obj, depth).ok().map(drop)
+    }
+
+    /// The elements of a list the trie's steps name, as [`Trie::walk_items`] reads them.
+    fn fill_items<'py>(
+        &self,
+        n: &Node,
+        len: usize,
+        item: impl Fn(usize) -> PyResult<Bound<'py, PyAny>>,
+        depth: usize,
+        mut sink: Option<&mut Sink>,
+    ) -> Option<()> {
+        for c in &n.children {
+            let Some(i) = c.index.filter(|&i| i < len) else { continue };
+            let obj = item(i).ok()?;
+            // Two steps naming one element (`1` and `01`): the element is read whole.
+            if n.children.iter().any(|o| o.node != c.node && o.index == Some(i)) {
+                let v = to_value(&obj, depth + 1).ok()?;
+                if let Some(sink) = sink.as_deref_mut() {
+                    self.fill_value(c.node, &v, sink);
+                }
+            } else {
+                self.fill(&obj, c.node, depth + 1, sink.as_deref_mut())?;
+            }
+        }
+        Some(())
+    }
+
+    /// The paths at and below `node` inside a converted value, stepped into as the request's
+    /// lookup steps (recursion bounded by the value's depth, itself at most [`MAX_DEPTH`]).
+    fn fill_value(&self, node: usize, v: &Value, sink: &mut Sink) {
+        let Some(n) = self.nodes.get(node) else { return };
+        self.fill_below(n, v, sink);
+        if n.leaf {
+            sink.put(n, node, v.clone());
+        }
+    }
+
+    /// The paths strictly below a node whose value is `v`.
+    fn fill_below(&self, n: &Node, v: &Value, sink: &mut Sink) {
+        for c in &n.children {
+            if let Some(inner) = step(v, &c.text) {
+                self.fill_value(c.node, inner, sink);
+            }
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use pyo3::exceptions::{PyException, PyRuntimeWarning, PyTypeError, PyValueError}
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::ffi::CString;
@@ -95,29 +95,33 @@ fn outcome_key(outcome: &vm::Outcome<'_>, key: &mut Vec<u64>) {
 }
 
 impl Results {
+    /// The result of an outcome; `true` when it is the one kept for every decision of that
+    /// outcome (kept for the engine's life: its address names it, see [`Core::objects`]).
     fn get(
         &self,
         engine: &vm::Engine,
         outcome: &vm::Outcome<'_>,
         key: &mut Vec<u64>,
-    ) -> Arc<decision::EvaluationResult> {
+    ) -> (Arc<decision::EvaluationResult>, bool) {
         // Reasons computed for this decision make its result its own (see the invariant).
         if !outcome.reasons.is_empty() {
-            return Arc::new(engine.result(outcome, None));
+            return (Arc::new(engine.result(outcome, None)), false);
         }
         outcome_key(outcome, key);
         if let Ok(map) = self.by_outcome.read()
             && let Some(r) = map.get(key.as_slice())
         {
-            return Arc::clone(r);
+            return (Arc::clone(r), true);
         }
         let result = Arc::new(engine.result(outcome, None));
         if let Ok(mut map) = self.by_outcome.write()
             && map.len() < MAX_CACHED_RESULTS
         {
-            map.insert(key.as_slice().into(), Arc::clone(&result));
+            // Another thread may have kept one meanwhile: that one stays.
+            let kept = map.entry(key.as_slice().into()).or_insert(result);
+            return (Arc::clone(kept), true);
         }
-        result
+        (result, false)
     }
 }
 
@@ -144,6 +148,17 @@ struct Core {
     /// Whether untraced decisions are worth detaching for.
     detach: bool,
     results: Results,
+    /// The Python result object of each kept result (by the address of the runtime's result,
+    /// which [`Results`] keeps for the engine's life), handed out by every plain evaluation of a
+    /// `dict` with that outcome: the objects are immutable (a frozen class without a `__dict__`).
+    objects: RwLock<FxHashMap<usize, Py<EvaluationResult>>>,
+}
+
+/// A request as a decision reads it: the runtime's `Request`, or its paths' values.
+#[derive(Clone, Copy)]
+enum Read<'a> {
+    Request(&'a Request),
+    Prepared(&'a vm::PreparedRequest),
 }
 
 /// One evaluation's arguments besides the request.
@@ -165,7 +180,7 @@ impl Core {
     fn native(py: Python<'_>, engine: vm::Engine) -> Core {
         let p = engine.program();
         let trie = PathTrie::new(p.paths.iter().map(Vec::as_slice));
-        let walker = Trie::new(py, &trie);
+        let walker = Trie::new(py, &trie).index(&p.paths, p.card_scope.is_some());
         let effects = p.effects.clone();
         let externs: Vec<String> = p.externs.iter().map(|e| e.name.clone()).collect();
         let stateful = engine.is_stateful();
@@ -181,6 +196,7 @@ impl Core {
             share,
             detach,
             results: Results::default(),
+            objects: RwLock::default(),
         }
     }
 
@@ -201,6 +217,7 @@ impl Core {
             share: false,
             detach: true,
             results: Results::default(),
+            objects: RwLock::default(),
         }
     }
 
@@ -231,8 +248,8 @@ impl Core {
     fn decide(&self, py: Python<'_>, req: &Request, ask: Ask<'_>) -> Arc<decision::EvaluationResult> {
         let shared = self.share && ask.mode == Mode::PLAIN;
         match &self.backend {
-            Backend::Native(e) if shared && self.detach => py.detach(|| self.shared(e, req, ask)),
-            Backend::Native(e) if shared => self.shared(e, req, ask),
+            Backend::Native(e) if shared && self.detach => py.detach(|| self.shared(e, Read::Request(req), ask)).0,
+            Backend::Native(e) if shared => self.shared(e, Read::Request(req), ask).0,
             // Externs attach again for each call only (EMBEDDING.md, "Threads").
             Backend::Native(e) => Arc::new(py.detach(|| e.evaluate(req, &ask.env(), ask.mode))),
             Backend::Interp(c) => Arc::new(py.detach(|| c.borrow_dependent().evaluate(req, &ask.env(), ask.mode))),
@@ -257,22 +274,66 @@ impl Core {
 
     /// An untraced decision on the runtime's engine, its result shared with every decision of
     /// the same outcome when it depends on nothing else (see [`Results`]).
-    fn shared(&self, engine: &vm::Engine, req: &Request, ask: Ask<'_>) -> Arc<decision::EvaluationResult> {
+    fn shared(&self, engine: &vm::Engine, req: Read<'_>, ask: Ask<'_>) -> (Arc<decision::EvaluationResult>, bool) {
         let env = ask.env();
+        let run = |scratch: &mut vm::Scratch, key: &mut Vec<u64>| {
+            let outcome = match req {
+                Read::Request(r) => engine.decide(r, &env, scratch),
+                Read::Prepared(r) => engine.decide_prepared(r, &env, scratch),
+            };
+            self.results.get(engine, &outcome, key)
+        };
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut pair) => {
                 let (scratch, key) = &mut *pair;
-                let outcome = engine.decide(req, &env, scratch);
-                self.results.get(engine, &outcome, key)
+                run(scratch, key)
             }
             // Re-entered on this thread (an extern or observer evaluating during a decision):
             // fresh buffers.
-            Err(_) => {
-                let mut scratch = vm::Scratch::default();
-                let outcome = engine.decide(req, &env, &mut scratch);
-                self.results.get(engine, &outcome, &mut Vec::new())
-            }
+            Err(_) => run(&mut vm::Scratch::default(), &mut Vec::new()),
         })
+    }
+
+    /// A plain decision of a `dict` context read straight into the bundle's path values
+    /// ([`Trie::prepare`]), for decisions whose results are shared ([`Results`]: no state, no
+    /// externs, untraced) on the runtime's engine; `None` for every other decision, or a
+    /// context that the general reader must read (it refuses it, or Python raised).
+    fn decide_dict(
+        &self,
+        py: Python<'_>,
+        context: &Bound<'_, PyAny>,
+        ask: Ask<'_>,
+    ) -> Option<(Arc<decision::EvaluationResult>, bool)> {
+        let Backend::Native(e) = &self.backend else { return None };
+        if !self.share || ask.mode != Mode::PLAIN {
+            return None;
+        }
+        let dict = context.cast::<PyDict>().ok()?;
+        let req = self.walker.prepare(dict)?;
+        Some(if self.detach {
+            py.detach(|| self.shared(e, Read::Prepared(&req), ask))
+        } else {
+            self.shared(e, Read::Prepared(&req), ask)
+        })
+    }
+
+    /// The Python object of a kept result ([`Core::objects`]), made the first time.
+    fn object<'py>(
+        &self,
+        py: Python<'py>,
+        result: Arc<decision::EvaluationResult>,
+    ) -> PyResult<Bound<'py, EvaluationResult>> {
+        let at = Arc::as_ptr(&result) as usize;
+        if let Ok(map) = self.objects.read()
+            && let Some(o) = map.get(&at)
+        {
+            return Ok(o.bind(py).clone());
+        }
+        let object = Bound::new(py, EvaluationResult { result, store: None })?;
+        if let Ok(mut map) = self.objects.write() {
+            return Ok(map.entry(at).or_insert_with(|| object.clone().unbind()).bind(py).clone());
+        }
+        Ok(object)
     }
 
     fn program_meta(&self) -> (&str, &str) {
@@ -288,6 +349,15 @@ impl Core {
             Backend::Interp(c) => c.borrow_dependent().fingerprint(),
         }
     }
+}
+
+/// How `evaluate` reads a `dict` context.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// Straight into the paths' values where the decision allows it ([`Core::decide_dict`]).
+    Fastest,
+    /// Always through the runtime's `Request`.
+    General,
 }
 
 /// A backend asked for by name.
@@ -428,6 +498,55 @@ impl Engine {
                 Engine::from_bundle(py, bundle, backend, host)
             }
         }
+    }
+
+    /// Decides one request context and calls the observers (see `evaluate`).
+    fn evaluate_as<'py>(
+        slf: &Bound<'py, Self>,
+        context: &Bound<'py, PyAny>,
+        now: Option<&Bound<'py, PyAny>>,
+        mode: Mode,
+        decision_id: Option<&str>,
+        reader: Reader,
+    ) -> PyResult<Bound<'py, EvaluationResult>> {
+        let py = slf.py();
+        let this = slf.get();
+        let now = timestamp(py, now)?;
+        let ask = Ask { now, mode, decision_id, externs: this.externs.as_ref() };
+        // Plain decisions of `dict`s whose results are shared read only the paths' values.
+        if reader == Reader::Fastest
+            && let Some((result, kept)) = this.core.decide_dict(py, context, ask)
+        {
+            let result = if kept {
+                this.core.object(py, result)?
+            } else {
+                Bound::new(py, EvaluationResult { result, store: None })?
+            };
+            this.notify(py, &result)?;
+            return Ok(result);
+        }
+        let req = this.core.request(context)?;
+        host::clear_pending();
+        let (result, store) = match (&this.store, this.core.stateful) {
+            (Some(store), true) => {
+                (this.core.decide_with_store(py, &req, ask, store.as_ref())?, Some(Arc::clone(store)))
+            }
+            _ => (this.core.decide(py, &req, ask), None),
+        };
+        // An extern raised a `BaseException` (`KeyboardInterrupt`, ...): the decision failed
+        // closed; its holds are released and the exception goes on.
+        if let Some(e) = host::take_pending() {
+            if let (Some(store), Some(id)) = (&store, result.decision_id.as_deref())
+                && !result.holds.is_empty()
+            {
+                let at = state::micros(now);
+                let _ = host::with_store(py, || store.release(id, at));
+            }
+            return Err(e);
+        }
+        let result = Bound::new(py, EvaluationResult { result, store })?;
+        this.notify(py, &result)?;
+        Ok(result)
     }
 
     /// Calls every observer with the result; an `Exception` an observer raises is counted,
@@ -576,32 +695,28 @@ impl Engine {
         exhaustive: bool,
         decision_id: Option<&str>,
     ) -> PyResult<Bound<'py, EvaluationResult>> {
-        let py = slf.py();
-        let this = slf.get();
-        let now = timestamp(py, now)?;
-        let req = this.core.request(context)?;
-        let ask = Ask { now, mode: Mode { trace, exhaustive }, decision_id, externs: this.externs.as_ref() };
-        host::clear_pending();
-        let (result, store) = match (&this.store, this.core.stateful) {
-            (Some(store), true) => {
-                (this.core.decide_with_store(py, &req, ask, store.as_ref())?, Some(Arc::clone(store)))
-            }
-            _ => (this.core.decide(py, &req, ask), None),
-        };
-        // An extern raised a `BaseException` (`KeyboardInterrupt`, ...): the decision failed
-        // closed; its holds are released and the exception goes on.
-        if let Some(e) = host::take_pending() {
-            if let (Some(store), Some(id)) = (&store, result.decision_id.as_deref())
-                && !result.holds.is_empty()
-            {
-                let at = state::micros(now);
-                let _ = host::with_store(py, || store.release(id, at));
-            }
-            return Err(e);
-        }
-        let result = Bound::new(py, EvaluationResult { result, store })?;
-        this.notify(py, &result)?;
-        Ok(result)
+        Engine::evaluate_as(slf, context, now, Mode { trace, exhaustive }, decision_id, Reader::Fastest)
+    }
+
+    /// `evaluate(context, now)` reading a `dict` context through the general reader (the
+    /// runtime's `Request` built from it) even where it could be read straight into the paths'
+    /// values: for the tests that compare both readers. Not part of the API.
+    #[pyo3(signature = (context, now = None))]
+    fn _evaluate_general<'py>(
+        slf: &Bound<'py, Self>,
+        context: &Bound<'py, PyAny>,
+        now: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, EvaluationResult>> {
+        Engine::evaluate_as(slf, context, now, Mode::PLAIN, None, Reader::General)
+    }
+
+    /// Whether `evaluate(context)` (plain) reads this context straight into the paths' values
+    /// rather than through the runtime's `Request`: for the tests that compare both readers.
+    /// Not part of the API.
+    fn _prepares(&self, context: &Bound<'_, PyAny>) -> bool {
+        matches!(self.core.backend, Backend::Native(_))
+            && self.core.share
+            && context.cast::<PyDict>().is_ok_and(|d| self.core.walker.prepare(d).is_some())
     }
 
     /// Makes the holds of a decision permanent (after the action it allowed succeeded): returns

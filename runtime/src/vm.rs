@@ -283,6 +283,19 @@ pub struct PreparedRequest {
 }
 
 impl PreparedRequest {
+    /// A request from the value of each of the bundle's paths, by path id (as
+    /// [`Engine::path_id`] numbers them; `None` is missing, as is a path past the end), and the
+    /// request's own `action` and `resource.vendor_id`, which the card scope reads; for readers
+    /// of other request trees that resolve the merged view themselves (the Python package reads
+    /// a `dict` along the bundle's paths). Symbols are resolved on first use.
+    pub fn from_values(
+        values: Vec<Option<Value>>,
+        action: Option<Value>,
+        resource_vendor: Option<Value>,
+    ) -> PreparedRequest {
+        PreparedRequest { values, syms: Vec::new(), action, resource_vendor }
+    }
+
     /// Sets a path (by the id from [`Engine::path_id`]); `None` makes it missing.
     pub fn set(&mut self, path: u32, value: Option<Value>) {
         if let Some(slot) = self.values.get_mut(path as usize) {
