@@ -147,6 +147,9 @@ struct Core {
     share: bool,
     /// Whether untraced decisions are worth detaching for.
     detach: bool,
+    /// Whether a decision may depend on the evaluation time (`Program::reads_clock`): when not,
+    /// an evaluation without `now` does not read the clock.
+    clock: bool,
     results: Results,
     /// The Python result object of each kept result (by the address of the runtime's result,
     /// which [`Results`] keeps for the engine's life), handed out by every plain evaluation of a
@@ -186,6 +189,7 @@ impl Core {
         let stateful = engine.is_stateful();
         let share = !stateful && externs.is_empty();
         let detach = p.code.len() > DETACH_ABOVE_CODE_BYTES;
+        let clock = p.reads_clock();
         Core {
             backend: Backend::Native(Box::new(engine)),
             trie,
@@ -195,6 +199,7 @@ impl Core {
             stateful,
             share,
             detach,
+            clock,
             results: Results::default(),
             objects: RwLock::default(),
         }
@@ -216,6 +221,7 @@ impl Core {
             stateful,
             share: false,
             detach: true,
+            clock: true,
             results: Results::default(),
             objects: RwLock::default(),
         }
@@ -511,7 +517,12 @@ impl Engine {
     ) -> PyResult<Bound<'py, EvaluationResult>> {
         let py = slf.py();
         let this = slf.get();
-        let now = timestamp(py, now)?;
+        // A decision that cannot depend on the time is decided at the epoch when no time is
+        // given: the clock is not read (a `now` given is still checked).
+        let now = match now {
+            None if !this.core.clock => jiff::Timestamp::UNIX_EPOCH,
+            _ => timestamp(py, now)?,
+        };
         let ask = Ask { now, mode, decision_id, externs: this.externs.as_ref() };
         // Plain decisions of `dict`s whose results are shared read only the paths' values.
         if reader == Reader::Fastest

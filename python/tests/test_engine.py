@@ -138,6 +138,21 @@ def test_now() -> None:
     assert engine.evaluate({}).kind == ("allow" if dt.datetime.now(dt.timezone.utc).year == 2026 else "deny")
 
 
+def test_the_clock_is_read_when_a_decision_depends_on_it() -> None:
+    # A `now.*` term: without `now`, the current year decides (the clock is read).
+    dated = 'bundle b {}\npolicy p {\n  default allow\n\n  rule old deny {\n    when now.year < 2000\n  }\n}\n'
+    for backend in ("jit", "vm", "interp"):
+        engine = verdict.Engine.from_source(dated, backend=backend)
+        assert engine.evaluate({}).kind == "allow", backend
+        assert engine.evaluate({}, now="1999-06-01T00:00:00Z").kind == "deny", backend
+    # A bundle that does not depend on the time decides the same with or without it, and a
+    # `now` given is still checked.
+    engine = verdict.Engine.from_source(W)
+    assert engine.evaluate(ADMIN_UPDATE).to_dict() == engine.evaluate(ADMIN_UPDATE, now=NOW).to_dict()
+    with pytest.raises(verdict.RequestError):
+        engine.evaluate(ADMIN_UPDATE, now=dt.datetime(2026, 1, 1))
+
+
 def test_jit_fallback_is_reported_and_evaluation_goes_on() -> None:
     # Nothing here makes the JIT unavailable on this machine: the attribute says so.
     with warnings.catch_warnings():

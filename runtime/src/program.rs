@@ -302,6 +302,16 @@ impl Program {
         self.effects.first().map_or("deny", String::as_str)
     }
 
+    /// Whether a decision may depend on the evaluation time: an effective window, a `now.*`
+    /// term, or state (windows are read and updates recorded at `now`). Every other decision is
+    /// the same at any time, so an embedder need not read the clock for it.
+    pub fn reads_clock(&self) -> bool {
+        self.effective_from.is_some()
+            || self.effective_until.is_some()
+            || !self.series.is_empty()
+            || self.terms.iter().any(|t| matches!(t, TermCode::Now { .. }))
+    }
+
     /// Checks every structural invariant the VM and the JIT rely on:
     /// - every table index (effect, path, constant, atom, site, definition, rule) is in range;
     /// - the code decodes completely and ends with `Ret`; every entry point (rule or definition)
