@@ -198,6 +198,13 @@ impl ReadTrace {
 }
 
 impl EvaluationResult {
+    /// Whether a decision of `kind` keeps its own rule and reason when its updates are refused:
+    /// it already decides the most severe effect (the first failure stands). Every backend and
+    /// entry point asks this.
+    pub fn refusal_stands_aside(kind: &str, most_severe: &str) -> bool {
+        kind == most_severe
+    }
+
     /// A stateful decision whose updates cannot be made (a key path missing, an `add` term that
     /// faults) records nothing and, unless it already decides `most_severe` (a rule's deny, or a
     /// read of the same missing key that failed first: the first failure stands), decides
@@ -206,7 +213,7 @@ impl EvaluationResult {
     pub fn refuse_updates(&mut self, most_severe: &str, reason: &str) -> bool {
         self.holds.clear();
         self.updates.clear();
-        if self.decision.kind == most_severe {
+        if EvaluationResult::refusal_stands_aside(&self.decision.kind, most_severe) {
             return false;
         }
         self.decision = Decision::bare(most_severe, reason);

@@ -107,7 +107,7 @@ pub struct Scratch {
     pub(crate) results: Vec<PolicyResult>,
     /// Reasons computed for this decision, per policy: what failed for a policy decided by a
     /// fault, the rendered template of a deciding rule that has one (allocated only then); the
-    /// schema gate's reason under `u32::MAX`.
+    /// schema gate's reason under [`SCHEMA`].
     reasons: Vec<(u32, String)>,
     /// What failed in the condition being evaluated.
     fault: Option<String>,
@@ -239,6 +239,8 @@ pub enum BundleResult {
     NotApplicable,
 }
 
+/// The key of the schema gate's reason in [`Outcome::reasons`] ([`BundleResult::Schema`]).
+pub const SCHEMA: u32 = u32::MAX;
 /// The key of a refusal's reason in [`Outcome::reasons`] ([`BundleResult::Refused`]).
 pub const REFUSED: u32 = u32::MAX - 1;
 
@@ -249,7 +251,7 @@ pub struct Outcome<'s> {
     pub policies: &'s [PolicyResult],
     /// Reasons computed for this decision, by policy index: what failed for a policy decided
     /// by a fault, the rendered template of a deciding rule that has one (and the schema gate's
-    /// reason under `u32::MAX`).
+    /// reason under [`SCHEMA`]).
     pub reasons: &'s [(u32, String)],
 }
 
@@ -666,10 +668,12 @@ impl Engine {
             let kind = self.decision_ref(&outcome).kind;
             let kind = self.program.effects.iter().position(|e| e == kind);
             bundle = Some(outcome.bundle);
+            let stands = kind
+                .and_then(|k| self.program.effects.get(k))
+                .is_some_and(|k| EvaluationResult::refusal_stands_aside(k, self.program.most_severe()));
             if let Err(reason) = self.record(kind, &mut input, &env, scratch)
-                && kind != Some(0)
+                && !stands
             {
-                // Refused (LANGUAGE.md §5.2): the most severe effect (index 0), unless decided.
                 bundle = Some(BundleResult::Refused);
                 scratch.reasons.push((REFUSED, reason));
             }
@@ -883,7 +887,7 @@ impl Engine {
         if (!p.schema.is_empty() || !p.required.is_empty())
             && let Some(reason) = self.schema_gate(input)
         {
-            scratch.reasons.push((u32::MAX, reason));
+            scratch.reasons.push((SCHEMA, reason));
             return Outcome { bundle: BundleResult::Schema, policies: &scratch.results, reasons: &scratch.reasons };
         }
         for (pi, pol) in p.policies.iter().enumerate() {
@@ -1299,7 +1303,7 @@ impl Engine {
             None => None,
         };
         if let Some((bundle, reason)) = gated {
-            let reasons: Vec<(u32, String)> = reason.map(|r| (u32::MAX, r)).into_iter().collect();
+            let reasons: Vec<(u32, String)> = reason.map(|r| (SCHEMA, r)).into_iter().collect();
             let mut r = self.result(&Outcome { bundle, policies: &[], reasons: &reasons }, entries);
             if mode.exhaustive {
                 r.matches = Some(Vec::new());
@@ -1466,7 +1470,7 @@ impl Engine {
                 kind: most_severe,
                 policy_id: None,
                 rule_id: None,
-                reason: outcome.reasons.iter().find(|(p, _)| *p == u32::MAX).map_or(policy::SCHEMA_REASON, |(_, m)| m),
+                reason: outcome.reasons.iter().find(|(p, _)| *p == SCHEMA).map_or(policy::SCHEMA_REASON, |(_, m)| m),
             },
             BundleResult::NotApplicable => {
                 DecisionRef { kind: NOT_APPLICABLE, policy_id: None, rule_id: None, reason: policy::NO_POLICY_APPLIED }
