@@ -85,6 +85,8 @@ pub struct Trie {
     /// Whether the program has a card scope (which reads the context's own `action` and
     /// `resource.vendor_id`).
     scoped: bool,
+    /// The top-level keys [`Trie::prepare_into`] reads, interned.
+    roots: [(Py<PyString>, &'static str); 4],
 }
 
 /// The list index a step names: ASCII digits only, as the runtime's `request::step` reads it.
@@ -120,7 +122,8 @@ impl Trie {
         let root_child = |name: &str| nodes.first()?.children.iter().find(|c| c.text == name).map(|c| c.node);
         let (subject, resource) = (root_child("subject"), root_child("resource"));
         let action = root_child("action");
-        Trie { nodes, subject, resource, paths: 0, action, vendor: None, scoped: false }
+        let roots = ["data", "subject", "resource", "action"].map(|name| (PyString::intern(py, name).unbind(), name));
+        Trie { nodes, subject, resource, paths: 0, action, vendor: None, scoped: false, roots }
     }
 
     /// Marks the trie's nodes with the program's paths (ids are positions in `paths`), for
@@ -253,51 +256,83 @@ impl Trie {
     }
 }
 
-/// Where [`Trie::prepare`] puts what it reads: the value of each program path, and the
+/// A `dict` context read into the values of the bundle's paths ([`Trie::prepare_into`]), kept
+/// between evaluations (one per thread) so that each one overwrites the values of the last in
+/// place: a request like the last allocates nothing.
+#[derive(Default)]
+pub struct PreparedDict {
+    req: PreparedRequest,
+    /// Which paths the request being read sets (the others are missing).
+    written: Vec<bool>,
+}
+
+impl PreparedDict {
+    /// The request last read.
+    pub fn request(&self) -> &PreparedRequest {
+        &self.req
+    }
+}
+
+/// Where [`Trie::prepare_into`] puts what it reads: the value of each program path, and the
 /// context's own `resource.vendor_id`.
-struct Sink {
-    values: Vec<Option<Value>>,
-    vendor: Option<Value>,
+struct Sink<'a> {
+    values: &'a mut [Option<Value>],
+    written: &'a mut [bool],
+    vendor: &'a mut Option<Value>,
     /// The node whose value is the card scope's vendor: set while the context's own
     /// `resource` is walked, when the program has a card scope.
     vendor_node: Option<usize>,
 }
 
-impl Sink {
+impl Sink<'_> {
+    /// The value of path `p`, marked as set by this request.
+    fn slot(&mut self, p: u32) -> Option<&mut Option<Value>> {
+        *self.written.get_mut(p as usize)? = true;
+        self.values.get_mut(p as usize)
+    }
+
     fn put(&mut self, n: &Node, node: usize, v: Value) {
-        let slot = n.path.and_then(|p| self.values.get_mut(p as usize));
-        match (slot, self.vendor_node == Some(node)) {
-            (Some(slot), true) => {
-                self.vendor = Some(v.clone());
-                *slot = Some(v);
-            }
-            (Some(slot), false) => *slot = Some(v),
-            (None, true) => self.vendor = Some(v),
-            (None, false) => {}
+        if self.vendor_node == Some(node) {
+            *self.vendor = Some(v.clone());
+        }
+        if let Some(slot) = n.path.and_then(|p| self.slot(p)) {
+            *slot = Some(v);
         }
     }
 }
 
-/// A `dict` context read straight into the values of the bundle's paths (see [`Trie::prepare`]).
+/// A `dict` context read straight into the values of the bundle's paths (see [`Trie::prepare_into`]).
 impl Trie {
+    /// [`Trie::prepare_into`] on a new request.
+    pub fn prepare(&self, dict: &Bound<'_, PyDict>) -> Option<PreparedRequest> {
+        let mut read = PreparedDict::default();
+        self.prepare_into(dict, &mut read)?;
+        Some(read.req)
+    }
+
     /// Reads a `dict` context into the value of each of the bundle's paths, the merged view
     /// resolved here, without building the request's maps: the same parts of the dict are read
     /// and converted as [`Trie::request`] reads them (so the same contexts are accepted), and
     /// every path gets the value the runtime's lookup gives on the request that reads. `None`
     /// when the context is one that [`Trie::request`] may refuse (or when Python raised): the
-    /// caller then reads it that way, which says why.
-    pub fn prepare(&self, dict: &Bound<'_, PyDict>) -> Option<PreparedRequest> {
+    /// caller then reads it that way, which says why (and `read` holds no request).
+    pub fn prepare_into(&self, dict: &Bound<'_, PyDict>, read: &mut PreparedDict) -> Option<()> {
         let (mut data, mut subject, mut resource, mut action) = (None, None, None, None);
         for (k, v) in dict.iter() {
-            let key = k.cast::<PyString>().ok()?;
-            match key.to_str().ok()? {
+            // Keys written in the program are interned strings: most keys are these very objects.
+            let known = self.roots.iter().find(|(name, _)| k.is(name)).map(|(_, text)| *text);
+            let key = match known {
+                Some(text) => text,
+                None => k.cast::<PyString>().ok()?.to_str().ok()?,
+            };
+            match key {
                 "data" => data = Some(v.cast_into::<PyDict>().ok()?),
                 "subject" if v.is_none() => subject = None,
                 "subject" => subject = Some(v.cast_into::<PyDict>().ok()?),
                 "resource" if v.is_none() => resource = None,
                 "resource" => resource = Some(v.cast_into::<PyDict>().ok()?),
                 "action" if v.is_none() => action = None,
-                "action" => action = Some(v.cast::<PyString>().ok()?.to_str().ok()?.to_owned()),
+                "action" => action = Some(v.cast_into::<PyString>().ok()?),
                 _ => return None,
             }
         }
@@ -306,7 +341,13 @@ impl Trie {
             // The empty path: the whole of `data` would be read; left to the general reader.
             return None;
         }
-        let mut sink = Sink { values: vec![None; self.paths], vendor: None, vendor_node: None };
+        let parts = read.req.parts_mut();
+        parts.values.resize(self.paths, None);
+        read.written.clear();
+        read.written.resize(self.paths, false);
+        *parts.resource_vendor = None;
+        let mut sink =
+            Sink { values: parts.values, written: &mut read.written, vendor: parts.resource_vendor, vendor_node: None };
         // `data`'s keys are the merged view's roots, except those the context sets itself: those
         // are read (and checked) all the same, as the general reader does, and kept nowhere.
         if let Some(d) = &data {
@@ -329,13 +370,26 @@ impl Trie {
             self.fill(obj.as_any(), node, 1, Some(&mut sink))?;
         }
         // `action` itself; a path below it steps into a string, and is missing.
-        if let (Some(a), Some(p)) = (&action, self.action.and_then(|n| self.nodes.get(n)).and_then(|n| n.path))
-            && let Some(slot) = sink.values.get_mut(p as usize)
+        let action = match &action {
+            Some(a) => Some(a.to_str().ok()?),
+            None => None,
+        };
+        if let (Some(a), Some(p)) = (action, self.action.and_then(|n| self.nodes.get(n)).and_then(|n| n.path))
+            && let Some(slot) = sink.slot(p)
         {
-            *slot = Some(Value::String(a.clone()));
+            put_str(slot, a);
         }
-        let action = action.filter(|_| self.scoped).map(Value::String);
-        Some(PreparedRequest::from_values(sink.values, action, sink.vendor))
+        match action.filter(|_| self.scoped) {
+            Some(a) => put_str(parts.action, a),
+            None => *parts.action = None,
+        }
+        // What this request does not set is missing (a value of an earlier request goes).
+        for (slot, written) in sink.values.iter_mut().zip(sink.written.iter()) {
+            if !written {
+                *slot = None;
+            }
+        }
+        Some(())
     }
 
     /// Converts what the walk of [`Trie::walk`] reaches from `obj` at `node` into `sink` (each
@@ -344,10 +398,22 @@ impl Trie {
     fn fill(&self, obj: &Bound<'_, PyAny>, node: usize, depth: usize, mut sink: Option<&mut Sink>) -> Option<()> {
         let n = self.nodes.get(node)?;
         if n.leaf {
-            let v = to_value(obj, depth).ok()?;
-            if let Some(sink) = sink {
+            let Some(sink) = sink else { return to_value(obj, depth).ok().map(drop) };
+            let Some(slot) = n.path.and_then(|p| sink.slot(p)) else {
+                let v = to_value(obj, depth).ok()?;
                 self.fill_below(n, &v, sink);
                 sink.put(n, node, v);
+                return Some(());
+            };
+            assign(slot, obj, depth).ok()?;
+            // Rare: the card scope's vendor, or paths below a path.
+            let vendor = sink.vendor_node == Some(node);
+            if vendor || !n.children.is_empty() {
+                let v = n.path.and_then(|p| sink.values.get(p as usize)).cloned().flatten()?;
+                if vendor {
+                    *sink.vendor = Some(v.clone());
+                }
+                self.fill_below(n, &v, sink);
             }
             return Some(());
         }
@@ -442,10 +508,7 @@ fn shape(obj: &Bound<'_, PyAny>) -> Result<Value, Fault> {
 /// Converts a whole Python value to JSON; `depth` is its nesting level in the context.
 pub fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Fault> {
     if let Ok(s) = obj.cast::<PyString>() {
-        return match s.to_str() {
-            Ok(s) => Ok(Value::String(s.to_owned())),
-            Err(_) => Err(Fault::refused("a string with a lone surrogate is not valid Unicode")),
-        };
+        return str_of(s).map(|s| Value::String(s.to_owned()));
     }
     if obj.is_none() {
         return Ok(Value::Null);
@@ -508,6 +571,65 @@ pub fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Fault> {
         _ => "",
     };
     Err(Fault::refused(format!("`{name}` is not a JSON value{hint}")))
+}
+
+/// A Python string's text.
+fn str_of<'a>(s: &'a Bound<'_, PyString>) -> Result<&'a str, Fault> {
+    s.to_str().map_err(|_| Fault::refused("a string with a lone surrogate is not valid Unicode"))
+}
+
+/// Puts a string into a value slot, in the string already there when there is one.
+fn put_str(slot: &mut Option<Value>, s: &str) {
+    match slot {
+        Some(Value::String(old)) => {
+            old.clear();
+            old.push_str(s);
+        }
+        _ => *slot = Some(Value::String(s.to_owned())),
+    }
+}
+
+/// Converts `obj` into `slot` as [`to_value`] converts it (the same values, the same
+/// refusals), reusing the strings and lists of the value already there.
+fn assign(slot: &mut Option<Value>, obj: &Bound<'_, PyAny>, depth: usize) -> Result<(), Fault> {
+    match slot {
+        Some(v) => assign_value(v, obj, depth),
+        None => {
+            *slot = Some(to_value(obj, depth)?);
+            Ok(())
+        }
+    }
+}
+
+/// [`assign`] into a value (recursion bounded by [`MAX_DEPTH`], as [`to_value`]'s).
+fn assign_value(v: &mut Value, obj: &Bound<'_, PyAny>, depth: usize) -> Result<(), Fault> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        let s = str_of(s)?;
+        match v {
+            Value::String(old) => {
+                old.clear();
+                old.push_str(s);
+            }
+            _ => *v = Value::String(s.to_owned()),
+        }
+        return Ok(());
+    }
+    if let (Value::Array(items), Ok(list)) = (&mut *v, obj.cast::<PyList>()) {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep());
+        }
+        items.truncate(list.len());
+        for (i, item) in list.iter().enumerate() {
+            let done = match items.get_mut(i) {
+                Some(old) => assign_value(old, &item, depth + 1),
+                None => to_value(&item, depth + 1).map(|new| items.push(new)),
+            };
+            done.map_err(|f| f.at(&i.to_string()))?;
+        }
+        return Ok(());
+    }
+    *v = to_value(obj, depth)?;
+    Ok(())
 }
 
 /// An integer as JSON text would carry it: i64 or u64 exactly, beyond that the nearest f64 (as

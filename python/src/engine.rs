@@ -10,7 +10,7 @@
 //! the bundle), so the runtime builds it once per distinct outcome and evaluations share it
 //! ([`Results`]).
 
-use crate::context::{Fault, Trie};
+use crate::context::{Fault, PreparedDict, Trie};
 use crate::errors;
 use crate::host::{self, PyExterns};
 use crate::result::EvaluationResult;
@@ -72,7 +72,30 @@ const MAX_CACHED_RESULTS: usize = 4096;
 /// ever kept beyond its decision.
 #[derive(Default)]
 struct Results {
-    by_outcome: RwLock<FxHashMap<Box<[u64]>, Arc<decision::EvaluationResult>>>,
+    by_outcome: RwLock<FxHashMap<Box<[u64]>, Arc<Kept>>>,
+}
+
+/// A result kept for every decision of its outcome, and its Python object, made the first
+/// time a `dict` evaluation hands it out: the object is immutable (a frozen class without a
+/// `__dict__`), so every such evaluation returns the same one.
+struct Kept {
+    result: Arc<decision::EvaluationResult>,
+    object: PyOnceLock<Py<EvaluationResult>>,
+}
+
+/// A decision's result: one kept for its outcome, or its own.
+enum Shared {
+    Kept(Arc<Kept>),
+    Own(Arc<decision::EvaluationResult>),
+}
+
+impl Shared {
+    fn result(self) -> Arc<decision::EvaluationResult> {
+        match self {
+            Shared::Kept(k) => Arc::clone(&k.result),
+            Shared::Own(r) => r,
+        }
+    }
 }
 
 /// An outcome as a key: what decided the bundle, then each policy's result.
@@ -95,39 +118,52 @@ fn outcome_key(outcome: &vm::Outcome<'_>, key: &mut Vec<u64>) {
 }
 
 impl Results {
-    /// The result of an outcome; `true` when it is the one kept for every decision of that
-    /// outcome (kept for the engine's life: its address names it, see [`Core::objects`]).
-    fn get(
-        &self,
-        engine: &vm::Engine,
-        outcome: &vm::Outcome<'_>,
-        key: &mut Vec<u64>,
-    ) -> (Arc<decision::EvaluationResult>, bool) {
+    /// The result of an outcome: the one kept for every decision of that outcome, or its own.
+    fn get(&self, engine: &vm::Engine, outcome: &vm::Outcome<'_>, key: &mut Vec<u64>) -> Shared {
         // Reasons computed for this decision make its result its own (see the invariant).
         if !outcome.reasons.is_empty() {
-            return (Arc::new(engine.result(outcome, None)), false);
+            return Shared::Own(Arc::new(engine.result(outcome, None)));
         }
         outcome_key(outcome, key);
         if let Ok(map) = self.by_outcome.read()
-            && let Some(r) = map.get(key.as_slice())
+            && let Some(k) = map.get(key.as_slice())
         {
-            return (Arc::clone(r), true);
+            return Shared::Kept(Arc::clone(k));
         }
         let result = Arc::new(engine.result(outcome, None));
         if let Ok(mut map) = self.by_outcome.write()
             && map.len() < MAX_CACHED_RESULTS
         {
             // Another thread may have kept one meanwhile: that one stays.
-            let kept = map.entry(key.as_slice().into()).or_insert(result);
-            return (Arc::clone(kept), true);
+            let kept = map
+                .entry(key.as_slice().into())
+                .or_insert_with(|| Arc::new(Kept { result, object: PyOnceLock::new() }));
+            return Shared::Kept(Arc::clone(kept));
         }
-        (result, false)
+        Shared::Own(result)
     }
 }
 
+/// A thread's buffers for plain decisions: the runtime's scratch (its caches), the outcome key,
+/// and the last `dict` read (whose values the next one overwrites in place).
+#[derive(Default)]
+struct Buffers {
+    scratch: vm::Scratch,
+    key: Vec<u64>,
+    dict: PreparedDict,
+}
+
 thread_local! {
-    /// Each thread's evaluation scratch (the runtime's caches) and outcome key buffer.
-    static SCRATCH: RefCell<(vm::Scratch, Vec<u64>)> = RefCell::new((vm::Scratch::default(), Vec::new()));
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// Runs `f` on this thread's buffers, or on fresh ones when they are in use (an extern, an
+/// observer or a dict key's `__eq__` evaluating during a decision on this thread).
+fn with_buffers<T>(f: impl FnOnce(&mut Buffers) -> T) -> T {
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => f(&mut b),
+        Err(_) => f(&mut Buffers::default()),
+    })
 }
 
 /// A bundle ready to evaluate with the request readers for it.
@@ -151,10 +187,6 @@ struct Core {
     /// an evaluation without `now` does not read the clock.
     clock: bool,
     results: Results,
-    /// The Python result object of each kept result (by the address of the runtime's result,
-    /// which [`Results`] keeps for the engine's life), handed out by every plain evaluation of a
-    /// `dict` with that outcome: the objects are immutable (a frozen class without a `__dict__`).
-    objects: RwLock<FxHashMap<usize, Py<EvaluationResult>>>,
 }
 
 /// A request as a decision reads it: the runtime's `Request`, or its paths' values.
@@ -201,7 +233,6 @@ impl Core {
             detach,
             clock,
             results: Results::default(),
-            objects: RwLock::default(),
         }
     }
 
@@ -223,7 +254,6 @@ impl Core {
             detach: true,
             clock: true,
             results: Results::default(),
-            objects: RwLock::default(),
         }
     }
 
@@ -254,8 +284,12 @@ impl Core {
     fn decide(&self, py: Python<'_>, req: &Request, ask: Ask<'_>) -> Arc<decision::EvaluationResult> {
         let shared = self.share && ask.mode == Mode::PLAIN;
         match &self.backend {
-            Backend::Native(e) if shared && self.detach => py.detach(|| self.shared(e, Read::Request(req), ask)).0,
-            Backend::Native(e) if shared => self.shared(e, Read::Request(req), ask).0,
+            Backend::Native(e) if shared && self.detach => py
+                .detach(|| with_buffers(|b| self.shared(e, Read::Request(req), ask, &mut b.scratch, &mut b.key)))
+                .result(),
+            Backend::Native(e) if shared => {
+                with_buffers(|b| self.shared(e, Read::Request(req), ask, &mut b.scratch, &mut b.key)).result()
+            }
             // Externs attach again for each call only (EMBEDDING.md, "Threads").
             Backend::Native(e) => Arc::new(py.detach(|| e.evaluate(req, &ask.env(), ask.mode))),
             Backend::Interp(c) => Arc::new(py.detach(|| c.borrow_dependent().evaluate(req, &ask.env(), ask.mode))),
@@ -280,66 +314,51 @@ impl Core {
 
     /// An untraced decision on the runtime's engine, its result shared with every decision of
     /// the same outcome when it depends on nothing else (see [`Results`]).
-    fn shared(&self, engine: &vm::Engine, req: Read<'_>, ask: Ask<'_>) -> (Arc<decision::EvaluationResult>, bool) {
+    fn shared(
+        &self,
+        engine: &vm::Engine,
+        req: Read<'_>,
+        ask: Ask<'_>,
+        scratch: &mut vm::Scratch,
+        key: &mut Vec<u64>,
+    ) -> Shared {
         let env = ask.env();
-        let run = |scratch: &mut vm::Scratch, key: &mut Vec<u64>| {
-            let outcome = match req {
-                Read::Request(r) => engine.decide(r, &env, scratch),
-                Read::Prepared(r) => engine.decide_prepared(r, &env, scratch),
-            };
-            self.results.get(engine, &outcome, key)
+        let outcome = match req {
+            Read::Request(r) => engine.decide(r, &env, scratch),
+            Read::Prepared(r) => engine.decide_prepared(r, &env, scratch),
         };
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut pair) => {
-                let (scratch, key) = &mut *pair;
-                run(scratch, key)
-            }
-            // Re-entered on this thread (an extern or observer evaluating during a decision):
-            // fresh buffers.
-            Err(_) => run(&mut vm::Scratch::default(), &mut Vec::new()),
-        })
+        self.results.get(engine, &outcome, key)
     }
 
     /// A plain decision of a `dict` context read straight into the bundle's path values
-    /// ([`Trie::prepare`]), for decisions whose results are shared ([`Results`]: no state, no
-    /// externs, untraced) on the runtime's engine; `None` for every other decision, or a
-    /// context that the general reader must read (it refuses it, or Python raised).
-    fn decide_dict(
-        &self,
-        py: Python<'_>,
-        context: &Bound<'_, PyAny>,
-        ask: Ask<'_>,
-    ) -> Option<(Arc<decision::EvaluationResult>, bool)> {
+    /// ([`Trie::prepare_into`], into this thread's last read), for decisions whose results are
+    /// shared ([`Results`]: no state, no externs, untraced) on the runtime's engine; `None` for
+    /// every other decision, or a context that the general reader must read (it refuses it, or
+    /// Python raised).
+    fn decide_dict(&self, py: Python<'_>, context: &Bound<'_, PyAny>, ask: Ask<'_>) -> Option<Shared> {
         let Backend::Native(e) = &self.backend else { return None };
         if !self.share || ask.mode != Mode::PLAIN {
             return None;
         }
         let dict = context.cast::<PyDict>().ok()?;
-        let req = self.walker.prepare(dict)?;
-        Some(if self.detach {
-            py.detach(|| self.shared(e, Read::Prepared(&req), ask))
-        } else {
-            self.shared(e, Read::Prepared(&req), ask)
+        with_buffers(|b| {
+            self.walker.prepare_into(dict, &mut b.dict)?;
+            let Buffers { scratch, key, dict } = b;
+            let req = Read::Prepared(dict.request());
+            Some(if self.detach {
+                py.detach(|| self.shared(e, req, ask, scratch, key))
+            } else {
+                self.shared(e, req, ask, scratch, key)
+            })
         })
     }
 
-    /// The Python object of a kept result ([`Core::objects`]), made the first time.
-    fn object<'py>(
-        &self,
-        py: Python<'py>,
-        result: Arc<decision::EvaluationResult>,
-    ) -> PyResult<Bound<'py, EvaluationResult>> {
-        let at = Arc::as_ptr(&result) as usize;
-        if let Ok(map) = self.objects.read()
-            && let Some(o) = map.get(&at)
-        {
-            return Ok(o.bind(py).clone());
-        }
-        let object = Bound::new(py, EvaluationResult { result, store: None })?;
-        if let Ok(mut map) = self.objects.write() {
-            return Ok(map.entry(at).or_insert_with(|| object.clone().unbind()).bind(py).clone());
-        }
-        Ok(object)
+    /// The Python object of a kept result, made the first time.
+    fn object<'py>(py: Python<'py>, kept: &Kept) -> PyResult<Bound<'py, EvaluationResult>> {
+        let object = kept
+            .object
+            .get_or_try_init(py, || Py::new(py, EvaluationResult { result: Arc::clone(&kept.result), store: None }))?;
+        Ok(object.bind(py).clone())
     }
 
     fn program_meta(&self) -> (&str, &str) {
@@ -526,12 +545,11 @@ impl Engine {
         let ask = Ask { now, mode, decision_id, externs: this.externs.as_ref() };
         // Plain decisions of `dict`s whose results are shared read only the paths' values.
         if reader == Reader::Fastest
-            && let Some((result, kept)) = this.core.decide_dict(py, context, ask)
+            && let Some(shared) = this.core.decide_dict(py, context, ask)
         {
-            let result = if kept {
-                this.core.object(py, result)?
-            } else {
-                Bound::new(py, EvaluationResult { result, store: None })?
+            let result = match shared {
+                Shared::Kept(kept) => Core::object(py, &kept)?,
+                Shared::Own(result) => Bound::new(py, EvaluationResult { result, store: None })?,
             };
             this.notify(py, &result)?;
             return Ok(result);

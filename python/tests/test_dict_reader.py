@@ -311,3 +311,38 @@ def test_refused_contexts_take_the_general_reader() -> None:
     ctx = {"data": {"elsewhere": {1, 2}, "items": [{"kind": "y", "z": math.nan}]}, "subject": {"name": object()}}
     assert engine._prepares(ctx)
     assert engine.evaluate(ctx, now=NOW).to_dict() == engine._evaluate_general(ctx, now=NOW).to_dict()
+
+
+def test_a_read_leaves_nothing_behind() -> None:
+    """The fast reader overwrites the values of the thread's last read in place: a path the next
+    context does not set is missing, whatever the last context (of this engine or another,
+    decided or refused halfway through) set."""
+    engine = verdict.Engine.from_source(PATHS, form="yaml")
+    other_text, other_form, other_seeds = bundles()["schema"]
+    other = verdict.Engine.from_source(other_text, form=other_form)
+    admin = {"subject": {"role": "admin", "id": "u1"}, "action": "update", "resource": {"tags": ["a", "locked", "x"]}}
+    steps: list[tuple[dict[str, Any], str | None]] = [
+        (admin, "admin"),
+        ({"action": "update"}, None),
+        (admin, "admin"),
+        # Refused after `subject.role` was read: the general reader says why.
+        ({"subject": {"role": "admin"}, "action": "create", "resource": {"tags": ["a", b"x"]}}, "refused"),
+        ({"action": "create"}, None),
+        ({"resource": {"tags": ["a", "locked"]}}, "tagged"),
+        ({"resource": {"tags": ["locked"]}}, None),
+        ({"resource": {"tags": "al"}}, None),
+        (admin, "admin"),
+        (other_seeds[0], "other"),
+        ({"resource": {"owner": "u9"}, "subject": {"id": "u9"}}, "owner"),
+    ]
+    for ctx, rule in steps:
+        if rule == "other":
+            assert other.evaluate(ctx, now=NOW).to_dict() == other._evaluate_general(ctx, now=NOW).to_dict()
+            continue
+        if rule == "refused":
+            with pytest.raises(verdict.RequestError):
+                engine.evaluate(ctx, now=NOW)
+            continue
+        r = engine.evaluate(ctx, now=NOW)
+        assert r.to_dict() == engine._evaluate_general(ctx, now=NOW).to_dict(), ctx
+        assert r.rule_id == rule, (ctx, r.to_dict())

@@ -309,11 +309,29 @@ impl PreparedRequest {
         }
     }
 
+    /// The request's parts to overwrite in place with another request of the same engine, for
+    /// a reader that keeps one `PreparedRequest` per thread and so keeps the allocations of the
+    /// values it overwrites: each path's value by path id (as [`PreparedRequest::from_values`]
+    /// takes them), and the request's own `action` and `resource.vendor_id`. Symbols are
+    /// resolved again on first use.
+    pub fn parts_mut(&mut self) -> PreparedParts<'_> {
+        self.syms.clear();
+        PreparedParts { values: &mut self.values, action: &mut self.action, resource_vendor: &mut self.resource_vendor }
+    }
+
     /// Sets the request's own `action` and `resource.vendor_id`, which the card scope reads.
     pub fn set_scope(&mut self, action: Option<Value>, resource_vendor: Option<Value>) {
         self.action = action;
         self.resource_vendor = resource_vendor;
     }
+}
+
+/// A [`PreparedRequest`]'s parts, borrowed to be overwritten in place
+/// ([`PreparedRequest::parts_mut`]).
+pub struct PreparedParts<'a> {
+    pub values: &'a mut Vec<Option<Value>>,
+    pub action: &'a mut Option<Value>,
+    pub resource_vendor: &'a mut Option<Value>,
 }
 
 /// Where the VM reads path values from.
