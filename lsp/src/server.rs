@@ -546,13 +546,20 @@ impl Server {
 /// is refused before it is opened (opening a FIFO blocks until a writer comes; `/dev/stdin` is the
 /// server's own input; `/dev/zero` never ends), and what is read stops one byte past the limit.
 fn read_source(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let limit = verdict_compiler::source::MAX_SOURCE_BYTES as u64;
     if !std::fs::metadata(path).ok()?.is_file() {
         return None;
     }
-    let f = std::fs::File::open(path).ok()?;
-    // The path may have been replaced between the two looks: the opened file is checked again.
+    read_opened(path)
+}
+
+/// [`read_source`] past its first look: the path may have been replaced by a FIFO since, so it
+/// is opened without blocking and the opened file is checked again.
+fn read_opened(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let limit = verdict_compiler::source::MAX_SOURCE_BYTES as u64;
+    let nonblock = i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).ok()?;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(nonblock).open(path).ok()?;
     let meta = f.metadata().ok()?;
     if !meta.is_file() || meta.len() > limit {
         return None;
@@ -810,6 +817,29 @@ mod tests {
         assert_eq!(file_path(&uri("untitled:Untitled-1")), None);
         assert_eq!(file_path(&uri("file://server/share/y.yaml")), None);
         assert_eq!(normalize(Path::new("/a/b/../c/./d.yaml")), PathBuf::from("/a/c/d.yaml"));
+    }
+
+    /// A FIFO put where a regular file was seen is opened without waiting for a writer, then
+    /// refused (the check [`read_source`] makes before it opens cannot see a later swap).
+    #[test]
+    fn a_fifo_swapped_in_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("verdict-lsp-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("swapped.yaml");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let path = fifo.clone();
+        std::thread::spawn(move || tx.send(read_opened(&path)).unwrap());
+        // A hang guard, not a timing: a blocking open never answers.
+        let read = rx.recv_timeout(std::time::Duration::from_secs(30));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(read, Ok(None));
+        // A regular file is read as before.
+        let file = std::env::temp_dir().join(format!("verdict-lsp-regular-{}.yaml", std::process::id()));
+        std::fs::write(&file, "bundle_id: b").unwrap();
+        assert_eq!(read_opened(&file).as_deref(), Some("bundle_id: b"));
+        std::fs::remove_file(&file).unwrap();
     }
 
     fn response(rx: &Receiver<Outgoing>, id: i32) -> serde_json::Value {
