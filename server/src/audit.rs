@@ -1,21 +1,29 @@
 //! The audit log: one JSON line per evaluation, registration, condition assertion and reload
-//! event, written by one writer thread *before* the answer that reports it leaves.
+//! event, written *before* the answer that reports it leaves.
 //!
-//! Group commit: handlers queue a line with a completion in a bounded channel (they wait for
-//! room, async, rather than drop a line). The writer blocks until a line arrives, takes
-//! everything queued behind it (a batch, up to [`MAX_BATCH`] bytes), writes the batch with one
-//! `write` to the file (opened for appending), with `fsync` durability also `fdatasync`s it, and
-//! only then completes every line of the batch. A handler answers after its line's completion,
-//! so an answered decision is always in the file: a process killed with SIGKILL has handed it to
-//! the kernel already (with `fsync`, it is on disk and survives a power loss too). While the
-//! writer writes one batch, the next one gathers, so the log costs one system call (and one
-//! wake-up) per batch, not per line. When a write fails, every line of its batch completes with
-//! the error and the handlers answer 503 instead of their decisions (fail closed).
+//! Two ways to write, by durability:
 //!
-//! Closing ([`AuditSink::close`]) is a message in the same queue: every line queued before it is
-//! written before `close` returns, which graceful shutdown relies on.
+//! - **Direct** (the default): the thread that made a line appends it itself, under a lock, with
+//!   one `write` to the file (opened for appending), and answers once `write` has returned. No
+//!   hand-off to another thread, no wake-ups: the cost is one system call per line. A process
+//!   killed with SIGKILL has handed every answered line to the kernel (the page cache survives
+//!   the process). The lock keeps whole lines in order and knows when a failed write left a
+//!   partial line.
+//! - **Group commit** (`fsync` durability, `--audit-fsync`): handlers queue a line with a
+//!   completion in a bounded channel (they wait for room, async, rather than drop a line). One
+//!   writer thread blocks until a line arrives, takes everything queued behind it (a batch, up
+//!   to [`MAX_BATCH`] bytes), writes the batch with one `write`, `fdatasync`s it, and only then
+//!   completes every line of the batch, so many lines share one sync. While the writer syncs one
+//!   batch, the next one gathers.
 //!
-//! With `--audit-url`, each batch written is then offered to the audit stream
+//! Either way a handler answers only after its line is in the file; when a write fails, the
+//! line (or every line of its batch) completes with the error and the handlers answer 503
+//! instead of their decisions (fail closed).
+//!
+//! Closing ([`AuditSink::close`]): every line written (or queued) before it is in the file when
+//! `close` returns, which graceful shutdown relies on; lines after it fail as closed.
+//!
+//! With `--audit-url`, each line (or batch) written is then offered to the audit stream
 //! ([`crate::stream`]), which POSTs it to a collector, best effort: never before the file has it,
 //! never holding up the writer.
 //!
@@ -30,7 +38,7 @@ use crate::stream::AuditStream;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, oneshot};
 use verdict_runtime::state::Range;
 
@@ -55,7 +63,7 @@ impl AuditTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditOptions {
     pub target: AuditTarget,
-    /// Lines queued for the writer before handlers wait for room.
+    /// Lines queued for the writer before handlers wait for room (group commit, with `fsync`).
     pub capacity: usize,
     /// `fdatasync` each batch before its lines complete (durable across power loss).
     pub fsync: bool,
@@ -149,7 +157,24 @@ enum Msg {
 /// The sending side, shared by every handler.
 #[derive(Clone)]
 pub struct AuditSink {
-    tx: mpsc::Sender<Msg>,
+    how: Arc<How>,
+}
+
+enum How {
+    /// Each line appended by the thread that made it.
+    Direct(Mutex<Direct>),
+    /// Lines queued for the writer thread (group commit).
+    Queued(mpsc::Sender<Msg>),
+}
+
+/// The file of the direct way, with what the lock protects.
+struct Direct {
+    out: std::fs::File,
+    /// The file ends in a partial line (see [`commit`]).
+    torn: bool,
+    /// [`AuditSink::close`] has run: lines fail as closed.
+    closed: bool,
+    stream: Option<AuditStream>,
 }
 
 impl std::fmt::Debug for AuditSink {
@@ -197,19 +222,27 @@ impl AuditSink {
             AuditTarget::File(p) => ends_mid_line(p),
             AuditTarget::Stdout => false,
         };
+        if !options.fsync {
+            let direct = Direct { out, torn, closed: false, stream };
+            return Ok(AuditSink { how: Arc::new(How::Direct(Mutex::new(direct))) });
+        }
         let (tx, rx) = mpsc::channel(options.capacity.max(1));
-        let fsync = options.fsync;
         std::thread::Builder::new()
             .name("verdict-audit".into())
-            .spawn(move || writer(rx, out, fsync, torn, stream))
+            .spawn(move || writer(rx, out, true, torn, stream))
             .map_err(|source| AuditError::Thread(ThreadError { source }))?;
-        Ok(AuditSink { tx })
+        Ok(AuditSink { how: Arc::new(How::Queued(tx)) })
     }
 
-    /// Queues a line (one JSON object, no newline) and returns once it is written.
+    /// Writes a line (one JSON object, no newline; or several, each but the last ending in a
+    /// newline) and returns once it is in the file.
     pub async fn write(&self, line: String) -> Result<(), AuditError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Msg::Line(line, notify(tx))).await.map_err(|_| closed())?;
+        let tx = match &*self.how {
+            How::Direct(d) => return append(d, line),
+            How::Queued(tx) => tx,
+        };
+        let (done, rx) = oneshot::channel();
+        tx.send(Msg::Line(line, notify(done))).await.map_err(|_| closed())?;
         rx.await.unwrap_or_else(|_| Err(closed()))
     }
 
@@ -221,12 +254,16 @@ impl AuditSink {
     /// Queues a line from a blocking thread (not an async task); `done` runs once it is written
     /// or failed. Waits for room in the queue when it is full.
     pub fn submit_blocking(&self, line: String, done: OnWritten) {
+        let tx = match &*self.how {
+            How::Direct(d) => return done(append(d, line)),
+            How::Queued(tx) => tx,
+        };
         // Most of the time there is room: no need for `blocking_send`'s parking machinery.
-        let msg = match self.tx.try_send(Msg::Line(line, done)) {
+        let msg = match tx.try_send(Msg::Line(line, done)) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,
         };
-        if let Err(mpsc::error::SendError(Msg::Line(_, done))) = self.tx.blocking_send(msg) {
+        if let Err(mpsc::error::SendError(Msg::Line(_, done))) = tx.blocking_send(msg) {
             done(Err(closed()));
         }
     }
@@ -234,6 +271,9 @@ impl AuditSink {
     /// [`AuditSink::emit`] from a thread outside the async runtime (reloads run on blocking
     /// threads): returns once the line is written.
     pub fn emit_blocking(&self, event: &str, fields: Map<String, Value>) -> Result<(), AuditError> {
+        if let How::Direct(d) = &*self.how {
+            return append(d, line(event, fields));
+        }
         let (tx, rx) = oneshot::channel();
         self.submit_blocking(line(event, fields), notify(tx));
         rx.blocking_recv().unwrap_or_else(|_| Err(closed()))
@@ -247,13 +287,45 @@ impl AuditSink {
         }
     }
 
-    /// Writes everything queued so far, then stops the writer.
+    /// Writes everything queued so far, then stops the writer; later lines fail as closed.
     pub async fn close(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.tx.send(Msg::Close(ack)).await.is_ok() {
-            let _ = done.await;
+        match &*self.how {
+            How::Direct(d) => lock(d).closed = true,
+            How::Queued(tx) => {
+                let (ack, done) = oneshot::channel();
+                if tx.send(Msg::Close(ack)).await.is_ok() {
+                    let _ = done.await;
+                }
+            }
         }
     }
+}
+
+fn lock(d: &Mutex<Direct>) -> std::sync::MutexGuard<'_, Direct> {
+    // Nothing panics while the lock is held; were it poisoned anyway, the file and `torn` are
+    // still as the last write left them.
+    d.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The direct way: appends `text` and a newline to the file with one `write`, in the calling
+/// thread, then offers it to the stream.
+fn append(d: &Mutex<Direct>, mut text: String) -> Result<(), AuditError> {
+    text.push('\n');
+    let mut d = lock(d);
+    if d.closed {
+        return Err(closed());
+    }
+    let Direct { out, torn, stream, .. } = &mut *d;
+    if let Err(e) = commit(out, text.as_bytes(), false, torn) {
+        drop(d);
+        tracing::error!(error = %e.source, "cannot write the audit log; the request is answered 503");
+        return Err(AuditError::Write(e));
+    }
+    if let Some(s) = stream {
+        // Under the lock, so the collector gets the lines in the file's order.
+        s.offer(text.as_bytes(), text.bytes().filter(|b| *b == b'\n').count());
+    }
+    Ok(())
 }
 
 /// The fields of an audit line, from `(name, value)` pairs.
