@@ -3,12 +3,14 @@
 //!
 //! Two ways to write, by durability:
 //!
-//! - **Direct** (the default): the thread that made a line appends it itself, under a lock, with
-//!   one `write` to the file (opened for appending), and answers once `write` has returned. No
-//!   hand-off to another thread, no wake-ups: the cost is one system call per line. A process
-//!   killed with SIGKILL has handed every answered line to the kernel (the page cache survives
-//!   the process). The lock keeps whole lines in order and knows when a failed write left a
-//!   partial line.
+//! - **Direct** (the default): no other thread. A handler adds its line to the lines gathered
+//!   for the next write, yields once (so the other tasks ready on its worker, answers to other
+//!   connections, add theirs), and then, unless another handler has written them meanwhile,
+//!   writes everything gathered with one `write` to the file (opened for appending), under a
+//!   lock. It answers once the `write` of its line has returned. No hand-off, no wake-ups: one
+//!   system call per group of lines. A process killed with SIGKILL has handed every answered
+//!   line to the kernel (the page cache survives the process). Threads outside the async
+//!   runtime (evaluation threads, reloads) write at once, with what is gathered.
 //! - **Group commit** (`fsync` durability, `--audit-fsync`): handlers queue a line with a
 //!   completion in a bounded channel (they wait for room, async, rather than drop a line). One
 //!   writer thread blocks until a line arrives, takes everything queued behind it (a batch, up
@@ -16,14 +18,14 @@
 //!   completes every line of the batch, so many lines share one sync. While the writer syncs one
 //!   batch, the next one gathers.
 //!
-//! Either way a handler answers only after its line is in the file; when a write fails, the
-//! line (or every line of its batch) completes with the error and the handlers answer 503
+//! Either way a handler answers only after its line is in the file; when a write fails, every
+//! line of its batch completes with the error and the handlers answer 503
 //! instead of their decisions (fail closed).
 //!
 //! Closing ([`AuditSink::close`]): every line written (or queued) before it is in the file when
 //! `close` returns, which graceful shutdown relies on; lines after it fail as closed.
 //!
-//! With `--audit-url`, each line (or batch) written is then offered to the audit stream
+//! With `--audit-url`, each batch written is then offered to the audit stream
 //! ([`crate::stream`]), which POSTs it to a collector, best effort: never before the file has it,
 //! never holding up the writer.
 //!
@@ -38,7 +40,7 @@ use crate::stream::AuditStream;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::sync::{mpsc, oneshot};
 use verdict_runtime::state::Range;
 
@@ -175,6 +177,15 @@ struct Direct {
     /// [`AuditSink::close`] has run: lines fail as closed.
     closed: bool,
     stream: Option<AuditStream>,
+    /// Lines gathered for the next write (each ending in a newline), all of [`Direct::batch`].
+    pending: Vec<u8>,
+    batch: Arc<Batch>,
+}
+
+/// A group of lines written with one `write`: its result, once written.
+#[derive(Default)]
+struct Batch {
+    result: OnceLock<Result<(), WriteError>>,
 }
 
 impl std::fmt::Debug for AuditSink {
@@ -223,7 +234,14 @@ impl AuditSink {
             AuditTarget::Stdout => false,
         };
         if !options.fsync {
-            let direct = Direct { out, torn, closed: false, stream };
+            let direct = Direct {
+                out,
+                torn,
+                closed: false,
+                stream,
+                pending: Vec::with_capacity(PENDING_KEPT),
+                batch: Arc::default(),
+            };
             return Ok(AuditSink { how: Arc::new(How::Direct(Mutex::new(direct))) });
         }
         let (tx, rx) = mpsc::channel(options.capacity.max(1));
@@ -238,7 +256,13 @@ impl AuditSink {
     /// newline) and returns once it is in the file.
     pub async fn write(&self, line: String) -> Result<(), AuditError> {
         let tx = match &*self.how {
-            How::Direct(d) => return append(d, line),
+            How::Direct(d) => {
+                let batch = gather(d, line)?;
+                // The other tasks ready on this worker (answers to other connections) gather
+                // their lines meanwhile: the first one back writes them all.
+                tokio::task::yield_now().await;
+                return settle(d, &batch);
+            }
             How::Queued(tx) => tx,
         };
         let (done, rx) = oneshot::channel();
@@ -290,7 +314,11 @@ impl AuditSink {
     /// Writes everything queued so far, then stops the writer; later lines fail as closed.
     pub async fn close(&self) {
         match &*self.how {
-            How::Direct(d) => lock(d).closed = true,
+            How::Direct(d) => {
+                let mut d = lock(d);
+                flush(&mut d);
+                d.closed = true;
+            }
             How::Queued(tx) => {
                 let (ack, done) = oneshot::channel();
                 if tx.send(Msg::Close(ack)).await.is_ok() {
@@ -307,25 +335,69 @@ fn lock(d: &Mutex<Direct>) -> std::sync::MutexGuard<'_, Direct> {
     d.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The direct way: appends `text` and a newline to the file with one `write`, in the calling
-/// thread, then offers it to the stream.
-fn append(d: &Mutex<Direct>, mut text: String) -> Result<(), AuditError> {
-    text.push('\n');
+/// The direct way from a thread that cannot wait for others: appends `text` (and what is
+/// gathered) now.
+fn append(d: &Mutex<Direct>, text: String) -> Result<(), AuditError> {
+    let batch = gather(d, text)?;
+    settle(d, &batch)
+}
+
+/// Adds a line to the next write; returns its batch.
+fn gather(d: &Mutex<Direct>, text: String) -> Result<Arc<Batch>, AuditError> {
     let mut d = lock(d);
     if d.closed {
         return Err(closed());
     }
-    let Direct { out, torn, stream, .. } = &mut *d;
-    if let Err(e) = commit(out, text.as_bytes(), false, torn) {
-        drop(d);
-        tracing::error!(error = %e.source, "cannot write the audit log; the request is answered 503");
-        return Err(AuditError::Write(e));
+    d.pending.extend_from_slice(text.as_bytes());
+    d.pending.push(b'\n');
+    Ok(d.batch.clone())
+}
+
+/// The result of a batch: writes it (with whatever joined it) if nobody has yet.
+fn settle(d: &Mutex<Direct>, batch: &Arc<Batch>) -> Result<(), AuditError> {
+    if let Some(r) = batch.result.get() {
+        return r.clone().map_err(AuditError::Write);
     }
-    if let Some(s) = stream {
-        // Under the lock, so the collector gets the lines in the file's order.
-        s.offer(text.as_bytes(), text.bytes().filter(|b| *b == b'\n').count());
+    let mut d = lock(d);
+    // INVARIANT: a batch without a result is the one gathering (batches are written and
+    // replaced under the lock).
+    if batch.result.get().is_none() {
+        flush(&mut d);
     }
-    Ok(())
+    drop(d);
+    match batch.result.get() {
+        Some(r) => r.clone().map_err(AuditError::Write),
+        None => Err(closed()),
+    }
+}
+
+/// How much of the gathering buffer is kept between writes.
+const PENDING_KEPT: usize = 64 * 1024;
+
+/// Writes the lines gathered (one `write`), gives their batch its result, offers them to the
+/// stream, and starts the next batch.
+fn flush(d: &mut Direct) {
+    if d.pending.is_empty() {
+        return;
+    }
+    let Direct { out, torn, stream, pending, batch, .. } = d;
+    let result = commit(out, pending, false, torn);
+    match &result {
+        Err(e) => {
+            let lines = pending.iter().filter(|b| **b == b'\n').count();
+            tracing::error!(error = %e.source, lines, "cannot write the audit log; the requests are answered 503");
+        }
+        Ok(()) => {
+            if let Some(s) = stream {
+                // Under the lock, so the collector gets the lines in the file's order.
+                s.offer(pending, pending.iter().filter(|b| **b == b'\n').count());
+            }
+        }
+    }
+    let _ = batch.result.set(result);
+    *batch = Arc::default();
+    pending.clear();
+    pending.shrink_to(PENDING_KEPT);
 }
 
 /// The fields of an audit line, from `(name, value)` pairs.
@@ -590,5 +662,50 @@ mod tests {
             StateRead::from_json(&serde_json::json!({"state": "s", "key": [], "range": {"kind": "?"}, "value": 1})),
             None
         );
+    }
+
+    /// The lines of many tasks on a multi-threaded runtime (and of a thread outside it) are all
+    /// in the file, whole, once their writes return; after `close`, lines fail as closed.
+    #[test]
+    fn direct_writes_gather_whole_lines_and_stop_at_close() {
+        let path = std::env::temp_dir().join(format!("verdict-audit-direct-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let options = AuditOptions { target: AuditTarget::File(path.clone()), capacity: 16, fsync: false };
+        let sink = AuditSink::start(&options, None);
+        assert!(sink.is_ok(), "cannot open {}", path.display());
+        let Ok(sink) = sink else { return };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build();
+        assert!(rt.is_ok(), "cannot start a runtime");
+        let Ok(rt) = rt else { return };
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..64)
+                .map(|t| {
+                    let sink = sink.clone();
+                    tokio::spawn(async move {
+                        for i in 0..50 {
+                            let line = serde_json::json!({"task": t, "i": i}).to_string();
+                            assert!(sink.write(line).await.is_ok());
+                        }
+                    })
+                })
+                .collect();
+            let blocking = sink.clone();
+            let outside = std::thread::spawn(move || {
+                for i in 0..50 {
+                    assert!(blocking.emit_blocking("outside", fields([("i", Value::from(i))])).is_ok());
+                }
+            });
+            for t in tasks {
+                assert!(t.await.is_ok());
+            }
+            assert!(outside.join().is_ok());
+            sink.close().await;
+            assert!(matches!(sink.write("{}".into()).await, Err(AuditError::Closed(_))));
+        });
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        assert_eq!((lines.len(), text.lines().count()), (64 * 50 + 50, 64 * 50 + 50));
+        assert!(text.ends_with('\n'));
     }
 }
