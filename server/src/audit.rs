@@ -462,7 +462,9 @@ pub fn line(event: &str, fields: Map<String, Value>) -> String {
 /// intermediate `Value`). Fields are written in this order.
 #[derive(serde::Serialize)]
 pub struct EvaluationLine<'a> {
-    pub time: String,
+    /// Written as RFC 3339 text, straight from the timestamp.
+    #[serde(serialize_with = "display")]
+    pub time: jiff::Timestamp,
     pub event: &'static str,
     pub correlation_id: &'a str,
     /// Every decision's id (stateful ones commit and release their holds by it).
@@ -484,11 +486,15 @@ pub struct EvaluationLine<'a> {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub holds: &'a [verdict_runtime::decision::Hold],
     /// The request context pruned to the paths the bundle reads ([`crate::inputs`]).
-    pub input: &'a Map<String, Value>,
+    pub input: crate::inputs::Pruned<'a>,
     /// The state reads a stateful decision made, with their values (absent when none): with
     /// `input` and `time`, all a replay needs.
     #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "state_reads")]
     pub state_reads: &'a [Read],
+}
+
+fn display<S: serde::Serializer>(t: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(t)
 }
 
 fn state_reads<S: serde::Serializer>(reads: &&[Read], s: S) -> Result<S::Ok, S::Error> {
