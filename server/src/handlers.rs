@@ -587,7 +587,7 @@ async fn assert_condition(
 
 /// Evaluates one request: admin-asserted card conditions in, then, on an evaluation thread
 /// ([`crate::pool`]), the decision, its metrics and its audit line; the answer comes back once
-/// the line is written (the audit writer hands it over, see [`crate::audit`]).
+/// the line is written (see [`crate::audit`]).
 ///
 /// The async worker only checks the conditions and waits: a bundle that is slow to evaluate (a
 /// trace, a large bundle, long strings under regular expressions) costs an evaluation thread,
