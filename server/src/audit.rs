@@ -1,19 +1,29 @@
 //! The audit log: one JSON line per evaluation, registration, condition assertion and reload
-//! event, written by one writer thread *before* the answer that reports it leaves.
+//! event, written *before* the answer that reports it leaves.
 //!
-//! Group commit: handlers queue a line with a completion in a bounded channel (they wait for
-//! room, async, rather than drop a line). The writer blocks until a line arrives, takes
-//! everything queued behind it (a batch, up to [`MAX_BATCH`] bytes), writes the batch with one
-//! `write` to the file (opened for appending), with `fsync` durability also `fdatasync`s it, and
-//! only then completes every line of the batch. A handler answers after its line's completion,
-//! so an answered decision is always in the file: a process killed with SIGKILL has handed it to
-//! the kernel already (with `fsync`, it is on disk and survives a power loss too). While the
-//! writer writes one batch, the next one gathers, so the log costs one system call (and one
-//! wake-up) per batch, not per line. When a write fails, every line of its batch completes with
-//! the error and the handlers answer 503 instead of their decisions (fail closed).
+//! Two ways to write, by durability:
 //!
-//! Closing ([`AuditSink::close`]) is a message in the same queue: every line queued before it is
-//! written before `close` returns, which graceful shutdown relies on.
+//! - **Direct** (the default): no other thread. A handler adds its line to the lines gathered
+//!   for the next write, yields once (so the other tasks ready on its worker, answers to other
+//!   connections, add theirs), and then, unless another handler has written them meanwhile,
+//!   writes everything gathered with one `write` to the file (opened for appending), under a
+//!   lock. It answers once the `write` of its line has returned. No hand-off, no wake-ups: one
+//!   system call per group of lines. A process killed with SIGKILL has handed every answered
+//!   line to the kernel (the page cache survives the process). Threads outside the async
+//!   runtime (evaluation threads, reloads) write at once, with what is gathered.
+//! - **Group commit** (`fsync` durability, `--audit-fsync`): handlers queue a line with a
+//!   completion in a bounded channel (they wait for room, async, rather than drop a line). One
+//!   writer thread blocks until a line arrives, takes everything queued behind it (a batch, up
+//!   to [`MAX_BATCH`] bytes), writes the batch with one `write`, `fdatasync`s it, and only then
+//!   completes every line of the batch, so many lines share one sync. While the writer syncs one
+//!   batch, the next one gathers.
+//!
+//! Either way a handler answers only after its line is in the file; when a write fails, every
+//! line of its batch completes with the error and the handlers answer 503
+//! instead of their decisions (fail closed).
+//!
+//! Closing ([`AuditSink::close`]): every line written (or queued) before it is in the file when
+//! `close` returns, which graceful shutdown relies on; lines after it fail as closed.
 //!
 //! With `--audit-url`, each batch written is then offered to the audit stream
 //! ([`crate::stream`]), which POSTs it to a collector, best effort: never before the file has it,
@@ -30,7 +40,7 @@ use crate::stream::AuditStream;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::sync::{mpsc, oneshot};
 use verdict_runtime::state::Range;
 
@@ -55,7 +65,7 @@ impl AuditTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditOptions {
     pub target: AuditTarget,
-    /// Lines queued for the writer before handlers wait for room.
+    /// Lines queued for the writer before handlers wait for room (group commit, with `fsync`).
     pub capacity: usize,
     /// `fdatasync` each batch before its lines complete (durable across power loss).
     pub fsync: bool,
@@ -149,7 +159,33 @@ enum Msg {
 /// The sending side, shared by every handler.
 #[derive(Clone)]
 pub struct AuditSink {
-    tx: mpsc::Sender<Msg>,
+    how: Arc<How>,
+}
+
+enum How {
+    /// Each line appended by the thread that made it.
+    Direct(Mutex<Direct>),
+    /// Lines queued for the writer thread (group commit).
+    Queued(mpsc::Sender<Msg>),
+}
+
+/// The file of the direct way, with what the lock protects.
+struct Direct {
+    out: std::fs::File,
+    /// The file ends in a partial line (see [`commit`]).
+    torn: bool,
+    /// [`AuditSink::close`] has run: lines fail as closed.
+    closed: bool,
+    stream: Option<AuditStream>,
+    /// Lines gathered for the next write (each ending in a newline), all of [`Direct::batch`].
+    pending: Vec<u8>,
+    batch: Arc<Batch>,
+}
+
+/// A group of lines written with one `write`: its result, once written.
+#[derive(Default)]
+struct Batch {
+    result: OnceLock<Result<(), WriteError>>,
 }
 
 impl std::fmt::Debug for AuditSink {
@@ -197,19 +233,40 @@ impl AuditSink {
             AuditTarget::File(p) => ends_mid_line(p),
             AuditTarget::Stdout => false,
         };
+        if !options.fsync {
+            let direct = Direct {
+                out,
+                torn,
+                closed: false,
+                stream,
+                pending: Vec::with_capacity(PENDING_KEPT),
+                batch: Arc::default(),
+            };
+            return Ok(AuditSink { how: Arc::new(How::Direct(Mutex::new(direct))) });
+        }
         let (tx, rx) = mpsc::channel(options.capacity.max(1));
-        let fsync = options.fsync;
         std::thread::Builder::new()
             .name("verdict-audit".into())
-            .spawn(move || writer(rx, out, fsync, torn, stream))
+            .spawn(move || writer(rx, out, true, torn, stream))
             .map_err(|source| AuditError::Thread(ThreadError { source }))?;
-        Ok(AuditSink { tx })
+        Ok(AuditSink { how: Arc::new(How::Queued(tx)) })
     }
 
-    /// Queues a line (one JSON object, no newline) and returns once it is written.
+    /// Writes a line (one JSON object, no newline; or several, each but the last ending in a
+    /// newline) and returns once it is in the file.
     pub async fn write(&self, line: String) -> Result<(), AuditError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Msg::Line(line, notify(tx))).await.map_err(|_| closed())?;
+        let tx = match &*self.how {
+            How::Direct(d) => {
+                let batch = gather(d, line)?;
+                // The other tasks ready on this worker (answers to other connections) gather
+                // their lines meanwhile: the first one back writes them all.
+                tokio::task::yield_now().await;
+                return settle(d, &batch);
+            }
+            How::Queued(tx) => tx,
+        };
+        let (done, rx) = oneshot::channel();
+        tx.send(Msg::Line(line, notify(done))).await.map_err(|_| closed())?;
         rx.await.unwrap_or_else(|_| Err(closed()))
     }
 
@@ -221,12 +278,16 @@ impl AuditSink {
     /// Queues a line from a blocking thread (not an async task); `done` runs once it is written
     /// or failed. Waits for room in the queue when it is full.
     pub fn submit_blocking(&self, line: String, done: OnWritten) {
+        let tx = match &*self.how {
+            How::Direct(d) => return done(append(d, line)),
+            How::Queued(tx) => tx,
+        };
         // Most of the time there is room: no need for `blocking_send`'s parking machinery.
-        let msg = match self.tx.try_send(Msg::Line(line, done)) {
+        let msg = match tx.try_send(Msg::Line(line, done)) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,
         };
-        if let Err(mpsc::error::SendError(Msg::Line(_, done))) = self.tx.blocking_send(msg) {
+        if let Err(mpsc::error::SendError(Msg::Line(_, done))) = tx.blocking_send(msg) {
             done(Err(closed()));
         }
     }
@@ -234,6 +295,9 @@ impl AuditSink {
     /// [`AuditSink::emit`] from a thread outside the async runtime (reloads run on blocking
     /// threads): returns once the line is written.
     pub fn emit_blocking(&self, event: &str, fields: Map<String, Value>) -> Result<(), AuditError> {
+        if let How::Direct(d) = &*self.how {
+            return append(d, line(event, fields));
+        }
         let (tx, rx) = oneshot::channel();
         self.submit_blocking(line(event, fields), notify(tx));
         rx.blocking_recv().unwrap_or_else(|_| Err(closed()))
@@ -247,13 +311,93 @@ impl AuditSink {
         }
     }
 
-    /// Writes everything queued so far, then stops the writer.
+    /// Writes everything queued so far, then stops the writer; later lines fail as closed.
     pub async fn close(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.tx.send(Msg::Close(ack)).await.is_ok() {
-            let _ = done.await;
+        match &*self.how {
+            How::Direct(d) => {
+                let mut d = lock(d);
+                flush(&mut d);
+                d.closed = true;
+            }
+            How::Queued(tx) => {
+                let (ack, done) = oneshot::channel();
+                if tx.send(Msg::Close(ack)).await.is_ok() {
+                    let _ = done.await;
+                }
+            }
         }
     }
+}
+
+fn lock(d: &Mutex<Direct>) -> std::sync::MutexGuard<'_, Direct> {
+    // Nothing panics while the lock is held; were it poisoned anyway, the file and `torn` are
+    // still as the last write left them.
+    d.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The direct way from a thread that cannot wait for others: appends `text` (and what is
+/// gathered) now.
+fn append(d: &Mutex<Direct>, text: String) -> Result<(), AuditError> {
+    let batch = gather(d, text)?;
+    settle(d, &batch)
+}
+
+/// Adds a line to the next write; returns its batch.
+fn gather(d: &Mutex<Direct>, text: String) -> Result<Arc<Batch>, AuditError> {
+    let mut d = lock(d);
+    if d.closed {
+        return Err(closed());
+    }
+    d.pending.extend_from_slice(text.as_bytes());
+    d.pending.push(b'\n');
+    Ok(d.batch.clone())
+}
+
+/// The result of a batch: writes it (with whatever joined it) if nobody has yet.
+fn settle(d: &Mutex<Direct>, batch: &Arc<Batch>) -> Result<(), AuditError> {
+    if let Some(r) = batch.result.get() {
+        return r.clone().map_err(AuditError::Write);
+    }
+    let mut d = lock(d);
+    // INVARIANT: a batch without a result is the one gathering (batches are written and
+    // replaced under the lock).
+    if batch.result.get().is_none() {
+        flush(&mut d);
+    }
+    drop(d);
+    match batch.result.get() {
+        Some(r) => r.clone().map_err(AuditError::Write),
+        None => Err(closed()),
+    }
+}
+
+/// How much of the gathering buffer is kept between writes.
+const PENDING_KEPT: usize = 64 * 1024;
+
+/// Writes the lines gathered (one `write`), gives their batch its result, offers them to the
+/// stream, and starts the next batch.
+fn flush(d: &mut Direct) {
+    if d.pending.is_empty() {
+        return;
+    }
+    let Direct { out, torn, stream, pending, batch, .. } = d;
+    let result = commit(out, pending, false, torn);
+    match &result {
+        Err(e) => {
+            let lines = pending.iter().filter(|b| **b == b'\n').count();
+            tracing::error!(error = %e.source, lines, "cannot write the audit log; the requests are answered 503");
+        }
+        Ok(()) => {
+            if let Some(s) = stream {
+                // Under the lock, so the collector gets the lines in the file's order.
+                s.offer(pending, pending.iter().filter(|b| **b == b'\n').count());
+            }
+        }
+    }
+    let _ = batch.result.set(result);
+    *batch = Arc::default();
+    pending.clear();
+    pending.shrink_to(PENDING_KEPT);
 }
 
 /// The fields of an audit line, from `(name, value)` pairs.
@@ -318,7 +462,9 @@ pub fn line(event: &str, fields: Map<String, Value>) -> String {
 /// intermediate `Value`). Fields are written in this order.
 #[derive(serde::Serialize)]
 pub struct EvaluationLine<'a> {
-    pub time: String,
+    /// Written as RFC 3339 text, straight from the timestamp.
+    #[serde(serialize_with = "display")]
+    pub time: jiff::Timestamp,
     pub event: &'static str,
     pub correlation_id: &'a str,
     /// Every decision's id (stateful ones commit and release their holds by it).
@@ -340,11 +486,15 @@ pub struct EvaluationLine<'a> {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub holds: &'a [verdict_runtime::decision::Hold],
     /// The request context pruned to the paths the bundle reads ([`crate::inputs`]).
-    pub input: &'a Map<String, Value>,
+    pub input: crate::inputs::Pruned<'a>,
     /// The state reads a stateful decision made, with their values (absent when none): with
     /// `input` and `time`, all a replay needs.
     #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "state_reads")]
     pub state_reads: &'a [Read],
+}
+
+fn display<S: serde::Serializer>(t: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(t)
 }
 
 fn state_reads<S: serde::Serializer>(reads: &&[Read], s: S) -> Result<S::Ok, S::Error> {
@@ -518,5 +668,50 @@ mod tests {
             StateRead::from_json(&serde_json::json!({"state": "s", "key": [], "range": {"kind": "?"}, "value": 1})),
             None
         );
+    }
+
+    /// The lines of many tasks on a multi-threaded runtime (and of a thread outside it) are all
+    /// in the file, whole, once their writes return; after `close`, lines fail as closed.
+    #[test]
+    fn direct_writes_gather_whole_lines_and_stop_at_close() {
+        let path = std::env::temp_dir().join(format!("verdict-audit-direct-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let options = AuditOptions { target: AuditTarget::File(path.clone()), capacity: 16, fsync: false };
+        let sink = AuditSink::start(&options, None);
+        assert!(sink.is_ok(), "cannot open {}", path.display());
+        let Ok(sink) = sink else { return };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build();
+        assert!(rt.is_ok(), "cannot start a runtime");
+        let Ok(rt) = rt else { return };
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..64)
+                .map(|t| {
+                    let sink = sink.clone();
+                    tokio::spawn(async move {
+                        for i in 0..50 {
+                            let line = serde_json::json!({"task": t, "i": i}).to_string();
+                            assert!(sink.write(line).await.is_ok());
+                        }
+                    })
+                })
+                .collect();
+            let blocking = sink.clone();
+            let outside = std::thread::spawn(move || {
+                for i in 0..50 {
+                    assert!(blocking.emit_blocking("outside", fields([("i", Value::from(i))])).is_ok());
+                }
+            });
+            for t in tasks {
+                assert!(t.await.is_ok());
+            }
+            assert!(outside.join().is_ok());
+            sink.close().await;
+            assert!(matches!(sink.write("{}".into()).await, Err(AuditError::Closed(_))));
+        });
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        assert_eq!((lines.len(), text.lines().count()), (64 * 50 + 50, 64 * 50 + 50));
+        assert!(text.ends_with('\n'));
     }
 }

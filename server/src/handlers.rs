@@ -587,7 +587,7 @@ async fn assert_condition(
 
 /// Evaluates one request: admin-asserted card conditions in, then, on an evaluation thread
 /// ([`crate::pool`]), the decision, its metrics and its audit line; the answer comes back once
-/// the line is written (the audit writer hands it over, see [`crate::audit`]).
+/// the line is written (see [`crate::audit`]).
 ///
 /// The async worker only checks the conditions and waits: a bundle that is slow to evaluate (a
 /// trace, a large bundle, long strings under regular expressions) costs an evaluation thread,
@@ -710,9 +710,8 @@ impl Decision {
         self.st.metrics.observe(&result.decision.kind, started.elapsed());
         let d = &result.decision;
         let decision_id = result.decision_id.as_deref().unwrap_or_default();
-        let input = self.loaded.inputs.prune(&self.req);
         let line = EvaluationLine {
-            time: self.now.to_string(),
+            time: self.now,
             event: "evaluation",
             correlation_id: &self.correlation,
             decision_id,
@@ -728,7 +727,7 @@ impl Decision {
             codes: &d.codes,
             obligations: &d.obligations,
             holds: &result.holds,
-            input: &input,
+            input: self.loaded.inputs.pruned(&self.req),
             state_reads: &reads,
         };
         let mut text =

@@ -96,6 +96,88 @@ impl Inputs {
     }
 }
 
+impl Inputs {
+    /// [`Inputs::prune`] as it serializes, without building it: the same JSON, written straight
+    /// from the request.
+    pub fn pruned<'a>(&'a self, req: &'a Request) -> Pruned<'a> {
+        Pruned { inputs: self, req }
+    }
+}
+
+/// The pruned request context of [`Inputs::pruned`], ready to serialize.
+#[derive(Debug, Clone, Copy)]
+pub struct Pruned<'a> {
+    inputs: &'a Inputs,
+    req: &'a Request,
+}
+
+impl<'a> Pruned<'a> {
+    /// The request's own `subject`, `action` or `resource` for a root key that names one.
+    fn own(&self, key: &str) -> Option<&'a Value> {
+        match key {
+            "subject" => self.req.subject.as_ref(),
+            "action" => self.req.action.as_ref(),
+            "resource" => self.req.resource.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The roots read from `data` (those without an own value), with their values.
+    fn data(&self) -> impl Iterator<Item = (&'a String, &'a Value, &'a Node)> + '_ {
+        self.inputs
+            .root
+            .children
+            .iter()
+            .filter(|(key, _)| self.own(key).is_none())
+            .filter_map(|(key, node)| self.req.data.get(key).map(|v| (key, v, node)))
+    }
+}
+
+impl serde::Serialize for Pruned<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for (key, node) in &self.inputs.root.children {
+            if let Some(v) = self.own(key) {
+                m.serialize_entry(key, &Sub { v, node, depth: 1 })?;
+            }
+        }
+        if self.data().next().is_some() {
+            m.serialize_entry("data", &Data(*self))?;
+        }
+        m.end()
+    }
+}
+
+/// The `data` object of a pruned context.
+struct Data<'a>(Pruned<'a>);
+
+impl serde::Serialize for Data<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.data().map(|(key, v, node)| (key, Sub { v, node, depth: 1 })))
+    }
+}
+
+/// [`prune`] of one value, as it serializes.
+struct Sub<'a> {
+    v: &'a Value,
+    node: &'a Node,
+    depth: usize,
+}
+
+impl serde::Serialize for Sub<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.v {
+            Value::Object(m) if !self.node.whole && self.depth < MAX_DEPTH => {
+                s.collect_map(self.node.children.iter().filter_map(|(key, child)| {
+                    m.get(key).map(|v| (key, Sub { v, node: child, depth: self.depth + 1 }))
+                }))
+            }
+            v => v.serialize(s),
+        }
+    }
+}
+
 /// `v` with, if it is an object that no path reads whole, only the keys the paths go through.
 fn prune(v: &Value, node: &Node, depth: usize) -> Value {
     match v {
@@ -126,6 +208,15 @@ mod tests {
         Inputs::new(p.iter().map(Vec::as_slice))
     }
 
+    /// The pruned context, checked to serialize as [`Inputs::pruned`] does (same text, same
+    /// key order).
+    fn pruned(i: &Inputs, req: &Request) -> Value {
+        let built = Value::Object(i.prune(req));
+        let streamed = serde_json::to_string(&i.pruned(req)).unwrap_or_default();
+        assert_eq!(streamed, built.to_string());
+        built
+    }
+
     #[test]
     fn keeps_only_what_the_paths_read() {
         let req = Request::from_value(json!({
@@ -137,7 +228,7 @@ mod tests {
         .unwrap_or_default();
         let i = inputs(&["subject.role", "subject.team.id", "resource.tags.1", "amount", "region", "missing.x"]);
         assert_eq!(
-            Value::Object(i.prune(&req)),
+            pruned(&i, &req),
             json!({
                 "subject": {"role": "admin", "team": {"id": 7}},
                 "resource": {"tags": ["a", "b"]},
@@ -153,7 +244,7 @@ mod tests {
         let req =
             Request::from_value(json!({"data": {"subject": {"x": 1, "y": 2}, "action": "w"}})).unwrap_or_default();
         let i = inputs(&["subject.x", "action"]);
-        let pruned = Value::Object(i.prune(&req));
+        let pruned = pruned(&i, &req);
         assert_eq!(pruned, json!({"data": {"subject": {"x": 1}, "action": "w"}}));
         let back = Request::from_value(pruned).unwrap_or_default();
         for p in paths(&["subject.x", "action"]) {
@@ -166,6 +257,6 @@ mod tests {
         let req = Request::from_value(json!({"data": {"a": {"b": 1, "c": 2}, "odd.key": 3, "odd": {"key": 4}}}))
             .unwrap_or_default();
         let i = inputs(&["a.b", "a", "odd\\.key"]);
-        assert_eq!(Value::Object(i.prune(&req)), json!({"data": {"a": {"b": 1, "c": 2}, "odd.key": 3}}));
+        assert_eq!(pruned(&i, &req), json!({"data": {"a": {"b": 1, "c": 2}, "odd.key": 3}}));
     }
 }

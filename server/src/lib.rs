@@ -76,7 +76,8 @@ pub struct Config {
     /// Bundles pushed to Redis, loaded at start and followed (see [`source`]).
     pub bundles_from: Option<source::RedisBundles>,
     pub audit: AuditTarget,
-    /// Lines queued for the audit writer before handlers wait.
+    /// Lines queued for the audit writer before handlers wait (with `audit_fsync`; without it
+    /// the handlers write their lines themselves).
     pub audit_capacity: usize,
     /// Sync the audit log to disk (`fdatasync`) before the answers of each batch leave.
     pub audit_fsync: bool,

@@ -2,7 +2,7 @@
 //! the audit lines also POSTed, in batches, to an HTTP collector — best effort. The audit file
 //! stays the durable log; the stream never delays a decision.
 //!
-//! - The audit writer ([`crate::audit`]) offers each batch it has written to the file
+//! - The audit log ([`crate::audit`]) offers each batch it has written to the file
 //!   ([`AuditStream::offer`], which never waits): only lines that are in the file are sent.
 //! - The queue is bounded in lines ([`StreamOptions::queue`], lines being sent included): a
 //!   batch that does not fit is dropped and counted (`reason="queue_full"`), so a slow or
