@@ -543,6 +543,8 @@ struct Inner {
     next: u64,
     /// The recording [`StateStore::transact_into`] hands over next (its buffers reused).
     spare: Recording,
+    /// The series the last transaction read last (the next one likely reads it first).
+    last: Option<usize>,
 }
 
 impl Default for Inner {
@@ -555,6 +557,7 @@ impl Default for Inner {
             index: hashbrown::HashTable::new(),
             next: 0,
             spare: Recording::default(),
+            last: None,
         }
     }
 }
@@ -676,13 +679,18 @@ impl MemoryStore {
 }
 
 /// What a decision reads through: the store, and the last series it read (a decision's reads
-/// are mostly of one series, and it often records into it).
+/// are mostly of one series, and it often records into it), starting from the series the last
+/// transaction read last (series are never removed, so the index stays valid).
 struct View<'a> {
     inner: &'a Inner,
     last: std::cell::Cell<Option<usize>>,
 }
 
 impl View<'_> {
+    fn new(inner: &Inner) -> View<'_> {
+        View { inner, last: std::cell::Cell::new(inner.last) }
+    }
+
     fn find(&self, state: &str, key: &[Value]) -> Option<&Series> {
         if let Some(s) = self.last.get().and_then(|i| self.inner.series.get(i))
             && s.is(state, key)
@@ -735,9 +743,10 @@ impl Inner {
 impl StateStore for MemoryStore {
     fn transact(&self, decide: &mut dyn FnMut(&dyn StateView) -> Recording) -> Result<(), StoreError> {
         let mut guard = self.lock()?;
-        let view = View { inner: &guard, last: std::cell::Cell::new(None) };
+        let view = View::new(&guard);
         let rec = decide(&view);
         let hint = view.last.get();
+        guard.last = hint;
         if let Some(h) = guard.record(&rec, hint) {
             // A decision id made again replaces the earlier decision's registration (its holds
             // still count until they expire).
@@ -751,9 +760,10 @@ impl StateStore for MemoryStore {
     fn transact_into(&self, decide: &mut dyn FnMut(&dyn StateView, &mut Recording)) -> Result<(), StoreError> {
         let mut guard = self.lock()?;
         let mut rec = std::mem::take(&mut guard.spare);
-        let view = View { inner: &guard, last: std::cell::Cell::new(None) };
+        let view = View::new(&guard);
         decide(&view, &mut rec);
         let hint = view.last.get();
+        guard.last = hint;
         if let Some(h) = guard.record(&rec, hint) {
             match guard.holders.get_mut(rec.decision_id.as_str()) {
                 Some(registered) => *registered = h,

@@ -21,13 +21,47 @@ pub type TermValue<'a> = Option<std::borrow::Cow<'a, Value>>;
 
 /// `lhs op rhs` (or `-lhs` for `Neg`): numbers only, not bools.
 pub fn arith(op: Arith, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value> {
-    let (Some(Value::Number(a)), b) = (lhs, rhs) else { return None };
-    let n = match (op, b) {
-        (Arith::Neg, None) => number::neg(a)?,
-        (_, Some(Value::Number(b))) => number::binary(op, a, b)?,
-        _ => return None,
-    };
-    Some(Value::Number(n))
+    arith_operands(op, &Operand::of(lhs), &Operand::of(rhs)).map(Value::Number)
+}
+
+/// A term's value as arithmetic sees it: a number, undefined, or a value of another type. What
+/// a backend computes arithmetic on without building a [`Value`] for every step (a state read
+/// and a sum are numbers).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    Number(Number),
+    Undefined,
+    /// Defined, but not a number (a bool is not a number).
+    Other,
+}
+
+impl Operand {
+    #[inline]
+    pub fn of(v: Option<&Value>) -> Operand {
+        match v {
+            Some(Value::Number(n)) => Operand::Number(n.clone()),
+            Some(_) => Operand::Other,
+            None => Operand::Undefined,
+        }
+    }
+
+    /// A number's operand, `Undefined` for `None` (an undefined result).
+    #[inline]
+    pub fn number(n: Option<Number>) -> Operand {
+        n.map_or(Operand::Undefined, Operand::Number)
+    }
+}
+
+/// [`arith`] on operands: `lhs op rhs` (or `-lhs` for `Neg`, whose `rhs` is undefined); `None`
+/// when undefined.
+#[inline]
+pub fn arith_operands(op: Arith, lhs: &Operand, rhs: &Operand) -> Option<Number> {
+    let Operand::Number(a) = lhs else { return None };
+    match (op, rhs) {
+        (Arith::Neg, Operand::Undefined) => number::neg(a),
+        (_, Operand::Number(b)) => number::binary(op, a, b),
+        _ => None,
+    }
 }
 
 /// A built-in function of one argument.
@@ -314,7 +348,7 @@ pub fn key_values(name: &str, key: &[(&str, Option<&Value>)]) -> Result<Vec<Valu
 /// Reads state series `index` (`name`, keyed by the values at its key paths, whose texts name
 /// them in errors) over `range`, once per decision: the sum, or the fault's reason
 /// (`state error: …`). A read the decision already made is answered from the memo without
-/// looking at the key; a new one copies the key values into buffers the memo keeps.
+/// looking at the key; a new one copies the key values (two or more) into buffers the memo keeps.
 pub fn read_state(
     env: &Env<'_>,
     memo: &mut HostMemo,
@@ -329,23 +363,34 @@ pub fn read_state(
     if let Some((_, _, r)) = memo.reads.iter().find(|(s, r, _)| *s == index && *r == range) {
         return r.clone();
     }
-    memo.key.truncate(key.len());
-    for (i, (text, v)) in key.iter().enumerate() {
-        if let Some(e) = key_error(name, text, *v) {
-            return Err(e);
-        }
-        if let Some(v) = v {
-            match memo.key.get_mut(i) {
-                Some(slot) => crate::state::copy_value(slot, v),
-                None => memo.key.push((*v).clone()),
+    let values: &[Value] = match key {
+        // One key value is its own slice: nothing to copy.
+        [(text, v)] => match (key_error(name, text, *v), v) {
+            (Some(e), _) => return Err(e),
+            (None, Some(v)) => std::slice::from_ref(*v),
+            (None, None) => &[],
+        },
+        _ => {
+            memo.key.truncate(key.len());
+            for (i, (text, v)) in key.iter().enumerate() {
+                if let Some(e) = key_error(name, text, *v) {
+                    return Err(e);
+                }
+                if let Some(v) = v {
+                    match memo.key.get_mut(i) {
+                        Some(slot) => crate::state::copy_value(slot, v),
+                        None => memo.key.push((*v).clone()),
+                    }
+                }
             }
+            memo.key.get(..key.len()).unwrap_or(&[])
         }
-    }
+    };
     let result = match env.state {
         None => Err("state error: no state store".to_owned()),
-        Some(view) => view
-            .read(name, memo.key.get(..key.len()).unwrap_or(&[]), range, crate::state::micros(env.now))
-            .map_err(|e| format!("state error: {e}")),
+        Some(view) => {
+            view.read(name, values, range, crate::state::micros(env.now)).map_err(|e| format!("state error: {e}"))
+        }
     };
     memo.reads.push((index, range, result.clone()));
     result
