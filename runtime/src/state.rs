@@ -181,8 +181,7 @@ impl Recording {
             self.updates.push(Update { state: state.to_owned(), key, amount, hold });
             return;
         };
-        u.state.clear();
-        u.state.push_str(state);
+        copy_str(&mut u.state, state);
         let mut n = 0;
         for v in key {
             match u.key.get_mut(n) {
@@ -200,11 +199,18 @@ impl Recording {
 /// `*slot = v.clone()`, reusing the slot's string buffer when both are strings.
 pub(crate) fn copy_value(slot: &mut Value, v: &Value) {
     match (slot, v) {
-        (Value::String(to), Value::String(from)) => {
-            to.clear();
-            to.push_str(from);
-        }
+        (Value::String(to), Value::String(from)) => copy_str(to, from),
         (slot, v) => *slot = v.clone(),
+    }
+}
+
+/// `*to = from.to_owned()` in `to`'s buffer (untouched when it holds the text already: a
+/// decision usually updates the series and key the last recording updated).
+#[inline]
+fn copy_str(to: &mut String, from: &str) {
+    if *to != *from {
+        to.clear();
+        to.push_str(from);
     }
 }
 

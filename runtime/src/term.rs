@@ -319,7 +319,16 @@ pub fn call_extern(
 /// The state error of a key path (`text`, its value `v` on the request) that cannot select a
 /// series of `name`: missing, or not a string, number or bool. Reads and updates both choose
 /// their series by it.
+#[inline]
 pub fn key_error(name: &str, text: &str, v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(v) if is_key_value(v) => None,
+        _ => key_error_of(name, text, v),
+    }
+}
+
+#[cold]
+fn key_error_of(name: &str, text: &str, v: Option<&Value>) -> Option<String> {
     match v {
         None => Some(format!("state error: key {text} of {} is missing", crate::pyrepr::repr(name))),
         Some(v) if !is_key_value(v) => Some(format!(
