@@ -208,9 +208,28 @@ pub(crate) fn copy_value(slot: &mut Value, v: &Value) {
 /// decision usually updates the series and key the last recording updated).
 #[inline]
 fn copy_str(to: &mut String, from: &str) {
-    if *to != *from {
+    if !same_text(to, from) {
         to.clear();
         to.push_str(from);
+    }
+}
+
+/// Whether two texts are equal: those of up to 16 bytes (names, ids, most key values) compared
+/// as two overlapping words each rather than through a call to `memcmp`.
+#[inline]
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| s.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok());
+    let half = |s: &[u8], at: usize| s.get(at..at + 4).and_then(|w| <[u8; 4]>::try_from(w).ok());
+    match n {
+        0..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        9..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -438,10 +457,10 @@ struct Partial {
 
 impl Series {
     fn is(&self, state: &str, key: &[Value]) -> bool {
-        *self.state == *state
+        same_text(&self.state, state)
             && self.key.len() == key.len()
             && self.key.iter().zip(key).all(|(a, b)| match (a, b) {
-                (Value::String(a), Value::String(b)) => a == b,
+                (Value::String(a), Value::String(b)) => same_text(a, b),
                 _ => KeyPart::of(a) == KeyPart::of(b),
             })
     }
@@ -919,6 +938,32 @@ mod tests {
         assert_eq!(read(&s, Range::Total, after_expiry), json!((0.1 + 10.0) + 0.2));
         assert_eq!(read(&s, Range::Period { from: 100, until: 300 }, after_expiry), json!(10.2));
         assert_eq!(read(&s, Range::Sliding { after: 100, until: 300 }, after_expiry), json!(0.1 + 0.2));
+    }
+
+    #[test]
+    fn texts_are_equal_as_strings_are() {
+        let texts = ["", "a", "ab", "abc", "abcd", "abce", "spend", "spene", "agent-1", "agent-2", "bgent-1"];
+        let long =
+            ["d-0123456789abcdef", "d-0123456789abcdeg", "e-0123456789abcdef", "0123456789abcdef", "0123456789abcdeF"];
+        let all: Vec<&str> = texts.iter().chain(&long).copied().collect();
+        for a in &all {
+            for b in &all {
+                assert_eq!(same_text(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+        // Every length to 24, differing at every position.
+        for n in 0..24 {
+            let a = "x".repeat(n);
+            for i in 0..n {
+                let mut b = a.clone().into_bytes();
+                if let Some(c) = b.get_mut(i) {
+                    *c = b'y';
+                }
+                let b = String::from_utf8(b).unwrap_or_default();
+                assert!(!same_text(&a, &b), "{n} {i}");
+            }
+            assert!(same_text(&a, &a.clone()));
+        }
     }
 
     #[test]

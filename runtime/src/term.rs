@@ -103,13 +103,7 @@ pub fn window_range(window: Window, seconds: u32, now: jiff::Timestamp, tz: &jif
     let at = |d: Date| d.to_zoned(tz.clone()).ok().map(|z| crate::state::micros(z.timestamp()));
     match window {
         Window::Total => return Some(Range::Total),
-        Window::Last => {
-            let until = crate::state::micros(now);
-            return Some(Range::Sliding {
-                after: until.checked_sub(i64::from(seconds).checked_mul(1_000_000)?)?,
-                until,
-            });
-        }
+        Window::Last => return sliding(seconds, now),
         Window::Hour | Window::Day | Window::Week | Window::Month | Window::Year => {}
     }
     let z = now.to_zoned(tz.clone());
@@ -138,6 +132,13 @@ pub fn window_range(window: Window, seconds: u32, now: jiff::Timestamp, tz: &jif
     Some(Range::Period { from, until })
 }
 
+/// The sliding window `(now - seconds, now]`.
+#[inline]
+fn sliding(seconds: u32, now: jiff::Timestamp) -> Option<Range> {
+    let until = crate::state::micros(now);
+    Some(Range::Sliding { after: until.checked_sub(i64::from(seconds).checked_mul(1_000_000)?)?, until })
+}
+
 /// The calendar periods the state windows of one engine's decisions last read, kept from
 /// decision to decision (a period changes once an hour at most), so a read inside the same
 /// period does no calendar arithmetic. A period `[from, until)` is kept only when the evaluation
@@ -156,6 +157,7 @@ pub struct Periods {
 impl Periods {
     /// [`window_range`], from the kept period when `now` is inside it. `owner` names the
     /// timezone: a different owner than the last one forgets every kept period.
+    #[inline]
     pub fn range(
         &mut self,
         owner: u64,
@@ -170,25 +172,35 @@ impl Periods {
             Window::Week => 2,
             Window::Month => 3,
             Window::Year => 4,
-            Window::Total | Window::Last => return window_range(window, seconds, now, tz),
+            Window::Total => return Some(Range::Total),
+            Window::Last => return sliding(seconds, now),
         };
+        if self.owner == owner
+            && let Some(Some((from, until))) = self.periods.get(slot)
+            && inside(now, *from, *until)
+        {
+            return Some(Range::Period { from: *from, until: *until });
+        }
+        self.compute(owner, slot, window, now, tz)
+    }
+
+    /// [`Periods::range`] of calendar window `window` (kept at `slot`) when its period is not
+    /// kept: computed, and kept when it may be.
+    fn compute(
+        &mut self,
+        owner: u64,
+        slot: usize,
+        window: Window,
+        now: jiff::Timestamp,
+        tz: &jiff::tz::TimeZone,
+    ) -> Option<Range> {
         if self.owner != owner {
             self.owner = owner;
             self.periods = [None; 5];
         }
-        // Compared in nanoseconds: `now` is not rounded.
-        let inside = |from: Micros, until: Micros| {
-            let t = now.as_nanosecond();
-            i128::from(from) * 1000 <= t && t < i128::from(until) * 1000
-        };
-        if let Some(Some((from, until))) = self.periods.get(slot)
-            && inside(*from, *until)
-        {
-            return Some(Range::Period { from: *from, until: *until });
-        }
-        let range = window_range(window, seconds, now, tz)?;
+        let range = window_range(window, 0, now, tz)?;
         if let Range::Period { from, until } = range
-            && inside(from, until)
+            && inside(now, from, until)
             && one_offset(tz, from, until)
             && ends_agree(window, tz, range)
             && let Some(kept) = self.periods.get_mut(slot)
@@ -197,6 +209,13 @@ impl Periods {
         }
         Some(range)
     }
+}
+
+/// Whether `now` is in `[from, until)`, compared in nanoseconds (`now` is not rounded).
+#[inline]
+fn inside(now: jiff::Timestamp, from: Micros, until: Micros) -> bool {
+    let t = now.as_nanosecond();
+    i128::from(from) * 1000 <= t && t < i128::from(until) * 1000
 }
 
 /// Whether [`window_range`] gives `range` at its first and at its last instant.

@@ -1274,7 +1274,7 @@ impl Engine {
     /// State read `t` (of `series` over `window`): the sum (undefined only for a series the
     /// program does not have), or `Err` on a fault (its reason is in `cx.fault`).
     #[allow(clippy::too_many_arguments, reason = "a term's fields, passed down on the hot path")]
-    #[inline]
+    #[inline(always)]
     fn state<'r, I: Input<'r>>(
         &self,
         t: u32,
