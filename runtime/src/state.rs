@@ -223,12 +223,20 @@ fn same_text(a: &str, b: &str) -> bool {
     if n != b.len() {
         return false;
     }
-    let word = |s: &[u8], at: usize| s.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok());
-    let half = |s: &[u8], at: usize| s.get(at..at + 4).and_then(|w| <[u8; 4]>::try_from(w).ok());
+    // The first and the last `N` bytes (overlapping when shorter than `2 N`) as two integers.
+    fn ends<const N: usize>(s: &[u8]) -> Option<([u8; N], [u8; N])> {
+        Some((*s.first_chunk::<N>()?, *s.last_chunk::<N>()?))
+    }
     match n {
         0..4 => a.iter().zip(b).all(|(x, y)| x == y),
-        4..=8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        9..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=8 => {
+            ends::<4>(a).map(|(x, y)| (u32::from_ne_bytes(x), u32::from_ne_bytes(y)))
+                == ends::<4>(b).map(|(x, y)| (u32::from_ne_bytes(x), u32::from_ne_bytes(y)))
+        }
+        9..=16 => {
+            ends::<8>(a).map(|(x, y)| (u64::from_ne_bytes(x), u64::from_ne_bytes(y)))
+                == ends::<8>(b).map(|(x, y)| (u64::from_ne_bytes(x), u64::from_ne_bytes(y)))
+        }
         _ => a == b,
     }
 }
@@ -430,6 +438,12 @@ impl Entry {
     }
 }
 
+/// Whether two key values (not both strings) select the same series.
+#[inline(never)]
+fn same_key_part(a: &Value, b: &Value) -> bool {
+    KeyPart::of(a) == KeyPart::of(b)
+}
+
 /// One series: its name, its key values and its entries.
 #[derive(Debug)]
 struct Series {
@@ -456,12 +470,13 @@ struct Partial {
 }
 
 impl Series {
+    #[inline]
     fn is(&self, state: &str, key: &[Value]) -> bool {
         same_text(&self.state, state)
             && self.key.len() == key.len()
             && self.key.iter().zip(key).all(|(a, b)| match (a, b) {
                 (Value::String(a), Value::String(b)) => same_text(a, b),
-                _ => KeyPart::of(a) == KeyPart::of(b),
+                _ => same_key_part(a, b),
             })
     }
 
@@ -566,8 +581,6 @@ struct Inner {
     holders: HashMap<String, Holder, Hashing>,
     /// The number of the next recording that writes.
     next: u64,
-    /// The recording [`StateStore::transact_into`] hands over next (its buffers reused).
-    spare: Recording,
     /// The series the last transaction read last (the next one likely reads it first).
     last: Option<usize>,
 }
@@ -581,7 +594,6 @@ impl Default for Inner {
             series: Vec::new(),
             index: hashbrown::HashTable::new(),
             next: 0,
-            spare: Recording::default(),
             last: None,
         }
     }
@@ -640,7 +652,16 @@ impl Inner {
 /// holds as the permanent entries they became.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    inner: Mutex<Locked>,
+}
+
+/// What the store's lock guards: the tables, and the recording [`StateStore::transact_into`]
+/// hands over next (its buffers reused; beside the tables, so that a decision writes it while
+/// it reads them).
+#[derive(Debug, Default)]
+struct Locked {
+    inner: Inner,
+    spare: Recording,
 }
 
 impl MemoryStore {
@@ -648,13 +669,13 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Locked>, StoreError> {
         self.inner.lock().map_err(|_| StoreError::Unavailable("the in-memory store is poisoned".into()))
     }
 
     fn settle(&self, decision_id: &str, now: Micros, commit: bool) -> Result<Settled, StoreError> {
         let mut guard = self.lock()?;
-        let inner = &mut *guard;
+        let inner = &mut guard.inner;
         let Some(holder) = inner.holders.get_mut(decision_id) else {
             return Err(StoreError::UnknownDecision(decision_id.to_owned()));
         };
@@ -768,14 +789,15 @@ impl Inner {
 impl StateStore for MemoryStore {
     fn transact(&self, decide: &mut dyn FnMut(&dyn StateView) -> Recording) -> Result<(), StoreError> {
         let mut guard = self.lock()?;
-        let view = View::new(&guard);
+        let inner = &mut guard.inner;
+        let view = View::new(inner);
         let rec = decide(&view);
         let hint = view.last.get();
-        guard.last = hint;
-        if let Some(h) = guard.record(&rec, hint) {
+        inner.last = hint;
+        if let Some(h) = inner.record(&rec, hint) {
             // A decision id made again replaces the earlier decision's registration (its holds
             // still count until they expire).
-            guard.holders.insert(rec.decision_id, h);
+            inner.holders.insert(rec.decision_id, h);
         }
         Ok(())
     }
@@ -784,20 +806,19 @@ impl StateStore for MemoryStore {
     /// so a decision's recording allocates only what is new: a new series, a new decision id.
     fn transact_into(&self, decide: &mut dyn FnMut(&dyn StateView, &mut Recording)) -> Result<(), StoreError> {
         let mut guard = self.lock()?;
-        let mut rec = std::mem::take(&mut guard.spare);
-        let view = View::new(&guard);
-        decide(&view, &mut rec);
+        let Locked { inner, spare: rec } = &mut *guard;
+        let view = View::new(inner);
+        decide(&view, rec);
         let hint = view.last.get();
-        guard.last = hint;
-        if let Some(h) = guard.record(&rec, hint) {
-            match guard.holders.get_mut(rec.decision_id.as_str()) {
+        inner.last = hint;
+        if let Some(h) = inner.record(rec, hint) {
+            match inner.holders.get_mut(rec.decision_id.as_str()) {
                 Some(registered) => *registered = h,
                 None => {
-                    guard.holders.insert(rec.decision_id.clone(), h);
+                    inner.holders.insert(rec.decision_id.clone(), h);
                 }
             }
         }
-        guard.spare = rec;
         Ok(())
     }
 
