@@ -197,6 +197,7 @@ impl Recording {
 }
 
 /// `*slot = v.clone()`, reusing the slot's string buffer when both are strings.
+#[inline]
 pub(crate) fn copy_value(slot: &mut Value, v: &Value) {
     match (slot, v) {
         (Value::String(to), Value::String(from)) => copy_str(to, from),
@@ -470,7 +471,7 @@ struct Partial {
 }
 
 impl Series {
-    #[inline]
+    #[inline(always)]
     fn is(&self, state: &str, key: &[Value]) -> bool {
         same_text(&self.state, state)
             && self.key.len() == key.len()

@@ -377,6 +377,7 @@ pub fn key_values(name: &str, key: &[(&str, Option<&Value>)]) -> Result<Vec<Valu
 /// them in errors) over `range`, once per decision: the sum, or the fault's reason
 /// (`state error: …`). A read the decision already made is answered from the memo without
 /// looking at the key; a new one copies the key values (two or more) into buffers the memo keeps.
+#[inline]
 pub fn read_state(
     env: &Env<'_>,
     memo: &mut HostMemo,
