@@ -41,6 +41,7 @@ fn float_result(f: f64) -> Option<Number> {
 }
 
 /// `a op b` for the binary operators; `None` when undefined.
+#[inline]
 pub fn binary(op: Arith, a: &Number, b: &Number) -> Option<Number> {
     let (x, y) = (widen(a), widen(b));
     match (op, x, y) {
