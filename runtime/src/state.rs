@@ -181,8 +181,7 @@ impl Recording {
             self.updates.push(Update { state: state.to_owned(), key, amount, hold });
             return;
         };
-        u.state.clear();
-        u.state.push_str(state);
+        copy_str(&mut u.state, state);
         let mut n = 0;
         for v in key {
             match u.key.get_mut(n) {
@@ -198,13 +197,48 @@ impl Recording {
 }
 
 /// `*slot = v.clone()`, reusing the slot's string buffer when both are strings.
+#[inline]
 pub(crate) fn copy_value(slot: &mut Value, v: &Value) {
     match (slot, v) {
-        (Value::String(to), Value::String(from)) => {
-            to.clear();
-            to.push_str(from);
-        }
+        (Value::String(to), Value::String(from)) => copy_str(to, from),
         (slot, v) => *slot = v.clone(),
+    }
+}
+
+/// `*to = from.to_owned()` in `to`'s buffer (untouched when it holds the text already: a
+/// decision usually updates the series and key the last recording updated).
+#[inline]
+fn copy_str(to: &mut String, from: &str) {
+    if !same_text(to, from) {
+        to.clear();
+        to.push_str(from);
+    }
+}
+
+/// Whether two texts are equal: those of up to 16 bytes (names, ids, most key values) compared
+/// as two overlapping words each rather than through a call to `memcmp`.
+#[inline]
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // The first and the last `N` bytes (overlapping when shorter than `2 N`) as two integers.
+    fn ends<const N: usize>(s: &[u8]) -> Option<([u8; N], [u8; N])> {
+        Some((*s.first_chunk::<N>()?, *s.last_chunk::<N>()?))
+    }
+    match n {
+        0..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=8 => {
+            ends::<4>(a).map(|(x, y)| (u32::from_ne_bytes(x), u32::from_ne_bytes(y)))
+                == ends::<4>(b).map(|(x, y)| (u32::from_ne_bytes(x), u32::from_ne_bytes(y)))
+        }
+        9..=16 => {
+            ends::<8>(a).map(|(x, y)| (u64::from_ne_bytes(x), u64::from_ne_bytes(y)))
+                == ends::<8>(b).map(|(x, y)| (u64::from_ne_bytes(x), u64::from_ne_bytes(y)))
+        }
+        _ => a == b,
     }
 }
 
@@ -405,6 +439,12 @@ impl Entry {
     }
 }
 
+/// Whether two key values (not both strings) select the same series.
+#[inline(never)]
+fn same_key_part(a: &Value, b: &Value) -> bool {
+    KeyPart::of(a) == KeyPart::of(b)
+}
+
 /// One series: its name, its key values and its entries.
 #[derive(Debug)]
 struct Series {
@@ -431,12 +471,13 @@ struct Partial {
 }
 
 impl Series {
+    #[inline(always)]
     fn is(&self, state: &str, key: &[Value]) -> bool {
-        *self.state == *state
+        same_text(&self.state, state)
             && self.key.len() == key.len()
             && self.key.iter().zip(key).all(|(a, b)| match (a, b) {
-                (Value::String(a), Value::String(b)) => a == b,
-                _ => KeyPart::of(a) == KeyPart::of(b),
+                (Value::String(a), Value::String(b)) => same_text(a, b),
+                _ => same_key_part(a, b),
             })
     }
 
@@ -541,8 +582,8 @@ struct Inner {
     holders: HashMap<String, Holder, Hashing>,
     /// The number of the next recording that writes.
     next: u64,
-    /// The recording [`StateStore::transact_into`] hands over next (its buffers reused).
-    spare: Recording,
+    /// The series the last transaction read last (the next one likely reads it first).
+    last: Option<usize>,
 }
 
 impl Default for Inner {
@@ -554,7 +595,7 @@ impl Default for Inner {
             series: Vec::new(),
             index: hashbrown::HashTable::new(),
             next: 0,
-            spare: Recording::default(),
+            last: None,
         }
     }
 }
@@ -612,7 +653,16 @@ impl Inner {
 /// holds as the permanent entries they became.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    inner: Mutex<Locked>,
+}
+
+/// What the store's lock guards: the tables, and the recording [`StateStore::transact_into`]
+/// hands over next (its buffers reused; beside the tables, so that a decision writes it while
+/// it reads them).
+#[derive(Debug, Default)]
+struct Locked {
+    inner: Inner,
+    spare: Recording,
 }
 
 impl MemoryStore {
@@ -620,13 +670,13 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Locked>, StoreError> {
         self.inner.lock().map_err(|_| StoreError::Unavailable("the in-memory store is poisoned".into()))
     }
 
     fn settle(&self, decision_id: &str, now: Micros, commit: bool) -> Result<Settled, StoreError> {
         let mut guard = self.lock()?;
-        let inner = &mut *guard;
+        let inner = &mut guard.inner;
         let Some(holder) = inner.holders.get_mut(decision_id) else {
             return Err(StoreError::UnknownDecision(decision_id.to_owned()));
         };
@@ -676,13 +726,18 @@ impl MemoryStore {
 }
 
 /// What a decision reads through: the store, and the last series it read (a decision's reads
-/// are mostly of one series, and it often records into it).
+/// are mostly of one series, and it often records into it), starting from the series the last
+/// transaction read last (series are never removed, so the index stays valid).
 struct View<'a> {
     inner: &'a Inner,
     last: std::cell::Cell<Option<usize>>,
 }
 
 impl View<'_> {
+    fn new(inner: &Inner) -> View<'_> {
+        View { inner, last: std::cell::Cell::new(inner.last) }
+    }
+
     fn find(&self, state: &str, key: &[Value]) -> Option<&Series> {
         if let Some(s) = self.last.get().and_then(|i| self.inner.series.get(i))
             && s.is(state, key)
@@ -735,13 +790,15 @@ impl Inner {
 impl StateStore for MemoryStore {
     fn transact(&self, decide: &mut dyn FnMut(&dyn StateView) -> Recording) -> Result<(), StoreError> {
         let mut guard = self.lock()?;
-        let view = View { inner: &guard, last: std::cell::Cell::new(None) };
+        let inner = &mut guard.inner;
+        let view = View::new(inner);
         let rec = decide(&view);
         let hint = view.last.get();
-        if let Some(h) = guard.record(&rec, hint) {
+        inner.last = hint;
+        if let Some(h) = inner.record(&rec, hint) {
             // A decision id made again replaces the earlier decision's registration (its holds
             // still count until they expire).
-            guard.holders.insert(rec.decision_id, h);
+            inner.holders.insert(rec.decision_id, h);
         }
         Ok(())
     }
@@ -750,19 +807,19 @@ impl StateStore for MemoryStore {
     /// so a decision's recording allocates only what is new: a new series, a new decision id.
     fn transact_into(&self, decide: &mut dyn FnMut(&dyn StateView, &mut Recording)) -> Result<(), StoreError> {
         let mut guard = self.lock()?;
-        let mut rec = std::mem::take(&mut guard.spare);
-        let view = View { inner: &guard, last: std::cell::Cell::new(None) };
-        decide(&view, &mut rec);
+        let Locked { inner, spare: rec } = &mut *guard;
+        let view = View::new(inner);
+        decide(&view, rec);
         let hint = view.last.get();
-        if let Some(h) = guard.record(&rec, hint) {
-            match guard.holders.get_mut(rec.decision_id.as_str()) {
+        inner.last = hint;
+        if let Some(h) = inner.record(rec, hint) {
+            match inner.holders.get_mut(rec.decision_id.as_str()) {
                 Some(registered) => *registered = h,
                 None => {
-                    guard.holders.insert(rec.decision_id.clone(), h);
+                    inner.holders.insert(rec.decision_id.clone(), h);
                 }
             }
         }
-        guard.spare = rec;
         Ok(())
     }
 
@@ -903,6 +960,32 @@ mod tests {
         assert_eq!(read(&s, Range::Total, after_expiry), json!((0.1 + 10.0) + 0.2));
         assert_eq!(read(&s, Range::Period { from: 100, until: 300 }, after_expiry), json!(10.2));
         assert_eq!(read(&s, Range::Sliding { after: 100, until: 300 }, after_expiry), json!(0.1 + 0.2));
+    }
+
+    #[test]
+    fn texts_are_equal_as_strings_are() {
+        let texts = ["", "a", "ab", "abc", "abcd", "abce", "spend", "spene", "agent-1", "agent-2", "bgent-1"];
+        let long =
+            ["d-0123456789abcdef", "d-0123456789abcdeg", "e-0123456789abcdef", "0123456789abcdef", "0123456789abcdeF"];
+        let all: Vec<&str> = texts.iter().chain(&long).copied().collect();
+        for a in &all {
+            for b in &all {
+                assert_eq!(same_text(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+        // Every length to 24, differing at every position.
+        for n in 0..24 {
+            let a = "x".repeat(n);
+            for i in 0..n {
+                let mut b = a.clone().into_bytes();
+                if let Some(c) = b.get_mut(i) {
+                    *c = b'y';
+                }
+                let b = String::from_utf8(b).unwrap_or_default();
+                assert!(!same_text(&a, &b), "{n} {i}");
+            }
+            assert!(same_text(&a, &a.clone()));
+        }
     }
 
     #[test]

@@ -21,13 +21,47 @@ pub type TermValue<'a> = Option<std::borrow::Cow<'a, Value>>;
 
 /// `lhs op rhs` (or `-lhs` for `Neg`): numbers only, not bools.
 pub fn arith(op: Arith, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value> {
-    let (Some(Value::Number(a)), b) = (lhs, rhs) else { return None };
-    let n = match (op, b) {
-        (Arith::Neg, None) => number::neg(a)?,
-        (_, Some(Value::Number(b))) => number::binary(op, a, b)?,
-        _ => return None,
-    };
-    Some(Value::Number(n))
+    arith_operands(op, &Operand::of(lhs), &Operand::of(rhs)).map(Value::Number)
+}
+
+/// A term's value as arithmetic sees it: a number, undefined, or a value of another type. What
+/// a backend computes arithmetic on without building a [`Value`] for every step (a state read
+/// and a sum are numbers).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    Number(Number),
+    Undefined,
+    /// Defined, but not a number (a bool is not a number).
+    Other,
+}
+
+impl Operand {
+    #[inline]
+    pub fn of(v: Option<&Value>) -> Operand {
+        match v {
+            Some(Value::Number(n)) => Operand::Number(n.clone()),
+            Some(_) => Operand::Other,
+            None => Operand::Undefined,
+        }
+    }
+
+    /// A number's operand, `Undefined` for `None` (an undefined result).
+    #[inline]
+    pub fn number(n: Option<Number>) -> Operand {
+        n.map_or(Operand::Undefined, Operand::Number)
+    }
+}
+
+/// [`arith`] on operands: `lhs op rhs` (or `-lhs` for `Neg`, whose `rhs` is undefined); `None`
+/// when undefined.
+#[inline]
+pub fn arith_operands(op: Arith, lhs: &Operand, rhs: &Operand) -> Option<Number> {
+    let Operand::Number(a) = lhs else { return None };
+    match (op, rhs) {
+        (Arith::Neg, Operand::Undefined) => number::neg(a),
+        (_, Operand::Number(b)) => number::binary(op, a, b),
+        _ => None,
+    }
 }
 
 /// A built-in function of one argument.
@@ -69,13 +103,7 @@ pub fn window_range(window: Window, seconds: u32, now: jiff::Timestamp, tz: &jif
     let at = |d: Date| d.to_zoned(tz.clone()).ok().map(|z| crate::state::micros(z.timestamp()));
     match window {
         Window::Total => return Some(Range::Total),
-        Window::Last => {
-            let until = crate::state::micros(now);
-            return Some(Range::Sliding {
-                after: until.checked_sub(i64::from(seconds).checked_mul(1_000_000)?)?,
-                until,
-            });
-        }
+        Window::Last => return sliding(seconds, now),
         Window::Hour | Window::Day | Window::Week | Window::Month | Window::Year => {}
     }
     let z = now.to_zoned(tz.clone());
@@ -104,6 +132,13 @@ pub fn window_range(window: Window, seconds: u32, now: jiff::Timestamp, tz: &jif
     Some(Range::Period { from, until })
 }
 
+/// The sliding window `(now - seconds, now]`.
+#[inline]
+fn sliding(seconds: u32, now: jiff::Timestamp) -> Option<Range> {
+    let until = crate::state::micros(now);
+    Some(Range::Sliding { after: until.checked_sub(i64::from(seconds).checked_mul(1_000_000)?)?, until })
+}
+
 /// The calendar periods the state windows of one engine's decisions last read, kept from
 /// decision to decision (a period changes once an hour at most), so a read inside the same
 /// period does no calendar arithmetic. A period `[from, until)` is kept only when the evaluation
@@ -122,6 +157,7 @@ pub struct Periods {
 impl Periods {
     /// [`window_range`], from the kept period when `now` is inside it. `owner` names the
     /// timezone: a different owner than the last one forgets every kept period.
+    #[inline]
     pub fn range(
         &mut self,
         owner: u64,
@@ -136,25 +172,35 @@ impl Periods {
             Window::Week => 2,
             Window::Month => 3,
             Window::Year => 4,
-            Window::Total | Window::Last => return window_range(window, seconds, now, tz),
+            Window::Total => return Some(Range::Total),
+            Window::Last => return sliding(seconds, now),
         };
+        if self.owner == owner
+            && let Some(Some((from, until))) = self.periods.get(slot)
+            && inside(now, *from, *until)
+        {
+            return Some(Range::Period { from: *from, until: *until });
+        }
+        self.compute(owner, slot, window, now, tz)
+    }
+
+    /// [`Periods::range`] of calendar window `window` (kept at `slot`) when its period is not
+    /// kept: computed, and kept when it may be.
+    fn compute(
+        &mut self,
+        owner: u64,
+        slot: usize,
+        window: Window,
+        now: jiff::Timestamp,
+        tz: &jiff::tz::TimeZone,
+    ) -> Option<Range> {
         if self.owner != owner {
             self.owner = owner;
             self.periods = [None; 5];
         }
-        // Compared in nanoseconds: `now` is not rounded.
-        let inside = |from: Micros, until: Micros| {
-            let t = now.as_nanosecond();
-            i128::from(from) * 1000 <= t && t < i128::from(until) * 1000
-        };
-        if let Some(Some((from, until))) = self.periods.get(slot)
-            && inside(*from, *until)
-        {
-            return Some(Range::Period { from: *from, until: *until });
-        }
-        let range = window_range(window, seconds, now, tz)?;
+        let range = window_range(window, 0, now, tz)?;
         if let Range::Period { from, until } = range
-            && inside(from, until)
+            && inside(now, from, until)
             && one_offset(tz, from, until)
             && ends_agree(window, tz, range)
             && let Some(kept) = self.periods.get_mut(slot)
@@ -163,6 +209,13 @@ impl Periods {
         }
         Some(range)
     }
+}
+
+/// Whether `now` is in `[from, until)`, compared in nanoseconds (`now` is not rounded).
+#[inline]
+fn inside(now: jiff::Timestamp, from: Micros, until: Micros) -> bool {
+    let t = now.as_nanosecond();
+    i128::from(from) * 1000 <= t && t < i128::from(until) * 1000
 }
 
 /// Whether [`window_range`] gives `range` at its first and at its last instant.
@@ -285,7 +338,16 @@ pub fn call_extern(
 /// The state error of a key path (`text`, its value `v` on the request) that cannot select a
 /// series of `name`: missing, or not a string, number or bool. Reads and updates both choose
 /// their series by it.
+#[inline]
 pub fn key_error(name: &str, text: &str, v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(v) if is_key_value(v) => None,
+        _ => key_error_of(name, text, v),
+    }
+}
+
+#[cold]
+fn key_error_of(name: &str, text: &str, v: Option<&Value>) -> Option<String> {
     match v {
         None => Some(format!("state error: key {text} of {} is missing", crate::pyrepr::repr(name))),
         Some(v) if !is_key_value(v) => Some(format!(
@@ -314,7 +376,8 @@ pub fn key_values(name: &str, key: &[(&str, Option<&Value>)]) -> Result<Vec<Valu
 /// Reads state series `index` (`name`, keyed by the values at its key paths, whose texts name
 /// them in errors) over `range`, once per decision: the sum, or the fault's reason
 /// (`state error: …`). A read the decision already made is answered from the memo without
-/// looking at the key; a new one copies the key values into buffers the memo keeps.
+/// looking at the key; a new one copies the key values (two or more) into buffers the memo keeps.
+#[inline]
 pub fn read_state(
     env: &Env<'_>,
     memo: &mut HostMemo,
@@ -329,23 +392,34 @@ pub fn read_state(
     if let Some((_, _, r)) = memo.reads.iter().find(|(s, r, _)| *s == index && *r == range) {
         return r.clone();
     }
-    memo.key.truncate(key.len());
-    for (i, (text, v)) in key.iter().enumerate() {
-        if let Some(e) = key_error(name, text, *v) {
-            return Err(e);
-        }
-        if let Some(v) = v {
-            match memo.key.get_mut(i) {
-                Some(slot) => crate::state::copy_value(slot, v),
-                None => memo.key.push((*v).clone()),
+    let values: &[Value] = match key {
+        // One key value is its own slice: nothing to copy.
+        [(text, v)] => match (key_error(name, text, *v), v) {
+            (Some(e), _) => return Err(e),
+            (None, Some(v)) => std::slice::from_ref(*v),
+            (None, None) => &[],
+        },
+        _ => {
+            memo.key.truncate(key.len());
+            for (i, (text, v)) in key.iter().enumerate() {
+                if let Some(e) = key_error(name, text, *v) {
+                    return Err(e);
+                }
+                if let Some(v) = v {
+                    match memo.key.get_mut(i) {
+                        Some(slot) => crate::state::copy_value(slot, v),
+                        None => memo.key.push((*v).clone()),
+                    }
+                }
             }
+            memo.key.get(..key.len()).unwrap_or(&[])
         }
-    }
+    };
     let result = match env.state {
         None => Err("state error: no state store".to_owned()),
-        Some(view) => view
-            .read(name, memo.key.get(..key.len()).unwrap_or(&[]), range, crate::state::micros(env.now))
-            .map_err(|e| format!("state error: {e}")),
+        Some(view) => {
+            view.read(name, values, range, crate::state::micros(env.now)).map_err(|e| format!("state error: {e}"))
+        }
     };
     memo.reads.push((index, range, result.clone()));
     result

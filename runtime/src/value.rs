@@ -22,6 +22,18 @@ pub(crate) fn widen(n: &Number) -> Num {
 
 /// Compares an integer with a float exactly (no rounding of the integer to a float).
 fn cmp_int_float(i: i128, f: f64) -> Option<Ordering> {
+    // An integer of at most 53 bits is exact as a float: the float order is the exact one (and
+    // `None` for NaN).
+    if let Ok(small) = i64::try_from(i)
+        && small.unsigned_abs() <= 1 << 53
+    {
+        return (small as f64).partial_cmp(&f);
+    }
+    cmp_int_float_wide(i, f)
+}
+
+/// [`cmp_int_float`] for any integer below 2^64 in magnitude.
+fn cmp_int_float_wide(i: i128, f: f64) -> Option<Ordering> {
     if f.is_nan() {
         return None;
     }
@@ -229,5 +241,32 @@ mod tests {
         assert!(deep_eq(&json!({"a": [1, {"b": 2.0}]}), &json!({"a": [1.0, {"b": 2}]})));
         assert_eq!(order(&json!(true), &json!(false)), None);
         assert_eq!(order(&json!("b"), &json!("a")), Some(Ordering::Greater));
+    }
+
+    /// The float comparison of small integers is the exact one, around 2^53 and everywhere else.
+    #[test]
+    fn small_integers_compare_with_floats_exactly() {
+        let edge = 1i128 << 53;
+        let ints = [0, 1, -1, 7, 100_000, -100_000, edge - 1, edge, -edge, 1 - edge, 123_456_789_012_345];
+        for i in ints {
+            let x = i as f64;
+            for f in [
+                x,
+                x.next_up(),
+                x.next_down(),
+                x + 0.5,
+                x - 0.5,
+                -x,
+                0.0,
+                -0.0,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+                1e300,
+                -1e300,
+            ] {
+                assert_eq!(cmp_int_float(i, f), cmp_int_float_wide(i, f), "{i} {f}");
+            }
+        }
     }
 }

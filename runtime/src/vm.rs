@@ -683,7 +683,7 @@ impl Engine {
             // its code: `decide_input` stays inlined into it alone.
             let outcome = self.decide_prepared(req, &env, scratch);
             let mut input = PreparedInput(req);
-            let kind = self.decision_ref(&outcome).kind;
+            let kind = self.kind_of(&outcome);
             let kind = self.program.effects.iter().position(|e| e == kind);
             bundle = Some(outcome.bundle);
             let stands = kind
@@ -1151,15 +1151,7 @@ impl Engine {
     ) -> Result<TermValue<'a>, ()> {
         let p = &self.program;
         let t = match arg {
-            Arg::Path(path) => {
-                let v = input.lookup(path);
-                if let Some(r) = reads {
-                    r.push(ReadTrace::path(p.path_texts.get(path as usize).cloned().unwrap_or_default(), v));
-                }
-                return Ok(v.map(Cow::Borrowed));
-            }
-            Arg::Const(c) => return Ok(p.consts.get(c as usize).map(Cow::Borrowed)),
-            Arg::None => return Ok(None),
+            Arg::Path(_) | Arg::Const(_) | Arg::None => return Ok(self.leaf(arg, input, reads).map(Cow::Borrowed)),
             Arg::Term(t) => t,
         };
         if depth > crate::program::MAX_TERM_DEPTH {
@@ -1169,46 +1161,20 @@ impl Engine {
         let Some(code) = p.terms.get(t as usize) else { return Ok(None) };
         let text = || p.term_texts.get(t as usize).cloned().unwrap_or_default();
         Ok(match code {
+            // Numbers all the way down: no value is built for the steps.
             TermCode::Arith { op, lhs, rhs } => {
-                let l = self.value(*lhs, input, cx, reads.as_deref_mut(), depth + 1)?;
-                let r = self.value(*rhs, input, cx, reads, depth + 1)?;
-                term::arith(*op, l.as_deref(), r.as_deref()).map(Cow::Owned)
+                let l = self.operand(*lhs, input, cx, reads.as_deref_mut(), depth + 1)?;
+                let r = self.operand(*rhs, input, cx, reads, depth + 1)?;
+                term::arith_operands(*op, &l, &r).map(|n| Cow::Owned(Value::Number(n)))
+            }
+            TermCode::State { series, window, seconds } => {
+                self.state(t, *series, *window, *seconds, input, cx, reads)?.map(|n| Cow::Owned(Value::Number(n)))
             }
             TermCode::Func { func, arg } => {
                 let a = self.value(*arg, input, cx, reads, depth + 1)?;
                 term::func(*func, a.as_deref()).map(Cow::Owned)
             }
             TermCode::Now { field } => Some(Cow::Owned(term::now_field(*field, cx.env.now, &self.tz))),
-            TermCode::State { series, window, seconds } => {
-                let Some(s) = p.series.get(*series as usize) else { return Ok(None) };
-                // The key on the stack for up to `INLINE_KEY` paths.
-                let mut inline: [(&str, Option<&Value>); INLINE_KEY] = [("", None); INLINE_KEY];
-                let spilled: Vec<(&str, Option<&Value>)>;
-                let mut key_at = |k: u32| (p.path_texts.get(k as usize).map_or("", String::as_str), input.lookup(k));
-                let key: &[(&str, Option<&Value>)] = if s.key.len() <= INLINE_KEY {
-                    for (slot, k) in inline.iter_mut().zip(&s.key) {
-                        *slot = key_at(*k);
-                    }
-                    inline.get(..s.key.len()).unwrap_or(&[])
-                } else {
-                    spilled = s.key.iter().map(|k| key_at(*k)).collect();
-                    &spilled
-                };
-                let result = match cx.host.periods.range(self.id, *window, *seconds, cx.env.now, &self.tz) {
-                    Some(range) => term::read_state(cx.env, cx.host, *series, &s.name, key, range),
-                    None => Err(format!("state error: the {} window of {} is out of range", window.name(), s.name)),
-                };
-                if let Some(r) = reads {
-                    r.push(ReadTrace::host(text(), result.clone().map(Value::Number)));
-                }
-                match result {
-                    Ok(n) => Some(Cow::Owned(Value::Number(n))),
-                    Err(e) => {
-                        *cx.fault = Some(e);
-                        return Err(());
-                    }
-                }
-            }
             TermCode::Extern { ext, args } => {
                 let mut values = Vec::with_capacity(args.len());
                 for a in args {
@@ -1231,6 +1197,148 @@ impl Engine {
         })
     }
 
+    /// The value of a path or a constant (undefined for anything else), borrowed: [`Engine::value`]
+    /// of an operand that is not a term.
+    #[inline]
+    fn leaf<'a, 'r: 'a, I: Input<'r>>(
+        &'a self,
+        arg: Arg,
+        input: &mut I,
+        reads: Option<&mut Vec<ReadTrace>>,
+    ) -> Option<&'a Value> {
+        let p = &self.program;
+        match arg {
+            Arg::Path(path) => {
+                let v = input.lookup(path);
+                if let Some(r) = reads {
+                    r.push(ReadTrace::path(p.path_texts.get(path as usize).cloned().unwrap_or_default(), v));
+                }
+                v
+            }
+            Arg::Const(c) => p.consts.get(c as usize),
+            Arg::None | Arg::Term(_) => None,
+        }
+    }
+
+    /// An atom's operand, as [`Engine::value`] gives it: a number term (arithmetic, a state read)
+    /// through [`Engine::operand`], a path or a constant borrowed.
+    #[inline]
+    fn side<'a, 'r: 'a, I: Input<'r>>(
+        &'a self,
+        arg: Arg,
+        input: &mut I,
+        cx: &mut Cx<'_, '_>,
+        reads: Option<&mut Vec<ReadTrace>>,
+    ) -> Result<TermValue<'a>, ()> {
+        match arg {
+            Arg::Path(_) | Arg::Const(_) | Arg::None => Ok(self.leaf(arg, input, reads).map(Cow::Borrowed)),
+            Arg::Term(t)
+                if matches!(
+                    self.program.terms.get(t as usize),
+                    Some(TermCode::Arith { .. } | TermCode::State { .. })
+                ) =>
+            {
+                Ok(match self.term_operand(t, input, cx, reads, 0)? {
+                    term::Operand::Number(n) => Some(Cow::Owned(Value::Number(n))),
+                    // Arithmetic and state reads give numbers or nothing.
+                    term::Operand::Undefined | term::Operand::Other => None,
+                })
+            }
+            Arg::Term(_) => self.value(arg, input, cx, reads, 0),
+        }
+    }
+
+    /// An operand's value as arithmetic sees it ([`term::Operand`]), as [`Engine::value`] gives
+    /// it (the same reads, calls and faults in the same order), without building a value for
+    /// arithmetic and state reads.
+    #[inline]
+    fn operand<'r, I: Input<'r>>(
+        &self,
+        arg: Arg,
+        input: &mut I,
+        cx: &mut Cx<'_, '_>,
+        reads: Option<&mut Vec<ReadTrace>>,
+        depth: usize,
+    ) -> Result<term::Operand, ()> {
+        match arg {
+            Arg::Term(t) => self.term_operand(t, input, cx, reads, depth),
+            Arg::Path(_) | Arg::Const(_) | Arg::None => Ok(term::Operand::of(self.leaf(arg, input, reads))),
+        }
+    }
+
+    /// [`Engine::operand`] of term `t`.
+    fn term_operand<'r, I: Input<'r>>(
+        &self,
+        t: u32,
+        input: &mut I,
+        cx: &mut Cx<'_, '_>,
+        mut reads: Option<&mut Vec<ReadTrace>>,
+        depth: usize,
+    ) -> Result<term::Operand, ()> {
+        match self.program.terms.get(t as usize) {
+            Some(TermCode::Arith { op, lhs, rhs }) if depth <= crate::program::MAX_TERM_DEPTH => {
+                let l = self.operand(*lhs, input, cx, reads.as_deref_mut(), depth + 1)?;
+                let r = self.operand(*rhs, input, cx, reads, depth + 1)?;
+                Ok(term::Operand::number(term::arith_operands(*op, &l, &r)))
+            }
+            Some(TermCode::State { series, window, seconds }) if depth <= crate::program::MAX_TERM_DEPTH => {
+                Ok(term::Operand::number(self.state(t, *series, *window, *seconds, input, cx, reads)?))
+            }
+            // Anything else (and the fault of a term nested too deeply) as a value.
+            _ => Ok(term::Operand::of(self.value(Arg::Term(t), input, cx, reads, depth)?.as_deref())),
+        }
+    }
+
+    /// State read `t` (of `series` over `window`): the sum (undefined only for a series the
+    /// program does not have), or `Err` on a fault (its reason is in `cx.fault`).
+    #[allow(clippy::too_many_arguments, reason = "a term's fields, passed down on the hot path")]
+    #[inline(always)]
+    fn state<'r, I: Input<'r>>(
+        &self,
+        t: u32,
+        series: u32,
+        window: verdict_vocab::Window,
+        seconds: u32,
+        input: &mut I,
+        cx: &mut Cx<'_, '_>,
+        reads: Option<&mut Vec<ReadTrace>>,
+    ) -> Result<Option<serde_json::Number>, ()> {
+        let p = &self.program;
+        let Some(s) = p.series.get(series as usize) else { return Ok(None) };
+        // The key on the stack for up to `INLINE_KEY` paths (one path, the usual key, on its own).
+        let one: [(&str, Option<&Value>); 1];
+        let mut inline: [(&str, Option<&Value>); INLINE_KEY];
+        let spilled: Vec<(&str, Option<&Value>)>;
+        let mut key_at = |k: u32| (p.path_texts.get(k as usize).map_or("", String::as_str), input.lookup(k));
+        let key: &[(&str, Option<&Value>)] = match s.key.as_slice() {
+            [] => &[],
+            [k] => {
+                one = [key_at(*k)];
+                &one
+            }
+            keys if keys.len() <= INLINE_KEY => {
+                inline = [("", None); INLINE_KEY];
+                for (slot, k) in inline.iter_mut().zip(keys) {
+                    *slot = key_at(*k);
+                }
+                inline.get(..keys.len()).unwrap_or(&[])
+            }
+            keys => {
+                spilled = keys.iter().map(|k| key_at(*k)).collect();
+                &spilled
+            }
+        };
+        let result = match cx.host.periods.range(self.id, window, seconds, cx.env.now, &self.tz) {
+            Some(range) => term::read_state(cx.env, cx.host, series, &s.name, key, range),
+            None => Err(format!("state error: the {} window of {} is out of range", window.name(), s.name)),
+        };
+        if let Some(r) = reads {
+            let text = p.term_texts.get(t as usize).cloned().unwrap_or_default();
+            r.push(ReadTrace::host(text, result.clone().map(Value::Number)));
+        }
+        result.map(Some).map_err(|e| *cx.fault = Some(e))
+    }
+
     #[inline]
     fn atom<'r, I: Input<'r>>(
         &self,
@@ -1248,17 +1356,10 @@ impl Engine {
         }
         let Some(def) = self.program.atoms.get(a) else { return Truth::Fault };
         let mut reads = trace.as_ref().map(|_| Vec::new());
-        let operands = self
-            .value(def.lhs, input, cx, reads.as_mut(), 0)
-            .and_then(|l| Ok((l, self.value(def.rhs, input, cx, reads.as_mut(), 0)?)));
-        let v = match (cached, &operands) {
+        let v = match (cached, self.decide_atom(a, def, input, cx, reads.as_mut())) {
             (Some(v), _) => v,
             (None, Err(())) => Truth::Fault,
-            (None, Ok((l, r))) => Truth::of(match (def.op, self.sets.get(a).and_then(Option::as_ref), l) {
-                (AtomOp::In, Some(set), Some(x)) => set_contains(set, x),
-                (AtomOp::NotIn, Some(set), Some(x)) => !set_contains(set, x),
-                _ => atom::eval(def.op, l.as_deref(), r.as_deref(), self.regexes.get(a).and_then(Option::as_ref)),
-            }),
+            (None, Ok(held)) => Truth::of(held),
         };
         // A fault is not kept: evaluating the atom again meets the same failure through the
         // memo of calls and reads, and sets its reason again.
@@ -1276,6 +1377,25 @@ impl Engine {
             }));
         }
         v
+    }
+
+    /// Whether atom `a` (`def`) holds, or `Err` on a fault of an operand (its reason is in
+    /// `cx.fault`).
+    fn decide_atom<'r, I: Input<'r>>(
+        &self,
+        a: usize,
+        def: &crate::program::AtomDef,
+        input: &mut I,
+        cx: &mut Cx<'_, '_>,
+        mut reads: Option<&mut Vec<ReadTrace>>,
+    ) -> Result<bool, ()> {
+        let l = self.side(def.lhs, input, cx, reads.as_deref_mut())?;
+        let r = self.side(def.rhs, input, cx, reads)?;
+        Ok(match (def.op, self.sets.get(a).and_then(Option::as_ref), &l) {
+            (AtomOp::In, Some(set), Some(x)) => set_contains(set, x),
+            (AtomOp::NotIn, Some(set), Some(x)) => !set_contains(set, x),
+            _ => atom::eval(def.op, l.as_deref(), r.as_deref(), self.regexes.get(a).and_then(Option::as_ref)),
+        })
     }
 
     /// Evaluates with a trace or exhaustively: every rule of every policy in order, no
@@ -1429,15 +1549,14 @@ impl Engine {
             }
             // An undefined `add` makes no update; a fault, or a key that cannot choose the
             // series, refuses the decision.
-            let amount = match self.value(s.add, input, &mut cx, None, 0) {
-                Ok(Some(amount)) => amount.into_owned(),
-                Ok(None) => continue,
+            let amount = match self.operand(s.add, input, &mut cx, None, 0) {
+                Ok(term::Operand::Number(amount)) => amount,
+                Ok(term::Operand::Undefined | term::Operand::Other) => continue,
                 Err(()) => {
                     scratch.recorded.clear();
                     return Err(cx.fault.take().unwrap_or_else(|| policy::PANIC_FAULT.to_owned()));
                 }
             };
-            let Value::Number(amount) = amount else { continue };
             for k in &s.key {
                 let text = p.path_texts.get(*k as usize).map_or("", String::as_str);
                 if let Some(e) = term::key_error(&s.name, text, input.lookup(*k)) {
@@ -1470,6 +1589,15 @@ impl Engine {
             PolicyResult::Fault(ri) => (rule(ri).map(|r| r.id.as_str()), computed.unwrap_or(policy::PANIC_FAULT)),
         };
         DecisionRef { kind: self.kind(pi, r), policy_id: pol.map(|p| p.id.as_str()), rule_id, reason }
+    }
+
+    /// The kind of the bundle's decision of an outcome: [`Engine::decision_ref`]'s `kind`.
+    fn kind_of(&self, outcome: &Outcome<'_>) -> &str {
+        match outcome.bundle {
+            BundleResult::Policy(i) => self.kind(i, outcome.policies.get(i).copied().unwrap_or(PolicyResult::Default)),
+            BundleResult::Gate(_) | BundleResult::Schema | BundleResult::Refused => self.program.most_severe(),
+            BundleResult::NotApplicable => NOT_APPLICABLE,
+        }
     }
 
     /// The bundle's decision of an outcome, borrowed (no allocation): what a service that needs
