@@ -321,13 +321,17 @@ pub fn new_decision_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let state = std::collections::hash_map::RandomState::new();
+    // Asked each time, never kept: a forked child inherits the parent's hash seed and counter,
+    // and its process id is what tells their ids apart (a `getpid` per id, not per word).
+    let pid = std::process::id();
+    let now = jiff::Timestamp::now().as_nanosecond();
     let mut words = [0u64; 2];
     for (i, w) in words.iter_mut().enumerate() {
         let mut h = state.build_hasher();
         h.write_u64(n);
         h.write_usize(i);
-        h.write_i128(jiff::Timestamp::now().as_nanosecond());
-        h.write_u32(std::process::id());
+        h.write_i128(now);
+        h.write_u32(pid);
         *w = h.finish();
     }
     format!("d-{:016x}{:016x}", words[0], words[1])
