@@ -9,6 +9,33 @@ use serde_json::Value;
 use std::cmp::Ordering;
 use verdict_vocab::AtomOp;
 
+/// How an ordering comparison (`<`, `<=`, `>`, `>=`) reads the order of its operands (`None`:
+/// not ordered, as a number and a string); `false` for any other operator.
+#[inline]
+pub fn ordered(op: AtomOp, ord: Option<Ordering>) -> bool {
+    match op {
+        AtomOp::Lt => ord == Some(Ordering::Less),
+        AtomOp::Le => matches!(ord, Some(Ordering::Less | Ordering::Equal)),
+        AtomOp::Gt => ord == Some(Ordering::Greater),
+        AtomOp::Ge => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
+        _ => false,
+    }
+}
+
+/// [`eval`] of a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`) of two numbers, without making
+/// them values (as arithmetic and state reads give them); `None` for any other operator.
+#[inline]
+pub fn compare_numbers(op: AtomOp, a: &serde_json::Number, b: &serde_json::Number) -> Option<bool> {
+    let ord = crate::value::cmp_numbers(a, b);
+    Some(match op {
+        // `deep_eq` of two numbers.
+        AtomOp::Eq => ord == Some(Ordering::Equal),
+        AtomOp::Ne => ord != Some(Ordering::Equal),
+        AtomOp::Lt | AtomOp::Le | AtomOp::Gt | AtomOp::Ge => ordered(op, ord),
+        _ => return None,
+    })
+}
+
 /// Decides an atom. `None` is a missing path. `regex` is the compiled pattern of a `Matches` atom.
 ///
 /// Total: any operand missing makes every binary atom false; operand types outside an atom's
@@ -26,10 +53,7 @@ pub fn eval(op: AtomOp, lhs: Option<&Value>, rhs: Option<&Value>, regex: Option<
     match op {
         AtomOp::Eq => deep_eq(a, b),
         AtomOp::Ne => !deep_eq(a, b),
-        AtomOp::Lt => order(a, b) == Some(Ordering::Less),
-        AtomOp::Le => matches!(order(a, b), Some(Ordering::Less | Ordering::Equal)),
-        AtomOp::Gt => order(a, b) == Some(Ordering::Greater),
-        AtomOp::Ge => matches!(order(a, b), Some(Ordering::Greater | Ordering::Equal)),
+        AtomOp::Lt | AtomOp::Le | AtomOp::Gt | AtomOp::Ge => ordered(op, order(a, b)),
         AtomOp::In => match b {
             Value::Array(items) => items.iter().any(|x| deep_eq(a, x)),
             _ => false,
@@ -69,6 +93,39 @@ pub fn contains(hay: &Value, needle: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The numbers' comparison decides as [`eval`] does on the same numbers as values, for every
+    /// operator it takes (and takes every comparison).
+    #[test]
+    fn numbers_compare_as_values_do() {
+        let numbers = [
+            json!(0),
+            json!(-1),
+            json!(12.5),
+            json!(100000),
+            json!(99987.5),
+            json!(100000.0),
+            json!(9007199254740993u64),
+            json!(9007199254740992.0),
+            json!(-9223372036854775808i64),
+            json!(18446744073709551615u64),
+            json!(1e300),
+        ];
+        for &op in AtomOp::ALL {
+            for a in &numbers {
+                for b in &numbers {
+                    let (Value::Number(x), Value::Number(y)) = (a, b) else { unreachable!() };
+                    let fast = compare_numbers(op, x, y);
+                    let comparison =
+                        matches!(op, AtomOp::Eq | AtomOp::Ne | AtomOp::Lt | AtomOp::Le | AtomOp::Gt | AtomOp::Ge);
+                    assert_eq!(fast.is_some(), comparison, "{op:?}");
+                    if let Some(held) = fast {
+                        assert_eq!(held, eval(op, Some(a), Some(b), None), "{a} {op:?} {b}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn missing_is_false_except_for_presence_atoms() {

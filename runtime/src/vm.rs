@@ -457,6 +457,31 @@ impl<'r, I: Input<'r>> crate::jit::Host for JitHost<'_, '_, '_, '_, '_, I> {
     }
 }
 
+/// An atom's operand: a number as arithmetic and state reads give it (not yet a value), or a
+/// value (`None`: undefined).
+enum Side<'a> {
+    Number(serde_json::Number),
+    Value(TermValue<'a>),
+}
+
+impl<'a> Side<'a> {
+    #[inline]
+    fn number(&self) -> Option<&serde_json::Number> {
+        match self {
+            Side::Number(n) => Some(n),
+            Side::Value(Some(v)) => v.as_number(),
+            Side::Value(None) => None,
+        }
+    }
+
+    fn value(self) -> TermValue<'a> {
+        match self {
+            Side::Number(n) => Some(Cow::Owned(Value::Number(n))),
+            Side::Value(v) => v,
+        }
+    }
+}
+
 /// Which backend runs an engine's conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -1220,8 +1245,9 @@ impl Engine {
         }
     }
 
-    /// An atom's operand, as [`Engine::value`] gives it: a number term (arithmetic, a state read)
-    /// through [`Engine::operand`], a path or a constant borrowed.
+    /// An atom's operand, as [`Engine::value`] gives it (a number of arithmetic or a state read as
+    /// it is, see [`Side`]): a number term through [`Engine::operand`], a path or a constant
+    /// borrowed.
     #[inline]
     fn side<'a, 'r: 'a, I: Input<'r>>(
         &'a self,
@@ -1229,9 +1255,11 @@ impl Engine {
         input: &mut I,
         cx: &mut Cx<'_, '_>,
         reads: Option<&mut Vec<ReadTrace>>,
-    ) -> Result<TermValue<'a>, ()> {
+    ) -> Result<Side<'a>, ()> {
         match arg {
-            Arg::Path(_) | Arg::Const(_) | Arg::None => Ok(self.leaf(arg, input, reads).map(Cow::Borrowed)),
+            Arg::Path(_) | Arg::Const(_) | Arg::None => {
+                Ok(Side::Value(self.leaf(arg, input, reads).map(Cow::Borrowed)))
+            }
             Arg::Term(t)
                 if matches!(
                     self.program.terms.get(t as usize),
@@ -1239,12 +1267,12 @@ impl Engine {
                 ) =>
             {
                 Ok(match self.term_operand(t, input, cx, reads, 0)? {
-                    term::Operand::Number(n) => Some(Cow::Owned(Value::Number(n))),
+                    term::Operand::Number(n) => Side::Number(n),
                     // Arithmetic and state reads give numbers or nothing.
-                    term::Operand::Undefined | term::Operand::Other => None,
+                    term::Operand::Undefined | term::Operand::Other => Side::Value(None),
                 })
             }
-            Arg::Term(_) => self.value(arg, input, cx, reads, 0),
+            Arg::Term(_) => self.value(arg, input, cx, reads, 0).map(Side::Value),
         }
     }
 
@@ -1391,6 +1419,14 @@ impl Engine {
     ) -> Result<bool, ()> {
         let l = self.side(def.lhs, input, cx, reads.as_deref_mut())?;
         let r = self.side(def.rhs, input, cx, reads)?;
+        // Numbers compared (a budget: a state read plus an amount against a limit) without being
+        // made values.
+        if let (Some(x), Some(y)) = (l.number(), r.number())
+            && let Some(held) = atom::compare_numbers(def.op, x, y)
+        {
+            return Ok(held);
+        }
+        let (l, r) = (l.value(), r.value());
         Ok(match (def.op, self.sets.get(a).and_then(Option::as_ref), &l) {
             (AtomOp::In, Some(set), Some(x)) => set_contains(set, x),
             (AtomOp::NotIn, Some(set), Some(x)) => !set_contains(set, x),
