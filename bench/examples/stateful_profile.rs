@@ -50,6 +50,18 @@ fn main() {
         store.commit(&id, micros(now)).unwrap();
     }
     let mut allowed = 0;
+    if std::env::args().nth(3).as_deref() == Some("w52") {
+        let w52 = verdict_bench::compile("w52", &verdict_tests::workloads::w52_source());
+        let engine = Engine::with_backend(verdict_compiler::codegen::program(&w52), backend).unwrap();
+        let (_, json) = verdict_tests::workloads::w52_requests().into_iter().next().unwrap();
+        let prepared = engine.prepare(&Request::from_json(json.as_bytes()).unwrap());
+        for _ in 0..n {
+            let o = engine.decide_prepared(std::hint::black_box(&prepared), &Env::at(now), &mut scratch);
+            allowed += usize::from(engine.decision_ref(&o).kind == "allow");
+        }
+        println!("{allowed}");
+        return;
+    }
     if std::env::args().nth(3).as_deref() == Some("time") {
         let mut batches = Vec::new();
         for _ in 0..n {

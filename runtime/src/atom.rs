@@ -22,11 +22,19 @@ pub fn ordered(op: AtomOp, ord: Option<Ordering>) -> bool {
     }
 }
 
+/// Whether `op` compares (`==`, `!=`, `<`, `<=`, `>`, `>=`): what [`compare_numbers`] decides.
+pub fn compares(op: AtomOp) -> bool {
+    matches!(op, AtomOp::Eq | AtomOp::Ne | AtomOp::Lt | AtomOp::Le | AtomOp::Gt | AtomOp::Ge)
+}
+
 /// [`eval`] of a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`) of two numbers, without making
 /// them values (as arithmetic and state reads give them); `None` for any other operator.
 #[inline]
 pub fn compare_numbers(op: AtomOp, a: &serde_json::Number, b: &serde_json::Number) -> Option<bool> {
     let ord = crate::value::cmp_numbers(a, b);
+    if !compares(op) {
+        return None;
+    }
     Some(match op {
         // `deep_eq` of two numbers.
         AtomOp::Eq => ord == Some(Ordering::Equal),

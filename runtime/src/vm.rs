@@ -421,6 +421,9 @@ pub struct Engine {
     program: Program,
     regexes: Vec<Option<regex::Regex>>,
     sets: Vec<Option<ConstSet>>,
+    /// The atoms that compare a number of arithmetic or a state read (`spend.day + amount >
+    /// 100000`): decided on the numbers, not on values ([`Engine::decide_atom`]).
+    number_atoms: Vec<bool>,
     dispatch: Vec<Option<HashMap<String, usize>>>,
     /// The same tables by symbol (where every key is an interned constant), for the JIT.
     dispatch_syms: Vec<Option<HashMap<u32, usize>>>,
@@ -563,6 +566,9 @@ impl Engine {
                 d.keys.iter().enumerate().map(|(i, (k, _))| Some((symbols.string(k)?, i))).collect()
             })
             .collect();
+        let number_term = |a: Arg| matches!(a, Arg::Term(t) if matches!(program.terms.get(t as usize), Some(TermCode::Arith { .. } | TermCode::State { .. })));
+        let number_atoms =
+            program.atoms.iter().map(|d| atom::compares(d.op) && (number_term(d.lhs) || number_term(d.rhs))).collect();
         let jit = std::sync::OnceLock::new();
         let mut jit_fallback = None;
         if backend == Backend::Jit {
@@ -582,6 +588,7 @@ impl Engine {
             program,
             regexes,
             sets,
+            number_atoms,
             dispatch,
             dispatch_syms,
             symbols,
@@ -1255,6 +1262,29 @@ impl Engine {
         input: &mut I,
         cx: &mut Cx<'_, '_>,
         reads: Option<&mut Vec<ReadTrace>>,
+    ) -> Result<TermValue<'a>, ()> {
+        match arg {
+            Arg::Path(_) | Arg::Const(_) | Arg::None => Ok(self.leaf(arg, input, reads).map(Cow::Borrowed)),
+            Arg::Term(t)
+                if matches!(
+                    self.program.terms.get(t as usize),
+                    Some(TermCode::Arith { .. } | TermCode::State { .. })
+                ) =>
+            {
+                self.number_side(arg, input, cx, reads).map(Side::value)
+            }
+            Arg::Term(_) => self.value(arg, input, cx, reads, 0),
+        }
+    }
+
+    /// [`Engine::side`], with the number of arithmetic or a state read as it is.
+    #[inline]
+    fn number_side<'a, 'r: 'a, I: Input<'r>>(
+        &'a self,
+        arg: Arg,
+        input: &mut I,
+        cx: &mut Cx<'_, '_>,
+        reads: Option<&mut Vec<ReadTrace>>,
     ) -> Result<Side<'a>, ()> {
         match arg {
             Arg::Path(_) | Arg::Const(_) | Arg::None => {
@@ -1417,16 +1447,21 @@ impl Engine {
         cx: &mut Cx<'_, '_>,
         mut reads: Option<&mut Vec<ReadTrace>>,
     ) -> Result<bool, ()> {
+        if self.number_atoms.get(a).copied().unwrap_or(false) {
+            // A number of arithmetic or a state read compared with a number (a budget: a state
+            // read plus an amount against a limit) without being made a value.
+            let l = self.number_side(def.lhs, input, cx, reads.as_deref_mut())?;
+            let r = self.number_side(def.rhs, input, cx, reads)?;
+            if let (Some(x), Some(y)) = (l.number(), r.number())
+                && let Some(held) = atom::compare_numbers(def.op, x, y)
+            {
+                return Ok(held);
+            }
+            let (l, r) = (l.value(), r.value());
+            return Ok(atom::eval(def.op, l.as_deref(), r.as_deref(), None));
+        }
         let l = self.side(def.lhs, input, cx, reads.as_deref_mut())?;
         let r = self.side(def.rhs, input, cx, reads)?;
-        // Numbers compared (a budget: a state read plus an amount against a limit) without being
-        // made values.
-        if let (Some(x), Some(y)) = (l.number(), r.number())
-            && let Some(held) = atom::compare_numbers(def.op, x, y)
-        {
-            return Ok(held);
-        }
-        let (l, r) = (l.value(), r.value());
         Ok(match (def.op, self.sets.get(a).and_then(Option::as_ref), &l) {
             (AtomOp::In, Some(set), Some(x)) => set_contains(set, x),
             (AtomOp::NotIn, Some(set), Some(x)) => !set_contains(set, x),
