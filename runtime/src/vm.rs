@@ -1252,9 +1252,8 @@ impl Engine {
         }
     }
 
-    /// An atom's operand, as [`Engine::value`] gives it (a number of arithmetic or a state read as
-    /// it is, see [`Side`]): a number term through [`Engine::operand`], a path or a constant
-    /// borrowed.
+    /// An atom's operand, as [`Engine::value`] gives it: a number term (arithmetic, a state read)
+    /// through [`Engine::term_operand`], a path or a constant borrowed.
     #[inline]
     fn side<'a, 'r: 'a, I: Input<'r>>(
         &'a self,
@@ -1277,7 +1276,8 @@ impl Engine {
         }
     }
 
-    /// [`Engine::side`], with the number of arithmetic or a state read as it is.
+    /// [`Engine::side`], with the number of arithmetic or a state read as it is ([`Side`]), for
+    /// the atoms that compare numbers ([`Engine::number_atoms`]).
     #[inline]
     fn number_side<'a, 'r: 'a, I: Input<'r>>(
         &'a self,
