@@ -31,15 +31,12 @@ pub fn compares(op: AtomOp) -> bool {
 /// them values (as arithmetic and state reads give them); `None` for any other operator.
 #[inline]
 pub fn compare_numbers(op: AtomOp, a: &serde_json::Number, b: &serde_json::Number) -> Option<bool> {
-    let ord = crate::value::cmp_numbers(a, b);
-    if !compares(op) {
-        return None;
-    }
+    let ord = || crate::value::cmp_numbers(a, b);
     Some(match op {
         // `deep_eq` of two numbers.
-        AtomOp::Eq => ord == Some(Ordering::Equal),
-        AtomOp::Ne => ord != Some(Ordering::Equal),
-        AtomOp::Lt | AtomOp::Le | AtomOp::Gt | AtomOp::Ge => ordered(op, ord),
+        AtomOp::Eq => ord() == Some(Ordering::Equal),
+        AtomOp::Ne => ord() != Some(Ordering::Equal),
+        AtomOp::Lt | AtomOp::Le | AtomOp::Gt | AtomOp::Ge => ordered(op, ord()),
         _ => return None,
     })
 }

@@ -485,6 +485,11 @@ impl<'a> Side<'a> {
     }
 }
 
+/// Whether an operand is a term that evaluates to a number or nothing (arithmetic, a state read).
+fn number_term(program: &Program, arg: Arg) -> bool {
+    matches!(arg, Arg::Term(t) if matches!(program.terms.get(t as usize), Some(TermCode::Arith { .. } | TermCode::State { .. })))
+}
+
 /// Which backend runs an engine's conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -566,9 +571,11 @@ impl Engine {
                 d.keys.iter().enumerate().map(|(i, (k, _))| Some((symbols.string(k)?, i))).collect()
             })
             .collect();
-        let number_term = |a: Arg| matches!(a, Arg::Term(t) if matches!(program.terms.get(t as usize), Some(TermCode::Arith { .. } | TermCode::State { .. })));
-        let number_atoms =
-            program.atoms.iter().map(|d| atom::compares(d.op) && (number_term(d.lhs) || number_term(d.rhs))).collect();
+        let number_atoms = program
+            .atoms
+            .iter()
+            .map(|d| atom::compares(d.op) && (number_term(&program, d.lhs) || number_term(&program, d.rhs)))
+            .collect();
         let jit = std::sync::OnceLock::new();
         let mut jit_fallback = None;
         if backend == Backend::Jit {
@@ -716,11 +723,9 @@ impl Engine {
             let outcome = self.decide_prepared(req, &env, scratch);
             let mut input = PreparedInput(req);
             let kind = self.kind_of(&outcome);
+            let stands = EvaluationResult::refusal_stands_aside(kind, self.program.most_severe());
             let kind = self.program.effects.iter().position(|e| e == kind);
             bundle = Some(outcome.bundle);
-            let stands = kind
-                .and_then(|k| self.program.effects.get(k))
-                .is_some_and(|k| EvaluationResult::refusal_stands_aside(k, self.program.most_severe()));
             if let Err(reason) = self.record(kind, &mut input, &env, scratch)
                 && !stands
             {
@@ -1193,15 +1198,11 @@ impl Engine {
         let Some(code) = p.terms.get(t as usize) else { return Ok(None) };
         let text = || p.term_texts.get(t as usize).cloned().unwrap_or_default();
         Ok(match code {
-            // Numbers all the way down: no value is built for the steps.
-            TermCode::Arith { op, lhs, rhs } => {
-                let l = self.operand(*lhs, input, cx, reads.as_deref_mut(), depth + 1)?;
-                let r = self.operand(*rhs, input, cx, reads, depth + 1)?;
-                term::arith_operands(*op, &l, &r).map(|n| Cow::Owned(Value::Number(n)))
-            }
-            TermCode::State { series, window, seconds } => {
-                self.state(t, *series, *window, *seconds, input, cx, reads)?.map(|n| Cow::Owned(Value::Number(n)))
-            }
+            // Numbers all the way down ([`Engine::term_operand`]): no value is built for the steps.
+            TermCode::Arith { .. } | TermCode::State { .. } => match self.term_operand(t, input, cx, reads, depth)? {
+                term::Operand::Number(n) => Some(Cow::Owned(Value::Number(n))),
+                term::Operand::Undefined | term::Operand::Other => None,
+            },
             TermCode::Func { func, arg } => {
                 let a = self.value(*arg, input, cx, reads, depth + 1)?;
                 term::func(*func, a.as_deref()).map(Cow::Owned)
@@ -1252,8 +1253,8 @@ impl Engine {
         }
     }
 
-    /// An atom's operand, as [`Engine::value`] gives it: a number term (arithmetic, a state read)
-    /// through [`Engine::term_operand`], a path or a constant borrowed.
+    /// An atom's operand, as [`Engine::value`] gives it (a path or a constant borrowed without its
+    /// frame).
     #[inline]
     fn side<'a, 'r: 'a, I: Input<'r>>(
         &'a self,
@@ -1264,14 +1265,6 @@ impl Engine {
     ) -> Result<TermValue<'a>, ()> {
         match arg {
             Arg::Path(_) | Arg::Const(_) | Arg::None => Ok(self.leaf(arg, input, reads).map(Cow::Borrowed)),
-            Arg::Term(t)
-                if matches!(
-                    self.program.terms.get(t as usize),
-                    Some(TermCode::Arith { .. } | TermCode::State { .. })
-                ) =>
-            {
-                self.number_side(arg, input, cx, reads).map(Side::value)
-            }
             Arg::Term(_) => self.value(arg, input, cx, reads, 0),
         }
     }
@@ -1290,12 +1283,7 @@ impl Engine {
             Arg::Path(_) | Arg::Const(_) | Arg::None => {
                 Ok(Side::Value(self.leaf(arg, input, reads).map(Cow::Borrowed)))
             }
-            Arg::Term(t)
-                if matches!(
-                    self.program.terms.get(t as usize),
-                    Some(TermCode::Arith { .. } | TermCode::State { .. })
-                ) =>
-            {
+            Arg::Term(t) if number_term(&self.program, arg) => {
                 Ok(match self.term_operand(t, input, cx, reads, 0)? {
                     term::Operand::Number(n) => Side::Number(n),
                     // Arithmetic and state reads give numbers or nothing.
