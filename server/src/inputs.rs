@@ -67,38 +67,20 @@ impl Inputs {
     }
 
     /// The request context pruned to these paths: `subject`, `action` and `resource` when the
-    /// request has them and a path reads them, `data` with the other roots a path reads.
+    /// request has them and a path reads them, `data` with the other roots a path reads (the
+    /// value of [`Inputs::pruned`], which the audit line writes without building it).
     pub fn prune(&self, req: &Request) -> Map<String, Value> {
-        let mut out = Map::new();
-        let mut data = Map::new();
-        for (key, node) in &self.root.children {
-            let own = match key.as_str() {
-                "subject" => req.subject.as_ref(),
-                "action" => req.action.as_ref(),
-                "resource" => req.resource.as_ref(),
-                _ => None,
-            };
-            match own {
-                Some(v) => {
-                    out.insert(key.clone(), prune(v, node, 1));
-                }
-                None => {
-                    if let Some(v) = req.data.get(key) {
-                        data.insert(key.clone(), prune(v, node, 1));
-                    }
-                }
-            }
+        match serde_json::to_value(self.pruned(req)) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
         }
-        if !data.is_empty() {
-            out.insert("data".into(), Value::Object(data));
-        }
-        out
     }
 }
 
 impl Inputs {
-    /// [`Inputs::prune`] as it serializes, without building it: the same JSON, written straight
-    /// from the request.
+    /// The pruned request context, serialized straight from the request: a root with an own
+    /// value as it is, the others under `data`; inside, an object that no path reads whole keeps
+    /// only the keys the paths go through.
     pub fn pruned<'a>(&'a self, req: &'a Request) -> Pruned<'a> {
         Pruned { inputs: self, req }
     }
@@ -158,7 +140,8 @@ impl serde::Serialize for Data<'_> {
     }
 }
 
-/// [`prune`] of one value, as it serializes.
+/// One value of a pruned context, as it serializes: if it is an object that no path reads
+/// whole, only the keys the paths go through.
 struct Sub<'a> {
     v: &'a Value,
     node: &'a Node,
@@ -175,22 +158,6 @@ impl serde::Serialize for Sub<'_> {
             }
             v => v.serialize(s),
         }
-    }
-}
-
-/// `v` with, if it is an object that no path reads whole, only the keys the paths go through.
-fn prune(v: &Value, node: &Node, depth: usize) -> Value {
-    match v {
-        Value::Object(m) if !node.whole && depth < MAX_DEPTH => {
-            let mut out = Map::new();
-            for (key, child) in &node.children {
-                if let Some(cv) = m.get(key) {
-                    out.insert(key.clone(), prune(cv, child, depth + 1));
-                }
-            }
-            Value::Object(out)
-        }
-        _ => v.clone(),
     }
 }
 
