@@ -284,12 +284,9 @@ impl Core {
     fn decide(&self, py: Python<'_>, req: &Request, ask: Ask<'_>) -> Arc<decision::EvaluationResult> {
         let shared = self.share && ask.mode == Mode::PLAIN;
         match &self.backend {
-            Backend::Native(e) if shared && self.detach => py
-                .detach(|| with_buffers(|b| self.shared(e, Read::Request(req), ask, &mut b.scratch, &mut b.key)))
+            Backend::Native(e) if shared => self
+                .run(py, || with_buffers(|b| self.shared(e, Read::Request(req), ask, &mut b.scratch, &mut b.key)))
                 .result(),
-            Backend::Native(e) if shared => {
-                with_buffers(|b| self.shared(e, Read::Request(req), ask, &mut b.scratch, &mut b.key)).result()
-            }
             // Externs attach again for each call only (EMBEDDING.md, "Threads").
             Backend::Native(e) => Arc::new(py.detach(|| e.evaluate(req, &ask.env(), ask.mode))),
             Backend::Interp(c) => Arc::new(py.detach(|| c.borrow_dependent().evaluate(req, &ask.env(), ask.mode))),
@@ -310,6 +307,12 @@ impl Core {
             Backend::Interp(c) => c.borrow_dependent().evaluate_with_store(req, &ask.env(), ask.mode, store),
         })?;
         Ok(Arc::new(r))
+    }
+
+    /// Runs a plain decision: detached from the interpreter when the program is large enough for
+    /// another thread to gain from it ([`DETACH_ABOVE_CODE_BYTES`]), attached otherwise.
+    fn run<T: Send>(&self, py: Python<'_>, f: impl Send + FnOnce() -> T) -> T {
+        if self.detach { py.detach(f) } else { f() }
     }
 
     /// An untraced decision on the runtime's engine, its result shared with every decision of
@@ -345,11 +348,7 @@ impl Core {
             self.walker.prepare_into(dict, &mut b.dict)?;
             let Buffers { scratch, key, dict } = b;
             let req = Read::Prepared(dict.request());
-            Some(if self.detach {
-                py.detach(|| self.shared(e, req, ask, scratch, key))
-            } else {
-                self.shared(e, req, ask, scratch, key)
-            })
+            Some(self.run(py, || self.shared(e, req, ask, scratch, key)))
         })
     }
 
